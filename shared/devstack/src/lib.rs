@@ -1,0 +1,25 @@
+//! Starts and stops local `nats-server` and PostgreSQL processes in a folder.
+//!
+//! `taskyard up` uses it with persistent data under `./.taskyard/`; the test
+//! kit uses it with a temporary folder per test. Every server listens on
+//! 127.0.0.1 only, logs into its folder, and is killed when its handle is
+//! dropped, so a panicking test never leaves servers behind.
+//!
+//! Layout:
+//! - [`error`]: [`DevstackError`], which says what went wrong and which log to read.
+//! - [`nats`]: [`NatsServer`] and [`NatsOptions`]; finding the `nats-server` binary.
+//! - [`postgres`]: [`Postgres`] and [`PostgresOptions`]; `initdb`, running as the
+//!   `postgres` OS user when we are root, creating databases, [`bin_dir`].
+//! - [`net`]: [`free_port`], [`nats_reachable`], [`postgres_reachable`].
+//! - `proc` (private): log files, log tails, signals and reaping shared by both servers.
+
+pub mod error;
+pub mod nats;
+pub mod net;
+pub mod postgres;
+mod proc;
+
+pub use error::DevstackError;
+pub use nats::{NatsOptions, NatsServer, nats_server_binary};
+pub use net::{free_port, nats_reachable, postgres_reachable};
+pub use postgres::{Postgres, PostgresOptions, bin_dir};

@@ -1,0 +1,44 @@
+//! Taskyard's wire contract: everything that crosses NATS, in one place.
+//!
+//! Any program in any language can take part by speaking these messages, so the
+//! types here are the public protocol. Their JSON Schemas are generated from the
+//! same types and committed under `shared/wire/schemas/`; a test keeps the two in
+//! step.
+//!
+//! # Layout
+//! - [`subjects`]: every subject name and how it is built.
+//! - [`state`]: the task state machine (mirrored by the Postgres ENUM and
+//!   `docs/state-machine.md`).
+//! - [`task`]: what a client submits, the per-kind specs, and validation.
+//! - [`event`]: task and node events published on `taskyard.events.>`.
+//! - [`dispatch`]: scheduler → worker messages.
+//! - [`status`]: worker → pool-manager reports (started, finished).
+//! - [`heartbeat`]: worker → resource-manager heartbeats.
+//! - [`reply`]: replies to request/reply submissions.
+//! - [`schema`]: the JSON Schema registry.
+//! - [`codec`]: the one place that turns messages into bytes and back.
+
+pub mod codec;
+pub mod dispatch;
+pub mod event;
+pub mod heartbeat;
+pub mod reply;
+pub mod schema;
+pub mod state;
+pub mod status;
+pub mod subjects;
+pub mod task;
+
+pub use state::TaskState;
+pub use task::{NewTask, Rejection, Resources, TaskKind, TaskSubmission};
+
+/// Time stamps on the wire are RFC 3339 strings.
+pub type Timestamp = time::OffsetDateTime;
+
+/// Serde helper for RFC 3339 time stamps.
+pub use time::serde::rfc3339;
+
+/// Current UTC time, the one clock every message uses.
+pub fn now() -> Timestamp {
+    time::OffsetDateTime::now_utc()
+}

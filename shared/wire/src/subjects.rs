@@ -1,0 +1,84 @@
+//! Subject names. Every subject Taskyard uses is built here, nowhere else.
+//!
+//! `nats/README.md` lists the same names for people; keep the two in step.
+
+use crate::TaskState;
+
+/// Clients publish a task (object) or an atomic batch (array) here; the SUBMIT
+/// stream captures it.
+pub const SUBMIT: &str = "taskyard.submit";
+/// Wildcard also captured by the SUBMIT stream (`taskyard.submit.<anything>`),
+/// so clients may add a suffix of their own for tracing.
+pub const SUBMIT_WILDCARD: &str = "taskyard.submit.>";
+/// Request/reply submission handled by the orchestrator.
+pub const API_SUBMIT: &str = "taskyard.api.submit";
+
+/// Prefix of every event subject.
+pub const EVENTS_PREFIX: &str = "taskyard.events";
+/// All task events.
+pub const TASK_EVENTS_ALL: &str = "taskyard.events.task.>";
+/// All node events.
+pub const NODE_EVENTS_ALL: &str = "taskyard.events.node.>";
+
+/// Dispatch subject wildcard (the DISPATCH stream).
+pub const DISPATCH_ALL: &str = "taskyard.dispatch.>";
+/// Worker status wildcard (the STATUS stream).
+pub const STATUS_ALL: &str = "taskyard.status.>";
+/// Heartbeats of all nodes (core NATS).
+pub const HEARTBEAT_ALL: &str = "taskyard.nodes.heartbeat.>";
+
+/// Subject of task events of one state: `taskyard.events.task.<state>`.
+pub fn task_event(state: TaskState) -> String {
+    format!("taskyard.events.task.{}", state.as_str())
+}
+
+/// Subject of node events of one kind: `taskyard.events.node.<kind>`.
+pub fn node_event(kind: &str) -> String {
+    format!("taskyard.events.node.{kind}")
+}
+
+/// Where the scheduler sends work for one node: `taskyard.dispatch.<node>`.
+pub fn dispatch(node_id: &str) -> String {
+    format!("taskyard.dispatch.{node_id}")
+}
+
+/// Where a worker reports on its tasks: `taskyard.status.<node>`.
+pub fn status(node_id: &str) -> String {
+    format!("taskyard.status.{node_id}")
+}
+
+/// A node's heartbeat subject: `taskyard.nodes.heartbeat.<node>`.
+pub fn heartbeat(node_id: &str) -> String {
+    format!("taskyard.nodes.heartbeat.{node_id}")
+}
+
+/// Control messages to one node (cancel, kill, drain): `taskyard.control.<node>`.
+pub fn control(node_id: &str) -> String {
+    format!("taskyard.control.{node_id}")
+}
+
+/// Whether `token` can be one subject token (node ids, pools, tenants end up
+/// in subjects, so they must not contain dots, wildcards or spaces).
+pub fn is_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 64
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_built_from_tokens() {
+        assert_eq!(task_event(TaskState::Queued), "taskyard.events.task.queued");
+        assert_eq!(dispatch("node-1"), "taskyard.dispatch.node-1");
+        assert!(is_token("node_1-a"));
+        assert!(!is_token("a.b"));
+        assert!(!is_token("a*"));
+        assert!(!is_token(""));
+        assert!(!is_token(&"x".repeat(65)));
+    }
+}

@@ -1,0 +1,653 @@
+//! What a client submits, and the checks that turn it into a [`NewTask`].
+//!
+//! A submission is one JSON object (a task) or a JSON array of them (an atomic
+//! batch: all are created or none). Unknown fields are errors, and every error
+//! names the field it is about (`tasks[2].resources.cpu_millis`), so a client in
+//! any language can fix its message without reading our code.
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Pool used when a task names none.
+pub const DEFAULT_POOL: &str = "default";
+/// Tenant used when a task names none.
+pub const DEFAULT_TENANT: &str = "default";
+/// CPU a task asks for when it does not say (millicores).
+pub const DEFAULT_CPU_MILLIS: u32 = 100;
+/// Memory a task asks for when it does not say (MiB).
+pub const DEFAULT_MEMORY_MB: u32 = 64;
+/// Longest timeout a task may ask for: one week.
+pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Most attempts a task may ask for.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Largest CPU request accepted at all (a sanity bound, not a placement check).
+pub const MAX_CPU_MILLIS: u32 = 1_024_000;
+/// Largest memory request accepted at all (16 TiB).
+pub const MAX_MEMORY_MB: u32 = 16 * 1024 * 1024;
+/// Longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+/// Most labels on one task.
+pub const MAX_LABELS: usize = 64;
+/// Default bound on the serialized size of one task's `spec`.
+pub const DEFAULT_MAX_SPEC_BYTES: usize = 64 * 1024;
+/// Default bound on one submission message (a batch counts once).
+pub const DEFAULT_MAX_SUBMISSION_BYTES: usize = 4 * 1024 * 1024;
+/// Most tasks in one batch.
+pub const MAX_BATCH_TASKS: usize = 10_000;
+
+/// The drivers a worker knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Run a command: `spec` is an [`ExecSpec`].
+    Exec,
+    /// Do nothing and succeed (benchmarks).
+    Noop,
+    /// Succeed with `spec` as the result.
+    Echo,
+    /// Sleep `spec.ms` milliseconds, then succeed: a [`SleepSpec`].
+    Sleep,
+    /// Fail with `spec.message`: a [`FailSpec`].
+    Fail,
+}
+
+impl TaskKind {
+    /// The name on the wire and in Postgres.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Exec => "exec",
+            TaskKind::Noop => "noop",
+            TaskKind::Echo => "echo",
+            TaskKind::Sleep => "sleep",
+            TaskKind::Fail => "fail",
+        }
+    }
+}
+
+/// Resources a task reserves on its node while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU in millicores (1000 = one core).
+    #[serde(default = "default_cpu")]
+    pub cpu_millis: u32,
+    /// Memory in MiB.
+    #[serde(default = "default_memory")]
+    pub memory_mb: u32,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            cpu_millis: DEFAULT_CPU_MILLIS,
+            memory_mb: DEFAULT_MEMORY_MB,
+        }
+    }
+}
+
+fn default_cpu() -> u32 {
+    DEFAULT_CPU_MILLIS
+}
+fn default_memory() -> u32 {
+    DEFAULT_MEMORY_MB
+}
+fn default_pool() -> String {
+    DEFAULT_POOL.to_owned()
+}
+fn default_tenant() -> String {
+    DEFAULT_TENANT.to_owned()
+}
+fn default_attempts() -> u32 {
+    1
+}
+
+/// One task as a client submits it. See `shared/wire/schemas/task.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSubmission {
+    /// The task's id. Optional: Taskyard assigns a UUIDv7 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+    /// Makes a resubmission a no-op: a second task with the same key is not
+    /// created, and the first one's id is returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The pool that runs it.
+    #[serde(default = "default_pool")]
+    pub pool: String,
+    /// The driver that runs it.
+    pub kind: TaskKind,
+    /// The driver's input; its shape depends on `kind`.
+    #[serde(default)]
+    pub spec: Value,
+    /// What it reserves on a node.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Higher runs earlier where the pool's policy honours priorities.
+    #[serde(default)]
+    pub priority: i32,
+    /// Who it belongs to, for fair sharing.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// Deadline of one attempt, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// How many attempts before the task fails for good (1 = no retry).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Free-form labels, kept with the task.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Input of the `exec` driver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSpec {
+    /// The program, looked up on the worker's PATH when not absolute.
+    pub command: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory; the worker's task directory when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Written to the program's standard input, which is then closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+}
+
+/// Input of the `sleep` driver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SleepSpec {
+    /// How long to sleep, in milliseconds.
+    pub ms: u64,
+}
+
+/// Input of the `fail` driver.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailSpec {
+    /// The error the task fails with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A task's driver and its parsed input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Job {
+    Exec(ExecSpec),
+    Noop,
+    Echo(Value),
+    Sleep(SleepSpec),
+    Fail(FailSpec),
+}
+
+impl Job {
+    /// Parses `spec` for `kind`. Errors name the field under `spec`.
+    pub fn parse(kind: TaskKind, spec: &Value) -> Result<Job, Rejection> {
+        Ok(match kind {
+            TaskKind::Exec => {
+                let exec: ExecSpec = parse_at("spec", spec.clone())?;
+                if exec.command.trim().is_empty() {
+                    return Err(Rejection::new("spec.command", "must not be empty"));
+                }
+                Job::Exec(exec)
+            }
+            TaskKind::Noop => match spec {
+                Value::Null => Job::Noop,
+                Value::Object(map) if map.is_empty() => Job::Noop,
+                _ => {
+                    return Err(Rejection::new(
+                        "spec",
+                        "the noop driver takes no spec (null or {})",
+                    ));
+                }
+            },
+            TaskKind::Echo => Job::Echo(spec.clone()),
+            TaskKind::Sleep => {
+                if spec.is_null() {
+                    return Err(Rejection::new("spec.ms", "missing field `ms`"));
+                }
+                Job::Sleep(parse_at("spec", spec.clone())?)
+            }
+            TaskKind::Fail => {
+                if spec.is_null() {
+                    Job::Fail(FailSpec::default())
+                } else {
+                    Job::Fail(parse_at("spec", spec.clone())?)
+                }
+            }
+        })
+    }
+}
+
+/// Why a submission was refused: the field (a JSON path) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Rejection {
+    /// JSON path of the offending field, such as `tasks[1].resources.cpu_millis`;
+    /// empty when the message as a whole is wrong.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Rejection {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same rejection, inside element `index` of a batch.
+    pub fn in_batch(self, index: usize) -> Self {
+        let field = if self.field.is_empty() {
+            format!("tasks[{index}]")
+        } else {
+            format!("tasks[{index}].{}", self.field)
+        };
+        Rejection { field, ..self }
+    }
+}
+
+/// Limits a submission is checked against; the orchestrator's config sets them.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest serialized `spec` of one task, in bytes.
+    pub max_spec_bytes: usize,
+    /// Largest submission message, in bytes.
+    pub max_submission_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_spec_bytes: DEFAULT_MAX_SPEC_BYTES,
+            max_submission_bytes: DEFAULT_MAX_SUBMISSION_BYTES,
+        }
+    }
+}
+
+/// A validated task, ready to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    /// Given by the client, or `None` for the orchestrator to assign.
+    pub id: Option<Uuid>,
+    pub idempotency_key: Option<String>,
+    pub pool: String,
+    pub kind: TaskKind,
+    pub spec: Value,
+    pub resources: Resources,
+    pub priority: i32,
+    pub tenant: String,
+    pub timeout_ms: Option<u64>,
+    pub max_attempts: u32,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The outcome of reading one submission message.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Every task is valid.
+    Valid(Vec<NewTask>),
+    /// The message is JSON but something in it is wrong. `elements` are the raw
+    /// tasks (one for a single task), so each can be recorded as rejected.
+    Invalid {
+        elements: Vec<Value>,
+        rejection: Rejection,
+    },
+    /// Not JSON at all (or not an object/array): there is nothing to record.
+    Unreadable(Rejection),
+}
+
+/// Reads a submission: one task object or an array of them (an atomic batch).
+pub fn parse_submission(bytes: &[u8], limits: &Limits) -> Parsed {
+    if bytes.len() > limits.max_submission_bytes {
+        return Parsed::Unreadable(Rejection::new(
+            "",
+            format!(
+                "submission is {} bytes; the limit is {}",
+                bytes.len(),
+                limits.max_submission_bytes
+            ),
+        ));
+    }
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        Err(err) => {
+            return Parsed::Unreadable(Rejection::new("", format!("not valid JSON: {err}")));
+        }
+    };
+    match value {
+        Value::Array(elements) => {
+            if elements.is_empty() {
+                return Parsed::Unreadable(Rejection::new("", "an empty batch has no task"));
+            }
+            if elements.len() > MAX_BATCH_TASKS {
+                return Parsed::Invalid {
+                    rejection: Rejection::new(
+                        "",
+                        format!(
+                            "a batch holds at most {MAX_BATCH_TASKS} tasks; this one has {}",
+                            elements.len()
+                        ),
+                    ),
+                    elements,
+                };
+            }
+            let mut tasks = Vec::with_capacity(elements.len());
+            for (index, element) in elements.iter().enumerate() {
+                match validate_task(element, limits) {
+                    Ok(task) => tasks.push(task),
+                    Err(rejection) => {
+                        return Parsed::Invalid {
+                            elements,
+                            rejection: rejection.in_batch(index),
+                        };
+                    }
+                }
+            }
+            if let Some(rejection) = duplicate_in_batch(&tasks) {
+                return Parsed::Invalid {
+                    elements,
+                    rejection,
+                };
+            }
+            Parsed::Valid(tasks)
+        }
+        Value::Object(_) => match validate_task(&value, limits) {
+            Ok(task) => Parsed::Valid(vec![task]),
+            Err(rejection) => Parsed::Invalid {
+                elements: vec![value],
+                rejection,
+            },
+        },
+        other => Parsed::Unreadable(Rejection::new(
+            "",
+            format!(
+                "a submission is a task object or an array of tasks, not {}",
+                json_type(&other)
+            ),
+        )),
+    }
+}
+
+/// Two tasks of one batch must not share an id or an idempotency key: one of
+/// them would silently vanish.
+fn duplicate_in_batch(tasks: &[NewTask]) -> Option<Rejection> {
+    let mut ids = std::collections::HashMap::new();
+    let mut keys = std::collections::HashMap::new();
+    for (index, task) in tasks.iter().enumerate() {
+        if let Some(id) = task.id
+            && let Some(first) = ids.insert(id, index)
+        {
+            return Some(Rejection::new(
+                format!("tasks[{index}].id"),
+                format!("repeats the id of tasks[{first}]"),
+            ));
+        }
+        if let Some(key) = &task.idempotency_key
+            && let Some(first) = keys.insert(key.clone(), index)
+        {
+            return Some(Rejection::new(
+                format!("tasks[{index}].idempotency_key"),
+                format!("repeats the idempotency key of tasks[{first}]"),
+            ));
+        }
+    }
+    None
+}
+
+/// Validates one task object.
+pub fn validate_task(value: &Value, limits: &Limits) -> Result<NewTask, Rejection> {
+    if !value.is_object() {
+        return Err(Rejection::new(
+            "",
+            format!("a task is a JSON object, not {}", json_type(value)),
+        ));
+    }
+    let sub: TaskSubmission = parse_at("", value.clone())?;
+    if let Some(key) = &sub.idempotency_key
+        && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN)
+    {
+        return Err(Rejection::new(
+            "idempotency_key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes long"),
+        ));
+    }
+    check_token("pool", &sub.pool)?;
+    check_token("tenant", &sub.tenant)?;
+    if sub.resources.cpu_millis > MAX_CPU_MILLIS {
+        return Err(Rejection::new(
+            "resources.cpu_millis",
+            format!("must be at most {MAX_CPU_MILLIS}"),
+        ));
+    }
+    if sub.resources.memory_mb > MAX_MEMORY_MB {
+        return Err(Rejection::new(
+            "resources.memory_mb",
+            format!("must be at most {MAX_MEMORY_MB}"),
+        ));
+    }
+    if let Some(timeout) = sub.timeout_ms
+        && !(1..=MAX_TIMEOUT_MS).contains(&timeout)
+    {
+        return Err(Rejection::new(
+            "timeout_ms",
+            format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+        ));
+    }
+    if !(1..=MAX_ATTEMPTS).contains(&sub.max_attempts) {
+        return Err(Rejection::new(
+            "max_attempts",
+            format!("must be between 1 and {MAX_ATTEMPTS}"),
+        ));
+    }
+    if sub.labels.len() > MAX_LABELS {
+        return Err(Rejection::new(
+            "labels",
+            format!("at most {MAX_LABELS} labels"),
+        ));
+    }
+    let spec_bytes = serde_json::to_vec(&sub.spec).map(|v| v.len()).unwrap_or(0);
+    if spec_bytes > limits.max_spec_bytes {
+        return Err(Rejection::new(
+            "spec",
+            format!(
+                "spec is {spec_bytes} bytes; the limit is {} bytes",
+                limits.max_spec_bytes
+            ),
+        ));
+    }
+    Job::parse(sub.kind, &sub.spec)?;
+    Ok(NewTask {
+        id: sub.id,
+        idempotency_key: sub.idempotency_key,
+        pool: sub.pool,
+        kind: sub.kind,
+        spec: sub.spec,
+        resources: sub.resources,
+        priority: sub.priority,
+        tenant: sub.tenant,
+        timeout_ms: sub.timeout_ms,
+        max_attempts: sub.max_attempts,
+        labels: sub.labels,
+    })
+}
+
+fn check_token(field: &str, value: &str) -> Result<(), Rejection> {
+    if crate::subjects::is_token(value) {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            field,
+            format!("`{value}` is not a valid name: use 1 to 64 letters, digits, `-` or `_`"),
+        ))
+    }
+}
+
+/// Deserializes `value` as `T`, and on error names the failing field, prefixed
+/// by `prefix`.
+fn parse_at<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T, Rejection> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner().to_string();
+        // serde_path_to_error reports "." for the root and the parent of an
+        // unknown or missing field; name the field itself when serde says it.
+        let field = field_in_message(&inner)
+            .filter(|_| inner.starts_with("unknown field") || inner.starts_with("missing field"))
+            .map(|name| join_path(&path, name))
+            .unwrap_or_else(|| if path == "." { String::new() } else { path });
+        let field = match (prefix.is_empty(), field.is_empty()) {
+            (true, _) => field,
+            (false, true) => prefix.to_owned(),
+            (false, false) => format!("{prefix}.{field}"),
+        };
+        Rejection::new(field, strip_position(&inner))
+    })
+}
+
+fn join_path(path: &str, name: &str) -> String {
+    if path == "." || path.is_empty() {
+        name.to_owned()
+    } else if path == name || path.ends_with(&format!(".{name}")) {
+        // serde_path_to_error already names an unknown field itself.
+        path.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// The backquoted name in serde's "unknown field `x`" / "missing field `x`".
+fn field_in_message(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+/// serde_json adds "at line 1 column 7" even for in-memory values; it means
+/// nothing to a client that sent bytes we re-parsed.
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reject(value: Value) -> Rejection {
+        let bytes = serde_json::to_vec(&value).unwrap_or_default();
+        match parse_submission(&bytes, &Limits::default()) {
+            Parsed::Invalid { rejection, .. } | Parsed::Unreadable(rejection) => rejection,
+            Parsed::Valid(tasks) => panic!("expected a rejection, got {tasks:?}"),
+        }
+    }
+
+    #[test]
+    fn a_minimal_task_gets_defaults() {
+        let bytes = br#"{"kind":"noop"}"#;
+        let Parsed::Valid(tasks) = parse_submission(bytes, &Limits::default()) else {
+            panic!("noop should be valid");
+        };
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].pool, "default");
+        assert_eq!(tasks[0].tenant, "default");
+        assert_eq!(tasks[0].max_attempts, 1);
+        assert_eq!(tasks[0].resources, Resources::default());
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let r = reject(json!({"kind": "noop", "colour": "red"}));
+        assert_eq!(r.field, "colour");
+        assert!(r.message.contains("unknown field `colour`"), "{}", r.message);
+        let r = reject(json!({"kind": "noop", "resources": {"gpus": 1}}));
+        assert_eq!(r.field, "resources.gpus");
+    }
+
+    #[test]
+    fn unknown_kind_is_named() {
+        let r = reject(json!({"kind": "teleport"}));
+        assert_eq!(r.field, "kind");
+        assert!(r.message.contains("unknown variant `teleport`"), "{}", r.message);
+    }
+
+    #[test]
+    fn missing_kind_is_named() {
+        let r = reject(json!({"pool": "default"}));
+        assert_eq!(r.field, "kind");
+        assert!(r.message.contains("missing field `kind`"), "{}", r.message);
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let r = reject(json!({"kind": "noop", "resources": {"cpu_millis": "lots"}}));
+        assert_eq!(r.field, "resources.cpu_millis");
+        let r = reject(json!({"kind": "exec", "spec": {"command": "ls", "args": [1]}}));
+        assert_eq!(r.field, "spec.args[0]");
+        let r = reject(json!({"kind": "exec", "spec": {}}));
+        assert_eq!(r.field, "spec.command");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        assert_eq!(reject(json!({"kind": "noop", "pool": "a.b"})).field, "pool");
+        assert_eq!(reject(json!({"kind": "noop", "max_attempts": 0})).field, "max_attempts");
+        assert_eq!(reject(json!({"kind": "noop", "timeout_ms": 0})).field, "timeout_ms");
+        assert_eq!(reject(json!({"kind": "noop", "spec": {"x": 1}})).field, "spec");
+        assert_eq!(reject(json!({"kind": "sleep"})).field, "spec.ms");
+    }
+
+    #[test]
+    fn an_oversize_spec_is_named() {
+        let big = "x".repeat(DEFAULT_MAX_SPEC_BYTES + 1);
+        let r = reject(json!({"kind": "echo", "spec": {"blob": big}}));
+        assert_eq!(r.field, "spec");
+        assert!(r.message.contains("the limit is 65536 bytes"), "{}", r.message);
+    }
+
+    #[test]
+    fn not_json_is_unreadable() {
+        match parse_submission(b"{nope", &Limits::default()) {
+            Parsed::Unreadable(r) => assert!(r.message.starts_with("not valid JSON")),
+            other => panic!("{other:?}"),
+        }
+        match parse_submission(b"42", &Limits::default()) {
+            Parsed::Unreadable(r) => assert!(r.message.contains("not a number")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_batch_names_the_bad_element() {
+        let r = reject(json!([{"kind": "noop"}, {"kind": "noop", "priority": "high"}]));
+        assert_eq!(r.field, "tasks[1].priority");
+        let r = reject(json!([{"kind": "noop", "idempotency_key": "a"}, {"kind": "noop", "idempotency_key": "a"}]));
+        assert_eq!(r.field, "tasks[1].idempotency_key");
+    }
+}
