@@ -1,1 +1,100 @@
-//! placeholder
+//! Every SQL statement Taskyard runs lives in this crate.
+//!
+//! Postgres is the source of truth: NATS carries work and news, but a task's
+//! state is what its row says. Every state change is one guarded statement
+//! (`... WHERE state = ANY(allowed) AND attempt = $n`) that also appends the
+//! transition to `task_events` in the same statement, so a redelivered or stale
+//! message changes nothing and history never misses a step. Hot-path writes take
+//! whole batches as arrays (`unnest`) — one statement per batch, never one per
+//! task.
+//!
+//! # Layout
+//! - [`migrate`]: applies `migrations/` under an advisory lock, so services that
+//!   start together do not race.
+//! - [`tasks`]: task creation, the named transitions, and task reads.
+//! - [`nodes`]: the node registry written from heartbeats, and node reads.
+
+pub mod migrate;
+pub mod nodes;
+pub mod tasks;
+
+use deadpool_postgres::{Config, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+/// What went wrong talking to Postgres.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("postgres error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("no postgres connection available: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("cannot set up the postgres pool: {0}")]
+    Setup(String),
+    #[error("applying migrations failed: {0}")]
+    Migrate(String),
+    #[error("unexpected value in the database: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Default size of a service's connection pool.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+
+/// A handle on the database: a connection pool, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never print it.
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Builds a pool for `url` (a `postgres://` URL) and checks one connection.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<Store> {
+        let mut config = Config::new();
+        config.url = Some(url.to_owned());
+        config.manager = Some(ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        });
+        config.pool = Some(deadpool_postgres::PoolConfig::new(pool_size.max(1)));
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1), NoTls)
+            .map_err(|err| StoreError::Setup(err.to_string()))?;
+        let store = Store { pool };
+        store.client().await?.simple_query("SELECT 1").await?;
+        Ok(store)
+    }
+
+    /// Connects and applies pending migrations.
+    pub async fn connect_and_migrate(url: &str, pool_size: usize) -> Result<Store> {
+        let store = Store::connect(url, pool_size).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Whether the database answers (for health checks).
+    pub async fn ping(&self) -> Result<()> {
+        self.client().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+}
+
+/// Converts a count or size from the wire (unsigned) to a Postgres integer.
+pub(crate) fn to_i32(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// The reverse of [`to_i32`]: negative values never come out of our CHECKs.
+pub(crate) fn to_u32(value: i32) -> u32 {
+    u32::try_from(value).unwrap_or(0)
+}

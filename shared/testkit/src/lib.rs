@@ -1,1 +1,34 @@
-//! placeholder
+//! Test support: a real `nats-server` and PostgreSQL per test, on free ports in a
+//! temporary folder, plus the service binaries as child processes.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use std::time::Duration;
+//! let mut stack = taskyard_testkit::TestStack::start().await?;
+//! let api = stack.spawn("taskyard-api", "api", &[("TASKYARD_API_PORT", "0")]).await?;
+//! taskyard_testkit::wait_until("api log line", Duration::from_secs(10), || {
+//!     let log = api.log();
+//!     async move { Ok(log.contains("listening").then_some(())) }
+//! })
+//! .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Dropping the [`TestStack`] kills every service it spawned, then stops
+//! PostgreSQL and NATS, then deletes the folder; when the test is panicking it
+//! first prints the tail of every log to stderr.
+//!
+//! Layout:
+//! - [`stack`]: [`TestStack`], the servers, the database and the service environment.
+//! - [`service`]: [`ServiceHandle`], a spawned service binary: signals, exit, log.
+//! - [`wait`]: [`wait_until`], polling with a deadline.
+//! - [`bin_path`] (in `service`): where the workspace's built binaries are.
+
+pub mod service;
+pub mod stack;
+pub mod wait;
+
+pub use nix::sys::signal::Signal;
+pub use service::{ServiceHandle, bin_path};
+pub use stack::TestStack;
+pub use wait::wait_until;

@@ -55,6 +55,15 @@ pub enum TaskKind {
     Fail,
 }
 
+impl std::str::FromStr for TaskKind {
+    type Err = Rejection;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(Value::String(s.to_owned()))
+            .map_err(|err| Rejection::new("kind", strip_position(&err.to_string())))
+    }
+}
+
 impl TaskKind {
     /// The name on the wire and in Postgres.
     pub fn as_str(self) -> &'static str {

@@ -1,0 +1,656 @@
+//! Tasks: creation, the named transitions, and reads.
+//!
+//! Each transition is one statement: a guarded `UPDATE` over a batch given as
+//! arrays, whose `RETURNING` rows feed an `INSERT INTO task_events` in the same
+//! statement. Rows that fail the guard (wrong state or attempt) are simply not
+//! returned; callers learn from the result which tasks moved.
+
+use crate::{Result, Store, StoreError, to_i32, to_u32};
+use serde::Serialize;
+use serde_json::Value;
+use taskyard_wire::event::PlacementRequest;
+use taskyard_wire::{Resources, TaskKind, TaskState, Timestamp};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+/// A task to create, valid (`queued`) or refused (`rejected` with its reason).
+#[derive(Debug, Clone)]
+pub struct TaskInsert {
+    pub id: Uuid,
+    pub idempotency_key: Option<String>,
+    pub pool: String,
+    /// A known kind for queued tasks; whatever the client sent for rejected ones.
+    pub kind: String,
+    pub spec: Value,
+    pub resources: Resources,
+    pub priority: i32,
+    pub tenant: String,
+    pub timeout_ms: Option<u64>,
+    pub max_attempts: u32,
+    pub labels: Value,
+    pub state: TaskState,
+    /// The rejection reason; required when `state` is `rejected`.
+    pub error: Option<String>,
+}
+
+/// A task as the scheduler sees it while it waits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedTask {
+    pub id: Uuid,
+    pub pool: String,
+    /// The current attempt (the scheduler's placement bumps it).
+    pub attempt: u32,
+    pub request: PlacementRequest,
+}
+
+/// A row created by [`Store::insert_tasks`], or found there already.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedTask {
+    pub id: Uuid,
+    pub idempotency_key: Option<String>,
+    pub state: TaskState,
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+    pub queued: QueuedTask,
+}
+
+/// The scheduler's decision for one queued task.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub task_id: Uuid,
+    /// The attempt the task has while queued; the placement makes it `attempt + 1`.
+    pub attempt: u32,
+    pub node_id: String,
+    /// Why this node (kept in `task_events.reason`).
+    pub reason: String,
+}
+
+/// A task that [`Store::mark_scheduled`] moved: everything its dispatch needs.
+#[derive(Debug, Clone)]
+pub struct ScheduledTask {
+    pub id: Uuid,
+    pub attempt: u32,
+    pub pool: String,
+    pub tenant: String,
+    pub kind: TaskKind,
+    pub spec: Value,
+    pub resources: Resources,
+    pub timeout_ms: Option<u64>,
+    pub node_id: String,
+    pub scheduled_at: Timestamp,
+    pub reason: Option<String>,
+}
+
+/// A worker's report that an attempt started.
+#[derive(Debug, Clone)]
+pub struct StartReport {
+    pub task_id: Uuid,
+    pub attempt: u32,
+    pub node_id: String,
+    pub at: Timestamp,
+}
+
+/// A worker's report that an attempt ended.
+#[derive(Debug, Clone)]
+pub struct FinishReport {
+    pub task_id: Uuid,
+    pub attempt: u32,
+    pub node_id: String,
+    /// `succeeded`, `failed` or `timed_out`.
+    pub outcome: TaskState,
+    pub result: Value,
+    pub error: Option<String>,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+}
+
+/// One transition a batch statement made.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub task_id: Uuid,
+    pub pool: String,
+    pub attempt: u32,
+    pub from: TaskState,
+    pub to: TaskState,
+    pub node_id: Option<String>,
+    pub reason: Option<String>,
+    pub at: Timestamp,
+    /// Set when the task went back to `queued` (a retry): what the scheduler needs.
+    pub requeued: Option<QueuedTask>,
+}
+
+/// A task placed on a node (its reservation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedTask {
+    pub id: Uuid,
+    pub node_id: String,
+    pub attempt: u32,
+    pub state: TaskState,
+    pub resources: Resources,
+}
+
+/// A task as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRow {
+    pub id: Uuid,
+    pub seq: i64,
+    pub idempotency_key: Option<String>,
+    pub pool: String,
+    pub kind: String,
+    pub spec: Value,
+    pub resources: Resources,
+    pub priority: i32,
+    pub tenant: String,
+    pub timeout_ms: Option<u64>,
+    pub max_attempts: u32,
+    pub labels: Value,
+    pub state: TaskState,
+    pub attempt: u32,
+    pub node_id: Option<String>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub queued_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub scheduled_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<Timestamp>,
+}
+
+/// One row of a task's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub task_id: Uuid,
+    pub attempt: u32,
+    pub from_state: Option<TaskState>,
+    pub to_state: TaskState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+    pub node_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Filters of [`Store::list_tasks`].
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub state: Option<TaskState>,
+    pub pool: Option<String>,
+    /// Only tasks created before this `seq` (cursor pagination, newest first).
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+const TASK_COLUMNS: &str = "id, seq, idempotency_key, pool, kind, spec, cpu_millis, memory_mb, \
+     priority, tenant, timeout_ms, max_attempts, labels, state::text AS state, attempt, node_id, \
+     result, error, created_at, queued_at, scheduled_at, started_at, finished_at";
+
+const INSERT_TASKS: &str = "
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
+                         $6::int[], $7::int[], $8::int[], $9::text[], $10::bigint[],
+                         $11::int[], $12::jsonb[], $13::text[], $14::text[])
+        AS i(id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb, priority,
+             tenant, timeout_ms, max_attempts, labels, state, error)
+), ins AS (
+    INSERT INTO tasks (id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb,
+                       priority, tenant, timeout_ms, max_attempts, labels, state, error,
+                       queued_at, finished_at)
+    SELECT id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb, priority, tenant,
+           timeout_ms, max_attempts, labels, state::task_state, error,
+           CASE WHEN state = 'queued' THEN now() END,
+           CASE WHEN state = 'rejected' THEN now() END
+    FROM input
+    ON CONFLICT DO NOTHING
+    RETURNING id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
+              state, error, attempt, created_at
+), history AS (
+    INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
+    SELECT id, 0, NULL, state, created_at, error FROM ins
+)
+SELECT id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
+       state::text AS state, error, attempt, created_at
+FROM ins";
+
+const FIND_CREATED: &str = "
+SELECT id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
+       state::text AS state, error, attempt, created_at
+FROM tasks
+WHERE id = ANY($1) OR idempotency_key = ANY($2)";
+
+const MARK_SCHEDULED: &str = "
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[])
+        AS i(id, attempt, node_id, reason)
+), upd AS (
+    UPDATE tasks t
+    SET state = 'scheduled', attempt = t.attempt + 1, node_id = i.node_id,
+        scheduled_at = now()
+    FROM input i
+    WHERE t.id = i.id AND t.state = 'queued' AND t.attempt = i.attempt
+    RETURNING t.id, t.attempt, t.pool, t.tenant, t.kind, t.spec, t.cpu_millis, t.memory_mb,
+              t.timeout_ms, t.node_id, t.scheduled_at, i.reason
+), history AS (
+    INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id, reason)
+    SELECT id, attempt, 'queued', 'scheduled', scheduled_at, node_id, reason FROM upd
+)
+SELECT * FROM upd";
+
+const MARK_RUNNING: &str = "
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[])
+        AS i(id, attempt, node_id, at)
+), upd AS (
+    UPDATE tasks t
+    SET state = 'running', started_at = i.at
+    FROM input i
+    WHERE t.id = i.id AND t.state = 'scheduled' AND t.attempt = i.attempt
+      AND t.node_id = i.node_id
+    RETURNING t.id, t.pool, t.attempt, t.node_id, i.at
+), history AS (
+    INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id)
+    SELECT id, attempt, 'scheduled', 'running', at, node_id FROM upd
+)
+SELECT id, pool, attempt, node_id, at FROM upd";
+
+/// An attempt that ends badly while attempts remain sends the task back to
+/// `queued`; otherwise the outcome is final.
+const FINISH_ATTEMPTS: &str = "
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[],
+                         $6::text[], $7::timestamptz[], $8::timestamptz[])
+        AS i(id, attempt, node_id, outcome, result, error, started_at, finished_at)
+), old AS (
+    SELECT t.id, t.state FROM tasks t JOIN input i ON i.id = t.id
+    WHERE t.state IN ('scheduled', 'running') AND t.attempt = i.attempt
+      AND t.node_id = i.node_id
+    FOR UPDATE OF t
+), upd AS (
+    UPDATE tasks t
+    SET state = (CASE WHEN i.outcome <> 'succeeded' AND t.attempt < t.max_attempts
+                      THEN 'queued' ELSE i.outcome END)::task_state,
+        result = i.result,
+        error = i.error,
+        started_at = COALESCE(t.started_at, i.started_at),
+        finished_at = CASE WHEN i.outcome <> 'succeeded' AND t.attempt < t.max_attempts
+                           THEN NULL ELSE i.finished_at END,
+        queued_at = CASE WHEN i.outcome <> 'succeeded' AND t.attempt < t.max_attempts
+                         THEN now() ELSE t.queued_at END,
+        node_id = CASE WHEN i.outcome <> 'succeeded' AND t.attempt < t.max_attempts
+                       THEN NULL ELSE t.node_id END
+    FROM input i JOIN old o ON o.id = i.id
+    WHERE t.id = i.id
+    RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
+              t.attempt, t.state, o.state AS from_state, i.node_id, i.finished_at,
+              CASE WHEN t.state = 'queued'
+                   THEN format('attempt %s of %s %s: %s; retrying', t.attempt, t.max_attempts,
+                               replace(i.outcome, '_', ' '), coalesce(i.error, 'no error given'))
+                   ELSE i.error END AS reason
+), history AS (
+    INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id, reason)
+    SELECT id, attempt, from_state, state, finished_at, node_id, reason FROM upd
+)
+SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, attempt,
+       state::text AS state, from_state::text AS from_state, node_id, finished_at, reason
+FROM upd";
+
+impl Store {
+    /// Creates tasks in one statement, with their first history rows. Tasks whose
+    /// id or idempotency key already exists are skipped; use
+    /// [`Store::find_created`] to learn what exists for them.
+    pub async fn insert_tasks(&self, tasks: &[TaskInsert]) -> Result<Vec<CreatedTask>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
+        let keys: Vec<Option<&str>> = tasks.iter().map(|t| t.idempotency_key.as_deref()).collect();
+        let pools: Vec<&str> = tasks.iter().map(|t| t.pool.as_str()).collect();
+        let kinds: Vec<&str> = tasks.iter().map(|t| t.kind.as_str()).collect();
+        let specs: Vec<&Value> = tasks.iter().map(|t| &t.spec).collect();
+        let cpus: Vec<i32> = tasks.iter().map(|t| to_i32(t.resources.cpu_millis)).collect();
+        let mems: Vec<i32> = tasks.iter().map(|t| to_i32(t.resources.memory_mb)).collect();
+        let priorities: Vec<i32> = tasks.iter().map(|t| t.priority).collect();
+        let tenants: Vec<&str> = tasks.iter().map(|t| t.tenant.as_str()).collect();
+        let timeouts: Vec<Option<i64>> = tasks
+            .iter()
+            .map(|t| t.timeout_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)))
+            .collect();
+        let attempts: Vec<i32> = tasks.iter().map(|t| to_i32(t.max_attempts)).collect();
+        let labels: Vec<&Value> = tasks.iter().map(|t| &t.labels).collect();
+        let states: Vec<&str> = tasks.iter().map(|t| t.state.as_str()).collect();
+        let errors: Vec<Option<&str>> = tasks.iter().map(|t| t.error.as_deref()).collect();
+        let client = self.client().await?;
+        let statement = client.prepare_cached(INSERT_TASKS).await?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &ids, &keys, &pools, &kinds, &specs, &cpus, &mems, &priorities, &tenants,
+                    &timeouts, &attempts, &labels, &states, &errors,
+                ],
+            )
+            .await?;
+        rows.iter().map(created_from_row).collect()
+    }
+
+    /// The tasks that exist with any of these ids or idempotency keys.
+    pub async fn find_created(&self, ids: &[Uuid], keys: &[String]) -> Result<Vec<CreatedTask>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(FIND_CREATED).await?;
+        let rows = client.query(&statement, &[&ids, &keys]).await?;
+        rows.iter().map(created_from_row).collect()
+    }
+
+    /// `queued → scheduled` for a batch of placements, bumping the attempt.
+    /// Returns the tasks that moved, with what their dispatch needs.
+    pub async fn mark_scheduled(&self, placements: &[Placement]) -> Result<Vec<ScheduledTask>> {
+        if placements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = placements.iter().map(|p| p.task_id).collect();
+        let attempts: Vec<i32> = placements.iter().map(|p| to_i32(p.attempt)).collect();
+        let nodes: Vec<&str> = placements.iter().map(|p| p.node_id.as_str()).collect();
+        let reasons: Vec<&str> = placements.iter().map(|p| p.reason.as_str()).collect();
+        let client = self.client().await?;
+        let statement = client.prepare_cached(MARK_SCHEDULED).await?;
+        let rows = client
+            .query(&statement, &[&ids, &attempts, &nodes, &reasons])
+            .await?;
+        rows.iter().map(scheduled_from_row).collect()
+    }
+
+    /// `scheduled → running` for a batch of start reports of the current attempt.
+    pub async fn mark_running(&self, reports: &[StartReport]) -> Result<Vec<Transition>> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = reports.iter().map(|r| r.task_id).collect();
+        let attempts: Vec<i32> = reports.iter().map(|r| to_i32(r.attempt)).collect();
+        let nodes: Vec<&str> = reports.iter().map(|r| r.node_id.as_str()).collect();
+        let ats: Vec<Timestamp> = reports.iter().map(|r| r.at).collect();
+        let client = self.client().await?;
+        let statement = client.prepare_cached(MARK_RUNNING).await?;
+        let rows = client
+            .query(&statement, &[&ids, &attempts, &nodes, &ats])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Transition {
+                    task_id: row.try_get("id")?,
+                    pool: row.try_get("pool")?,
+                    attempt: to_u32(row.try_get("attempt")?),
+                    from: TaskState::Scheduled,
+                    to: TaskState::Running,
+                    node_id: row.try_get("node_id")?,
+                    reason: None,
+                    at: row.try_get("at")?,
+                    requeued: None,
+                })
+            })
+            .collect()
+    }
+
+    /// `scheduled | running → succeeded | failed | timed_out`, or back to
+    /// `queued` when the attempt failed and attempts remain.
+    pub async fn finish_attempts(&self, reports: &[FinishReport]) -> Result<Vec<Transition>> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = reports.iter().map(|r| r.task_id).collect();
+        let attempts: Vec<i32> = reports.iter().map(|r| to_i32(r.attempt)).collect();
+        let nodes: Vec<&str> = reports.iter().map(|r| r.node_id.as_str()).collect();
+        let outcomes: Vec<&str> = reports.iter().map(|r| r.outcome.as_str()).collect();
+        let results: Vec<&Value> = reports.iter().map(|r| &r.result).collect();
+        let errors: Vec<Option<&str>> = reports.iter().map(|r| r.error.as_deref()).collect();
+        let starts: Vec<Timestamp> = reports.iter().map(|r| r.started_at).collect();
+        let ends: Vec<Timestamp> = reports.iter().map(|r| r.finished_at).collect();
+        let client = self.client().await?;
+        let statement = client.prepare_cached(FINISH_ATTEMPTS).await?;
+        let rows = client
+            .query(
+                &statement,
+                &[&ids, &attempts, &nodes, &outcomes, &results, &errors, &starts, &ends],
+            )
+            .await?;
+        rows.iter().map(finish_from_row).collect()
+    }
+
+    /// Every queued task, in creation order (the scheduler's rebuild).
+    pub async fn queued_tasks(&self) -> Result<Vec<QueuedTask>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, attempt \
+                 FROM tasks WHERE state = 'queued' ORDER BY seq",
+                &[],
+            )
+            .await?;
+        rows.iter().map(queued_from_row).collect()
+    }
+
+    /// Every task holding a reservation on a node (the scheduler's rebuild).
+    pub async fn placed_tasks(&self) -> Result<Vec<PlacedTask>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, node_id, attempt, state::text AS state, cpu_millis, memory_mb \
+                 FROM tasks WHERE state IN ('scheduled', 'running')",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PlacedTask {
+                    id: row.try_get("id")?,
+                    node_id: row.try_get("node_id")?,
+                    attempt: to_u32(row.try_get("attempt")?),
+                    state: parse_state(row.try_get("state")?)?,
+                    resources: resources_from_row(row)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Tasks in `scheduled`: their dispatch may not have reached NATS before a
+    /// crash, so a starting scheduler sends them again (deduplicated by
+    /// `Nats-Msg-Id` and fenced by the attempt).
+    pub async fn scheduled_tasks(&self) -> Result<Vec<ScheduledTask>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, attempt, pool, tenant, kind, spec, cpu_millis, memory_mb, timeout_ms, \
+                        node_id, scheduled_at, NULL::text AS reason \
+                 FROM tasks WHERE state = 'scheduled'",
+                &[],
+            )
+            .await?;
+        rows.iter().map(scheduled_from_row).collect()
+    }
+
+    /// One task, or `None`.
+    pub async fn get_task(&self, id: Uuid) -> Result<Option<TaskRow>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
+        let row = client.query_opt(&sql, &[&id]).await?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    /// Tasks newest first, filtered.
+    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRow>> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks \
+             WHERE ($1::text IS NULL OR state = $1::text::task_state) \
+               AND ($2::text IS NULL OR pool = $2) \
+               AND ($3::bigint IS NULL OR seq < $3) \
+             ORDER BY seq DESC LIMIT $4"
+        );
+        let state = filter.state.map(|s| s.as_str());
+        let limit = i64::from(filter.limit);
+        let rows = client
+            .query(&sql, &[&state, &filter.pool, &filter.before_seq, &limit])
+            .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    /// A task's history, oldest first.
+    pub async fn task_events(&self, id: Uuid) -> Result<Vec<EventRow>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, task_id, attempt, from_state::text AS from_state, \
+                        to_state::text AS to_state, at, node_id, reason \
+                 FROM task_events WHERE task_id = $1 ORDER BY id",
+                &[&id],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let from: Option<String> = row.try_get("from_state")?;
+                Ok(EventRow {
+                    id: row.try_get("id")?,
+                    task_id: row.try_get("task_id")?,
+                    attempt: to_u32(row.try_get("attempt")?),
+                    from_state: from.as_deref().map(parse_state).transpose()?,
+                    to_state: parse_state(row.try_get("to_state")?)?,
+                    at: row.try_get("at")?,
+                    node_id: row.try_get("node_id")?,
+                    reason: row.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    /// How many tasks are in each state (all pools, or one).
+    pub async fn state_counts(&self, pool: Option<&str>) -> Result<Vec<(TaskState, i64)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT state::text AS state, count(*) AS n FROM tasks \
+                 WHERE ($1::text IS NULL OR pool = $1) GROUP BY state ORDER BY state",
+                &[&pool],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((parse_state(row.try_get("state")?)?, row.try_get("n")?)))
+            .collect()
+    }
+}
+
+pub(crate) fn parse_state(name: &str) -> Result<TaskState> {
+    name.parse()
+        .map_err(|err: taskyard_wire::state::UnknownState| StoreError::Corrupt(err.to_string()))
+}
+
+fn parse_kind(name: &str) -> Result<TaskKind> {
+    name.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown task kind `{name}` in a live task")))
+}
+
+fn resources_from_row(row: &Row) -> Result<Resources> {
+    Ok(Resources {
+        cpu_millis: to_u32(row.try_get("cpu_millis")?),
+        memory_mb: to_u32(row.try_get("memory_mb")?),
+    })
+}
+
+fn timeout_from_row(row: &Row) -> Result<Option<u64>> {
+    let timeout: Option<i64> = row.try_get("timeout_ms")?;
+    Ok(timeout.map(|ms| u64::try_from(ms).unwrap_or(0)))
+}
+
+fn queued_from_row(row: &Row) -> Result<QueuedTask> {
+    Ok(QueuedTask {
+        id: row.try_get("id")?,
+        pool: row.try_get("pool")?,
+        attempt: to_u32(row.try_get("attempt")?),
+        request: PlacementRequest {
+            seq: row.try_get("seq")?,
+            // Rejected rows may hold any kind; only live tasks are parsed here,
+            // and a rejected row is given `noop` as it is never scheduled.
+            kind: parse_kind(row.try_get("kind")?).unwrap_or(TaskKind::Noop),
+            tenant: row.try_get("tenant")?,
+            priority: row.try_get("priority")?,
+            resources: resources_from_row(row)?,
+        },
+    })
+}
+
+fn created_from_row(row: &Row) -> Result<CreatedTask> {
+    Ok(CreatedTask {
+        id: row.try_get("id")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        state: parse_state(row.try_get("state")?)?,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        queued: queued_from_row(row)?,
+    })
+}
+
+fn scheduled_from_row(row: &Row) -> Result<ScheduledTask> {
+    Ok(ScheduledTask {
+        id: row.try_get("id")?,
+        attempt: to_u32(row.try_get("attempt")?),
+        pool: row.try_get("pool")?,
+        tenant: row.try_get("tenant")?,
+        kind: parse_kind(row.try_get("kind")?)?,
+        spec: row.try_get("spec")?,
+        resources: resources_from_row(row)?,
+        timeout_ms: timeout_from_row(row)?,
+        node_id: row.try_get("node_id")?,
+        scheduled_at: row.try_get("scheduled_at")?,
+        reason: row.try_get("reason")?,
+    })
+}
+
+fn finish_from_row(row: &Row) -> Result<Transition> {
+    let to = parse_state(row.try_get("state")?)?;
+    let requeued = if to == TaskState::Queued {
+        Some(queued_from_row(row)?)
+    } else {
+        None
+    };
+    Ok(Transition {
+        task_id: row.try_get("id")?,
+        pool: row.try_get("pool")?,
+        attempt: to_u32(row.try_get("attempt")?),
+        from: parse_state(row.try_get("from_state")?)?,
+        to,
+        node_id: row.try_get("node_id")?,
+        reason: row.try_get("reason")?,
+        at: row.try_get("finished_at")?,
+        requeued,
+    })
+}
+
+fn task_from_row(row: &Row) -> Result<TaskRow> {
+    let max_attempts: i32 = row.try_get("max_attempts")?;
+    Ok(TaskRow {
+        id: row.try_get("id")?,
+        seq: row.try_get("seq")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        pool: row.try_get("pool")?,
+        kind: row.try_get("kind")?,
+        spec: row.try_get("spec")?,
+        resources: resources_from_row(row)?,
+        priority: row.try_get("priority")?,
+        tenant: row.try_get("tenant")?,
+        timeout_ms: timeout_from_row(row)?,
+        max_attempts: to_u32(max_attempts),
+        labels: row.try_get("labels")?,
+        state: parse_state(row.try_get("state")?)?,
+        attempt: to_u32(row.try_get("attempt")?),
+        node_id: row.try_get("node_id")?,
+        result: row.try_get("result")?,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        queued_at: row.try_get("queued_at")?,
+        scheduled_at: row.try_get("scheduled_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}

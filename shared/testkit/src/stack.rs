@@ -1,0 +1,231 @@
+//! The per-test servers and the services spawned against them.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::Context;
+use taskyard_devstack::{NatsOptions, NatsServer, Postgres, PostgresOptions};
+use tempfile::TempDir;
+
+use crate::service::{ServiceHandle, bin_path};
+
+/// Lines of each log that [`TestStack::dump_logs`] prints.
+const DUMP_LINES: usize = 60;
+
+/// A `nats-server` and a PostgreSQL with a fresh database, in a temporary folder.
+///
+/// Field order matters for `Drop`: services are killed in `drop`, then `nats`
+/// and `pg` stop, and `dir` is deleted last.
+#[derive(Debug)]
+pub struct TestStack {
+    /// The NATS server (JetStream on, no fsync).
+    pub nats: NatsServer,
+    /// The PostgreSQL server (fsync off).
+    pub pg: Postgres,
+    /// URL of this test's database, `taskyard_<8 hex>`.
+    pub database_url: String,
+    /// URL of the NATS server.
+    pub nats_url: String,
+    /// Name of this test's database.
+    pub database_name: String,
+    services: Vec<ServiceHandle>,
+    dir: TempDir,
+}
+
+impl TestStack {
+    /// Starts both servers in a new folder `$TMPDIR/taskyard-test-*` and creates
+    /// an empty database.
+    pub async fn start() -> anyhow::Result<TestStack> {
+        let dir = tempfile::Builder::new()
+            .prefix("taskyard-test-")
+            .tempdir_in(std::env::temp_dir())
+            .context("creating the test folder")?;
+        give_to_postgres_user(dir.path())?;
+        let nats = NatsServer::start(NatsOptions {
+            dir: dir.path().join("nats"),
+            port: None,
+            sync_always: false,
+            extra_config: String::new(),
+        })
+        .await
+        .context("starting nats-server")?;
+        let pg = Postgres::start(PostgresOptions {
+            dir: dir.path().join("postgres"),
+            port: None,
+            fast_unsafe: true,
+        })
+        .await
+        .context("starting postgres")?;
+        let database_name = format!("taskyard_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        // migrations are applied by the services
+        let database_url = pg
+            .create_database(&database_name)
+            .await
+            .with_context(|| format!("creating database {database_name}"))?;
+        let nats_url = nats.url();
+        Ok(TestStack { nats, pg, database_url, nats_url, database_name, services: Vec::new(), dir })
+    }
+
+    /// The temporary folder; service logs are `<name>.log` in it.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The environment every service gets: where NATS and the database are, and
+    /// readable logs.
+    pub fn service_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("TASKYARD_NATS_URL".to_owned(), self.nats_url.clone()),
+            ("TASKYARD_DATABASE_URL".to_owned(), self.database_url.clone()),
+            ("TASKYARD_LOG_FORMAT".to_owned(), "text".to_owned()),
+            ("RUST_LOG".to_owned(), "info".to_owned()),
+        ]
+    }
+
+    /// Spawns a workspace binary (see [`bin_path`]; a value containing `/` is used
+    /// as a path) with [`Self::service_env`] plus `extra_env`, logging to `<name>.log`.
+    pub async fn spawn(
+        &mut self,
+        binary: &str,
+        name: &str,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<ServiceHandle> {
+        self.spawn_with_args(binary, name, &[], extra_env).await
+    }
+
+    /// Like [`Self::spawn`], with command-line arguments.
+    ///
+    /// Reusing a name (e.g. to restart a service) appends to the same log, and
+    /// [`Self::service`] then returns the newest process.
+    pub async fn spawn_with_args(
+        &mut self,
+        binary: &str,
+        name: &str,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<ServiceHandle> {
+        let program = if binary.contains('/') { PathBuf::from(binary) } else { bin_path(binary) };
+        let log_path = self.dir().join(format!("{name}.log"));
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        writeln!(log, "=== taskyard-testkit: starting {name}: {} {} ===", program.display(), args.join(" "))
+            .with_context(|| format!("writing {}", log_path.display()))?;
+        let stderr = log.try_clone().with_context(|| format!("duplicating {}", log_path.display()))?;
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(args)
+            .envs(self.service_env())
+            .envs(extra_env.iter().copied())
+            .current_dir(self.dir())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr)
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {name} ({})", program.display()))?;
+        let handle = ServiceHandle::new(name.to_owned(), log_path, child);
+        self.services.push(handle.clone());
+        Ok(handle)
+    }
+
+    /// The newest service spawned under `name`.
+    pub fn service(&self, name: &str) -> Option<ServiceHandle> {
+        self.services.iter().rev().find(|s| s.name() == name).cloned()
+    }
+
+    /// Every service spawned so far, oldest first (including exited ones).
+    pub fn services(&self) -> &[ServiceHandle] {
+        &self.services
+    }
+
+    /// A client for this test's database; its connection runs on a spawned task.
+    pub async fn db(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, connection) = tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to {}", self.database_url))?;
+        tokio::spawn(async move {
+            // Errors here surface as failed queries on the client; nothing to add.
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// Prints the last 60 lines of every log in the folder (services, NATS,
+    /// PostgreSQL) to stderr. Called automatically when a test panics.
+    pub fn dump_logs(&self) {
+        let mut logs = Vec::new();
+        collect_logs(self.dir(), &mut logs);
+        logs.sort();
+        for path in logs {
+            let shown = path.strip_prefix(self.dir()).unwrap_or(&path).display().to_string();
+            let text = match std::fs::read(&path) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) => format!("(unreadable: {e})"),
+            };
+            let lines: Vec<&str> = text.lines().collect();
+            let from = lines.len().saturating_sub(DUMP_LINES);
+            eprintln!("===== {shown} (last {} of {} lines) =====", lines.len() - from, lines.len());
+            for line in &lines[from..] {
+                eprintln!("{line}");
+            }
+        }
+        eprintln!("===== end of logs in {} =====", self.dir().display());
+    }
+
+    /// Kills every spawned service (SIGKILL) and reaps it.
+    pub fn kill_services(&mut self) {
+        for service in self.services.iter().rev() {
+            service.kill_blocking();
+        }
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        // Services first, so they do not log connection errors while the
+        // servers go away; the fields then drop in declaration order.
+        self.kill_services();
+    }
+}
+
+/// `*.log` files in `dir` and one level below (the servers' own folders).
+fn collect_logs(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.parent() == Some(dir) && !path.ends_with("pgdata") {
+                let Ok(inner) = std::fs::read_dir(&path) else { continue };
+                out.extend(
+                    inner
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "log")),
+                );
+            }
+        } else if path.extension().is_some_and(|e| e == "log") {
+            out.push(path);
+        }
+    }
+}
+
+/// PostgreSQL refuses to run as root, so under root it runs as `postgres`,
+/// which must be able to enter the folder (tempdirs are 0700).
+fn give_to_postgres_user(dir: &Path) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let user = nix::unistd::User::from_name("postgres")
+        .context("looking up OS user postgres")?
+        .context("running as root, but OS user postgres does not exist (PostgreSQL refuses to run as root)")?;
+    nix::unistd::chown(dir, Some(user.uid), Some(user.gid))
+        .with_context(|| format!("chown postgres {}", dir.display()))
+}
