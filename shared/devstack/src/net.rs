@@ -102,9 +102,15 @@ mod tests {
 
     #[test]
     fn parses_nats_urls() {
-        assert_eq!(nats_host_port("nats://127.0.0.1:4333"), Some(("127.0.0.1", 4333)));
+        assert_eq!(
+            nats_host_port("nats://127.0.0.1:4333"),
+            Some(("127.0.0.1", 4333))
+        );
         assert_eq!(nats_host_port("nats://u:p@host"), Some(("host", 4222)));
-        assert_eq!(nats_host_port("localhost:1,nats://b:2"), Some(("localhost", 1)));
+        assert_eq!(
+            nats_host_port("localhost:1,nats://b:2"),
+            Some(("localhost", 1))
+        );
         assert_eq!(nats_host_port("nats://[::1]:5"), Some(("::1", 5)));
         assert_eq!(nats_host_port("nats://"), None);
     }
@@ -113,6 +119,8 @@ mod tests {
     async fn unreachable_servers_are_reported_quickly() {
         let port = free_port().expect("free port");
         assert!(!nats_reachable(&format!("nats://127.0.0.1:{port}")).await);
-        assert!(!postgres_reachable(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).await);
+        assert!(
+            !postgres_reachable(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).await
+        );
     }
 }

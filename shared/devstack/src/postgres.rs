@@ -163,7 +163,9 @@ impl Postgres {
     pub async fn create_database(&self, name: &str) -> Result<String, DevstackError> {
         let valid = !name.is_empty()
             && name.len() <= 63
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid {
             return Err(DevstackError::InvalidDatabaseName(name.to_owned()));
         }
@@ -176,7 +178,9 @@ impl Postgres {
             })?;
         // The connection future must be polled for the client to work at all.
         let task = tokio::spawn(connection);
-        let result = client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await;
+        let result = client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await;
         drop(client);
         let _ = task.await;
         match result {
@@ -200,11 +204,17 @@ impl Postgres {
     pub async fn stop(mut self) {
         if let Some(mut child) = self.child.take() {
             proc::signal_child(&mut child, Signal::SIGINT);
-            if proc::wait_async(&mut child, Duration::from_secs(10)).await.is_some() {
+            if proc::wait_async(&mut child, Duration::from_secs(10))
+                .await
+                .is_some()
+            {
                 return;
             }
             proc::signal_child(&mut child, Signal::SIGQUIT);
-            if proc::wait_async(&mut child, Duration::from_secs(5)).await.is_some() {
+            if proc::wait_async(&mut child, Duration::from_secs(5))
+                .await
+                .is_some()
+            {
                 return;
             }
             proc::kill_group(&mut child);
@@ -236,7 +246,10 @@ struct Spawn<'a> {
 
 impl Spawn<'_> {
     async fn run(self) -> Result<(Child, u32), DevstackError> {
-        let log = LogFile::open(self.log_path.to_path_buf(), &format!("starting postgres on port {}", self.port))?;
+        let log = LogFile::open(
+            self.log_path.to_path_buf(),
+            &format!("starting postgres on port {}", self.port),
+        )?;
         let mut cmd = Command::new(self.postgres_bin);
         cmd.arg("-D")
             .arg(self.data_dir)
@@ -267,10 +280,9 @@ impl Spawn<'_> {
         let url = format!("postgres://postgres@127.0.0.1:{}/postgres", self.port);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(child) = guard.0.as_mut()
+            if let Some(child) = guard.get()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                guard.0 = None;
                 return Err(DevstackError::ExitedEarly {
                     what: "postgres",
                     status,
@@ -278,9 +290,11 @@ impl Spawn<'_> {
                     tail: log.tail(),
                 });
             }
-            if connects(&url).await {
+            if connects(&url).await
+                && let Some(child) = guard.disarm()
+            {
                 tracing::debug!(port = self.port, pid, "postgres ready");
-                return guard.0.take().map(|child| (child, pid)).ok_or_else(|| unreachable_child());
+                return Ok((child, pid));
             }
             if Instant::now() >= deadline {
                 return Err(DevstackError::NotReady {
@@ -295,15 +309,18 @@ impl Spawn<'_> {
     }
 }
 
-fn unreachable_child() -> DevstackError {
-    DevstackError::Io {
-        context: "postgres child handle lost".to_owned(),
-        source: std::io::Error::other("internal error"),
+/// Kills a postmaster that never became ready, also when the start future is dropped.
+struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    fn get(&mut self) -> Option<&mut Child> {
+        self.0.as_mut()
+    }
+
+    fn disarm(&mut self) -> Option<Child> {
+        self.0.take()
     }
 }
-
-/// Kills a postmaster that never became ready.
-struct ChildGuard(Option<Child>);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
@@ -340,30 +357,50 @@ async fn init_data_dir(
     // Without PG_VERSION this is left over from an interrupted initdb, which
     // refuses non-empty folders; nothing in it is worth keeping.
     if data_dir.exists() {
-        std::fs::remove_dir_all(data_dir)
-            .map_err(DevstackError::io(format!("removing incomplete {}", data_dir.display())))?;
+        std::fs::remove_dir_all(data_dir).map_err(DevstackError::io(format!(
+            "removing incomplete {}",
+            data_dir.display()
+        )))?;
     }
     proc::create_dir(data_dir)?;
-    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(DevstackError::io(format!("chmod 700 {}", data_dir.display())))?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(
+        DevstackError::io(format!("chmod 700 {}", data_dir.display())),
+    )?;
     if let Some(user) = run_as {
         chown(data_dir, user)?;
     }
-    let log = LogFile::open(log_path.to_path_buf(), &format!("initdb {}", data_dir.display()))?;
+    let log = LogFile::open(
+        log_path.to_path_buf(),
+        &format!("initdb {}", data_dir.display()),
+    )?;
     let mut cmd = Command::new(&initdb);
-    cmd.arg("-D")
-        .arg(data_dir)
-        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"]);
+    cmd.arg("-D").arg(data_dir).args([
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "--no-sync",
+        "-E",
+        "UTF8",
+        "--locale=C",
+    ]);
     configure(&mut cmd, dir, run_as);
     cmd.stdout(log.stdio()?).stderr(log.stdio()?);
     let status = tokio::process::Command::from(cmd)
         .status()
         .await
-        .map_err(|source| DevstackError::Spawn { program: initdb.clone(), source })?;
+        .map_err(|source| DevstackError::Spawn {
+            program: initdb.clone(),
+            source,
+        })?;
     if status.success() {
         Ok(())
     } else {
-        Err(DevstackError::InitDb { status, log: log.path.clone(), tail: log.tail() })
+        Err(DevstackError::InitDb {
+            status,
+            log: log.path.clone(),
+            tail: log.tail(),
+        })
     }
 }
 
@@ -372,7 +409,9 @@ fn configure(cmd: &mut Command, dir: &Path, run_as: Option<&RunAs>) {
     // The inherited cwd may be unreadable for the postgres user (e.g. /root).
     cmd.current_dir(dir).stdin(std::process::Stdio::null());
     // Messages in English keep log tails and our port-conflict check predictable.
-    cmd.env("LC_ALL", "C").env_remove("PGDATA").env_remove("PGPORT");
+    cmd.env("LC_ALL", "C")
+        .env_remove("PGDATA")
+        .env_remove("PGPORT");
     if let Some(user) = run_as {
         // std drops supplementary groups when root changes uid.
         cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
@@ -386,13 +425,20 @@ fn run_as() -> Result<Option<RunAs>, DevstackError> {
     }
     let user = User::from_name(OS_USER)
         .map_err(DevstackError::sys(format!("looking up OS user {OS_USER}")))?
-        .ok_or_else(|| DevstackError::UserNotFound { user: OS_USER.to_owned() })?;
-    Ok(Some(RunAs { uid: user.uid, gid: user.gid }))
+        .ok_or_else(|| DevstackError::UserNotFound {
+            user: OS_USER.to_owned(),
+        })?;
+    Ok(Some(RunAs {
+        uid: user.uid,
+        gid: user.gid,
+    }))
 }
 
 fn chown(path: &Path, user: &RunAs) -> Result<(), DevstackError> {
-    nix::unistd::chown(path, Some(user.uid), Some(user.gid))
-        .map_err(DevstackError::sys(format!("chown {OS_USER} {}", path.display())))
+    nix::unistd::chown(path, Some(user.uid), Some(user.gid)).map_err(DevstackError::sys(format!(
+        "chown {OS_USER} {}",
+        path.display()
+    )))
 }
 
 /// Fails early with a clear message instead of initdb's "permission denied"
@@ -426,19 +472,29 @@ fn remove_stale_pid_file(data_dir: &Path) -> Result<(), DevstackError> {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => {
-            return Err(DevstackError::Io { context: format!("reading {}", pid_file.display()), source: e });
+            return Err(DevstackError::Io {
+                context: format!("reading {}", pid_file.display()),
+                source: e,
+            });
         }
     };
     // A negative pid marks a single-user backend; either way the first line is it.
-    let pid = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()).map(i32::abs);
+    let pid = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+        .map(i32::abs);
     match pid {
-        Some(pid) if proc::pid_alive(pid) => {
-            Err(DevstackError::DataDirInUse { data_dir: data_dir.to_path_buf(), pid })
-        }
+        Some(pid) if proc::pid_alive(pid) => Err(DevstackError::DataDirInUse {
+            data_dir: data_dir.to_path_buf(),
+            pid,
+        }),
         _ => {
             tracing::info!(path = %pid_file.display(), "removing stale postmaster.pid");
-            std::fs::remove_file(&pid_file)
-                .map_err(DevstackError::io(format!("removing {}", pid_file.display())))
+            std::fs::remove_file(&pid_file).map_err(DevstackError::io(format!(
+                "removing {}",
+                pid_file.display()
+            )))
         }
     }
 }
@@ -510,7 +566,10 @@ mod tests {
 
     /// A temporary folder the postgres user can enter when the tests run as root.
     fn pg_tempdir() -> tempfile::TempDir {
-        let tmp = tempfile::Builder::new().prefix("taskyard-devstack-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("taskyard-devstack-")
+            .tempdir()
+            .expect("tempdir");
         if let Some(user) = run_as().expect("user lookup") {
             chown(tmp.path(), &user).expect("chown");
         }
@@ -529,7 +588,10 @@ mod tests {
         .expect("postgres starts");
         let url = pg.create_database("devstack_test").await.expect("create");
         assert_eq!(url, pg.url("devstack_test"));
-        let again = pg.create_database("devstack_test").await.expect("create is idempotent");
+        let again = pg
+            .create_database("devstack_test")
+            .await
+            .expect("create is idempotent");
         assert_eq!(again, url);
         assert!(postgres_reachable(&url).await);
         assert!(matches!(
@@ -548,7 +610,11 @@ mod tests {
     #[tokio::test]
     async fn restarts_on_existing_data_after_a_kill() {
         let tmp = pg_tempdir();
-        let opts = PostgresOptions { dir: tmp.path().to_path_buf(), port: None, fast_unsafe: true };
+        let opts = PostgresOptions {
+            dir: tmp.path().to_path_buf(),
+            port: None,
+            fast_unsafe: true,
+        };
         let pg = Postgres::start(opts.clone()).await.expect("first start");
         pg.create_database("kept").await.expect("create");
         // Simulate a crashed run: postmaster.pid stays behind with a dead pid.

@@ -41,10 +41,10 @@ impl LogFile {
 
     /// A handle for a child's stdout or stderr.
     pub(crate) fn stdio(&self) -> Result<Stdio, DevstackError> {
-        let file = self
-            .file
-            .try_clone()
-            .map_err(DevstackError::io(format!("duplicating log handle {}", self.path.display())))?;
+        let file = self.file.try_clone().map_err(DevstackError::io(format!(
+            "duplicating log handle {}",
+            self.path.display()
+        )))?;
         Ok(Stdio::from(file))
     }
 

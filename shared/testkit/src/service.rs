@@ -53,14 +53,20 @@ impl ServiceHandle {
                 name,
                 pid,
                 log_path,
-                state: Mutex::new(State { child, status: None }),
+                state: Mutex::new(State {
+                    child,
+                    status: None,
+                }),
             }),
         }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave State inconsistent.
-        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The name it was spawned under (its log is `<name>.log`).
@@ -84,11 +90,19 @@ impl ServiceHandle {
     pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
         let mut state = self.state();
         if let Some(status) = state.poll() {
-            anyhow::bail!("cannot send {signal} to {}: it already exited ({status})", self.name());
+            anyhow::bail!(
+                "cannot send {signal} to {}: it already exited ({status})",
+                self.name()
+            );
         }
         // Pids fit in i32 on every Unix; the cast only undoes std's choice of u32.
-        kill(Pid::from_raw(self.inner.pid as i32), signal)
-            .map_err(|e| anyhow::anyhow!("sending {signal} to {} (pid {}): {e}", self.name(), self.pid()))
+        kill(Pid::from_raw(self.inner.pid as i32), signal).map_err(|e| {
+            anyhow::anyhow!(
+                "sending {signal} to {} (pid {}): {e}",
+                self.name(),
+                self.pid()
+            )
+        })
     }
 
     /// The exit status if it has exited, without waiting.
@@ -144,7 +158,11 @@ impl ServiceHandle {
             return;
         }
         if let Err(e) = state.child.start_kill() {
-            eprintln!("taskyard-testkit: killing {} (pid {}): {e}", self.name(), self.pid());
+            eprintln!(
+                "taskyard-testkit: killing {} (pid {}): {e}",
+                self.name(),
+                self.pid()
+            );
             return;
         }
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -177,7 +195,8 @@ pub fn bin_path(name: &str) -> PathBuf {
 }
 
 fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("cannot locate the test executable: {e}"));
+    let exe = std::env::current_exe()
+        .unwrap_or_else(|e| panic!("cannot locate the test executable: {e}"));
     let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     // Integration and unit tests live in target/<profile>/deps; binaries one level up.
     if dir.file_name().is_some_and(|n| n == "deps") {

@@ -58,14 +58,25 @@ impl TestStack {
         })
         .await
         .context("starting postgres")?;
-        let database_name = format!("taskyard_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let database_name = format!(
+            "taskyard_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         // migrations are applied by the services
         let database_url = pg
             .create_database(&database_name)
             .await
             .with_context(|| format!("creating database {database_name}"))?;
         let nats_url = nats.url();
-        Ok(TestStack { nats, pg, database_url, nats_url, database_name, services: Vec::new(), dir })
+        Ok(TestStack {
+            nats,
+            pg,
+            database_url,
+            nats_url,
+            database_name,
+            services: Vec::new(),
+            dir,
+        })
     }
 
     /// The temporary folder; service logs are `<name>.log` in it.
@@ -78,7 +89,10 @@ impl TestStack {
     pub fn service_env(&self) -> Vec<(String, String)> {
         vec![
             ("TASKYARD_NATS_URL".to_owned(), self.nats_url.clone()),
-            ("TASKYARD_DATABASE_URL".to_owned(), self.database_url.clone()),
+            (
+                "TASKYARD_DATABASE_URL".to_owned(),
+                self.database_url.clone(),
+            ),
             ("TASKYARD_LOG_FORMAT".to_owned(), "text".to_owned()),
             ("RUST_LOG".to_owned(), "info".to_owned()),
         ]
@@ -106,16 +120,27 @@ impl TestStack {
         args: &[&str],
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<ServiceHandle> {
-        let program = if binary.contains('/') { PathBuf::from(binary) } else { bin_path(binary) };
+        let program = if binary.contains('/') {
+            PathBuf::from(binary)
+        } else {
+            bin_path(binary)
+        };
         let log_path = self.dir().join(format!("{name}.log"));
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
-        writeln!(log, "=== taskyard-testkit: starting {name}: {} {} ===", program.display(), args.join(" "))
-            .with_context(|| format!("writing {}", log_path.display()))?;
-        let stderr = log.try_clone().with_context(|| format!("duplicating {}", log_path.display()))?;
+        writeln!(
+            log,
+            "=== taskyard-testkit: starting {name}: {} {} ===",
+            program.display(),
+            args.join(" ")
+        )
+        .with_context(|| format!("writing {}", log_path.display()))?;
+        let stderr = log
+            .try_clone()
+            .with_context(|| format!("duplicating {}", log_path.display()))?;
         let mut cmd = tokio::process::Command::new(&program);
         cmd.args(args)
             .envs(self.service_env())
@@ -135,7 +160,11 @@ impl TestStack {
 
     /// The newest service spawned under `name`.
     pub fn service(&self, name: &str) -> Option<ServiceHandle> {
-        self.services.iter().rev().find(|s| s.name() == name).cloned()
+        self.services
+            .iter()
+            .rev()
+            .find(|s| s.name() == name)
+            .cloned()
     }
 
     /// Every service spawned so far, oldest first (including exited ones).
@@ -145,9 +174,10 @@ impl TestStack {
 
     /// A client for this test's database; its connection runs on a spawned task.
     pub async fn db(&self) -> anyhow::Result<tokio_postgres::Client> {
-        let (client, connection) = tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
-            .await
-            .with_context(|| format!("connecting to {}", self.database_url))?;
+        let (client, connection) =
+            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
+                .await
+                .with_context(|| format!("connecting to {}", self.database_url))?;
         tokio::spawn(async move {
             // Errors here surface as failed queries on the client; nothing to add.
             let _ = connection.await;
@@ -162,14 +192,22 @@ impl TestStack {
         collect_logs(self.dir(), &mut logs);
         logs.sort();
         for path in logs {
-            let shown = path.strip_prefix(self.dir()).unwrap_or(&path).display().to_string();
+            let shown = path
+                .strip_prefix(self.dir())
+                .unwrap_or(&path)
+                .display()
+                .to_string();
             let text = match std::fs::read(&path) {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 Err(e) => format!("(unreadable: {e})"),
             };
             let lines: Vec<&str> = text.lines().collect();
             let from = lines.len().saturating_sub(DUMP_LINES);
-            eprintln!("===== {shown} (last {} of {} lines) =====", lines.len() - from, lines.len());
+            eprintln!(
+                "===== {shown} (last {} of {} lines) =====",
+                lines.len() - from,
+                lines.len()
+            );
             for line in &lines[from..] {
                 eprintln!("{line}");
             }
@@ -198,12 +236,16 @@ impl Drop for TestStack {
 
 /// `*.log` files in `dir` and one level below (the servers' own folders).
 fn collect_logs(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
             if path.parent() == Some(dir) && !path.ends_with("pgdata") {
-                let Ok(inner) = std::fs::read_dir(&path) else { continue };
+                let Ok(inner) = std::fs::read_dir(&path) else {
+                    continue;
+                };
                 out.extend(
                     inner
                         .flatten()

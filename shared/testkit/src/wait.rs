@@ -15,17 +15,18 @@ where
     Fut: Future<Output = anyhow::Result<Option<T>>>,
 {
     let deadline = Instant::now() + timeout;
-    let mut last_error: Option<anyhow::Error> = None;
     loop {
-        match f().await {
+        let last_error = match f().await {
             Ok(Some(value)) => return Ok(value),
-            Ok(None) => last_error = None,
-            Err(e) => last_error = Some(e),
-        }
+            Ok(None) => None,
+            Err(e) => Some(e),
+        };
         if Instant::now() >= deadline {
             let secs = timeout.as_secs_f64();
             return Err(match last_error {
-                Some(e) => e.context(format!("timed out after {secs}s waiting for {what}; last error")),
+                Some(e) => e.context(format!(
+                    "timed out after {secs}s waiting for {what}; last error"
+                )),
                 None => anyhow::anyhow!("timed out after {secs}s waiting for {what}"),
             });
         }
@@ -58,7 +59,10 @@ mod tests {
         .await
         .expect_err("must time out");
         let text = format!("{err:#}");
-        assert!(text.contains("timed out after 0.12s waiting for nothing"), "{text}");
+        assert!(
+            text.contains("timed out after 0.12s waiting for nothing"),
+            "{text}"
+        );
         assert!(text.contains("still broken"), "{text}");
     }
 }

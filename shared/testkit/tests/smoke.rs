@@ -36,7 +36,10 @@ async fn services_get_env_logs_and_signals() -> anyhow::Result<()> {
         .spawn_with_args(
             "/bin/sh",
             "echoer",
-            &["-c", "echo nats=$TASKYARD_NATS_URL extra=$EXTRA; exec sleep 30"],
+            &[
+                "-c",
+                "echo nats=$TASKYARD_NATS_URL extra=$EXTRA; exec sleep 30",
+            ],
             &[("EXTRA", "yes")],
         )
         .await?;
@@ -54,12 +57,20 @@ async fn services_get_env_logs_and_signals() -> anyhow::Result<()> {
     svc.signal(Signal::SIGCONT)?;
     assert!(svc.wait_exit(Duration::from_millis(100)).await.is_none());
     svc.signal(Signal::SIGTERM)?;
-    let status = svc.wait_exit(Duration::from_secs(5)).await.expect("exits on SIGTERM");
+    let status = svc
+        .wait_exit(Duration::from_secs(5))
+        .await
+        .expect("exits on SIGTERM");
     assert!(!status.success());
-    assert!(svc.signal(Signal::SIGTERM).is_err(), "signalling an exited service must fail");
+    assert!(
+        svc.signal(Signal::SIGTERM).is_err(),
+        "signalling an exited service must fail"
+    );
 
     // A still-running service is killed when the stack drops.
-    let sleeper = stack.spawn_with_args("/bin/sleep", "sleeper", &["30"], &[]).await?;
+    let sleeper = stack
+        .spawn_with_args("/bin/sleep", "sleeper", &["30"], &[])
+        .await?;
     drop(stack);
     assert!(sleeper.try_status().is_some(), "service survived the stack");
     Ok(())

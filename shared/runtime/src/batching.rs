@@ -1,0 +1,125 @@
+//! The hot path's two habits: take messages in batches, publish many at once.
+
+use async_nats::jetstream::{self, consumer::PullConsumer, context::PublishErrorKind};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use std::time::Duration;
+
+pub use async_nats::jetstream::Message;
+
+/// Why batching failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("cannot pull from the consumer: {0}")]
+    Pull(#[from] jetstream::consumer::StreamError),
+    #[error("publish to {subject} failed: {source}")]
+    Publish {
+        subject: String,
+        #[source]
+        source: jetstream::context::PublishError,
+    },
+}
+
+/// Messages of a pull consumer, grouped: each item is everything that was
+/// ready, up to `max`. Under load batches fill up; when idle a single message
+/// comes through at once, so batching never adds latency.
+pub async fn batches(
+    consumer: &PullConsumer,
+    max: usize,
+) -> Result<impl Stream<Item = Vec<Message>> + use<>, BatchError> {
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(max)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await?;
+    Ok(messages.ready_chunks(max).map(|chunk| {
+        chunk
+            .into_iter()
+            .filter_map(|item| match item {
+                Ok(message) => Some(message),
+                Err(err) => {
+                    tracing::warn!(error = %err, "pull consumer hiccup");
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    }))
+}
+
+/// A message to publish on JetStream.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub subject: String,
+    pub payload: Bytes,
+    /// `Nats-Msg-Id`: the stream drops a second message with the same id
+    /// within its duplicate window.
+    pub msg_id: Option<String>,
+}
+
+impl Outgoing {
+    pub fn new(subject: impl Into<String>, payload: impl Into<Bytes>) -> Outgoing {
+        Outgoing {
+            subject: subject.into(),
+            payload: payload.into(),
+            msg_id: None,
+        }
+    }
+
+    pub fn with_msg_id(mut self, id: impl Into<String>) -> Outgoing {
+        self.msg_id = Some(id.into());
+        self
+    }
+}
+
+/// Publishes every message, then waits for all their acks together: the
+/// messages are durable when this returns `Ok`.
+pub async fn publish_all(
+    js: &jetstream::Context,
+    messages: Vec<Outgoing>,
+) -> Result<(), BatchError> {
+    let mut pending = Vec::with_capacity(messages.len());
+    for message in messages {
+        let mut publish = jetstream::message::PublishMessage::build().payload(message.payload);
+        if let Some(id) = &message.msg_id {
+            publish = publish.message_id(id);
+        }
+        let ack = js
+            .send_publish(message.subject.clone(), publish)
+            .await
+            .map_err(|source| BatchError::Publish {
+                subject: message.subject.clone(),
+                source,
+            })?;
+        pending.push((message.subject, ack));
+    }
+    let results = futures::future::join_all(
+        pending
+            .into_iter()
+            .map(|(subject, ack)| async move { (subject, ack.await) }),
+    )
+    .await;
+    for (subject, result) in results {
+        if let Err(source) = result {
+            return Err(BatchError::Publish { subject, source });
+        }
+    }
+    Ok(())
+}
+
+/// Whether a publish error means the server refused the message for good
+/// (retrying the same bytes would fail again).
+pub fn is_permanent(err: &BatchError) -> bool {
+    matches!(err, BatchError::Publish { source, .. } if source.kind() == PublishErrorKind::MaxPayloadExceeded)
+}
+
+/// Acknowledges every message; a failure is logged (the message will be
+/// redelivered, and every consumer tolerates that).
+pub async fn ack_all(messages: &[Message]) {
+    for message in messages {
+        if let Err(err) = message.ack().await {
+            tracing::warn!(error = %err, "ack failed; the message will be redelivered");
+        }
+    }
+}

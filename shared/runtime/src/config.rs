@@ -1,0 +1,130 @@
+//! Layered configuration: named defaults, then a TOML file, then environment.
+//!
+//! Every key of a service's config can be set as `TASKYARD_<KEY>` (for example
+//! `TASKYARD_NATS_URL`); nested keys use a double underscore. All problems are
+//! reported at once.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Default NATS server.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// Default database (the `taskyard up` layout).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/taskyard";
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Settings every service has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Common {
+    /// NATS server URL (`TASKYARD_NATS_URL`).
+    pub nats_url: String,
+    /// Postgres URL (`TASKYARD_DATABASE_URL`); workers ignore it. May hold a
+    /// password, so it is never logged.
+    pub database_url: String,
+    /// `text` or `json` (`TASKYARD_LOG_FORMAT`); the level comes from `RUST_LOG`.
+    pub log_format: LogFormat,
+    /// Where to serve Prometheus metrics (`TASKYARD_METRICS_ADDR`); off when unset.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Replicas of each JetStream stream (1 for a single server, 3 for the cluster).
+    pub stream_replicas: usize,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            nats_url: DEFAULT_NATS_URL.to_owned(),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            log_format: LogFormat::Text,
+            metrics_addr: None,
+            stream_replicas: 1,
+        }
+    }
+}
+
+/// A service's configuration: its own settings plus [`Common`] (flattened).
+pub trait ServiceConfig: DeserializeOwned + Serialize + Default {
+    fn common(&self) -> &Common;
+}
+
+/// Loads `C` from its defaults, `file` (if any), then `TASKYARD_*` variables.
+pub fn load<C: ServiceConfig>(file: Option<&Path>) -> Result<C, String> {
+    use figment::providers::{Env, Format, Serialized, Toml};
+    let mut figment = figment::Figment::from(Serialized::defaults(C::default()));
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(format!("  - config file {} does not exist", file.display()));
+        }
+        figment = figment.merge(Toml::file(file));
+    }
+    // TASKYARD_CONFIG names the file itself; it is not a setting.
+    figment
+        .merge(Env::prefixed("TASKYARD_").split("__").ignore(&["config"]))
+        .extract()
+        .map_err(|err| {
+            err.into_iter()
+                .map(|e| format!("  - {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Demo {
+        #[serde(flatten)]
+        common: Common,
+        batch_size: usize,
+    }
+
+    impl ServiceConfig for Demo {
+        fn common(&self) -> &Common {
+            &self.common
+        }
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("svc.toml", "batch_size = 7\nnats_url = \"nats://file:4222\"")?;
+            jail.set_env("TASKYARD_NATS_URL", "nats://env:4222");
+            let demo: Demo = load(Some(Path::new("svc.toml"))).map_err(figment::Error::from)?;
+            assert_eq!(demo.batch_size, 7);
+            assert_eq!(demo.common.nats_url, "nats://env:4222");
+            assert_eq!(demo.common.log_format, LogFormat::Text);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_settings_are_reported_with_their_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TASKYARD_BATCH_SIZE", "many");
+            let err = load::<Demo>(None).err().unwrap_or_default();
+            assert!(err.contains("batch_size"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = load::<Demo>(Some(Path::new("/nonexistent/x.toml"))).err().unwrap_or_default();
+        assert!(err.contains("/nonexistent/x.toml"), "{err}");
+    }
+}

@@ -1,0 +1,220 @@
+//! Every JetStream stream and durable consumer Taskyard uses, declared from
+//! code so that any service can start first. `nats/README.md` lists them for
+//! people; keep the two in step.
+//!
+//! Streams are created or updated idempotently at service start. Consumers are
+//! created or updated by the one service that reads them.
+
+use async_nats::jetstream::{self, consumer, stream};
+use std::time::Duration;
+use taskyard_wire::{TaskState, subjects};
+
+/// Submissions from clients. Work queue: a submission is gone once the
+/// orchestrator has recorded it.
+pub const SUBMIT: &str = "TASKYARD_SUBMIT";
+/// Task and node events. Limits retention (kept for [`EVENTS_MAX_AGE`]) so
+/// that several services read every event.
+pub const EVENTS: &str = "TASKYARD_EVENTS";
+/// Dispatches, one subject per node. Work queue.
+pub const DISPATCH: &str = "TASKYARD_DISPATCH";
+/// Worker reports (started, finished). Work queue.
+pub const STATUS: &str = "TASKYARD_STATUS";
+
+/// How long a republished message with the same `Nats-Msg-Id` is dropped.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long events are kept.
+pub const EVENTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Durable consumer of the orchestrator on [`SUBMIT`].
+pub const ORCHESTRATOR: &str = "orchestrator";
+/// Durable consumer of the scheduler on [`EVENTS`].
+pub const SCHEDULER: &str = "scheduler";
+/// Durable consumer of the pool-manager on [`STATUS`].
+pub const POOL_MANAGER: &str = "pool-manager";
+
+/// The name of one node's dispatch consumer.
+pub fn worker_consumer(node_id: &str) -> String {
+    format!("worker-{node_id}")
+}
+
+/// Why the streams or a consumer could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamSetupError {
+    #[error("cannot create or update stream {stream}: {source}")]
+    Stream {
+        stream: &'static str,
+        #[source]
+        source: jetstream::context::CreateStreamError,
+    },
+    #[error("cannot find stream {stream}: {source}")]
+    Missing {
+        stream: &'static str,
+        #[source]
+        source: jetstream::context::GetStreamError,
+    },
+    #[error("cannot create or update consumer {consumer} on {stream}: {source}")]
+    Consumer {
+        stream: &'static str,
+        consumer: String,
+        #[source]
+        source: jetstream::stream::ConsumerError,
+    },
+}
+
+/// The stream definitions.
+pub fn stream_configs(replicas: usize) -> Vec<stream::Config> {
+    let replicas = replicas.max(1);
+    vec![
+        stream::Config {
+            name: SUBMIT.to_owned(),
+            description: Some("Task submissions from clients".to_owned()),
+            subjects: vec![subjects::SUBMIT.to_owned(), subjects::SUBMIT_WILDCARD.to_owned()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+        stream::Config {
+            name: EVENTS.to_owned(),
+            description: Some("Task and node events".to_owned()),
+            subjects: vec![format!("{}.>", subjects::EVENTS_PREFIX)],
+            retention: stream::RetentionPolicy::Limits,
+            max_age: EVENTS_MAX_AGE,
+            duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+        stream::Config {
+            name: DISPATCH.to_owned(),
+            description: Some("Attempts sent to nodes, one subject per node".to_owned()),
+            subjects: vec![subjects::DISPATCH_ALL.to_owned()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+        stream::Config {
+            name: STATUS.to_owned(),
+            description: Some("Workers' reports on their attempts".to_owned()),
+            subjects: vec![subjects::STATUS_ALL.to_owned()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    ]
+}
+
+/// Creates or updates every stream.
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<(), StreamSetupError> {
+    for config in stream_configs(replicas) {
+        let stream = stream_name(&config.name);
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|source| StreamSetupError::Stream { stream, source })?;
+    }
+    Ok(())
+}
+
+fn stream_name(name: &str) -> &'static str {
+    [SUBMIT, EVENTS, DISPATCH, STATUS]
+        .into_iter()
+        .find(|known| *known == name)
+        .unwrap_or("unknown")
+}
+
+/// The orchestrator's consumer: every submission.
+pub fn orchestrator_consumer() -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(ORCHESTRATOR.to_owned()),
+        description: Some("Orchestrator: records submissions".to_owned()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_deliver: 10,
+        max_ack_pending: 20_000,
+        ..Default::default()
+    }
+}
+
+/// The task states whose events free a reservation.
+pub const FINISHED_STATES: [TaskState; 4] = [
+    TaskState::Succeeded,
+    TaskState::Failed,
+    TaskState::TimedOut,
+    TaskState::Cancelled,
+];
+
+/// The scheduler's consumer: queued tasks, finished tasks, node changes.
+pub fn scheduler_consumer() -> consumer::pull::Config {
+    let mut filters = vec![subjects::task_event(TaskState::Queued)];
+    filters.extend(FINISHED_STATES.iter().map(|s| subjects::task_event(*s)));
+    filters.push(subjects::NODE_EVENTS_ALL.to_owned());
+    consumer::pull::Config {
+        durable_name: Some(SCHEDULER.to_owned()),
+        description: Some("Scheduler: queued and finished tasks, node changes".to_owned()),
+        filter_subjects: filters,
+        deliver_policy: consumer::DeliverPolicy::All,
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_ack_pending: 20_000,
+        ..Default::default()
+    }
+}
+
+/// The pool-manager's consumer: every worker report.
+pub fn pool_manager_consumer() -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(POOL_MANAGER.to_owned()),
+        description: Some("Pool manager: workers' reports".to_owned()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_deliver: 10,
+        max_ack_pending: 20_000,
+        ..Default::default()
+    }
+}
+
+/// One node's consumer on its dispatch subject. `max_ack_pending` bounds how
+/// many attempts the node holds at once; `ack_wait` is kept alive by progress
+/// acks while a task runs, so a worker that dies hands its attempts back.
+pub fn worker_consumer_config(
+    node_id: &str,
+    max_in_flight: usize,
+    ack_wait: Duration,
+) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(worker_consumer(node_id)),
+        description: Some(format!("Worker on node {node_id}")),
+        filter_subject: subjects::dispatch(node_id),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait,
+        max_ack_pending: i64::try_from(max_in_flight.max(1)).unwrap_or(i64::MAX),
+        // A node that is gone for a day takes its consumer with it.
+        inactive_threshold: Duration::from_secs(24 * 3600),
+        ..Default::default()
+    }
+}
+
+/// Creates or updates a durable pull consumer on `stream`.
+pub async fn pull_consumer(
+    js: &jetstream::Context,
+    stream: &'static str,
+    config: consumer::pull::Config,
+) -> Result<consumer::PullConsumer, StreamSetupError> {
+    let name = config.durable_name.clone().unwrap_or_default();
+    let handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|source| StreamSetupError::Missing { stream, source })?;
+    handle
+        .create_consumer(config)
+        .await
+        .map_err(|source| StreamSetupError::Consumer {
+            stream,
+            consumer: name,
+            source,
+        })
+}
