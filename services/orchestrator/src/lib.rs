@@ -1,1 +1,59 @@
-//! placeholder
+//! The orchestrator: every submission goes through here, and leaves as
+//! Postgres rows and `queued` or `rejected` events.
+//!
+//! Submissions arrive two ways: published on `taskyard.submit` (captured by
+//! the SUBMIT stream, read in batches by a durable consumer), or as requests
+//! on `taskyard.api.submit` that get `{"ids": [...]}` or an error naming the
+//! field. Both go through the same planning and recording code.
+//!
+//! Creation is idempotent. A redelivered stream message gets the same task ids
+//! (derived from its stream sequence and time, see [`ids`]); a task with a known
+//! id or idempotency key is not created twice, and the existing one's id is
+//! reported. A batch (JSON array) is atomic: one invalid task and every task of
+//! the batch is recorded `rejected`, naming the culprit.
+//!
+//! # Layout
+//! - [`config`]: settings.
+//! - [`ids`]: deterministic ids for stream submissions.
+//! - [`intake`]: from bytes to rows to write (pure).
+//! - [`recorder`]: writes rows in one statement and publishes the events.
+//! - [`stream`]: the SUBMIT consumer loop.
+//! - [`endpoint`]: the request/reply endpoint.
+
+pub mod config;
+pub mod endpoint;
+pub mod ids;
+pub mod intake;
+pub mod recorder;
+pub mod stream;
+
+pub use config::Config;
+
+use anyhow::Context;
+use taskyard_runtime::{Shutdown, micro, nats, streams};
+use taskyard_store::Store;
+
+/// Runs the orchestrator until `shutdown`.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let store = Store::connect_and_migrate(&config.common.database_url, config.pool_size)
+        .await
+        .context("connecting to Postgres")?;
+    let client = nats::connect(
+        &config.common.nats_url,
+        "taskyard-orchestrator",
+        nats::DEFAULT_CONNECT_TIMEOUT,
+    )
+    .await?;
+    let js = async_nats::jetstream::new(client.clone());
+    streams::ensure_streams(&js, config.common.stream_replicas).await?;
+    let service = micro::register(&client, "orchestrator", "Validates submissions and creates tasks").await?;
+    let recorder = recorder::Recorder::new(store, js.clone());
+
+    let endpoint = endpoint::serve(&service, recorder.clone(), config.limits(), shutdown.clone()).await?;
+    let consumer = streams::pull_consumer(&js, streams::SUBMIT, streams::orchestrator_consumer()).await?;
+    tracing::info!("orchestrator ready");
+    let outcome = stream::consume(consumer, recorder, &config, shutdown.clone()).await;
+    shutdown.trigger();
+    endpoint.await.ok();
+    outcome
+}

@@ -1,0 +1,51 @@
+//! The orchestrator's settings.
+
+use serde::{Deserialize, Serialize};
+use taskyard_runtime::{Common, ServiceConfig};
+use taskyard_wire::task::Limits;
+
+/// Most submissions taken from the stream at once.
+pub const DEFAULT_BATCH_SIZE: usize = 1000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    #[serde(flatten)]
+    pub common: Common,
+    /// Most submissions recorded by one statement (`TASKYARD_BATCH_SIZE`).
+    pub batch_size: usize,
+    /// Largest `spec` of one task, in bytes (`TASKYARD_MAX_SPEC_BYTES`).
+    pub max_spec_bytes: usize,
+    /// Largest submission message, in bytes (`TASKYARD_MAX_SUBMISSION_BYTES`).
+    pub max_submission_bytes: usize,
+    /// Postgres connections (`TASKYARD_POOL_SIZE`).
+    pub pool_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Config {
+            common: Common::default(),
+            batch_size: DEFAULT_BATCH_SIZE,
+            max_spec_bytes: limits.max_spec_bytes,
+            max_submission_bytes: limits.max_submission_bytes,
+            pool_size: taskyard_store::DEFAULT_POOL_SIZE,
+        }
+    }
+}
+
+impl Config {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_spec_bytes: self.max_spec_bytes,
+            max_submission_bytes: self.max_submission_bytes,
+        }
+    }
+}
+
+impl ServiceConfig for Config {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+}

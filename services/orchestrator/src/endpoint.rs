@@ -1,0 +1,73 @@
+//! `taskyard.api.submit`: submit and get the ids, or the reason, in the reply.
+
+use crate::intake::{IdSource, Plan, plan};
+use crate::recorder::Recorder;
+use async_nats::service::{Request, Service};
+use futures::StreamExt;
+use std::sync::Arc;
+use taskyard_runtime::Shutdown;
+use taskyard_wire::reply::SubmitReply;
+use taskyard_wire::task::Limits;
+use taskyard_wire::{codec, subjects};
+use tokio::sync::Semaphore;
+
+/// Requests handled at once; more wait for a turn.
+pub const MAX_CONCURRENT_REQUESTS: usize = 64;
+
+/// Starts answering submissions; the task ends on `shutdown`.
+pub async fn serve(
+    service: &Service,
+    recorder: Recorder,
+    limits: Limits,
+    shutdown: Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut endpoint = service
+        .endpoint(subjects::API_SUBMIT)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot serve {}: {err}", subjects::API_SUBMIT))?;
+    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    Ok(tokio::spawn(async move {
+        loop {
+            let request = tokio::select! {
+                _ = shutdown.wait() => break,
+                request = endpoint.next() => match request {
+                    Some(request) => request,
+                    None => break,
+                },
+            };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let recorder = recorder.clone();
+            tokio::spawn(async move {
+                answer(request, &recorder, &limits).await;
+                drop(permit);
+            });
+        }
+    }))
+}
+
+async fn answer(request: Request, recorder: &Recorder, limits: &Limits) {
+    let reply = match plan(&request.message.payload, limits, IdSource::Fresh) {
+        Plan::Unreadable(error) => Ok(SubmitReply::Refused { error }),
+        Plan::Record { rows, refusal } => match recorder.record(vec![rows]).await {
+            Ok(mut ids) => Ok(match refusal {
+                Some(error) => SubmitReply::Refused { error },
+                None => SubmitReply::Accepted {
+                    ids: ids.pop().unwrap_or_default(),
+                },
+            }),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot record a submission");
+                Err(async_nats::service::error::Error {
+                    status: "cannot record the submission now; retry".to_owned(),
+                    code: 503,
+                })
+            }
+        },
+    };
+    let response = reply.map(|reply| codec::encode(&reply).into());
+    if let Err(err) = request.respond(response).await {
+        tracing::warn!(error = %err, "cannot reply to a submission");
+    }
+}

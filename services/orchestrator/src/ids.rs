@@ -1,0 +1,65 @@
+//! Task ids for submissions that name none.
+//!
+//! A submission taken from the stream may be delivered again (the orchestrator
+//! crashed after writing, before acking). Its tasks must then get the same ids,
+//! so that the second write is a no-op. The id is therefore a UUIDv7 whose
+//! time is the message's stream time stamp and whose "random" bits are a
+//! fixed mix of its stream sequence, time and position in the batch.
+
+use uuid::Uuid;
+
+/// Where a task came from in the SUBMIT stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOrigin {
+    pub sequence: u64,
+    /// The message's stream time stamp, Unix nanoseconds.
+    pub published_nanos: i128,
+}
+
+/// The id of task `index` of the message at `origin`.
+pub fn derived_id(origin: StreamOrigin, index: usize) -> Uuid {
+    let millis = u64::try_from(origin.published_nanos / 1_000_000).unwrap_or(0);
+    let nanos_low = origin.published_nanos as u64;
+    let a = splitmix64(origin.sequence ^ splitmix64(nanos_low));
+    let b = splitmix64(a ^ index as u64);
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&a.to_le_bytes());
+    random[8..].copy_from_slice(&b.to_le_bytes()[..2]);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
+/// A fresh id for a request/reply submission (a retry there is the client's
+/// to make idempotent, with `id` or `idempotency_key`).
+pub fn fresh_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+/// SplitMix64: a fixed, well-mixing 64-bit permutation; stable across builds,
+/// unlike the standard library's hasher.
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_message_gives_the_same_ids() {
+        let origin = StreamOrigin {
+            sequence: 42,
+            published_nanos: 1_764_000_000_123_456_789,
+        };
+        assert_eq!(derived_id(origin, 0), derived_id(origin, 0));
+        assert_ne!(derived_id(origin, 0), derived_id(origin, 1));
+        let next = StreamOrigin {
+            sequence: 43,
+            ..origin
+        };
+        assert_ne!(derived_id(origin, 0), derived_id(next, 0));
+        assert_eq!(derived_id(origin, 0).get_version_num(), 7);
+    }
+}

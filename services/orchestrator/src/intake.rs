@@ -1,0 +1,204 @@
+//! From the bytes of a submission to the rows to write. Pure: no I/O.
+
+use crate::ids::{StreamOrigin, derived_id, fresh_id};
+use serde_json::Value;
+use taskyard_store::tasks::TaskInsert;
+use taskyard_wire::task::{Limits, NewTask, Parsed, parse_submission};
+use taskyard_wire::{Rejection, Resources, TaskState};
+use uuid::Uuid;
+
+/// Longest text copied from a rejected submission into `pool`, `kind` or
+/// `tenant`, which are shown in lists.
+const MAX_ECHOED_NAME: usize = 64;
+
+/// Where ids for tasks without one come from.
+#[derive(Debug, Clone, Copy)]
+pub enum IdSource {
+    /// Derived from the stream message, so a redelivery gets the same ids.
+    Stream(StreamOrigin),
+    /// Fresh UUIDv7s.
+    Fresh,
+}
+
+impl IdSource {
+    fn id(self, index: usize) -> Uuid {
+        match self {
+            IdSource::Stream(origin) => derived_id(origin, index),
+            IdSource::Fresh => fresh_id(),
+        }
+    }
+}
+
+/// What to do with one submission.
+#[derive(Debug)]
+pub enum Plan {
+    /// Rows to create: all `queued`, or (when `refusal` is set) all `rejected`.
+    Record {
+        rows: Vec<TaskInsert>,
+        refusal: Option<Rejection>,
+    },
+    /// Not a JSON object or array: nothing can be recorded about it.
+    Unreadable(Rejection),
+}
+
+/// Plans one submission.
+pub fn plan(bytes: &[u8], limits: &Limits, ids: IdSource) -> Plan {
+    match parse_submission(bytes, limits) {
+        Parsed::Valid(tasks) => Plan::Record {
+            rows: tasks
+                .into_iter()
+                .enumerate()
+                .map(|(index, task)| queued_row(task, ids.id(index)))
+                .collect(),
+            refusal: None,
+        },
+        Parsed::Invalid {
+            elements,
+            rejection,
+        } => {
+            let batch = elements.len() > 1 || rejection.field.starts_with("tasks[");
+            let rows = elements
+                .iter()
+                .enumerate()
+                .map(|(index, element)| {
+                    let reason = if batch && !is_culprit(&rejection, index) {
+                        format!("batch rejected because of another task: {rejection}")
+                    } else {
+                        rejection.to_string()
+                    };
+                    rejected_row(element, ids.id(index), reason, limits)
+                })
+                .collect();
+            Plan::Record {
+                rows,
+                refusal: Some(rejection),
+            }
+        }
+        Parsed::Unreadable(rejection) => Plan::Unreadable(rejection),
+    }
+}
+
+fn is_culprit(rejection: &Rejection, index: usize) -> bool {
+    let prefix = format!("tasks[{index}]");
+    rejection.field == prefix || rejection.field.starts_with(&format!("{prefix}."))
+}
+
+fn queued_row(task: NewTask, id: Uuid) -> TaskInsert {
+    TaskInsert {
+        id: task.id.unwrap_or(id),
+        idempotency_key: task.idempotency_key,
+        pool: task.pool,
+        kind: task.kind.as_str().to_owned(),
+        spec: task.spec,
+        resources: task.resources,
+        priority: task.priority,
+        tenant: task.tenant,
+        timeout_ms: task.timeout_ms,
+        max_attempts: task.max_attempts,
+        labels: serde_json::to_value(&task.labels).unwrap_or(Value::Null),
+        state: TaskState::Queued,
+        error: None,
+    }
+}
+
+/// A rejected task keeps what the client sent (in `spec`, bounded) so that it
+/// can be read back, but not its idempotency key: the corrected resubmission
+/// must not be taken for a duplicate of the rejected one.
+fn rejected_row(element: &Value, id: Uuid, reason: String, limits: &Limits) -> TaskInsert {
+    let text = |key: &str, default: &str| {
+        element
+            .get(key)
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(MAX_ECHOED_NAME).collect::<String>())
+            .unwrap_or_else(|| default.to_owned())
+    };
+    let id = element
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .unwrap_or(id);
+    let size = serde_json::to_vec(element).map(|b| b.len()).unwrap_or(0);
+    let submitted = if size <= limits.max_spec_bytes {
+        element.clone()
+    } else {
+        serde_json::json!({ "omitted": format!("the submission was {size} bytes") })
+    };
+    TaskInsert {
+        id,
+        idempotency_key: None,
+        pool: text("pool", taskyard_wire::task::DEFAULT_POOL),
+        kind: text("kind", ""),
+        spec: serde_json::json!({ "submitted": submitted }),
+        resources: Resources {
+            cpu_millis: 0,
+            memory_mb: 0,
+        },
+        priority: 0,
+        tenant: text("tenant", taskyard_wire::task::DEFAULT_TENANT),
+        timeout_ms: None,
+        max_attempts: 1,
+        labels: Value::Object(Default::default()),
+        state: TaskState::Rejected,
+        error: Some(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    #[test]
+    fn a_valid_batch_is_queued_whole() {
+        let Plan::Record { rows, refusal } = plan(
+            br#"[{"kind":"noop"},{"kind":"echo","spec":{"a":1}}]"#,
+            &limits(),
+            IdSource::Fresh,
+        ) else {
+            panic!("expected rows");
+        };
+        assert!(refusal.is_none());
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.state == TaskState::Queued));
+    }
+
+    #[test]
+    fn one_bad_task_rejects_its_whole_batch_and_names_it() {
+        let Plan::Record { rows, refusal } = plan(
+            br#"[{"kind":"noop"},{"kind":"noop","bogus":1},{"kind":"noop"}]"#,
+            &limits(),
+            IdSource::Fresh,
+        ) else {
+            panic!("expected rows");
+        };
+        assert_eq!(refusal.map(|r| r.field), Some("tasks[1].bogus".to_owned()));
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().all(|r| r.state == TaskState::Rejected));
+        let reasons: Vec<_> = rows.iter().filter_map(|r| r.error.clone()).collect();
+        assert!(reasons[0].starts_with("batch rejected because of another task: tasks[1].bogus"));
+        assert!(reasons[1].starts_with("tasks[1].bogus: unknown field"));
+    }
+
+    #[test]
+    fn a_rejected_task_keeps_its_id_but_not_its_key() {
+        let id = "0190b6a2-0000-7000-8000-000000000001";
+        let body = format!(r#"{{"id":"{id}","kind":"nope","idempotency_key":"k"}}"#);
+        let Plan::Record { rows, .. } = plan(body.as_bytes(), &limits(), IdSource::Fresh) else {
+            panic!("expected rows");
+        };
+        assert_eq!(rows[0].id.to_string(), id);
+        assert_eq!(rows[0].idempotency_key, None);
+        assert_eq!(rows[0].kind, "nope");
+    }
+
+    #[test]
+    fn garbage_is_unreadable() {
+        assert!(matches!(
+            plan(b"\xff\xfe", &limits(), IdSource::Fresh),
+            Plan::Unreadable(_)
+        ));
+    }
+}
