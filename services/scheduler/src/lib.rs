@@ -1,1 +1,117 @@
-//! placeholder
+//! The scheduler: keeps every pool's queue of waiting tasks in its policy's
+//! order, places tasks on nodes whose free resources fit, records the
+//! placements, and dispatches them.
+//!
+//! Its state lives in memory and is rebuilt from Postgres when it starts
+//! (queued tasks, reservations of placed tasks, known nodes); from then on it
+//! is driven by events only — `queued` tasks, finished tasks that free their
+//! reservation, node changes — so it never polls. One placement round is one
+//! guarded `UPDATE` (`queued → scheduled`, attempt + 1) for up to
+//! [`config::DEFAULT_MAX_ROUND`] tasks, then their dispatches published
+//! together. A task the database no longer has as `queued` (cancelled, or
+//! placed by an earlier life of this scheduler) simply drops out.
+//!
+//! # Layout
+//! - [`config`]: settings.
+//! - [`state`]: queues, fleet and reservations, and how events change them.
+//! - [`dispatcher`]: records placements and publishes dispatches.
+
+pub mod config;
+pub mod dispatcher;
+pub mod state;
+
+pub use config::Config;
+
+use anyhow::Context;
+use futures::StreamExt;
+use std::time::Duration;
+use taskyard_runtime::batching::{ack_all, batches};
+use taskyard_runtime::{Shutdown, micro, nats, streams};
+use taskyard_store::Store;
+use tokio::time::Instant;
+
+/// How long to wait before trying again after Postgres or NATS failed.
+pub const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs the scheduler until `shutdown`.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let store = Store::connect_and_migrate(&config.common.database_url, config.pool_size)
+        .await
+        .context("connecting to Postgres")?;
+    let client = nats::connect(&config.common.nats_url, "taskyard-scheduler", nats::DEFAULT_CONNECT_TIMEOUT).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    streams::ensure_streams(&js, config.common.stream_replicas).await?;
+    let _service = micro::register(&client, "scheduler", "Orders queued tasks and places them on nodes").await?;
+
+    // Subscribe before reading Postgres: an event that lands in between is
+    // then both in the snapshot and redelivered, which is harmless, instead of
+    // in neither.
+    let consumer = streams::pull_consumer(&js, streams::EVENTS, streams::scheduler_consumer()).await?;
+    let mut events = batches(&consumer, config.batch_size.max(1)).await?;
+    let mut state = state::SchedulerState::rebuild(&store, config.policy()?)
+        .await
+        .context("rebuilding the scheduler's state from Postgres")?;
+    let mut dispatcher = dispatcher::Dispatcher::new(store.clone(), js.clone());
+    dispatcher
+        .resend_scheduled()
+        .await
+        .context("re-sending dispatches of scheduled tasks")?;
+    tracing::info!(
+        queued = state.queued(),
+        nodes = state.nodes(),
+        "scheduler ready"
+    );
+
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        let wake = retry_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            batch = events.next() => {
+                let Some(batch) = batch else {
+                    anyhow::bail!("the event consumer stopped delivering");
+                };
+                for message in &batch {
+                    state.apply(&message.subject, &message.payload);
+                }
+                retry_at = schedule(&mut state, &mut dispatcher, &config).await;
+                ack_all(&batch).await;
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                retry_at = schedule(&mut state, &mut dispatcher, &config).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Places what fits, round after round. Returns when to try again if
+/// something failed.
+async fn schedule(
+    state: &mut state::SchedulerState,
+    dispatcher: &mut dispatcher::Dispatcher,
+    config: &Config,
+) -> Option<Instant> {
+    if !dispatcher.flush_undispatched().await {
+        return Some(Instant::now() + RETRY_DELAY);
+    }
+    loop {
+        let decisions = state.plan_round(config.max_round.max(1));
+        if decisions.is_empty() {
+            break;
+        }
+        let full = decisions.len() >= config.max_round;
+        match dispatcher.place(state, decisions).await {
+            Ok(()) => {}
+            Err(err) => {
+                tracing::error!(error = %err, "placement round failed; retrying shortly");
+                return Some(Instant::now() + RETRY_DELAY);
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    state.report_metrics();
+    None
+}

@@ -1,0 +1,53 @@
+//! The scheduler's settings.
+
+use serde::{Deserialize, Serialize};
+use taskyard_policy::PolicyKind;
+use taskyard_runtime::{Common, ServiceConfig};
+
+/// Most events taken from the stream at once.
+pub const DEFAULT_BATCH_SIZE: usize = 2000;
+/// Most placements recorded by one statement.
+pub const DEFAULT_MAX_ROUND: usize = 1000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    #[serde(flatten)]
+    pub common: Common,
+    /// Most events handled per batch (`TASKYARD_BATCH_SIZE`).
+    pub batch_size: usize,
+    /// Most placements per round (`TASKYARD_MAX_ROUND`).
+    pub max_round: usize,
+    /// Postgres connections (`TASKYARD_POOL_SIZE`).
+    pub pool_size: usize,
+    /// Policy of every pool: `fcfs` (`TASKYARD_POLICY`). Per-pool policies
+    /// come with the pools table.
+    pub policy: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            common: Common::default(),
+            batch_size: DEFAULT_BATCH_SIZE,
+            max_round: DEFAULT_MAX_ROUND,
+            pool_size: 4,
+            policy: "fcfs".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    pub fn policy(&self) -> anyhow::Result<PolicyKind> {
+        match self.policy.as_str() {
+            "fcfs" => Ok(PolicyKind::Fcfs),
+            other => anyhow::bail!("unknown policy `{other}` (TASKYARD_POLICY); known: fcfs"),
+        }
+    }
+}
+
+impl ServiceConfig for Config {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+}
