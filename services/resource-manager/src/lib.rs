@@ -1,1 +1,126 @@
-//! placeholder
+//! The resource manager: the node registry, kept from heartbeats.
+//!
+//! Workers publish a heartbeat every second on core NATS. The resource manager
+//! keeps each node's latest report in `nodes` (written in batches), judges
+//! health from the time since the last heartbeat (`alive` → `suspect` →
+//! `lost`, thresholds in [`Config`]), and announces every change on
+//! `taskyard.events.node.<kind>`, which the scheduler and pool manager follow.
+//! Liveness is judged on this process's clock, so worker clock skew does not
+//! matter.
+//!
+//! # Layout
+//! - [`config`]: settings.
+//! - [`registry`]: the health state machine of nodes (pure).
+
+pub mod config;
+pub mod registry;
+
+pub use config::Config;
+
+use anyhow::Context;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::time::Duration;
+use taskyard_runtime::batching::{Outgoing, publish_all};
+use taskyard_runtime::{Shutdown, micro, nats, streams};
+use taskyard_store::Store;
+use taskyard_store::nodes::HealthChange;
+use taskyard_wire::event::{NodeEvent, NodeEventKind};
+use taskyard_wire::heartbeat::Heartbeat;
+use taskyard_wire::{codec, subjects};
+use tokio::time::Instant;
+
+/// Runs the resource manager until `shutdown`.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let store = Store::connect_and_migrate(&config.common.database_url, 2)
+        .await
+        .context("connecting to Postgres")?;
+    let client = nats::connect(&config.common.nats_url, "taskyard-resource-manager", nats::DEFAULT_CONNECT_TIMEOUT).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    streams::ensure_streams(&js, config.common.stream_replicas).await?;
+    let _service = micro::register(&client, "resource-manager", "Node registry and health").await?;
+    let mut heartbeats = client
+        .queue_subscribe(subjects::HEARTBEAT_ALL, "resource-manager".to_owned())
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot subscribe to heartbeats: {err}"))?;
+
+    let mut registry = registry::Registry::new(config.thresholds());
+    let now = Instant::now();
+    for node in store.list_nodes().await.context("loading nodes")? {
+        registry.restore(&node, now);
+    }
+    tracing::info!(nodes = registry.len(), "resource manager ready");
+
+    let mut latest: HashMap<String, Heartbeat> = HashMap::new();
+    let mut announcements: Vec<NodeEvent> = Vec::new();
+    let mut flush = tokio::time::interval(Duration::from_millis(config.flush_interval_ms.max(10)));
+    let mut sweep = tokio::time::interval(Duration::from_millis(config.sweep_interval_ms.max(10)));
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            message = heartbeats.next() => {
+                let Some(message) = message else {
+                    anyhow::bail!("the heartbeat subscription ended");
+                };
+                match codec::decode::<Heartbeat>(&message.payload) {
+                    Ok(beat) if subjects::is_token(&beat.node_id) => {
+                        if let Some(event) = registry.observe(&beat, Instant::now()) {
+                            announcements.push(event);
+                        }
+                        latest.insert(beat.node_id.clone(), beat);
+                    }
+                    Ok(beat) => tracing::warn!(node_id = %beat.node_id, "heartbeat with an invalid node id ignored"),
+                    Err(err) => tracing::warn!(subject = %message.subject, error = %err, "unreadable heartbeat ignored"),
+                }
+            }
+            _ = flush.tick() => {
+                if let Err(err) = flush_heartbeats(&store, &js, &mut latest, &mut announcements).await {
+                    tracing::warn!(error = format!("{err:#}"), "recording heartbeats failed; will retry");
+                }
+            }
+            _ = sweep.tick() => {
+                let changes = registry.sweep(Instant::now());
+                if changes.is_empty() {
+                    continue;
+                }
+                let health: Vec<HealthChange> = changes.iter().map(|(change, _)| change.clone()).collect();
+                for (change, _) in &changes {
+                    tracing::warn!(node_id = %change.node_id, health = change.health.as_str(), reason = %change.reason, "node health changed");
+                }
+                if let Err(err) = store.set_health(&health).await {
+                    tracing::warn!(error = %err, "recording node health failed");
+                }
+                announcements.extend(changes.into_iter().map(|(_, event)| event));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn flush_heartbeats(
+    store: &Store,
+    js: &async_nats::jetstream::Context,
+    latest: &mut HashMap<String, Heartbeat>,
+    announcements: &mut Vec<NodeEvent>,
+) -> anyhow::Result<()> {
+    if !latest.is_empty() {
+        let beats: Vec<Heartbeat> = latest.values().cloned().collect();
+        store.record_heartbeats(&beats).await?;
+        latest.clear();
+    }
+    if announcements.is_empty() {
+        return Ok(());
+    }
+    for event in announcements.iter().filter(|e| e.kind == NodeEventKind::Registered) {
+        store
+            .record_node_event(&event.node_id, event.kind.as_str(), event.reason.as_deref().unwrap_or(""))
+            .await?;
+    }
+    let messages = announcements
+        .iter()
+        .map(|event| Outgoing::new(subjects::node_event(event.kind.as_str()), codec::encode(event)))
+        .collect();
+    publish_all(js, messages).await?;
+    announcements.clear();
+    Ok(())
+}
