@@ -1,1 +1,206 @@
-//! placeholder
+//! Fixtures for the end-to-end tests in `tests/tests/`: a [`Cluster`] runs
+//! the control plane and any number of workers as separate processes (the
+//! binaries of this workspace) against the test's own nats-server and
+//! Postgres, and offers the client's view: submit, wait, read rows.
+
+use anyhow::Context;
+use serde_json::Value;
+use std::time::Duration;
+use taskyard_testkit::{ServiceHandle, TestStack, wait_until};
+use taskyard_wire::reply::SubmitReply;
+use uuid::Uuid;
+
+/// The longest any end-to-end wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A worker to start: its node id and what it offers.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub node_id: String,
+    pub cpu_millis: u32,
+    pub memory_mb: u32,
+    pub slots: u32,
+}
+
+impl WorkerSpec {
+    pub fn new(node_id: &str) -> WorkerSpec {
+        WorkerSpec {
+            node_id: node_id.to_owned(),
+            cpu_millis: 4000,
+            memory_mb: 4096,
+            slots: 64,
+        }
+    }
+}
+
+/// The control plane and workers of one test.
+pub struct Cluster {
+    pub stack: TestStack,
+    pub nats: async_nats::Client,
+    pub db: tokio_postgres::Client,
+}
+
+/// Resource-manager thresholds short enough for tests.
+const FAST_HEALTH: [(&str, &str); 2] = [
+    ("TASKYARD_SUSPECT_AFTER_MS", "1500"),
+    ("TASKYARD_LOST_AFTER_MS", "3000"),
+];
+
+impl Cluster {
+    /// Starts NATS, Postgres, the orchestrator, scheduler, pool manager and
+    /// resource manager, then the given workers, and waits until every
+    /// worker's node is registered.
+    pub async fn start(workers: &[WorkerSpec]) -> anyhow::Result<Cluster> {
+        let mut stack = TestStack::start().await?;
+        for service in ["orchestrator", "scheduler", "pool-manager"] {
+            stack
+                .spawn(&format!("taskyard-{service}"), service, &[])
+                .await?;
+        }
+        stack
+            .spawn("taskyard-resource-manager", "resource-manager", &FAST_HEALTH)
+            .await?;
+        let nats = async_nats::connect(&stack.nats_url).await?;
+        let db = stack.db().await?;
+        let mut cluster = Cluster { stack, nats, db };
+        for worker in workers {
+            cluster.start_worker(worker).await?;
+        }
+        cluster.wait_for_service("orchestrator").await?;
+        Ok(cluster)
+    }
+
+    /// Starts one worker process and waits for its node to be registered.
+    pub async fn start_worker(&mut self, spec: &WorkerSpec) -> anyhow::Result<ServiceHandle> {
+        let cpu = spec.cpu_millis.to_string();
+        let memory = spec.memory_mb.to_string();
+        let slots = spec.slots.to_string();
+        let handle = self
+            .stack
+            .spawn(
+                "taskyard-worker",
+                &format!("worker-{}", spec.node_id),
+                &[
+                    ("TASKYARD_NODE_ID", spec.node_id.as_str()),
+                    ("TASKYARD_CPU_MILLIS", cpu.as_str()),
+                    ("TASKYARD_MEMORY_MB", memory.as_str()),
+                    ("TASKYARD_SLOTS", slots.as_str()),
+                    ("TASKYARD_HEARTBEAT_INTERVAL_MS", "250"),
+                ],
+            )
+            .await?;
+        let node = spec.node_id.clone();
+        wait_until(&format!("node {node} to be alive"), WAIT, || async {
+            let row = self
+                .db
+                .query_opt("SELECT 1 FROM nodes WHERE id = $1 AND health = 'alive'", &[&node])
+                .await?;
+            Ok(row.map(|_| ()))
+        })
+        .await?;
+        Ok(handle)
+    }
+
+    /// Waits until the micro service `taskyard-<name>` answers `$SRV.PING`.
+    pub async fn wait_for_service(&self, name: &str) -> anyhow::Result<()> {
+        let subject = format!("$SRV.PING.taskyard-{name}");
+        wait_until(&format!("{name} to answer $SRV.PING"), WAIT, || async {
+            match tokio::time::timeout(Duration::from_millis(500), self.nats.request(subject.clone(), "".into())).await {
+                Ok(Ok(_)) => Ok(Some(())),
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+
+    /// Submits by request/reply on `taskyard.api.submit`.
+    pub async fn submit(&self, body: &Value) -> anyhow::Result<SubmitReply> {
+        let payload = serde_json::to_vec(body)?;
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.nats.request(taskyard_wire::subjects::API_SUBMIT, payload.into()),
+        )
+        .await
+        .context("submit request timed out")??;
+        Ok(serde_json::from_slice(&reply.payload).with_context(|| {
+            format!("unexpected reply: {}", String::from_utf8_lossy(&reply.payload))
+        })?)
+    }
+
+    /// Submits and expects ids.
+    pub async fn submit_ok(&self, body: &Value) -> anyhow::Result<Vec<Uuid>> {
+        match self.submit(body).await? {
+            SubmitReply::Accepted { ids } => Ok(ids),
+            SubmitReply::Refused { error } => anyhow::bail!("refused: {error}"),
+        }
+    }
+
+    /// Publishes raw bytes on `taskyard.submit` through JetStream and waits
+    /// for the stream's ack, as any client would.
+    pub async fn publish(&self, payload: impl Into<bytes::Bytes>, msg_id: Option<&str>) -> anyhow::Result<()> {
+        let js = async_nats::jetstream::new(self.nats.clone());
+        let mut publish = async_nats::jetstream::message::PublishMessage::build().payload(payload.into());
+        if let Some(id) = msg_id {
+            publish = publish.message_id(id);
+        }
+        js.send_publish(taskyard_wire::subjects::SUBMIT, publish)
+            .await?
+            .await
+            .context("the SUBMIT stream did not ack")?;
+        Ok(())
+    }
+
+    /// The state of a task, if it exists.
+    pub async fn state(&self, id: Uuid) -> anyhow::Result<Option<String>> {
+        let row = self
+            .db
+            .query_opt("SELECT state::text FROM tasks WHERE id = $1", &[&id])
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Waits until task `id` is in a terminal state, and returns it.
+    pub async fn wait_final(&self, id: Uuid) -> anyhow::Result<String> {
+        wait_until(&format!("task {id} to finish"), WAIT, || async {
+            let row = self
+                .db
+                .query_opt(
+                    "SELECT state::text FROM tasks WHERE id = $1 AND finished_at IS NOT NULL",
+                    &[&id],
+                )
+                .await?;
+            Ok(row.map(|r| r.get::<_, String>(0)))
+        })
+        .await
+    }
+
+    /// Waits until `sql` (a `SELECT count(*)`) returns at least `n`.
+    pub async fn wait_count(&self, what: &str, sql: &str, n: i64, timeout: Duration) -> anyhow::Result<i64> {
+        wait_until(what, timeout, || async {
+            let count: i64 = self.db.query_one(sql, &[]).await?.get(0);
+            Ok((count >= n).then_some(count))
+        })
+        .await
+    }
+
+    /// One column of one task as JSON.
+    pub async fn task_json(&self, id: Uuid) -> anyhow::Result<Value> {
+        let row = self
+            .db
+            .query_one("SELECT to_jsonb(t) FROM tasks t WHERE id = $1", &[&id])
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// A task's history as `(from, to)` pairs, oldest first.
+    pub async fn trail(&self, id: Uuid) -> anyhow::Result<Vec<(Option<String>, String)>> {
+        let rows = self
+            .db
+            .query(
+                "SELECT from_state::text, to_state::text FROM task_events WHERE task_id = $1 ORDER BY id",
+                &[&id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
