@@ -13,6 +13,7 @@
 //!   start together do not race.
 //! - [`tasks`]: task creation, the named transitions, and task reads.
 //! - [`nodes`]: the node registry written from heartbeats, and node reads.
+//! - [`stats`]: aggregate questions (latency percentiles) for benchmarks and dashboards.
 
 pub mod migrate;
 pub mod nodes;
@@ -98,3 +99,5 @@ pub(crate) fn to_i32(value: u32) -> i32 {
 pub(crate) fn to_u32(value: i32) -> u32 {
     u32::try_from(value).unwrap_or(0)
 }
+
+pub mod stats;
