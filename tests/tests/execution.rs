@@ -9,7 +9,7 @@ async fn exec_output_and_exit_codes_land_in_the_result() -> anyhow::Result<()> {
     let ok = cluster
         .submit_ok(&json!({
             "kind": "exec",
-            "spec": {"command": "sh", "args": ["-c", "read line; echo \"got $line from $GREETING\"; echo warn >&2"],
+            "spec": {"command": "sh", "args": ["-c", "read line; echo \"got $line from $GREETING\"; echo $TASKYARD_ATTEMPT $TASKYARD_TASK_ID >&2"],
                      "env": {"GREETING": "taskyard"}, "stdin": "input\n"}
         }))
         .await?;
@@ -24,7 +24,7 @@ async fn exec_output_and_exit_codes_land_in_the_result() -> anyhow::Result<()> {
     let task = cluster.task_json(ok[0]).await?;
     assert_eq!(task["result"]["exit_code"], 0);
     assert_eq!(task["result"]["stdout"], "got input from taskyard\n");
-    assert_eq!(task["result"]["stderr"], "warn\n");
+    assert_eq!(task["result"]["stderr"], format!("1 {}\n", ok[0]));
     assert_eq!(task["node_id"], "w1");
     assert_eq!(task["attempt"], 1);
 

@@ -1,1 +1,115 @@
-//! placeholder
+//! Taskyard's worker: runs the attempts the scheduler dispatches to one node.
+//!
+//! A worker pulls from its node's durable consumer on the DISPATCH stream
+//! (`taskyard.dispatch.<node>`), runs each attempt with its driver, reports
+//! `Started` and `Finished` on `taskyard.status.<node>` (JetStream, deduplicated
+//! by message id), and acks the dispatch only once the final report is stored.
+//! It publishes a heartbeat with the host's capacity and usage on
+//! `taskyard.nodes.heartbeat.<node>`. It needs no database: speaking these NATS
+//! messages is all it takes to be a worker, in any language.
+//!
+//! On shutdown (SIGTERM) it stops pulling, says `draining` in a heartbeat,
+//! lets running attempts finish within the drain timeout, and reports those it
+//! had to kill as failed so that the pool manager retries them elsewhere.
+//!
+//! # Layout
+//! - [`config`]: [`Config`], its defaults, and the checked [`config::Settings`].
+//! - [`capacity`]: what the host has and uses (sysinfo).
+//! - [`heartbeat`]: the heartbeat loop and the node state it reports.
+//! - [`executor`]: the dispatch loop: concurrency, progress acks, duplicate
+//!   dispatches, reports, drain.
+//! - [`ledger`]: running attempts and a bounded memory of finished ones.
+//! - [`drivers`]: how each kind of task runs ([`drivers::exec`],
+//!   [`drivers::builtin`]).
+
+pub mod capacity;
+pub mod config;
+pub mod drivers;
+pub mod executor;
+pub mod heartbeat;
+pub mod ledger;
+
+pub use config::Config;
+
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+use taskyard_runtime::Shutdown;
+use taskyard_runtime::nats::{self, DEFAULT_CONNECT_TIMEOUT};
+use taskyard_runtime::{micro, streams};
+use tokio_util::sync::CancellationToken;
+
+/// How long the worker waits, when leaving, for NATS to take its last messages.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs a worker until `shutdown`, then drains and returns.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let settings = Arc::new(config.resolve(&capacity::HostFacts::probe())?);
+    let node = settings.node_id.as_str();
+    let started_at = taskyard_wire::now();
+
+    let client_name = format!("taskyard-worker {node}");
+    let connect = nats::connect(
+        &config.common.nats_url,
+        &client_name,
+        DEFAULT_CONNECT_TIMEOUT,
+    );
+    // A worker told to stop while NATS is still away just stops.
+    let client = tokio::select! {
+        client = connect => client.context("connecting to NATS")?,
+        _ = shutdown.wait() => return Ok(()),
+    };
+    let js = async_nats::jetstream::new(client.clone());
+    streams::ensure_streams(&js, config.common.stream_replicas)
+        .await
+        .context("declaring the JetStream streams")?;
+    // Kept until run returns: dropping it leaves the micro service.
+    let _service = micro::register(
+        &client,
+        "worker",
+        "Runs the attempts dispatched to one node",
+    )
+    .await?;
+    let consumer = streams::pull_consumer(
+        &js,
+        streams::DISPATCH,
+        streams::worker_consumer_config(node, settings.capacity.slots as usize, settings.ack_wait),
+    )
+    .await
+    .with_context(|| format!("creating the dispatch consumer of node {node}"))?;
+    tracing::info!(
+        node,
+        cpu_millis = settings.capacity.cpu_millis,
+        memory_mb = settings.capacity.memory_mb,
+        slots = settings.capacity.slots,
+        work_dir = %settings.work_dir.display(),
+        "worker ready"
+    );
+
+    let state = Arc::new(heartbeat::NodeState::default());
+    let stop_heartbeats = CancellationToken::new();
+    let heartbeats = tokio::spawn(heartbeat::run(
+        client.clone(),
+        settings.clone(),
+        state.clone(),
+        started_at,
+        stop_heartbeats.clone(),
+    ));
+
+    let worker = Arc::new(executor::Worker::new(settings.clone(), js, state));
+    worker.serve(&consumer, &shutdown).await;
+
+    stop_heartbeats.cancel();
+    if let Err(err) = heartbeats.await {
+        tracing::warn!(error = %err, "the heartbeat task failed");
+    }
+    // Acks and the last heartbeat are buffered by the client; send them before
+    // leaving, but do not hang on a NATS that went away: unsent acks only mean
+    // redeliveries, which every consumer tolerates.
+    match tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "cannot flush the last messages to NATS"),
+        Err(_) => tracing::warn!("NATS did not take the last messages in time"),
+    }
+    Ok(())
+}

@@ -1,0 +1,496 @@
+//! The dispatch loop: pull dispatches, run each attempt on its own task, report
+//! on it, and drain on shutdown.
+//!
+//! Per attempt: `Started` is published, the driver runs while the dispatch's
+//! ack wait is kept alive with progress acks, `Finished` is published (retried
+//! with backoff), and only then is the dispatch acked. A worker that dies at
+//! any point leaves the dispatch unacked, so NATS hands it out again.
+//!
+//! On shutdown no more dispatches are pulled; those pulled but not started are
+//! NAKed at once, running attempts get the drain timeout to finish, and those
+//! still running then are killed and reported failed, so that the pool manager
+//! can retry them on another node.
+
+use crate::config::Settings;
+use crate::drivers::{self, DriverEnv, End, Limits, Ran};
+use crate::heartbeat::NodeState;
+use crate::ledger::{AttemptKey, Ledger, Seen};
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use taskyard_runtime::Shutdown;
+use taskyard_runtime::batching::{self, BatchError, Message, Outgoing};
+use taskyard_wire::dispatch::Dispatch;
+use taskyard_wire::status::{Outcome, StatusReport};
+use taskyard_wire::task::Job;
+use taskyard_wire::{Timestamp, codec, subjects};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Counter of finished attempts, by `kind` and `outcome`.
+pub const METRIC_ATTEMPTS: &str = "taskyard_worker_attempts_total";
+/// Gauge of attempts running now.
+pub const METRIC_RUNNING: &str = "taskyard_worker_running";
+/// Histogram of attempt run times in seconds, by `kind`.
+pub const METRIC_ATTEMPT_SECONDS: &str = "taskyard_worker_attempt_seconds";
+
+/// How often a status report is published before the worker gives up on it.
+const PUBLISH_TRIES: u32 = 5;
+/// Wait before the first retry of a report; doubles up to [`PUBLISH_RETRY_MAX`].
+const PUBLISH_RETRY_FIRST: Duration = Duration::from_millis(200);
+const PUBLISH_RETRY_MAX: Duration = Duration::from_secs(3);
+/// After killing the attempts left at the drain timeout, how long they get to
+/// report before the worker leaves without them. Covers the publish retries.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+/// Backoff while the dispatch stream cannot be (re)opened.
+const REOPEN_FIRST: Duration = Duration::from_millis(200);
+const REOPEN_MAX: Duration = Duration::from_secs(5);
+
+type Batches = BoxStream<'static, Vec<Message>>;
+
+/// Everything the attempts of this node share.
+pub struct Worker {
+    settings: Arc<Settings>,
+    js: jetstream::Context,
+    state: Arc<NodeState>,
+    ledger: Mutex<Ledger>,
+    env: DriverEnv,
+    /// Cancelled when the drain timeout passes: running attempts stop.
+    kill: CancellationToken,
+}
+
+impl Worker {
+    pub fn new(settings: Arc<Settings>, js: jetstream::Context, state: Arc<NodeState>) -> Worker {
+        Worker {
+            env: DriverEnv {
+                work_dir: settings.work_dir.clone(),
+                max_output_bytes: settings.max_output_bytes,
+            },
+            settings,
+            js,
+            state,
+            ledger: Mutex::new(Ledger::default()),
+            kill: CancellationToken::new(),
+        }
+    }
+
+    /// Runs the dispatch loop until `shutdown`, then drains.
+    pub async fn serve(self: Arc<Self>, consumer: &PullConsumer, shutdown: &Shutdown) {
+        let slots = Arc::new(Semaphore::new(self.settings.capacity.slots as usize));
+        let mut attempts = JoinSet::new();
+        self.pull(consumer, shutdown, &slots, &mut attempts).await;
+        self.drain(attempts).await;
+    }
+
+    async fn pull(
+        self: &Arc<Self>,
+        consumer: &PullConsumer,
+        shutdown: &Shutdown,
+        slots: &Arc<Semaphore>,
+        attempts: &mut JoinSet<()>,
+    ) {
+        let max = self.settings.capacity.slots as usize;
+        let Some(mut pulled) = open(consumer, max, shutdown).await else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => break,
+                Some(joined) = attempts.join_next() => log_join(joined),
+                batch = pulled.next() => match batch {
+                    Some(batch) => {
+                        if self.admit(batch, slots, attempts, shutdown).await.is_break() {
+                            break;
+                        }
+                    }
+                    None => {
+                        tracing::warn!("the dispatch stream ended; opening it again");
+                        match open(consumer, max, shutdown).await {
+                            Some(reopened) => pulled = reopened,
+                            None => break,
+                        }
+                    }
+                },
+            }
+        }
+        // Handed back now rather than after the ack wait: another worker may
+        // be placed on this node's subject long before that.
+        while let Some(Some(batch)) = pulled.next().now_or_never() {
+            for message in &batch {
+                nak(message).await;
+            }
+        }
+    }
+
+    /// Starts the attempts of one batch. Breaks when shutdown came while it
+    /// waited for a free slot; the rest of the batch is then NAKed.
+    async fn admit(
+        self: &Arc<Self>,
+        batch: Vec<Message>,
+        slots: &Arc<Semaphore>,
+        attempts: &mut JoinSet<()>,
+        shutdown: &Shutdown,
+    ) -> ControlFlow<()> {
+        let mut messages = batch.into_iter();
+        while let Some(message) = messages.next() {
+            let dispatch: Dispatch = match codec::decode(&message.payload) {
+                Ok(dispatch) => dispatch,
+                Err(err) => {
+                    // Redelivering it would fail the same way, forever.
+                    tracing::warn!(subject = %message.subject, error = %err, "dropping a dispatch that cannot be read");
+                    if let Err(err) = message.ack_with(AckKind::Term).await {
+                        tracing::warn!(error = %err, "cannot terminate an unreadable dispatch");
+                    }
+                    continue;
+                }
+            };
+            let key = (dispatch.task_id, dispatch.attempt);
+            let span = tracing::info_span!(
+                "attempt",
+                task_id = %dispatch.task_id,
+                attempt = dispatch.attempt
+            );
+            let seen = self.ledger().seen(&key);
+            match seen {
+                Seen::New => {}
+                Seen::Running => {
+                    // Not acked: the running attempt acks it when it is done.
+                    span.in_scope(|| {
+                        tracing::debug!("redelivered dispatch of a running attempt; left alone")
+                    });
+                    continue;
+                }
+                Seen::Finished => {
+                    span.in_scope(|| {
+                        tracing::debug!("redelivered dispatch of a finished attempt; acked")
+                    });
+                    ack(&message).await;
+                    continue;
+                }
+                Seen::Unreported(report) => {
+                    self.ledger().start(key);
+                    attempts.spawn(self.clone().republish(message, report).instrument(span));
+                    continue;
+                }
+            }
+            let permit = tokio::select! {
+                biased;
+                _ = shutdown.wait() => None,
+                permit = slots.clone().acquire_owned() => permit.ok(),
+            };
+            let Some(permit) = permit else {
+                nak(&message).await;
+                for rest in messages {
+                    nak(&rest).await;
+                }
+                return ControlFlow::Break(());
+            };
+            self.ledger().start(key);
+            attempts.spawn(
+                self.clone()
+                    .run_attempt(message, dispatch, permit)
+                    .instrument(span),
+            );
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// One attempt, from `Started` to the ack of its dispatch.
+    async fn run_attempt(
+        self: Arc<Self>,
+        message: Message,
+        dispatch: Dispatch,
+        _slot: OwnedSemaphorePermit,
+    ) {
+        let key = (dispatch.task_id, dispatch.attempt);
+        let _running = Running::enter(&self, key);
+        let (report, published) = keep_alive(&message, self.progress_every(), async {
+            let started_at = taskyard_wire::now();
+            let started = StatusReport::Started {
+                task_id: dispatch.task_id,
+                attempt: dispatch.attempt,
+                node_id: self.settings.node_id.clone(),
+                at: started_at,
+            };
+            // The Finished report is what counts; a missing Started only
+            // hides the running state for a while.
+            if let Err(err) = self.publish(&started).await {
+                tracing::warn!(error = %err, "cannot report the start; running the attempt anyway");
+            }
+            tracing::debug!(kind = dispatch.kind.as_str(), "attempt started");
+            let clock = Instant::now();
+            let ran = match Job::parse(dispatch.kind, &dispatch.spec) {
+                Ok(mut job) => {
+                    // A command learns which task and attempt it is, so that
+                    // its side effects can be keyed for idempotence
+                    // (docs/guarantees.md); the spec's own env wins.
+                    if let Job::Exec(exec) = &mut job {
+                        exec.env
+                            .entry("TASKYARD_TASK_ID".to_owned())
+                            .or_insert_with(|| dispatch.task_id.to_string());
+                        exec.env
+                            .entry("TASKYARD_ATTEMPT".to_owned())
+                            .or_insert_with(|| dispatch.attempt.to_string());
+                    }
+                    let limits = Limits {
+                        timeout: dispatch.timeout_ms.map(Duration::from_millis),
+                        kill: self.kill.clone(),
+                    };
+                    let scratch = format!("{}-{}", dispatch.task_id, dispatch.attempt);
+                    drivers::run(job, &scratch, &self.env, &limits).await
+                }
+                Err(rejection) => Ran::failed(format!("invalid spec: {rejection}")),
+            };
+            let report = self.finished(&dispatch, ran, started_at);
+            record(&dispatch, &report, clock.elapsed());
+            let published = self.publish(&report).await;
+            (report, published)
+        })
+        .await;
+        self.settle(key, &message, report, published).await;
+    }
+
+    /// Publishes the `Finished` report of an attempt that ran earlier, when
+    /// its first publish failed and NATS brought the dispatch back.
+    async fn republish(self: Arc<Self>, message: Message, report: StatusReport) {
+        let key = (report.task_id(), report.attempt());
+        tracing::info!("publishing the report of an attempt that finished earlier");
+        let published = keep_alive(&message, self.progress_every(), self.publish(&report)).await;
+        self.settle(key, &message, report, published).await;
+    }
+
+    /// Acks the dispatch once its report is durable; otherwise keeps the report
+    /// for the redelivery, which publishes it instead of running the attempt again.
+    async fn settle(
+        &self,
+        key: AttemptKey,
+        message: &Message,
+        report: StatusReport,
+        published: Result<(), BatchError>,
+    ) {
+        match published {
+            Ok(()) => {
+                // Remembered before the ack, so a redelivery racing the ack is
+                // acked too rather than run.
+                self.ledger().finish(key, None);
+                ack(message).await;
+            }
+            Err(err) => {
+                tracing::error!(
+                    error = %err,
+                    "cannot publish the attempt's report; the dispatch stays unacked and the report is published again on redelivery"
+                );
+                self.ledger().finish(key, Some(report));
+            }
+        }
+    }
+
+    fn finished(&self, dispatch: &Dispatch, ran: Ran, started_at: Timestamp) -> StatusReport {
+        let (outcome, error) = match ran.end {
+            End::Succeeded => (Outcome::Succeeded, None),
+            End::Failed(error) => (Outcome::Failed, Some(error)),
+            End::TimedOut(timeout) => (
+                Outcome::TimedOut,
+                Some(format!("timed out after {} ms", timeout.as_millis())),
+            ),
+            End::Stopped => (
+                Outcome::Failed,
+                Some(format!(
+                    "worker on node {} stopped before the attempt finished",
+                    self.settings.node_id
+                )),
+            ),
+        };
+        match &error {
+            None => tracing::info!("attempt succeeded"),
+            Some(error) => {
+                tracing::info!(outcome = outcome_label(outcome), %error, "attempt ended")
+            }
+        }
+        StatusReport::Finished {
+            task_id: dispatch.task_id,
+            attempt: dispatch.attempt,
+            node_id: self.settings.node_id.clone(),
+            outcome,
+            result: ran.result,
+            error,
+            started_at,
+            finished_at: taskyard_wire::now(),
+        }
+    }
+
+    /// Publishes a report on JetStream, deduplicated by its `Nats-Msg-Id`, with
+    /// retries: a report is only worth an ack once it is stored.
+    async fn publish(&self, report: &StatusReport) -> Result<(), BatchError> {
+        let subject = subjects::status(&self.settings.node_id);
+        let mut delay = PUBLISH_RETRY_FIRST;
+        let mut tries = 1;
+        loop {
+            let outgoing =
+                Outgoing::new(subject.clone(), codec::encode(report)).with_msg_id(report.msg_id());
+            match batching::publish_all(&self.js, vec![outgoing]).await {
+                Ok(()) => return Ok(()),
+                Err(err) if tries >= PUBLISH_TRIES || batching::is_permanent(&err) => {
+                    return Err(err);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, tries, "publishing a report failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(PUBLISH_RETRY_MAX);
+                    tries += 1;
+                }
+            }
+        }
+    }
+
+    /// Lets running attempts finish within the drain timeout, then stops the rest.
+    async fn drain(&self, mut attempts: JoinSet<()>) {
+        self.state.start_draining();
+        tracing::info!(
+            running = self.state.running(),
+            timeout_ms = self.settings.drain_timeout.as_millis(),
+            "draining: no new attempts; waiting for the running ones"
+        );
+        if tokio::time::timeout(self.settings.drain_timeout, join_all(&mut attempts))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tracing::warn!(
+            running = self.state.running(),
+            "drain timeout passed; stopping the attempts still running"
+        );
+        self.kill.cancel();
+        if tokio::time::timeout(STOP_GRACE, join_all(&mut attempts))
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                left = attempts.len(),
+                "attempts did not report in time; leaving them to NATS redelivery"
+            );
+            attempts.abort_all();
+            join_all(&mut attempts).await;
+        }
+    }
+
+    fn progress_every(&self) -> Duration {
+        self.settings.ack_wait / 3
+    }
+
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        // The ledger stays consistent even if a holder panicked: each method
+        // is a few collection operations.
+        self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Counts one running attempt for as long as it lives, panics included.
+struct Running<'a> {
+    worker: &'a Worker,
+    key: AttemptKey,
+}
+
+impl<'a> Running<'a> {
+    fn enter(worker: &'a Worker, key: AttemptKey) -> Running<'a> {
+        let running = worker.state.attempt_started();
+        metrics::gauge!(METRIC_RUNNING).set(f64::from(running));
+        Running { worker, key }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        // A no-op once the attempt finished; after a panic it lets a
+        // redelivery run the attempt again.
+        self.worker.ledger().abandon(&self.key);
+        let running = self.worker.state.attempt_ended();
+        metrics::gauge!(METRIC_RUNNING).set(f64::from(running));
+    }
+}
+
+/// Runs `work` while sending a progress ack on `message` every `period`, so
+/// that NATS does not hand the dispatch to someone else meanwhile.
+async fn keep_alive<F: Future>(message: &Message, period: Duration, work: F) -> F::Output {
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            output = &mut work => return output,
+            _ = ticks.tick() => {
+                if let Err(err) = message.ack_with(AckKind::Progress).await {
+                    tracing::warn!(error = %err, "progress ack failed");
+                }
+            }
+        }
+    }
+}
+
+/// Opens the batched dispatch stream, retrying until it opens or shutdown.
+async fn open(consumer: &PullConsumer, max: usize, shutdown: &Shutdown) -> Option<Batches> {
+    let mut delay = REOPEN_FIRST;
+    loop {
+        match batching::batches(consumer, max).await {
+            Ok(stream) => return Some(stream.boxed()),
+            Err(err) => tracing::warn!(error = %err, "cannot pull dispatches; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(REOPEN_MAX);
+    }
+}
+
+fn record(dispatch: &Dispatch, report: &StatusReport, elapsed: Duration) {
+    let kind = dispatch.kind.as_str();
+    if let StatusReport::Finished { outcome, .. } = report {
+        metrics::counter!(METRIC_ATTEMPTS, "kind" => kind, "outcome" => outcome_label(*outcome))
+            .increment(1);
+    }
+    metrics::histogram!(METRIC_ATTEMPT_SECONDS, "kind" => kind).record(elapsed.as_secs_f64());
+}
+
+fn outcome_label(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::TimedOut => "timed_out",
+    }
+}
+
+async fn ack(message: &Message) {
+    if let Err(err) = message.ack().await {
+        tracing::warn!(error = %err, "ack failed; the dispatch will be redelivered and acked then");
+    }
+}
+
+async fn nak(message: &Message) {
+    if let Err(err) = message.ack_with(AckKind::Nak(None)).await {
+        tracing::warn!(error = %err, "cannot hand a dispatch back; NATS redelivers it after the ack wait");
+    }
+}
+
+async fn join_all(attempts: &mut JoinSet<()>) {
+    while let Some(joined) = attempts.join_next().await {
+        log_join(joined);
+    }
+}
+
+fn log_join(joined: Result<(), JoinError>) {
+    if let Err(err) = joined
+        && err.is_panic()
+    {
+        tracing::error!(error = %err, "an attempt's task panicked; its dispatch will be redelivered");
+    }
+}

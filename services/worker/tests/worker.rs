@@ -1,0 +1,427 @@
+//! The worker against a real nats-server, run in-process: what the scheduler
+//! sends it and what the pool manager and resource manager get back.
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+use taskyard_runtime::{Common, Shutdown, streams};
+use taskyard_testkit::{TestStack, wait_until};
+use taskyard_wire::dispatch::Dispatch;
+use taskyard_wire::heartbeat::{Capacity, Heartbeat};
+use taskyard_wire::status::{Outcome, StatusReport};
+use taskyard_wire::task::TaskKind;
+use taskyard_wire::{Resources, codec, subjects};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// Bound on every wait for something the worker should do promptly.
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A worker running in this process, against `stack`.
+struct Node {
+    shutdown: Shutdown,
+    run: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Node {
+    fn start(
+        stack: &TestStack,
+        id: &str,
+        work_dir: &Path,
+        tweak: impl FnOnce(&mut taskyard_worker::Config),
+    ) -> Node {
+        let mut config = taskyard_worker::Config {
+            common: Common {
+                nats_url: stack.nats_url.clone(),
+                ..Common::default()
+            },
+            node_id: Some(id.to_owned()),
+            cpu_millis: Some(1_500),
+            memory_mb: Some(512),
+            slots: 4,
+            heartbeat_interval_ms: 200,
+            work_dir: Some(work_dir.to_owned()),
+            ..taskyard_worker::Config::default()
+        };
+        tweak(&mut config);
+        let shutdown = Shutdown::new();
+        let run = tokio::spawn(taskyard_worker::run(config, shutdown.clone()));
+        Node { shutdown, run }
+    }
+
+    /// Triggers shutdown and checks `run` returns Ok within `within`.
+    async fn stop(self, within: Duration) {
+        self.shutdown.trigger();
+        match tokio::time::timeout(within, self.run).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => panic!("the worker failed: {err:#}"),
+            Ok(Err(err)) => panic!("the worker task failed: {err}"),
+            Err(_) => panic!("the worker did not stop within {within:?} of shutdown"),
+        }
+    }
+}
+
+fn dispatch(kind: TaskKind, spec: Value, attempt: u32) -> Dispatch {
+    Dispatch {
+        task_id: Uuid::now_v7(),
+        attempt,
+        pool: "default".to_owned(),
+        tenant: "default".to_owned(),
+        kind,
+        spec,
+        resources: Resources::default(),
+        timeout_ms: None,
+        dispatched_at: taskyard_wire::now(),
+    }
+}
+
+/// Sends a dispatch the way the scheduler does.
+async fn send(js: &jetstream::Context, node: &str, dispatch: &Dispatch) {
+    js.publish_with_headers(
+        node_subject(node),
+        msg_id(&dispatch.msg_id()),
+        codec::encode(dispatch).into(),
+    )
+    .await
+    .expect("publish the dispatch")
+    .await
+    .expect("the dispatch is stored");
+}
+
+fn node_subject(node: &str) -> String {
+    subjects::dispatch(node)
+}
+
+fn msg_id(id: &str) -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id);
+    headers
+}
+
+/// Reads the node's reports off the STATUS stream, as the pool manager would.
+struct Reports {
+    messages: consumer::pull::Stream,
+    seen: Vec<StatusReport>,
+}
+
+impl Reports {
+    async fn open(js: &jetstream::Context, node: &str) -> Reports {
+        let stream = js.get_stream(streams::STATUS).await.expect("STATUS stream");
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(format!("test-{node}")),
+                filter_subject: subjects::status(node),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .expect("a consumer on STATUS");
+        Reports {
+            messages: consumer.messages().await.expect("pull from STATUS"),
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first report (seen before or arriving within [`WAIT`]) that `pick` accepts.
+    async fn find(&mut self, what: &str, pick: impl Fn(&StatusReport) -> bool) -> StatusReport {
+        if let Some(found) = self.seen.iter().find(|r| pick(r)) {
+            return found.clone();
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.messages.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no {what} within {WAIT:?}; reports so far: {:#?}",
+                        self.seen
+                    )
+                });
+            let message = next.expect("STATUS stream open").expect("a STATUS message");
+            message.ack().await.expect("ack a report");
+            let report: StatusReport = codec::decode(&message.payload).expect("a status report");
+            self.seen.push(report.clone());
+            if pick(&report) {
+                return report;
+            }
+        }
+    }
+
+    async fn started(&mut self, dispatch: &Dispatch) -> StatusReport {
+        let (id, attempt) = (dispatch.task_id, dispatch.attempt);
+        self.find("Started report", |r| {
+            matches!(r, StatusReport::Started { task_id, attempt: a, .. } if *task_id == id && *a == attempt)
+        })
+        .await
+    }
+
+    async fn finished(&mut self, dispatch: &Dispatch) -> StatusReport {
+        let (id, attempt) = (dispatch.task_id, dispatch.attempt);
+        self.find("Finished report", |r| {
+            matches!(r, StatusReport::Finished { task_id, attempt: a, .. } if *task_id == id && *a == attempt)
+        })
+        .await
+    }
+}
+
+/// The next heartbeat that `pick` accepts, within [`WAIT`].
+async fn heartbeat(
+    sub: &mut async_nats::Subscriber,
+    what: &str,
+    pick: impl Fn(&Heartbeat) -> bool,
+) -> Heartbeat {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let message = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
+            .expect("heartbeat subscription open");
+        let beat: Heartbeat = codec::decode(&message.payload).expect("a heartbeat");
+        if pick(&beat) {
+            return beat;
+        }
+    }
+}
+
+/// Waits until the node's consumer holds no dispatch: none waiting, none unacked.
+async fn wait_all_acked(js: &jetstream::Context, node: &str) {
+    let name = streams::worker_consumer(node);
+    wait_until("every dispatch acked", WAIT, || {
+        let js = js.clone();
+        let name = name.clone();
+        async move {
+            let mut consumer: consumer::PullConsumer = js
+                .get_consumer_from_stream(&name, streams::DISPATCH)
+                .await?;
+            let info = consumer.info().await?;
+            Ok((info.num_pending == 0 && info.num_ack_pending == 0).then_some(()))
+        }
+    })
+    .await
+    .expect("the worker acks what it finished");
+}
+
+async fn setup() -> (
+    TestStack,
+    async_nats::Client,
+    jetstream::Context,
+    tempfile::TempDir,
+) {
+    init_tracing();
+    let stack = TestStack::start().await.expect("nats-server and postgres");
+    let client = async_nats::connect(&stack.nats_url)
+        .await
+        .expect("connect to NATS");
+    let js = jetstream::new(client.clone());
+    streams::ensure_streams(&js, 1).await.expect("streams");
+    let work_dir = tempfile::tempdir().expect("work dir");
+    (stack, client, js, work_dir)
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("taskyard_worker=debug")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+#[tokio::test]
+async fn runs_dispatches_reports_them_and_stops_on_shutdown() {
+    let (stack, client, js, work_dir) = setup().await;
+    let node = "it-node-1";
+    let mut heartbeats = client
+        .subscribe(subjects::heartbeat(node))
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("flush");
+    let mut reports = Reports::open(&js, node).await;
+    let worker = Node::start(&stack, node, work_dir.path(), |_| {});
+
+    // The node announces itself with the capacity it was given.
+    let beat = heartbeat(&mut heartbeats, "heartbeat", |_| true).await;
+    assert_eq!(beat.node_id, node);
+    assert_eq!(
+        beat.capacity,
+        Capacity {
+            cpu_millis: 1_500,
+            memory_mb: 512,
+            slots: 4
+        }
+    );
+    assert!(!beat.draining);
+    assert_eq!(beat.version, env!("CARGO_PKG_VERSION"));
+
+    // Something unreadable on the node's subject does not block what follows.
+    js.publish(node_subject(node), "not a dispatch".into())
+        .await
+        .expect("publish garbage")
+        .await
+        .expect("garbage stored");
+
+    let echo = dispatch(TaskKind::Echo, json!({"hello": "world"}), 2);
+    send(&js, node, &echo).await;
+    let StatusReport::Started { node_id, .. } = reports.started(&echo).await else {
+        unreachable!("started() returns Started reports");
+    };
+    assert_eq!(node_id, node);
+    match reports.finished(&echo).await {
+        StatusReport::Finished {
+            outcome,
+            result,
+            error,
+            node_id,
+            started_at,
+            finished_at,
+            ..
+        } => {
+            assert_eq!(outcome, Outcome::Succeeded);
+            assert_eq!(result, json!({"hello": "world"}));
+            assert_eq!(error, None);
+            assert_eq!(node_id, node);
+            assert!(started_at <= finished_at);
+        }
+        other => panic!("expected Finished, got {other:?}"),
+    }
+
+    let noop = dispatch(TaskKind::Noop, Value::Null, 1);
+    send(&js, node, &noop).await;
+    assert!(matches!(
+        reports.finished(&noop).await,
+        StatusReport::Finished {
+            outcome: Outcome::Succeeded,
+            result: Value::Null,
+            ..
+        }
+    ));
+
+    // A command that leaves a trace, sent twice: the second delivery of a
+    // finished attempt is acked without running it again.
+    let marks = work_dir.path().join("marks");
+    let exec = dispatch(
+        TaskKind::Exec,
+        json!({"command": "sh", "args": ["-c", format!("echo ran >> {}; echo out", marks.display())]}),
+        1,
+    );
+    send(&js, node, &exec).await;
+    match reports.finished(&exec).await {
+        StatusReport::Finished {
+            outcome, result, ..
+        } => {
+            assert_eq!(outcome, Outcome::Succeeded, "{result}");
+            assert_eq!(result["exit_code"], 0);
+            assert_eq!(result["stdout"], "out\n");
+        }
+        other => panic!("expected Finished, got {other:?}"),
+    }
+    // A different message id, as when the scheduler re-sends after the
+    // stream's duplicate window.
+    js.publish_with_headers(
+        node_subject(node),
+        msg_id("resent"),
+        codec::encode(&exec).into(),
+    )
+    .await
+    .expect("publish the duplicate")
+    .await
+    .expect("duplicate stored");
+    wait_all_acked(&js, node).await;
+    let marks = std::fs::read_to_string(&marks).expect("the command ran");
+    assert_eq!(marks, "ran\n", "the attempt ran exactly once");
+
+    // A failing task reports its error.
+    let fail = dispatch(TaskKind::Fail, json!({"message": "no luck"}), 3);
+    send(&js, node, &fail).await;
+    match reports.finished(&fail).await {
+        StatusReport::Finished { outcome, error, .. } => {
+            assert_eq!(outcome, Outcome::Failed);
+            assert_eq!(error.as_deref(), Some("no luck"));
+        }
+        other => panic!("expected Finished, got {other:?}"),
+    }
+
+    worker.stop(Duration::from_secs(5)).await;
+    drop(stack);
+}
+
+#[tokio::test]
+async fn a_timed_out_attempt_is_reported_as_such() {
+    let (stack, _client, js, work_dir) = setup().await;
+    let node = "it-node-2";
+    let mut reports = Reports::open(&js, node).await;
+    let worker = Node::start(&stack, node, work_dir.path(), |_| {});
+    let mut slow = dispatch(
+        TaskKind::Exec,
+        json!({"command": "sleep", "args": ["30"]}),
+        1,
+    );
+    slow.timeout_ms = Some(300);
+    send(&js, node, &slow).await;
+    match reports.finished(&slow).await {
+        StatusReport::Finished {
+            outcome,
+            error,
+            result,
+            ..
+        } => {
+            assert_eq!(outcome, Outcome::TimedOut);
+            assert_eq!(error.as_deref(), Some("timed out after 300 ms"));
+            assert_eq!(result["signal"], 9);
+        }
+        other => panic!("expected Finished, got {other:?}"),
+    }
+    wait_all_acked(&js, node).await;
+    worker.stop(Duration::from_secs(5)).await;
+    drop(stack);
+}
+
+#[tokio::test]
+async fn shutdown_drains_then_reports_what_it_had_to_stop() {
+    let (stack, client, js, work_dir) = setup().await;
+    let node = "it-node-3";
+    let mut heartbeats = client
+        .subscribe(subjects::heartbeat(node))
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("flush");
+    let mut reports = Reports::open(&js, node).await;
+    let worker = Node::start(&stack, node, work_dir.path(), |config| {
+        config.drain_timeout_ms = 300;
+    });
+
+    let long = dispatch(TaskKind::Sleep, json!({"ms": 60_000}), 4);
+    send(&js, node, &long).await;
+    reports.started(&long).await;
+    heartbeat(
+        &mut heartbeats,
+        "heartbeat counting the running attempt",
+        |b| b.running == 1,
+    )
+    .await;
+
+    let stopped = tokio::time::Instant::now();
+    worker.stop(Duration::from_secs(5)).await;
+    assert!(
+        stopped.elapsed() >= Duration::from_millis(300),
+        "the drain timeout was granted"
+    );
+
+    let beat = heartbeat(&mut heartbeats, "draining heartbeat", |b| b.draining).await;
+    assert_eq!(beat.node_id, node);
+    match reports.finished(&long).await {
+        StatusReport::Finished { outcome, error, .. } => {
+            assert_eq!(outcome, Outcome::Failed);
+            assert_eq!(
+                error.as_deref(),
+                Some("worker on node it-node-3 stopped before the attempt finished")
+            );
+        }
+        other => panic!("expected Finished, got {other:?}"),
+    }
+    wait_all_acked(&js, node).await;
+    drop(stack);
+}
