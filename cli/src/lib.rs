@@ -1,1 +1,113 @@
-//! placeholder
+//! `taskyard`, the command line: submit tasks over NATS and look at the
+//! cluster through the REST API.
+//!
+//! Submissions go straight to the orchestrator (`taskyard.api.submit`, request
+//! and reply), so they work without the api service; reads go through the API
+//! (`/api/v1/...`), so the CLI needs no database access.
+//!
+//! # Layout
+//! - [`Cli`], [`GlobalOptions`] and [`Command`]: the argument grammar. Each
+//!   subcommand is one struct in [`commands`] with an async `run`; adding one
+//!   is a module, a variant and a match arm.
+//! - [`commands`]: `up`, `submit`, `tasks`, `task`, `nodes`, `bench`, `migrate`.
+//! - [`stack`]: a whole local stack (servers and service processes), for
+//!   `up` and `bench`.
+//! - [`demo`]: the demo workload of `up --demo`.
+//! - [`api`]: the HTTP client of the REST API and the shapes it answers with.
+//! - [`display`]: plain-text tables and time formatting.
+
+pub mod api;
+pub mod commands;
+pub mod demo;
+pub mod display;
+pub mod stack;
+
+use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Where the REST API listens in a `taskyard up` stack.
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:8080";
+
+/// Taskyard: a distributed task scheduler.
+#[derive(Debug, Parser)]
+#[command(name = "taskyard", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOptions {
+    /// NATS server that carries submissions and events.
+    #[arg(
+        long,
+        global = true,
+        env = "TASKYARD_NATS_URL",
+        default_value = taskyard_runtime::config::DEFAULT_NATS_URL,
+        value_name = "URL"
+    )]
+    pub nats_url: String,
+    /// Base URL of the REST API.
+    #[arg(
+        long,
+        global = true,
+        env = "TASKYARD_API_URL",
+        default_value = DEFAULT_API_URL,
+        value_name = "URL"
+    )]
+    pub api_url: String,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole stack on this machine (NATS, Postgres, every service).
+    Up(commands::up::Up),
+    /// Submit a task or an atomic batch, and optionally wait for it to finish.
+    Submit(commands::submit::Submit),
+    /// List tasks, newest first.
+    Tasks(commands::tasks::Tasks),
+    /// Show one task with its result and history.
+    Task(commands::task::Task),
+    /// List worker nodes with their capacity and reservations.
+    Nodes(commands::nodes::Nodes),
+    /// Measure end-to-end throughput and latency on a throwaway stack.
+    Bench(commands::bench::Bench),
+    /// Apply database migrations.
+    Migrate(commands::migrate::Migrate),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand; its exit code says how it went.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        self.command.run(&self.global).await
+    }
+}
+
+impl Command {
+    pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Submit(cmd) => cmd.run(global).await,
+            Command::Tasks(cmd) => cmd.run(global).await,
+            Command::Task(cmd) => cmd.run(global).await,
+            Command::Nodes(cmd) => cmd.run(global).await,
+            Command::Up(cmd) => cmd.run(global).await,
+            Command::Bench(cmd) => cmd.run().await,
+            Command::Migrate(cmd) => cmd.run().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,1 +1,88 @@
-//! placeholder
+//! The api service: Taskyard's REST API and web console.
+//!
+//! It reads Postgres (the source of truth) for everything it shows, and turns a
+//! `POST /api/v1/tasks` into a request on `taskyard.api.submit`, so the
+//! orchestrator stays the only writer of new tasks: the API validates nothing
+//! itself and forwards the client's bytes verbatim.
+//!
+//! The router is built by a plain [`app`] function, so tests drive it with
+//! `tower::ServiceExt::oneshot` without binding a port; [`run`] only connects,
+//! binds and serves it until the shutdown signal.
+//!
+//! # Layout
+//! - [`config`]: the service's settings ([`Config`]).
+//! - [`error`]: [`ApiError`], the one error type of every handler, and its
+//!   JSON body `{"error": {"code", "message"}}`.
+//! - [`routes`]: the JSON API: `tasks` (submit, get, list), `nodes`, `summary`
+//!   and `health` (`/healthz`).
+//! - [`console`]: the server-rendered HTML pages (`/` and `/tasks/{id}`).
+//! - [`telemetry`]: the request counter middleware.
+
+pub mod config;
+pub mod console;
+pub mod error;
+pub mod routes;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::ApiError;
+
+use anyhow::Context;
+use axum::Router;
+use taskyard_runtime::{Shutdown, micro, nats};
+use taskyard_store::Store;
+
+/// What every handler needs; cheap to clone (both are handles on pools).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Every read goes to Postgres.
+    pub store: Store,
+    /// Submissions are forwarded to the orchestrator over NATS request/reply.
+    pub nats: async_nats::Client,
+}
+
+impl AppState {
+    pub fn new(store: Store, nats: async_nats::Client) -> AppState {
+        AppState { store, nats }
+    }
+}
+
+/// The whole HTTP surface: the JSON API, the console and `/healthz`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::router())
+        .merge(console::router())
+        .layer(axum::middleware::from_fn(telemetry::count_requests))
+        .with_state(state)
+}
+
+/// Runs the api service until `shutdown` is triggered: connects to Postgres
+/// (applying migrations) and NATS, registers as a micro service, and serves
+/// [`app`] on `config.http_addr`, finishing in-flight requests on shutdown.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let common = &config.common;
+    let store = Store::connect_and_migrate(&common.database_url, taskyard_store::DEFAULT_POOL_SIZE)
+        .await
+        .context("connecting to Postgres")?;
+    let client = nats::connect(
+        &common.nats_url,
+        "taskyard-api",
+        nats::DEFAULT_CONNECT_TIMEOUT,
+    )
+    .await
+    .context("connecting to NATS")?;
+    // Kept alive for as long as we serve: dropping it unregisters us.
+    let _service = micro::register(&client, "api", "Taskyard REST API and web console").await?;
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {}", config.http_addr))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the HTTP listener's address")?;
+    tracing::info!(%addr, "listening; web console at http://{addr}/");
+    axum::serve(listener, app(AppState::new(store, client)))
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}

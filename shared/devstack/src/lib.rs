@@ -22,4 +22,4 @@ mod proc;
 pub use error::DevstackError;
 pub use nats::{NatsOptions, NatsServer, nats_server_binary};
 pub use net::{free_port, nats_reachable, postgres_reachable};
-pub use postgres::{Postgres, PostgresOptions, bin_dir};
+pub use postgres::{Postgres, PostgresOptions, bin_dir, create_database_at};

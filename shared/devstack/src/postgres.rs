@@ -161,42 +161,8 @@ impl Postgres {
 
     /// Creates database `name` unless it exists, and returns its URL.
     pub async fn create_database(&self, name: &str) -> Result<String, DevstackError> {
-        let valid = !name.is_empty()
-            && name.len() <= 63
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid {
-            return Err(DevstackError::InvalidDatabaseName(name.to_owned()));
-        }
-        let admin_url = self.url("postgres");
-        let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
-            .await
-            .map_err(|source| DevstackError::Postgres {
-                context: format!("connecting to {admin_url}"),
-                source,
-            })?;
-        // The connection future must be polled for the client to work at all.
-        let task = tokio::spawn(connection);
-        let result = client
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await;
-        drop(client);
-        let _ = task.await;
-        match result {
-            Ok(()) => Ok(self.url(name)),
-            // A concurrent creator can also lose on pg_database's unique index.
-            Err(e)
-                if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
-                    || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
-            {
-                Ok(self.url(name))
-            }
-            Err(source) => Err(DevstackError::Postgres {
-                context: format!("creating database {name}"),
-                source,
-            }),
-        }
+        create_database_at(&self.url("postgres"), name).await?;
+        Ok(self.url(name))
     }
 
     /// Shuts down cleanly (SIGINT "fast" shutdown, which checkpoints), escalating
@@ -533,6 +499,48 @@ fn require(bin: &Path, name: &'static str) -> Result<PathBuf, DevstackError> {
         })
     }
 }
+
+/// Creates database `name` on the server of `admin_url` (a URL of an existing
+/// database, usually `postgres`) unless it exists. Works on any server, not
+/// only one this crate started.
+pub async fn create_database_at(admin_url: &str, name: &str) -> Result<(), DevstackError> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(DevstackError::InvalidDatabaseName(name.to_owned()));
+    }
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .map_err(|source| DevstackError::Postgres {
+            context: format!("connecting to {admin_url}"),
+            source,
+        })?;
+    // The connection future must be polled for the client to work at all.
+    let task = tokio::spawn(connection);
+    let result = client
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await;
+    drop(client);
+    let _ = task.await;
+    match result {
+        Ok(()) => Ok(()),
+        // A concurrent creator can also lose on pg_database's unique index.
+        Err(e)
+            if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
+                || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
+        {
+            Ok(())
+        }
+        Err(source) => Err(DevstackError::Postgres {
+            context: format!("creating database {name}"),
+            source,
+        }),
+    }
+}
+
 
 /// The folder with the PostgreSQL server binaries: `$TASKYARD_PG_BIN_DIR`, else
 /// `/usr/lib/postgresql/15/bin`, else `pg_config --bindir`.

@@ -1,0 +1,266 @@
+//! A whole Taskyard on this machine: nats-server and Postgres (reused when
+//! already reachable, else started with their data in a folder), migrations,
+//! and every service as its own child process. Used by `taskyard up` and
+//! `taskyard bench`.
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use taskyard_devstack::{NatsOptions, NatsServer, Postgres, PostgresOptions};
+use tokio::process::{Child, Command};
+
+/// How long services get to stop on SIGTERM before they are killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// The control-plane services, in start order.
+pub const CONTROL_PLANE: [&str; 4] = ["orchestrator", "scheduler", "pool-manager", "resource-manager"];
+
+/// Where the servers are, or should be.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Data and logs: `<dir>/nats`, `<dir>/postgres`, `<dir>/logs`.
+    pub dir: PathBuf,
+    pub nats_url: String,
+    pub database_url: String,
+    /// Trade durability for speed in a throwaway Postgres (benchmarks of the
+    /// pipeline itself keep it off).
+    pub fast_postgres: bool,
+}
+
+/// A running stack; dropping it kills the children and stops the servers it
+/// started.
+pub struct LocalStack {
+    pub nats_url: String,
+    pub database_url: String,
+    log_dir: PathBuf,
+    children: Vec<(String, Child)>,
+    // Declared last so they stop after the services.
+    nats: Option<NatsServer>,
+    postgres: Option<Postgres>,
+}
+
+impl LocalStack {
+    /// Reaches or starts NATS and Postgres, creates the database, applies
+    /// migrations.
+    pub async fn servers(options: &StackOptions) -> anyhow::Result<LocalStack> {
+        let log_dir = options.dir.join("logs");
+        std::fs::create_dir_all(&log_dir)
+            .with_context(|| format!("creating {}", log_dir.display()))?;
+        let (nats, nats_url) = nats(options).await?;
+        let (postgres, database_url) = postgres(options).await?;
+        taskyard_store::Store::connect_and_migrate(&database_url, 1)
+            .await
+            .context("applying migrations")?;
+        Ok(LocalStack {
+            nats_url,
+            database_url,
+            log_dir,
+            children: Vec::new(),
+            nats,
+            postgres,
+        })
+    }
+
+    /// Starts `taskyard-<service>` (found beside this executable) with the
+    /// stack's URLs and `env`; its output goes to `logs/<name>.log`.
+    pub fn spawn(&mut self, service: &str, name: &str, env: &[(&str, String)]) -> anyhow::Result<()> {
+        let binary = sibling_binary(&format!("taskyard-{service}"))?;
+        let log_path = self.log_dir.join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let err_log = log.try_clone()?;
+        let mut command = Command::new(&binary);
+        command
+            .env("TASKYARD_NATS_URL", &self.nats_url)
+            .env("TASKYARD_DATABASE_URL", &self.database_url)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        self.children.push((name.to_owned(), child));
+        Ok(())
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Completes when a child exits, with its name and status: a service
+    /// that dies on its own is news.
+    pub async fn any_exit(&mut self) -> (String, String) {
+        loop {
+            for (name, child) in &mut self.children {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return (name.clone(), status.to_string());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// SIGTERM to every service (workers drain, others stop taking work),
+    /// then SIGKILL to those still running after [`STOP_GRACE`].
+    pub async fn stop_services(&mut self) {
+        for (_, child) in &self.children {
+            if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        for (name, child) in &mut self.children {
+            match tokio::time::timeout_at(deadline, child.wait()).await {
+                Ok(_) => {}
+                Err(_) => {
+                    eprintln!("{name} did not stop in time; killing it");
+                    let _ = child.kill().await;
+                }
+            }
+        }
+        self.children.clear();
+    }
+
+    /// Stops the services, then the servers this stack started.
+    pub async fn stop(mut self) {
+        self.stop_services().await;
+        if let Some(nats) = self.nats.take() {
+            nats.stop().await;
+        }
+        if let Some(postgres) = self.postgres.take() {
+            postgres.stop().await;
+        }
+    }
+}
+
+async fn nats(options: &StackOptions) -> anyhow::Result<(Option<NatsServer>, String)> {
+    if taskyard_devstack::nats_reachable(&options.nats_url).await {
+        println!("using NATS at {}", options.nats_url);
+        return Ok((None, options.nats_url.clone()));
+    }
+    let port = local_port(&options.nats_url, "nats://", 4222)?;
+    let server = NatsServer::start(NatsOptions {
+        dir: options.dir.join("nats"),
+        port: Some(port),
+        sync_always: true,
+        extra_config: String::new(),
+    })
+    .await
+    .context("starting nats-server")?;
+    println!("started nats-server at {} (data in {})", server.url(), server.dir().display());
+    let url = server.url();
+    Ok((Some(server), url))
+}
+
+async fn postgres(options: &StackOptions) -> anyhow::Result<(Option<Postgres>, String)> {
+    let url = &options.database_url;
+    if taskyard_devstack::postgres_reachable(url).await {
+        println!("using Postgres at {}", redact(url));
+        return Ok((None, url.clone()));
+    }
+    let config: tokio_postgres::Config = url.parse().context("reading the database URL")?;
+    let database = config.get_dbname().unwrap_or("taskyard").to_owned();
+    let admin_url = with_database(url, "postgres");
+    if taskyard_devstack::postgres_reachable(&admin_url).await {
+        taskyard_devstack::create_database_at(&admin_url, &database).await?;
+        println!("created database {database} on the Postgres at {}", redact(url));
+        return Ok((None, url.clone()));
+    }
+    let port = local_port(url, "postgres://", 5432)?;
+    let server = Postgres::start(PostgresOptions {
+        dir: options.dir.join("postgres"),
+        port: Some(port),
+        fast_unsafe: options.fast_postgres,
+    })
+    .await
+    .context("starting Postgres")?;
+    let url = server.create_database(&database).await?;
+    println!("started Postgres at {url} (data in {})", server.data_dir().display());
+    Ok((Some(server), url))
+}
+
+/// The port of a URL on this machine; a server elsewhere that does not answer
+/// is an error, not something to start here.
+fn local_port(url: &str, scheme: &str, default: u16) -> anyhow::Result<u16> {
+    let rest = url.strip_prefix(scheme).unwrap_or(url);
+    let rest = rest.split(',').next().unwrap_or(rest);
+    let host_port = rest.rsplit('@').next().unwrap_or(rest);
+    let host_port = host_port.split('/').next().unwrap_or(host_port);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().with_context(|| format!("bad port in {url}"))?),
+        None => (host_port, default),
+    };
+    if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        bail!("cannot reach {} and it is not on this machine, so it cannot be started here", redact(url));
+    }
+    Ok(port)
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((base, tail)) if !base.ends_with('/') => {
+            let query = tail.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+            format!("{base}/{database}{query}")
+        }
+        _ => format!("{url}/{database}"),
+    }
+}
+
+/// A URL without its password, for printing.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A workspace binary next to the running `taskyard`.
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the taskyard executable")?;
+    let dir = exe.parent().context("the taskyard executable has no folder")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing; build every service with `cargo build --release --bins` (or `make up`)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_and_databases_come_from_urls() {
+        assert_eq!(local_port("nats://127.0.0.1:4333", "nats://", 4222).ok(), Some(4333));
+        assert_eq!(local_port("nats://localhost", "nats://", 4222).ok(), Some(4222));
+        assert!(local_port("nats://nats.example.com:4222", "nats://", 4222).is_err());
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/taskyard", "postgres"),
+            "postgres://postgres@127.0.0.1:5432/postgres"
+        );
+        assert_eq!(
+            redact("postgres://me:secret@127.0.0.1/db"),
+            "postgres://me:***@127.0.0.1/db"
+        );
+    }
+}

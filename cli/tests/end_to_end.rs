@@ -1,0 +1,267 @@
+//! The `taskyard` binary against a real NATS and Postgres, with the API
+//! served in-process and a stand-in orchestrator where one is needed.
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::process::Output;
+use std::time::Duration;
+use taskyard_api::{AppState, app};
+use taskyard_store::Store;
+use taskyard_store::tasks::TaskInsert;
+use taskyard_testkit::TestStack;
+use taskyard_wire::event::{TaskEvent, TaskEventBatch};
+use taskyard_wire::{Resources, TaskState, codec, subjects};
+use uuid::Uuid;
+
+struct Env {
+    store: Store,
+    nats: async_nats::Client,
+    api_url: String,
+    stack: TestStack,
+}
+
+impl Env {
+    async fn start() -> Env {
+        let stack = TestStack::start().await.expect("start the test stack");
+        let store = Store::connect_and_migrate(&stack.database_url, 4)
+            .await
+            .expect("connect and migrate");
+        let nats = async_nats::connect(&stack.nats_url)
+            .await
+            .expect("connect to NATS");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let api_url = format!("http://{}", listener.local_addr().expect("an address"));
+        let router = app(AppState::new(store.clone(), nats.clone()));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Env {
+            store,
+            nats,
+            api_url,
+            stack,
+        }
+    }
+
+    /// Runs `taskyard ARGS` against this stack.
+    async fn taskyard(&self, args: &[&str]) -> Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_taskyard"))
+            .args([
+                "--nats-url",
+                &self.stack.nats_url,
+                "--api-url",
+                &self.api_url,
+            ])
+            .args(args)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("run taskyard")
+    }
+
+    async fn insert(&self, state: TaskState, error: Option<&str>) -> Uuid {
+        let id = Uuid::now_v7();
+        let task = TaskInsert {
+            id,
+            idempotency_key: None,
+            pool: "default".to_owned(),
+            kind: "noop".to_owned(),
+            spec: Value::Null,
+            resources: Resources::default(),
+            priority: 0,
+            tenant: "default".to_owned(),
+            timeout_ms: None,
+            max_attempts: 1,
+            labels: json!({}),
+            state,
+            error: error.map(str::to_owned),
+        };
+        self.store
+            .insert_tasks(&[task])
+            .await
+            .expect("insert a fixture");
+        id
+    }
+
+    /// Answers the next submission with `reply`, after publishing `events`
+    /// (before the reply, as a fast orchestrator may).
+    async fn orchestrator(&self, reply: Value, events: Vec<(Uuid, TaskState)>) {
+        let client = self.nats.clone();
+        let mut requests = client
+            .subscribe(subjects::API_SUBMIT)
+            .await
+            .expect("subscribe to submissions");
+        client.flush().await.expect("flush");
+        tokio::spawn(async move {
+            let Some(request) = requests.next().await else {
+                return;
+            };
+            for (task_id, state) in events {
+                let batch = TaskEventBatch {
+                    events: vec![TaskEvent {
+                        task_id,
+                        pool: "default".to_owned(),
+                        attempt: 1,
+                        state,
+                        from: Some(TaskState::Running),
+                        node_id: Some("node-1".to_owned()),
+                        reason: (state != TaskState::Succeeded).then(|| "it broke".to_owned()),
+                        at: taskyard_wire::now(),
+                        request: None,
+                    }],
+                };
+                let subject = subjects::task_event(state);
+                let _ = client.publish(subject, codec::encode(&batch).into()).await;
+            }
+            if let Some(inbox) = request.reply {
+                let _ = client.publish(inbox, codec::encode(&reply).into()).await;
+            }
+            let _ = client.flush().await;
+        });
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn reads_tasks_and_nodes_from_the_api() {
+    let env = Env::start().await;
+    let id = env.insert(TaskState::Rejected, Some("bad <spec>")).await;
+
+    let tasks = env.taskyard(&["tasks", "--state", "rejected"]).await;
+    assert!(tasks.status.success(), "{}", stderr(&tasks));
+    let text = stdout(&tasks);
+    assert!(text.starts_with("ID "), "{text}");
+    assert!(
+        text.contains(&id.to_string()) && text.contains("rejected"),
+        "{text}"
+    );
+
+    let task = env.taskyard(&["task", &id.to_string()]).await;
+    assert!(task.status.success(), "{}", stderr(&task));
+    let text = stdout(&task);
+    assert!(text.contains("bad <spec>"), "{text}");
+    assert!(text.contains("history"), "{text}");
+
+    let nodes = env.taskyard(&["nodes"]).await;
+    assert!(nodes.status.success(), "{}", stderr(&nodes));
+    assert!(stderr(&nodes).contains("no nodes"));
+}
+
+#[tokio::test]
+async fn api_errors_are_shown_as_their_message() {
+    let env = Env::start().await;
+    let bad = env.taskyard(&["task", "bogus"]).await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(
+        stderr(&bad).trim(),
+        "error: `bogus` is not a task id (a UUID)"
+    );
+
+    let missing = env.taskyard(&["task", &Uuid::now_v7().to_string()]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("no task has the id"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let unreachable = env
+        .taskyard(&["tasks", "--api-url", "http://127.0.0.1:1"])
+        .await;
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(
+        stderr(&unreachable)
+            .contains("cannot reach the API at http://127.0.0.1:1 (is `taskyard up` running?)"),
+        "{}",
+        stderr(&unreachable)
+    );
+}
+
+#[tokio::test]
+async fn a_submission_without_an_orchestrator_fails() {
+    let env = Env::start().await;
+    let output = env.taskyard(&["submit", "--kind", "noop"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("no orchestrator is listening on taskyard.api.submit"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_names_the_field() {
+    let env = Env::start().await;
+    let refusal = json!({"error": {"field": "spec.ms", "message": "missing field `ms`"}});
+    env.orchestrator(refusal, vec![]).await;
+    let output = env.taskyard(&["submit", "--kind", "sleep"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr(&output).trim(), "error: spec.ms: missing field `ms`");
+}
+
+#[tokio::test]
+async fn wait_counts_events_and_exits_2_when_some_failed() {
+    let env = Env::start().await;
+    let (good, bad) = (Uuid::now_v7(), Uuid::now_v7());
+    env.orchestrator(
+        json!({"ids": [good, bad]}),
+        vec![
+            (good, TaskState::Running),
+            (good, TaskState::Succeeded),
+            (bad, TaskState::Failed),
+            (bad, TaskState::Failed),
+        ],
+    )
+    .await;
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        env.taskyard(&["submit", "--kind", "noop", "--count", "2", "--wait"]),
+    )
+    .await
+    .expect("the wait ends");
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(stdout(&output), format!("{good}\n{bad}\n"));
+    let err = stderr(&output);
+    assert!(err.contains(&format!("{bad}  failed  it broke")), "{err}");
+    assert!(err.contains("1 succeeded, 1 failed of 2"), "{err}");
+}
+
+#[tokio::test]
+async fn wait_reconciles_through_the_api_when_events_are_missed() {
+    let env = Env::start().await;
+    // Terminal in the database, but no event is ever published.
+    let id = env.insert(TaskState::Rejected, Some("refused")).await;
+    env.orchestrator(json!({"ids": [id]}), vec![]).await;
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        env.taskyard(&["submit", "--kind", "noop", "--wait", "--wait-timeout", "20"]),
+    )
+    .await
+    .expect("the wait ends");
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains(&format!("{id}  rejected  refused")), "{err}");
+}
+
+#[tokio::test]
+async fn wait_gives_up_after_its_timeout() {
+    let env = Env::start().await;
+    let id = env.insert(TaskState::Queued, None).await;
+    env.orchestrator(json!({"ids": [id]}), vec![]).await;
+    let output = env
+        .taskyard(&["submit", "--kind", "noop", "--wait", "--wait-timeout", "1"])
+        .await;
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("1 unfinished of 1"),
+        "{}",
+        stderr(&output)
+    );
+}

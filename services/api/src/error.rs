@@ -1,0 +1,160 @@
+//! The API's one error type, and the JSON every error response carries:
+//! `{"error": {"code": "...", "message": "...", "field": "..."}}`.
+//!
+//! `code` is stable and meant for programs; `message` is for people; `field`
+//! (when present) names the offending input. Internal errors are logged with
+//! their whole cause chain and answered with a bare `internal`, so nothing about
+//! the database or the network leaks to clients.
+
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use taskyard_store::StoreError;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The orchestrator refused the submission (400 `invalid_task`).
+    #[error("{field}: {message}")]
+    InvalidTask { field: String, message: String },
+    /// A path or query parameter is malformed (400 `bad_request`).
+    #[error("{field}: {message}")]
+    BadRequest { field: String, message: String },
+    /// The request body could not be read (400 `bad_request`).
+    #[error("cannot read the request body: {0}")]
+    BadBody(String),
+    /// Nothing has this id (404 `not_found`).
+    #[error("{0}")]
+    NotFound(String),
+    /// The body is larger than we accept (413 `payload_too_large`).
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// A service we depend on did not answer (503 `unavailable`).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else: a bug or an outage (500 `internal`, details only in the log).
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A malformed parameter.
+    pub fn bad_request(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidTask { .. } | ApiError::BadRequest { .. } | ApiError::BadBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidTask { .. } => "invalid_task",
+            ApiError::BadRequest { .. } | ApiError::BadBody(_) => "bad_request",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The field the error is about, if any.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::InvalidTask { field, .. } | ApiError::BadRequest { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// What a client may be told: everything but the internals.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::InvalidTask { message, .. } | ApiError::BadRequest { message, .. } => {
+                message.clone()
+            }
+            ApiError::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Logs an internal error with its cause chain; other errors are the
+    /// client's business and are not logged.
+    pub(crate) fn log(&self) {
+        if let ApiError::Internal(err) = self {
+            tracing::error!(error = format!("{err:#}"), "request failed");
+        }
+    }
+}
+
+/// The JSON body of an error response.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+/// `{"code", "message", "field"?}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail<'a> {
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'a str>,
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                field: self.field(),
+                message: self.public_message(),
+            },
+        };
+        (self.status(), axum::Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        ApiError::Internal(anyhow::Error::new(err).context("reading Postgres"))
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                limit: crate::routes::tasks::MAX_BODY_BYTES,
+            }
+        } else {
+            ApiError::BadBody(rejection.body_text())
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request("query", rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::bad_request("path", rejection.body_text())
+    }
+}

@@ -1,0 +1,32 @@
+//! The JSON API under `/api/v1`, and `/healthz`.
+//!
+//! Handlers are thin: they parse parameters (naming the bad one), call the
+//! store or NATS, and shape the JSON. Every error is an [`ApiError`].
+//!
+//! [`ApiError`]: crate::ApiError
+
+pub mod health;
+pub mod nodes;
+pub mod summary;
+pub mod tasks;
+
+use crate::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+
+/// The routes of the JSON API.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/tasks",
+            get(tasks::list)
+                .post(tasks::submit)
+                .layer(DefaultBodyLimit::max(tasks::MAX_BODY_BYTES)),
+        )
+        .route("/api/v1/tasks/{id}", get(tasks::get_one))
+        .route("/api/v1/nodes", get(nodes::list))
+        .route("/api/v1/nodes/{id}", get(nodes::get_one))
+        .route("/api/v1/summary", get(summary::get))
+        .route("/healthz", get(health::get))
+}

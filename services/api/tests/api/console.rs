@@ -1,0 +1,53 @@
+use crate::helpers::{TestApp, task};
+use axum::http::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn the_console_lists_recent_tasks() {
+    let app = TestApp::start().await;
+    let ids = app.insert(vec![task("render")]).await;
+    let (status, html) = app.get_html("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(&format!("href=\"/tasks/{}\"", ids[0])),
+        "{html}"
+    );
+    assert!(html.contains("http-equiv=\"refresh\""));
+    assert!(html.contains("No worker has sent a heartbeat yet."));
+}
+
+#[tokio::test]
+async fn the_task_page_escapes_what_clients_wrote() {
+    let app = TestApp::start().await;
+    let mut fixture = task("default");
+    fixture.idempotency_key = Some("<b>key</b>".to_owned());
+    fixture.kind = "echo".to_owned();
+    fixture.spec = json!({"html": "<script>alert(1)</script>"});
+    let ids = app.insert(vec![fixture]).await;
+
+    let (status, html) = app.get_html(&format!("/tasks/{}", ids[0])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&ids[0].to_string()));
+    assert!(html.contains("&lt;b&gt;key&lt;/b&gt;"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<b>key"), "{html}");
+    assert!(!html.contains("<script>"), "{html}");
+    // The history shows the creation.
+    assert!(html.contains("queued"));
+}
+
+#[tokio::test]
+async fn an_unknown_task_page_is_an_html_404() {
+    let app = TestApp::start().await;
+    let (status, html) = app
+        .get_html(&format!("/tasks/{}", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(html.contains("no task has the id"), "{html}");
+    let (status, html) = app.get_html("/tasks/%3Cb%3E").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("`&lt;b&gt;` is not a task id"), "{html}");
+}

@@ -1,0 +1,151 @@
+//! `TestApp`: a fresh stack, a migrated store, and request helpers.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use taskyard_api::{AppState, app};
+use taskyard_store::Store;
+use taskyard_store::tasks::TaskInsert;
+use taskyard_testkit::TestStack;
+use taskyard_wire::{Resources, TaskState};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+/// Largest response body a test reads.
+const MAX_TEST_BODY: usize = 16 * 1024 * 1024;
+
+pub struct TestApp {
+    pub store: Store,
+    pub state: AppState,
+    // Dropped last: the servers outlive the clients above.
+    pub _stack: TestStack,
+}
+
+impl TestApp {
+    /// A stack with its own database (migrated) and a NATS connection; no
+    /// orchestrator runs, so submissions find no responder.
+    pub async fn start() -> TestApp {
+        let stack = TestStack::start().await.expect("start the test stack");
+        let store = Store::connect_and_migrate(&stack.database_url, 4)
+            .await
+            .expect("connect and migrate");
+        let nats = async_nats::connect(&stack.nats_url)
+            .await
+            .expect("connect to NATS");
+        TestApp {
+            state: AppState::new(store.clone(), nats),
+            store,
+            _stack: stack,
+        }
+    }
+
+    pub async fn request(&self, request: Request<Body>) -> (StatusCode, Vec<u8>, String) {
+        let response = app(self.state.clone())
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), MAX_TEST_BODY)
+            .await
+            .expect("read the body");
+        (status, body.to_vec(), content_type)
+    }
+
+    /// GETs `uri` and parses the answer as JSON.
+    pub async fn get_json(&self, uri: &str) -> (StatusCode, Value) {
+        let request = Request::get(uri)
+            .body(Body::empty())
+            .expect("a valid request");
+        let (status, body, content_type) = self.request(request).await;
+        assert!(
+            content_type.starts_with("application/json"),
+            "{uri} answered {content_type}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        (status, serde_json::from_slice(&body).expect("a JSON body"))
+    }
+
+    /// GETs `uri` and returns the HTML text.
+    pub async fn get_html(&self, uri: &str) -> (StatusCode, String) {
+        let request = Request::get(uri)
+            .body(Body::empty())
+            .expect("a valid request");
+        let (status, body, content_type) = self.request(request).await;
+        assert!(
+            content_type.starts_with("text/html"),
+            "{uri} answered {content_type}"
+        );
+        (status, String::from_utf8(body).expect("UTF-8 HTML"))
+    }
+
+    /// POSTs `body` to `uri` and parses the answer as JSON.
+    pub async fn post_json(&self, uri: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let request = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .expect("a valid request");
+        let (status, body, content_type) = self.request(request).await;
+        assert!(
+            content_type.starts_with("application/json"),
+            "{uri} answered {content_type}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        (status, serde_json::from_slice(&body).expect("a JSON body"))
+    }
+
+    /// Inserts tasks built by [`task`] and returns their ids in order.
+    pub async fn insert(&self, tasks: Vec<TaskInsert>) -> Vec<Uuid> {
+        let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
+        let created = self
+            .store
+            .insert_tasks(&tasks)
+            .await
+            .expect("insert fixtures");
+        assert_eq!(created.len(), tasks.len(), "every fixture is new");
+        ids
+    }
+}
+
+/// A fixture task: a queued noop in `pool`, everything else default.
+pub fn task(pool: &str) -> TaskInsert {
+    TaskInsert {
+        id: Uuid::now_v7(),
+        idempotency_key: None,
+        pool: pool.to_owned(),
+        kind: "noop".to_owned(),
+        spec: Value::Null,
+        resources: Resources::default(),
+        priority: 0,
+        tenant: "default".to_owned(),
+        timeout_ms: None,
+        max_attempts: 1,
+        labels: json!({}),
+        state: TaskState::Queued,
+        error: None,
+    }
+}
+
+/// A fixture task refused at submission.
+pub fn rejected(pool: &str, reason: &str) -> TaskInsert {
+    TaskInsert {
+        state: TaskState::Rejected,
+        error: Some(reason.to_owned()),
+        ..task(pool)
+    }
+}
+
+/// The `code` of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+/// The `message` of an error body.
+pub fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
+}

@@ -1,0 +1,10 @@
+//! The API and console against a real Postgres and NATS, driven through
+//! `app(state).oneshot(...)` without binding a port.
+
+mod console;
+mod health;
+mod helpers;
+mod nodes;
+mod process;
+mod submit;
+mod tasks;
