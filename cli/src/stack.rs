@@ -26,6 +26,9 @@ pub struct StackOptions {
     /// Trade durability for speed in a throwaway Postgres (benchmarks of the
     /// pipeline itself keep it off).
     pub fast_postgres: bool,
+    /// fsync every JetStream write (`sync_interval: always`), as in
+    /// `nats/dev.conf`. Off only to measure what it costs.
+    pub nats_sync_always: bool,
 }
 
 /// A running stack; dropping it kills the children and stops the servers it
@@ -153,7 +156,7 @@ async fn nats(options: &StackOptions) -> anyhow::Result<(Option<NatsServer>, Str
     let server = NatsServer::start(NatsOptions {
         dir: options.dir.join("nats"),
         port: Some(port),
-        sync_always: true,
+        sync_always: options.nats_sync_always,
         extra_config: String::new(),
     })
     .await

@@ -32,6 +32,11 @@ pub struct Bench {
     /// Slots (concurrent attempts) of each worker.
     #[arg(long, default_value_t = 512)]
     pub slots: u32,
+    /// Let JetStream skip its fsync per write (`sync_interval` default), to
+    /// see what durability costs. Off by default: the benchmark measures the
+    /// configuration Taskyard ships.
+    #[arg(long)]
+    pub no_fsync: bool,
     /// Keep the stack's folder (data and logs) instead of deleting it.
     #[arg(long)]
     pub keep: bool,
@@ -55,6 +60,7 @@ impl Bench {
             nats_url: format!("nats://127.0.0.1:{nats_port}"),
             database_url: format!("postgres://postgres@127.0.0.1:{pg_port}/taskyard"),
             fast_postgres: false,
+            nats_sync_always: !self.no_fsync,
         })
         .await?;
         let outcome = self.measure(&mut stack, batch).await;

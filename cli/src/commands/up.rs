@@ -49,6 +49,7 @@ impl Up {
             nats_url: global.nats_url.clone(),
             database_url: self.database_url.clone(),
             fast_postgres: false,
+            nats_sync_always: true,
         })
         .await?;
 
