@@ -5,7 +5,7 @@
 //! # async fn demo() -> anyhow::Result<()> {
 //! use std::time::Duration;
 //! let mut stack = taskyard_testkit::TestStack::start().await?;
-//! let api = stack.spawn("taskyard-api", "api", &[("TASKYARD_API_PORT", "0")]).await?;
+//! let api = stack.spawn("taskyard-api", "api", &[("TASKYARD_HTTP_ADDR", "127.0.0.1:0")]).await?;
 //! taskyard_testkit::wait_until("api log line", Duration::from_secs(10), || {
 //!     let log = api.log();
 //!     async move { Ok(log.contains("listening").then_some(())) }
