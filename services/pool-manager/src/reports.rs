@@ -7,7 +7,7 @@ use taskyard_runtime::batching::{Message, Outgoing, ack_all, publish_all};
 use taskyard_store::tasks::{FinishReport, StartReport, Transition};
 use taskyard_store::Store;
 use taskyard_wire::event::{TaskEvent, TaskEventBatch};
-use taskyard_wire::status::{Outcome, StatusReport};
+use taskyard_wire::status::{Outcome, StatusMessage, StatusReport};
 use taskyard_wire::{TaskState, codec, subjects};
 
 /// How long a batch that could not be recorded waits before redelivery.
@@ -116,9 +116,9 @@ impl ReportHandler {
         let mut reports = Vec::with_capacity(batch.len());
         let mut readable = Vec::with_capacity(batch.len());
         for message in batch {
-            match codec::decode::<StatusReport>(&message.payload) {
-                Ok(report) => {
-                    reports.push(report);
+            match codec::decode::<StatusMessage>(&message.payload) {
+                Ok(status) => {
+                    reports.extend(status.into_reports());
                     readable.push(message);
                 }
                 Err(err) => {

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use taskyard_runtime::batching::{BatchError, Outgoing, publish_all};
 use taskyard_store::tasks::{Placement, ScheduledTask};
 use taskyard_store::{Store, StoreError};
-use taskyard_wire::dispatch::Dispatch;
+use std::collections::BTreeMap;
+use taskyard_wire::dispatch::{Dispatch, DispatchBatch};
 use taskyard_wire::event::{TaskEvent, TaskEventBatch};
 use taskyard_wire::{TaskState, codec, subjects};
 use uuid::Uuid;
@@ -106,24 +107,7 @@ impl Dispatcher {
         if tasks.is_empty() {
             return Ok(());
         }
-        let mut messages: Vec<Outgoing> = tasks
-            .iter()
-            .map(|task| {
-                let dispatch = Dispatch {
-                    task_id: task.id,
-                    attempt: task.attempt,
-                    pool: task.pool.clone(),
-                    tenant: task.tenant.clone(),
-                    kind: task.kind,
-                    spec: task.spec.clone(),
-                    resources: task.resources,
-                    timeout_ms: task.timeout_ms,
-                    dispatched_at: taskyard_wire::now(),
-                };
-                Outgoing::new(subjects::dispatch(&task.node_id), codec::encode(&dispatch))
-                    .with_msg_id(dispatch.msg_id())
-            })
-            .collect();
+        let mut messages = dispatch_messages(tasks);
         let events: Vec<TaskEvent> = tasks
             .iter()
             .map(|task| TaskEvent {
@@ -147,5 +131,102 @@ impl Dispatcher {
             ));
         }
         publish_all(&self.js, messages).await
+    }
+}
+
+/// Largest dispatch message the scheduler builds. Specs may be up to 64 KiB
+/// each, so a round's dispatches to one node are split to stay well inside
+/// the server's payload limit.
+pub const MAX_DISPATCH_MESSAGE_BYTES: usize = 512 * 1024;
+
+/// One message per node per round (more if it would grow past
+/// [`MAX_DISPATCH_MESSAGE_BYTES`]).
+fn dispatch_messages(tasks: &[ScheduledTask]) -> Vec<Outgoing> {
+    let now = taskyard_wire::now();
+    let mut by_node: BTreeMap<&str, Vec<(Dispatch, usize)>> = BTreeMap::new();
+    for task in tasks {
+        let dispatch = Dispatch {
+            task_id: task.id,
+            attempt: task.attempt,
+            pool: task.pool.clone(),
+            tenant: task.tenant.clone(),
+            kind: task.kind,
+            spec: task.spec.clone(),
+            resources: task.resources,
+            timeout_ms: task.timeout_ms,
+            dispatched_at: now,
+        };
+        let size = codec::encode(&dispatch).len();
+        by_node.entry(task.node_id.as_str()).or_default().push((dispatch, size));
+    }
+    let mut messages = Vec::new();
+    for (node, dispatches) in by_node {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for (dispatch, size) in dispatches {
+            if !batch.is_empty() && bytes + size > MAX_DISPATCH_MESSAGE_BYTES {
+                messages.push(batch_message(node, std::mem::take(&mut batch)));
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(dispatch);
+        }
+        if !batch.is_empty() {
+            messages.push(batch_message(node, batch));
+        }
+    }
+    messages
+}
+
+/// The batch's `Nats-Msg-Id` names its first and last attempts, so sending
+/// the same round again (after a failed publish) is dropped by the stream.
+fn batch_message(node: &str, dispatches: Vec<Dispatch>) -> Outgoing {
+    let id = match (dispatches.first(), dispatches.last()) {
+        (Some(first), Some(last)) => format!("{}..{}#{}", first.msg_id(), last.msg_id(), dispatches.len()),
+        _ => String::new(),
+    };
+    Outgoing::new(subjects::dispatch(node), codec::encode(&DispatchBatch { dispatches })).with_msg_id(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskyard_wire::{Resources, TaskKind};
+    use uuid::Uuid;
+
+    fn task(n: u128, node: &str, spec_bytes: usize) -> ScheduledTask {
+        ScheduledTask {
+            id: Uuid::from_u128(n),
+            attempt: 1,
+            pool: "default".to_owned(),
+            tenant: "t".to_owned(),
+            kind: TaskKind::Echo,
+            spec: serde_json::json!({"blob": "x".repeat(spec_bytes)}),
+            resources: Resources::default(),
+            timeout_ms: None,
+            node_id: node.to_owned(),
+            scheduled_at: taskyard_wire::now(),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn one_message_per_node_unless_it_grows_too_large() {
+        let tasks = vec![task(1, "a", 10), task(2, "b", 10), task(3, "a", 10)];
+        let messages = dispatch_messages(&tasks);
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].subject, "taskyard.dispatch.a");
+        let batch: DispatchBatch = codec::decode(&messages[0].payload).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(batch.dispatches.len(), 2);
+
+        let big: Vec<ScheduledTask> = (0..20).map(|n| task(n, "a", 60_000)).collect();
+        let messages = dispatch_messages(&big);
+        assert!(messages.len() >= 3, "{} messages", messages.len());
+        assert!(messages.iter().all(|m| m.payload.len() <= MAX_DISPATCH_MESSAGE_BYTES));
+        let total: usize = messages
+            .iter()
+            .map(|m| codec::decode::<DispatchBatch>(&m.payload).map(|b| b.dispatches.len()).unwrap_or(0))
+            .sum();
+        assert_eq!(total, 20);
     }
 }

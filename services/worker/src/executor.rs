@@ -1,10 +1,14 @@
 //! The dispatch loop: pull dispatches, run each attempt on its own task, report
 //! on it, and drain on shutdown.
 //!
-//! Per attempt: `Started` is published, the driver runs while the dispatch's
-//! ack wait is kept alive with progress acks, `Finished` is published (retried
-//! with backoff), and only then is the dispatch acked. A worker that dies at
-//! any point leaves the dispatch unacked, so NATS hands it out again.
+//! A dispatch message carries one attempt or a batch (one per node per
+//! scheduling round). Per attempt: `Started` is reported, the driver runs
+//! while the message's ack wait is kept alive with progress acks, `Finished`
+//! is reported (retried with backoff), and the message is acked once its last
+//! attempt is reported ([`Delivery`]). Reports are coalesced by the
+//! [`Reporter`]. A worker that dies at any point leaves the message unacked, so
+//! NATS hands it out again; the ledger makes sure a redelivered attempt that
+//! already ran is not run again.
 //!
 //! On shutdown no more dispatches are pulled; those pulled but not started are
 //! NAKed at once, running attempts get the drain timeout to finish, and those
@@ -15,19 +19,25 @@ use crate::config::Settings;
 use crate::drivers::{self, DriverEnv, End, Limits, Ran};
 use crate::heartbeat::NodeState;
 use crate::ledger::{AttemptKey, Ledger, Seen};
+use crate::reporter::{ReportError, Reporter};
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use std::future::Future;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use taskyard_runtime::Shutdown;
-use taskyard_runtime::batching::{self, BatchError, Message, Outgoing};
-use taskyard_wire::dispatch::Dispatch;
+use taskyard_runtime::batching::{self, Message};
+use taskyard_wire::dispatch::{Dispatch, DispatchMessage};
 use taskyard_wire::status::{Outcome, StatusReport};
 use taskyard_wire::task::Job;
 use taskyard_wire::{Timestamp, codec, subjects};
+
+/// How long a message handed back (some attempt must run or report again)
+/// waits before NATS redelivers it.
+const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -58,9 +68,9 @@ type Batches = BoxStream<'static, Vec<Message>>;
 /// Everything the attempts of this node share.
 pub struct Worker {
     settings: Arc<Settings>,
-    js: jetstream::Context,
     state: Arc<NodeState>,
     ledger: Mutex<Ledger>,
+    reporter: Reporter,
     env: DriverEnv,
     /// Cancelled when the drain timeout passes: running attempts stop.
     kill: CancellationToken,
@@ -73,8 +83,8 @@ impl Worker {
                 work_dir: settings.work_dir.clone(),
                 max_output_bytes: settings.max_output_bytes,
             },
+            reporter: Reporter::start(js.clone(), subjects::status(&settings.node_id)),
             settings,
-            js,
             state,
             ledger: Mutex::new(Ledger::default()),
             kill: CancellationToken::new(),
@@ -141,8 +151,8 @@ impl Worker {
     ) -> ControlFlow<()> {
         let mut messages = batch.into_iter();
         while let Some(message) = messages.next() {
-            let dispatch: Dispatch = match codec::decode(&message.payload) {
-                Ok(dispatch) => dispatch,
+            let dispatches = match codec::decode::<DispatchMessage>(&message.payload) {
+                Ok(read) => read.into_dispatches(),
                 Err(err) => {
                     // Redelivering it would fail the same way, forever.
                     tracing::warn!(subject = %message.subject, error = %err, "dropping a dispatch that cannot be read");
@@ -152,53 +162,70 @@ impl Worker {
                     continue;
                 }
             };
-            let key = (dispatch.task_id, dispatch.attempt);
-            let span = tracing::info_span!(
-                "attempt",
-                task_id = %dispatch.task_id,
-                attempt = dispatch.attempt
-            );
-            let seen = self.ledger().seen(&key);
-            match seen {
-                Seen::New => {}
-                Seen::Running => {
-                    // Not acked: the running attempt acks it when it is done.
-                    span.in_scope(|| {
-                        tracing::debug!("redelivered dispatch of a running attempt; left alone")
-                    });
-                    continue;
-                }
-                Seen::Finished => {
-                    span.in_scope(|| {
-                        tracing::debug!("redelivered dispatch of a finished attempt; acked")
-                    });
-                    ack(&message).await;
-                    continue;
-                }
-                Seen::Unreported(report) => {
-                    self.ledger().start(key);
-                    attempts.spawn(self.clone().republish(message, report).instrument(span));
-                    continue;
-                }
+            if dispatches.is_empty() {
+                ack(&message).await;
+                continue;
             }
-            let permit = tokio::select! {
-                biased;
-                _ = shutdown.wait() => None,
-                permit = slots.clone().acquire_owned() => permit.ok(),
-            };
-            let Some(permit) = permit else {
-                nak(&message).await;
-                for rest in messages {
-                    nak(&rest).await;
+            let delivery = Delivery::new(message, dispatches.len());
+            let mut dispatches = dispatches.into_iter();
+            while let Some(dispatch) = dispatches.next() {
+                let key = (dispatch.task_id, dispatch.attempt);
+                let span = tracing::info_span!(
+                    "attempt",
+                    task_id = %dispatch.task_id,
+                    attempt = dispatch.attempt
+                );
+                let seen = self.ledger().seen(&key);
+                match seen {
+                    Seen::New => {}
+                    Seen::Running => {
+                        // The attempt belongs to an earlier delivery of this
+                        // message; this copy comes back once it is done.
+                        span.in_scope(|| {
+                            tracing::debug!("redelivered dispatch of a running attempt; handed back later")
+                        });
+                        delivery.hand_back_later();
+                        delivery.settle_one().await;
+                        continue;
+                    }
+                    Seen::Finished => {
+                        span.in_scope(|| {
+                            tracing::debug!("redelivered dispatch of a finished attempt; not run again")
+                        });
+                        delivery.settle_one().await;
+                        continue;
+                    }
+                    Seen::Unreported(report) => {
+                        self.ledger().start(key);
+                        attempts.spawn(self.clone().republish(delivery.clone(), report).instrument(span));
+                        continue;
+                    }
                 }
-                return ControlFlow::Break(());
-            };
-            self.ledger().start(key);
-            attempts.spawn(
-                self.clone()
-                    .run_attempt(message, dispatch, permit)
-                    .instrument(span),
-            );
+                let permit = tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => None,
+                    permit = slots.clone().acquire_owned() => permit.ok(),
+                };
+                let Some(permit) = permit else {
+                    // Shutdown: what did not start goes back, with this message
+                    // once its started attempts are reported.
+                    delivery.hand_back_later();
+                    delivery.settle_one().await;
+                    for _ in dispatches {
+                        delivery.settle_one().await;
+                    }
+                    for rest in messages {
+                        nak(&rest).await;
+                    }
+                    return ControlFlow::Break(());
+                };
+                self.ledger().start(key);
+                attempts.spawn(
+                    self.clone()
+                        .run_attempt(delivery.clone(), dispatch, permit)
+                        .instrument(span),
+                );
+            }
         }
         ControlFlow::Continue(())
     }
@@ -206,13 +233,13 @@ impl Worker {
     /// One attempt, from `Started` to the ack of its dispatch.
     async fn run_attempt(
         self: Arc<Self>,
-        message: Message,
+        delivery: Arc<Delivery>,
         dispatch: Dispatch,
         _slot: OwnedSemaphorePermit,
     ) {
         let key = (dispatch.task_id, dispatch.attempt);
         let _running = Running::enter(&self, key);
-        let (report, published) = keep_alive(&message, self.progress_every(), async {
+        let (report, published) = keep_alive(&delivery.message, self.progress_every(), async {
             let started_at = taskyard_wire::now();
             let started = StatusReport::Started {
                 task_id: dispatch.task_id,
@@ -255,33 +282,34 @@ impl Worker {
             (report, published)
         })
         .await;
-        self.settle(key, &message, report, published).await;
+        self.settle(key, &delivery, report, published).await;
     }
 
     /// Publishes the `Finished` report of an attempt that ran earlier, when
     /// its first publish failed and NATS brought the dispatch back.
-    async fn republish(self: Arc<Self>, message: Message, report: StatusReport) {
+    async fn republish(self: Arc<Self>, delivery: Arc<Delivery>, report: StatusReport) {
         let key = (report.task_id(), report.attempt());
         tracing::info!("publishing the report of an attempt that finished earlier");
-        let published = keep_alive(&message, self.progress_every(), self.publish(&report)).await;
-        self.settle(key, &message, report, published).await;
+        let published = keep_alive(&delivery.message, self.progress_every(), self.publish(&report)).await;
+        self.settle(key, &delivery, report, published).await;
     }
 
-    /// Acks the dispatch once its report is durable; otherwise keeps the report
-    /// for the redelivery, which publishes it instead of running the attempt again.
+    /// Counts the attempt done on its message once its report is durable;
+    /// otherwise keeps the report for the redelivery, which publishes it
+    /// instead of running the attempt again.
     async fn settle(
         &self,
         key: AttemptKey,
-        message: &Message,
+        delivery: &Delivery,
         report: StatusReport,
-        published: Result<(), BatchError>,
+        published: Result<(), ReportError>,
     ) {
         match published {
             Ok(()) => {
                 // Remembered before the ack, so a redelivery racing the ack is
                 // acked too rather than run.
                 self.ledger().finish(key, None);
-                ack(message).await;
+                delivery.settle_one().await;
             }
             Err(err) => {
                 tracing::error!(
@@ -289,6 +317,8 @@ impl Worker {
                     "cannot publish the attempt's report; the dispatch stays unacked and the report is published again on redelivery"
                 );
                 self.ledger().finish(key, Some(report));
+                delivery.hand_back_later();
+                delivery.settle_one().await;
             }
         }
     }
@@ -327,20 +357,15 @@ impl Worker {
         }
     }
 
-    /// Publishes a report on JetStream, deduplicated by its `Nats-Msg-Id`, with
-    /// retries: a report is only worth an ack once it is stored.
-    async fn publish(&self, report: &StatusReport) -> Result<(), BatchError> {
-        let subject = subjects::status(&self.settings.node_id);
+    /// Hands a report to the [`Reporter`], with retries: a report is only
+    /// worth an ack once it is stored.
+    async fn publish(&self, report: &StatusReport) -> Result<(), ReportError> {
         let mut delay = PUBLISH_RETRY_FIRST;
         let mut tries = 1;
         loop {
-            let outgoing =
-                Outgoing::new(subject.clone(), codec::encode(report)).with_msg_id(report.msg_id());
-            match batching::publish_all(&self.js, vec![outgoing]).await {
+            match self.reporter.send(report).await {
                 Ok(()) => return Ok(()),
-                Err(err) if tries >= PUBLISH_TRIES || batching::is_permanent(&err) => {
-                    return Err(err);
-                }
+                Err(err) if tries >= PUBLISH_TRIES || err.permanent => return Err(err),
                 Err(err) => {
                     tracing::warn!(error = %err, tries, "publishing a report failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -391,6 +416,43 @@ impl Worker {
         // The ledger stays consistent even if a holder panicked: each method
         // is a few collection operations.
         self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A dispatch message and how many of its attempts are still open. The
+/// message is acked when the last one is reported, or handed back (NAK with
+/// a delay) if any of them could not be finished here for good.
+pub struct Delivery {
+    message: Message,
+    open: AtomicUsize,
+    hand_back: AtomicBool,
+}
+
+impl Delivery {
+    fn new(message: Message, attempts: usize) -> Arc<Delivery> {
+        Arc::new(Delivery {
+            message,
+            open: AtomicUsize::new(attempts),
+            hand_back: AtomicBool::new(false),
+        })
+    }
+
+    fn hand_back_later(&self) {
+        self.hand_back.store(true, Ordering::SeqCst);
+    }
+
+    /// One attempt of the message is done with.
+    async fn settle_one(&self) {
+        if self.open.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        if self.hand_back.load(Ordering::SeqCst) {
+            if let Err(err) = self.message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await {
+                tracing::warn!(error = %err, "cannot hand a dispatch back; NATS redelivers it after the ack wait");
+            }
+        } else {
+            ack(&self.message).await;
+        }
     }
 }
 

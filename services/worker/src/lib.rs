@@ -28,6 +28,7 @@ pub mod drivers;
 pub mod executor;
 pub mod heartbeat;
 pub mod ledger;
+pub mod reporter;
 
 pub use config::Config;
 

@@ -10,7 +10,7 @@ use taskyard_runtime::{Common, Shutdown, streams};
 use taskyard_testkit::{TestStack, wait_until};
 use taskyard_wire::dispatch::Dispatch;
 use taskyard_wire::heartbeat::{Capacity, Heartbeat};
-use taskyard_wire::status::{Outcome, StatusReport};
+use taskyard_wire::status::{Outcome, StatusReport, StatusMessage};
 use taskyard_wire::task::TaskKind;
 use taskyard_wire::{Resources, codec, subjects};
 use tokio::task::JoinHandle;
@@ -141,10 +141,11 @@ impl Reports {
                 });
             let message = next.expect("STATUS stream open").expect("a STATUS message");
             message.ack().await.expect("ack a report");
-            let report: StatusReport = codec::decode(&message.payload).expect("a status report");
-            self.seen.push(report.clone());
-            if pick(&report) {
-                return report;
+            let status: StatusMessage = codec::decode(&message.payload).expect("a status message");
+            let reports = status.into_reports();
+            self.seen.extend(reports.iter().cloned());
+            if let Some(found) = reports.into_iter().find(|r| pick(r)) {
+                return found;
             }
         }
     }

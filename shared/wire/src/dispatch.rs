@@ -34,3 +34,62 @@ impl Dispatch {
         format!("{}:{}", self.task_id, self.attempt)
     }
 }
+
+/// Several attempts for one node in one message: the scheduler sends one per
+/// node per placement round, so the message rate is a fraction of the task
+/// rate. The worker acks it when its last attempt has been reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchBatch {
+    pub dispatches: Vec<Dispatch>,
+}
+
+/// What may arrive on `taskyard.dispatch.<node>`: a batch, or one dispatch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DispatchMessage {
+    Batch(DispatchBatch),
+    One(Dispatch),
+}
+
+impl DispatchMessage {
+    /// The attempts the message carries, in order.
+    pub fn into_dispatches(self) -> Vec<Dispatch> {
+        match self {
+            DispatchMessage::Batch(batch) => batch.dispatches,
+            DispatchMessage::One(dispatch) => vec![dispatch],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode, encode};
+
+    fn dispatch(attempt: u32) -> Dispatch {
+        Dispatch {
+            task_id: Uuid::from_u128(7),
+            attempt,
+            pool: "default".to_owned(),
+            tenant: "t".to_owned(),
+            kind: TaskKind::Noop,
+            spec: Value::Null,
+            resources: Resources::default(),
+            timeout_ms: None,
+            dispatched_at: crate::now(),
+        }
+    }
+
+    #[test]
+    fn one_dispatch_or_a_batch_reads_as_dispatches() {
+        let one: DispatchMessage = decode(&encode(&dispatch(1))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(one.into_dispatches().len(), 1);
+        let batch = DispatchBatch {
+            dispatches: vec![dispatch(1), dispatch(2)],
+        };
+        let read: DispatchMessage = decode(&encode(&batch)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.into_dispatches(), batch.dispatches);
+        assert!(decode::<DispatchMessage>(br#"{"dispatches": 3}"#).is_err());
+    }
+}

@@ -18,8 +18,8 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("submit-reply", schema_for!(crate::reply::SubmitReply)),
         ("task-event-batch", schema_for!(crate::event::TaskEventBatch)),
         ("node-event", schema_for!(crate::event::NodeEvent)),
-        ("dispatch", schema_for!(crate::dispatch::Dispatch)),
-        ("status-report", schema_for!(crate::status::StatusReport)),
+        ("dispatch", schema_for!(crate::dispatch::DispatchMessage)),
+        ("status-report", schema_for!(crate::status::StatusMessage)),
         ("heartbeat", schema_for!(crate::heartbeat::Heartbeat)),
     ]
 }

@@ -75,3 +75,29 @@ pub enum Outcome {
     Failed,
     TimedOut,
 }
+
+/// Several reports of one node in one message: a worker coalesces the reports
+/// that become ready while its previous publish is in flight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusBatch {
+    pub reports: Vec<StatusReport>,
+}
+
+/// What may arrive on `taskyard.status.<node>`: a batch, or one report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StatusMessage {
+    Batch(StatusBatch),
+    One(StatusReport),
+}
+
+impl StatusMessage {
+    /// The reports the message carries, in order.
+    pub fn into_reports(self) -> Vec<StatusReport> {
+        match self {
+            StatusMessage::Batch(batch) => batch.reports,
+            StatusMessage::One(report) => vec![report],
+        }
+    }
+}
