@@ -157,3 +157,30 @@ async fn the_same_task_is_created_once() -> anyhow::Result<()> {
     assert_eq!((counts.get::<_, i64>(0), counts.get::<_, i64>(1), counts.get::<_, i64>(2)), (1, 1, 1));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_large_batch_on_the_stream_creates_every_task() -> anyhow::Result<()> {
+    // Tasks without ids get ids derived from their message; a batch of a
+    // thousand must still get a thousand distinct ones.
+    let cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
+    let batch: Vec<serde_json::Value> = (0..1000)
+        .map(|i| json!({"kind": "noop", "tenant": "large", "resources": {"cpu_millis": 0, "memory_mb": 0}, "labels": {"i": i.to_string()}}))
+        .collect();
+    cluster.publish(serde_json::to_vec(&batch)?, None).await?;
+    let done = cluster
+        .wait_count(
+            "every task of the batch to succeed",
+            "SELECT count(*) FROM tasks WHERE tenant = 'large' AND state = 'succeeded'",
+            1000,
+            WAIT,
+        )
+        .await?;
+    assert_eq!(done, 1000);
+    let distinct: i64 = cluster
+        .db
+        .query_one("SELECT count(DISTINCT labels->>'i') FROM tasks WHERE tenant = 'large'", &[])
+        .await?
+        .get(0);
+    assert_eq!(distinct, 1000);
+    Ok(())
+}

@@ -19,12 +19,15 @@ pub struct StreamOrigin {
 /// The id of task `index` of the message at `origin`.
 pub fn derived_id(origin: StreamOrigin, index: usize) -> Uuid {
     let millis = u64::try_from(origin.published_nanos / 1_000_000).unwrap_or(0);
-    let nanos_low = origin.published_nanos as u64;
-    let a = splitmix64(origin.sequence ^ splitmix64(nanos_low));
-    let b = splitmix64(a ^ index as u64);
+    let message = splitmix64(origin.sequence ^ splitmix64(origin.published_nanos as u64));
+    // Every random byte depends on the index: tasks of one batch share the
+    // message's sequence and time, and must still never share an id.
+    // splitmix64 is a bijection, so distinct indexes give distinct `high`.
+    let high = splitmix64(message ^ (index as u64));
+    let low = splitmix64(high ^ 0xA5A5_A5A5_A5A5_A5A5);
     let mut random = [0u8; 10];
-    random[..8].copy_from_slice(&a.to_le_bytes());
-    random[8..].copy_from_slice(&b.to_le_bytes()[..2]);
+    random[..8].copy_from_slice(&high.to_be_bytes());
+    random[8..].copy_from_slice(&low.to_be_bytes()[..2]);
     uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
@@ -61,5 +64,16 @@ mod tests {
         };
         assert_ne!(derived_id(origin, 0), derived_id(next, 0));
         assert_eq!(derived_id(origin, 0).get_version_num(), 7);
+    }
+
+    #[test]
+    fn tasks_of_one_large_batch_never_share_an_id() {
+        let origin = StreamOrigin {
+            sequence: 7,
+            published_nanos: 1_764_000_000_000_000_000,
+        };
+        let ids: std::collections::HashSet<Uuid> =
+            (0..taskyard_wire::task::MAX_BATCH_TASKS).map(|i| derived_id(origin, i)).collect();
+        assert_eq!(ids.len(), taskyard_wire::task::MAX_BATCH_TASKS);
     }
 }
