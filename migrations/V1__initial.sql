@@ -13,7 +13,7 @@ CREATE TABLE tasks (
     id              uuid PRIMARY KEY,
     -- Creation order across the cluster; FCFS serves the lowest first.
     seq             bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
-    idempotency_key text UNIQUE,
+    idempotency_key text,
     pool            text NOT NULL,
     kind            text NOT NULL,
     spec            jsonb NOT NULL DEFAULT 'null',
@@ -45,6 +45,11 @@ CREATE TABLE tasks (
         state NOT IN ('scheduled', 'running') OR (node_id IS NOT NULL AND attempt > 0)
     )
 );
+
+-- Most tasks have no key; leaving them out of the index keeps every update
+-- of a task one index entry cheaper.
+CREATE UNIQUE INDEX tasks_idempotency_key ON tasks (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 
 -- The live part of the table: what schedulers and dashboards ask about.
 CREATE INDEX tasks_active ON tasks (pool, state)

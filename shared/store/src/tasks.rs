@@ -102,6 +102,9 @@ pub struct FinishReport {
     pub error: Option<String>,
     pub started_at: Timestamp,
     pub finished_at: Timestamp,
+    /// When the worker's start report came in the same batch: the statement
+    /// then records `scheduled → running` too, in one row update.
+    pub start_reported_at: Option<Timestamp>,
 }
 
 /// One transition a batch statement made.
@@ -262,40 +265,55 @@ SELECT id, pool, attempt, node_id, at FROM upd";
 const FINISH_ATTEMPTS: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[],
-                         $6::text[], $7::timestamptz[], $8::timestamptz[])
-        AS i(id, attempt, node_id, outcome, result, error, started_at, finished_at)
+                         $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])
+        AS i(id, attempt, node_id, outcome, result, error, started_at, finished_at, start_reported_at)
 ), old AS (
-    SELECT t.id, t.state FROM tasks t JOIN input i ON i.id = t.id
+    -- The report travels with the locked row, so the UPDATE below joins on
+    -- the primary key alone. (Joining `input` again made the generic plan
+    -- rescan the whole batch for every row: quadratic in the batch size.)
+    SELECT t.id, t.state AS old_state, i.node_id AS report_node, i.outcome, i.result,
+           i.error, i.started_at AS report_started, i.finished_at AS report_finished,
+           -- A start reported in the same batch is recorded by this statement.
+           CASE WHEN t.state = 'scheduled' THEN i.start_reported_at END AS start_reported_at
+    FROM tasks t JOIN input i ON i.id = t.id
     WHERE t.state IN ('scheduled', 'running') AND t.attempt = i.attempt
       AND t.node_id = i.node_id
     FOR UPDATE OF t
 ), upd AS (
     UPDATE tasks t
-    SET state = (CASE WHEN i.outcome <> 'succeeded' AND t.attempt < t.max_attempts
-                      THEN 'queued' ELSE i.outcome END)::task_state,
-        result = i.result,
-        error = i.error,
-        started_at = COALESCE(t.started_at, i.started_at),
-        finished_at = CASE WHEN i.outcome <> 'succeeded' AND t.attempt < t.max_attempts
-                           THEN NULL ELSE i.finished_at END,
-        queued_at = CASE WHEN i.outcome <> 'succeeded' AND t.attempt < t.max_attempts
+    SET state = (CASE WHEN o.outcome <> 'succeeded' AND t.attempt < t.max_attempts
+                      THEN 'queued' ELSE o.outcome END)::task_state,
+        result = o.result,
+        error = o.error,
+        started_at = COALESCE(o.start_reported_at, t.started_at, o.report_started),
+        finished_at = CASE WHEN o.outcome <> 'succeeded' AND t.attempt < t.max_attempts
+                           THEN NULL ELSE o.report_finished END,
+        queued_at = CASE WHEN o.outcome <> 'succeeded' AND t.attempt < t.max_attempts
                          THEN now() ELSE t.queued_at END,
-        node_id = CASE WHEN i.outcome <> 'succeeded' AND t.attempt < t.max_attempts
+        node_id = CASE WHEN o.outcome <> 'succeeded' AND t.attempt < t.max_attempts
                        THEN NULL ELSE t.node_id END
-    FROM input i JOIN old o ON o.id = i.id
-    WHERE t.id = i.id
+    FROM old o
+    WHERE t.id = o.id
     RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.attempt, t.state, o.state AS from_state, i.node_id, i.finished_at,
+              t.attempt, t.state, o.old_state AS from_state, o.report_node AS node_id,
+              o.report_finished AS finished_at, o.start_reported_at,
               CASE WHEN t.state = 'queued'
                    THEN format('attempt %s of %s %s: %s; retrying', t.attempt, t.max_attempts,
-                               replace(i.outcome, '_', ' '), coalesce(i.error, 'no error given'))
-                   ELSE i.error END AS reason
+                               replace(o.outcome, '_', ' '), coalesce(o.error, 'no error given'))
+                   ELSE o.error END AS reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id, reason)
-    SELECT id, attempt, from_state, state, finished_at, node_id, reason FROM upd
+    SELECT id, attempt, 'scheduled', 'running', start_reported_at, node_id, NULL
+    FROM upd WHERE start_reported_at IS NOT NULL
+    UNION ALL
+    SELECT id, attempt,
+           CASE WHEN start_reported_at IS NOT NULL THEN 'running' ELSE from_state END,
+           state, finished_at, node_id, reason
+    FROM upd
 )
 SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, attempt,
-       state::text AS state, from_state::text AS from_state, node_id, finished_at, reason
+       state::text AS state, from_state::text AS from_state, node_id, finished_at, reason,
+       start_reported_at
 FROM upd";
 
 impl Store {
@@ -395,7 +413,8 @@ impl Store {
     }
 
     /// `scheduled | running → succeeded | failed | timed_out`, or back to
-    /// `queued` when the attempt failed and attempts remain.
+    /// `queued` when the attempt failed and attempts remain. A report that
+    /// carries `start_reported_at` also records `scheduled → running`.
     pub async fn finish_attempts(&self, reports: &[FinishReport]) -> Result<Vec<Transition>> {
         if reports.is_empty() {
             return Ok(Vec::new());
@@ -408,15 +427,41 @@ impl Store {
         let errors: Vec<Option<&str>> = reports.iter().map(|r| r.error.as_deref()).collect();
         let starts: Vec<Timestamp> = reports.iter().map(|r| r.started_at).collect();
         let ends: Vec<Timestamp> = reports.iter().map(|r| r.finished_at).collect();
+        let start_reports: Vec<Option<Timestamp>> =
+            reports.iter().map(|r| r.start_reported_at).collect();
         let client = self.client().await?;
         let statement = client.prepare_cached(FINISH_ATTEMPTS).await?;
         let rows = client
             .query(
                 &statement,
-                &[&ids, &attempts, &nodes, &outcomes, &results, &errors, &starts, &ends],
+                &[
+                    &ids, &attempts, &nodes, &outcomes, &results, &errors, &starts, &ends,
+                    &start_reports,
+                ],
             )
             .await?;
-        rows.iter().map(finish_from_row).collect()
+        let mut transitions = Vec::with_capacity(rows.len() * 2);
+        for row in &rows {
+            let finished = finish_from_row(row)?;
+            let started: Option<Timestamp> = row.try_get("start_reported_at")?;
+            if let Some(at) = started {
+                transitions.push(Transition {
+                    from: TaskState::Scheduled,
+                    to: TaskState::Running,
+                    reason: None,
+                    at,
+                    requeued: None,
+                    ..finished.clone()
+                });
+                transitions.push(Transition {
+                    from: TaskState::Running,
+                    ..finished
+                });
+            } else {
+                transitions.push(finished);
+            }
+        }
+        Ok(transitions)
     }
 
     /// Every queued task, in creation order (the scheduler's rebuild).
