@@ -14,7 +14,12 @@ use tokio::process::{Child, Command};
 pub const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// The control-plane services, in start order.
-pub const CONTROL_PLANE: [&str; 4] = ["orchestrator", "scheduler", "pool-manager", "resource-manager"];
+pub const CONTROL_PLANE: [&str; 4] = [
+    "orchestrator",
+    "scheduler",
+    "pool-manager",
+    "resource-manager",
+];
 
 /// Where the servers are, or should be.
 #[derive(Debug, Clone)]
@@ -67,7 +72,12 @@ impl LocalStack {
 
     /// Starts `taskyard-<service>` (found beside this executable) with the
     /// stack's URLs and `env`; its output goes to `logs/<name>.log`.
-    pub fn spawn(&mut self, service: &str, name: &str, env: &[(&str, String)]) -> anyhow::Result<()> {
+    pub fn spawn(
+        &mut self,
+        service: &str,
+        name: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<()> {
         let binary = sibling_binary(&format!("taskyard-{service}"))?;
         let log_path = self.log_dir.join(format!("{name}.log"));
         let log = std::fs::OpenOptions::new()
@@ -161,7 +171,11 @@ async fn nats(options: &StackOptions) -> anyhow::Result<(Option<NatsServer>, Str
     })
     .await
     .context("starting nats-server")?;
-    println!("started nats-server at {} (data in {})", server.url(), server.dir().display());
+    println!(
+        "started nats-server at {} (data in {})",
+        server.url(),
+        server.dir().display()
+    );
     let url = server.url();
     Ok((Some(server), url))
 }
@@ -177,7 +191,10 @@ async fn postgres(options: &StackOptions) -> anyhow::Result<(Option<Postgres>, S
     let admin_url = with_database(url, "postgres");
     if taskyard_devstack::postgres_reachable(&admin_url).await {
         taskyard_devstack::create_database_at(&admin_url, &database).await?;
-        println!("created database {database} on the Postgres at {}", redact(url));
+        println!(
+            "created database {database} on the Postgres at {}",
+            redact(url)
+        );
         return Ok((None, url.clone()));
     }
     let port = local_port(url, "postgres://", 5432)?;
@@ -189,7 +206,10 @@ async fn postgres(options: &StackOptions) -> anyhow::Result<(Option<Postgres>, S
     .await
     .context("starting Postgres")?;
     let url = server.create_database(&database).await?;
-    println!("started Postgres at {url} (data in {})", server.data_dir().display());
+    println!(
+        "started Postgres at {url} (data in {})",
+        server.data_dir().display()
+    );
     Ok((Some(server), url))
 }
 
@@ -201,11 +221,17 @@ fn local_port(url: &str, scheme: &str, default: u16) -> anyhow::Result<u16> {
     let host_port = rest.rsplit('@').next().unwrap_or(rest);
     let host_port = host_port.split('/').next().unwrap_or(host_port);
     let (host, port) = match host_port.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse().with_context(|| format!("bad port in {url}"))?),
+        Some((host, port)) => (
+            host,
+            port.parse().with_context(|| format!("bad port in {url}"))?,
+        ),
         None => (host_port, default),
     };
     if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
-        bail!("cannot reach {} and it is not on this machine, so it cannot be started here", redact(url));
+        bail!(
+            "cannot reach {} and it is not on this machine, so it cannot be started here",
+            redact(url)
+        );
     }
     Ok(port)
 }
@@ -213,7 +239,10 @@ fn local_port(url: &str, scheme: &str, default: u16) -> anyhow::Result<u16> {
 fn with_database(url: &str, database: &str) -> String {
     match url.rsplit_once('/') {
         Some((base, tail)) if !base.ends_with('/') => {
-            let query = tail.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+            let query = tail
+                .split_once('?')
+                .map(|(_, q)| format!("?{q}"))
+                .unwrap_or_default();
             format!("{base}/{database}{query}")
         }
         _ => format!("{url}/{database}"),
@@ -237,7 +266,9 @@ pub fn redact(url: &str) -> String {
 /// A workspace binary next to the running `taskyard`.
 pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the taskyard executable")?;
-    let dir = exe.parent().context("the taskyard executable has no folder")?;
+    let dir = exe
+        .parent()
+        .context("the taskyard executable has no folder")?;
     let path = dir.join(name);
     if !path.exists() {
         bail!(
@@ -254,8 +285,14 @@ mod tests {
 
     #[test]
     fn ports_and_databases_come_from_urls() {
-        assert_eq!(local_port("nats://127.0.0.1:4333", "nats://", 4222).ok(), Some(4333));
-        assert_eq!(local_port("nats://localhost", "nats://", 4222).ok(), Some(4222));
+        assert_eq!(
+            local_port("nats://127.0.0.1:4333", "nats://", 4222).ok(),
+            Some(4333)
+        );
+        assert_eq!(
+            local_port("nats://localhost", "nats://", 4222).ok(),
+            Some(4222)
+        );
         assert!(local_port("nats://nats.example.com:4222", "nats://", 4222).is_err());
         assert_eq!(
             with_database("postgres://postgres@127.0.0.1:5432/taskyard", "postgres"),

@@ -58,7 +58,11 @@ impl Cluster {
                 .await?;
         }
         stack
-            .spawn("taskyard-resource-manager", "resource-manager", &FAST_HEALTH)
+            .spawn(
+                "taskyard-resource-manager",
+                "resource-manager",
+                &FAST_HEALTH,
+            )
             .await?;
         let nats = async_nats::connect(&stack.nats_url).await?;
         let db = stack.db().await?;
@@ -93,7 +97,10 @@ impl Cluster {
         wait_until(&format!("node {node} to be alive"), WAIT, || async {
             let row = self
                 .db
-                .query_opt("SELECT 1 FROM nodes WHERE id = $1 AND health = 'alive'", &[&node])
+                .query_opt(
+                    "SELECT 1 FROM nodes WHERE id = $1 AND health = 'alive'",
+                    &[&node],
+                )
                 .await?;
             Ok(row.map(|_| ()))
         })
@@ -105,7 +112,12 @@ impl Cluster {
     pub async fn wait_for_service(&self, name: &str) -> anyhow::Result<()> {
         let subject = format!("$SRV.PING.taskyard-{name}");
         wait_until(&format!("{name} to answer $SRV.PING"), WAIT, || async {
-            match tokio::time::timeout(Duration::from_millis(500), self.nats.request(subject.clone(), "".into())).await {
+            match tokio::time::timeout(
+                Duration::from_millis(500),
+                self.nats.request(subject.clone(), "".into()),
+            )
+            .await
+            {
                 Ok(Ok(_)) => Ok(Some(())),
                 _ => Ok(None),
             }
@@ -118,13 +130,17 @@ impl Cluster {
         let payload = serde_json::to_vec(body)?;
         let reply = tokio::time::timeout(
             Duration::from_secs(10),
-            self.nats.request(taskyard_wire::subjects::API_SUBMIT, payload.into()),
+            self.nats
+                .request(taskyard_wire::subjects::API_SUBMIT, payload.into()),
         )
         .await
         .context("submit request timed out")??;
-        Ok(serde_json::from_slice(&reply.payload).with_context(|| {
-            format!("unexpected reply: {}", String::from_utf8_lossy(&reply.payload))
-        })?)
+        serde_json::from_slice(&reply.payload).with_context(|| {
+            format!(
+                "unexpected reply: {}",
+                String::from_utf8_lossy(&reply.payload)
+            )
+        })
     }
 
     /// Submits and expects ids.
@@ -137,9 +153,14 @@ impl Cluster {
 
     /// Publishes raw bytes on `taskyard.submit` through JetStream and waits
     /// for the stream's ack, as any client would.
-    pub async fn publish(&self, payload: impl Into<bytes::Bytes>, msg_id: Option<&str>) -> anyhow::Result<()> {
+    pub async fn publish(
+        &self,
+        payload: impl Into<bytes::Bytes>,
+        msg_id: Option<&str>,
+    ) -> anyhow::Result<()> {
         let js = async_nats::jetstream::new(self.nats.clone());
-        let mut publish = async_nats::jetstream::message::PublishMessage::build().payload(payload.into());
+        let mut publish =
+            async_nats::jetstream::message::PublishMessage::build().payload(payload.into());
         if let Some(id) = msg_id {
             publish = publish.message_id(id);
         }
@@ -175,7 +196,13 @@ impl Cluster {
     }
 
     /// Waits until `sql` (a `SELECT count(*)`) returns at least `n`.
-    pub async fn wait_count(&self, what: &str, sql: &str, n: i64, timeout: Duration) -> anyhow::Result<i64> {
+    pub async fn wait_count(
+        &self,
+        what: &str,
+        sql: &str,
+        n: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<i64> {
         wait_until(what, timeout, || async {
             let count: i64 = self.db.query_one(sql, &[]).await?.get(0);
             Ok((count >= n).then_some(count))

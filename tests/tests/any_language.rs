@@ -11,14 +11,24 @@ const NATS_PY: &str = "nats-py==2.16.0";
 const TASKS: i64 = 1000;
 
 async fn ensure_nats_py() -> anyhow::Result<()> {
-    let present = Command::new("python3").args(["-c", "import nats"]).status().await?;
+    let present = Command::new("python3")
+        .args(["-c", "import nats"])
+        .status()
+        .await?;
     if present.success() {
         return Ok(());
     }
     let install = tokio::time::timeout(
         Duration::from_secs(300),
         Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", NATS_PY])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                NATS_PY,
+            ])
             .status(),
     )
     .await??;
@@ -31,7 +41,12 @@ async fn a_thousand_tasks_from_python_run_on_three_workers() -> anyhow::Result<(
     ensure_nats_py().await?;
     let workers: Vec<WorkerSpec> = ["w1", "w2", "w3"]
         .into_iter()
-        .map(|id| WorkerSpec { cpu_millis: 2000, memory_mb: 4096, slots: 20, ..WorkerSpec::new(id) })
+        .map(|id| WorkerSpec {
+            cpu_millis: 2000,
+            memory_mb: 4096,
+            slots: 20,
+            ..WorkerSpec::new(id)
+        })
         .collect();
     let cluster = Cluster::start(&workers).await?;
 
@@ -39,14 +54,26 @@ async fn a_thousand_tasks_from_python_run_on_three_workers() -> anyhow::Result<(
     let output = tokio::time::timeout(
         Duration::from_secs(120),
         Command::new("python3")
-            .args([script, &cluster.stack.nats_url, &TASKS.to_string(), "python"])
+            .args([
+                script,
+                &cluster.stack.nats_url,
+                &TASKS.to_string(),
+                "python",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output(),
     )
     .await??;
-    assert!(output.status.success(), "publisher failed: {}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "published 1000");
+    assert!(
+        output.status.success(),
+        "publisher failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "published 1000"
+    );
 
     cluster
         .wait_count(
@@ -68,8 +95,16 @@ async fn a_thousand_tasks_from_python_run_on_three_workers() -> anyhow::Result<(
         )
         .await?;
     assert_eq!(summary.get::<_, i64>(0), TASKS);
-    assert_eq!(summary.get::<_, i64>(1), 3, "every worker ran some of the tasks");
-    assert_eq!(summary.get::<_, i64>(2), 0, "every task ran once and finished");
+    assert_eq!(
+        summary.get::<_, i64>(1),
+        3,
+        "every worker ran some of the tasks"
+    );
+    assert_eq!(
+        summary.get::<_, i64>(2),
+        0,
+        "every task ran once and finished"
+    );
     let trails = cluster
         .db
         .query(
@@ -82,7 +117,10 @@ async fn a_thousand_tasks_from_python_run_on_three_workers() -> anyhow::Result<(
     assert_eq!(trails.len() as i64, TASKS);
     for row in &trails {
         let trail: String = row.get(0);
-        assert_eq!(trail, "->queued queued>scheduled scheduled>running running>succeeded");
+        assert_eq!(
+            trail,
+            "->queued queued>scheduled scheduled>running running>succeeded"
+        );
     }
     let echoed: i64 = cluster
         .db

@@ -59,7 +59,18 @@ async fn a_failing_task_is_retried_until_its_attempts_run_out() -> anyhow::Resul
     let to: Vec<&str> = trail.iter().map(|(_, to)| to.as_str()).collect();
     assert_eq!(
         to,
-        ["queued", "scheduled", "running", "queued", "scheduled", "running", "queued", "scheduled", "running", "failed"]
+        [
+            "queued",
+            "scheduled",
+            "running",
+            "queued",
+            "scheduled",
+            "running",
+            "queued",
+            "scheduled",
+            "running",
+            "failed"
+        ]
     );
     let reasons = cluster
         .db

@@ -16,7 +16,10 @@ async fn workers_register_their_capacity_and_a_silent_node_is_lost() -> anyhow::
     let worker = cluster.start_worker(&spec).await?;
     let row = cluster
         .db
-        .query_one("SELECT cpu_millis, memory_mb, hostname FROM nodes WHERE id = 'small'", &[])
+        .query_one(
+            "SELECT cpu_millis, memory_mb, hostname FROM nodes WHERE id = 'small'",
+            &[],
+        )
         .await?;
     assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1)), (1500, 512));
     assert!(!row.get::<_, String>(2).is_empty());
@@ -32,22 +35,41 @@ async fn workers_register_their_capacity_and_a_silent_node_is_lost() -> anyhow::
         .await?;
     let kinds = cluster
         .db
-        .query("SELECT kind FROM node_events WHERE node_id = 'small' ORDER BY id", &[])
+        .query(
+            "SELECT kind FROM node_events WHERE node_id = 'small' ORDER BY id",
+            &[],
+        )
         .await?;
     let kinds: Vec<String> = kinds.iter().map(|r| r.get(0)).collect();
     // A loaded machine may make the live node briefly suspect before the
     // kill; the story still starts with registration and ends in loss.
-    assert_eq!(kinds.first().map(String::as_str), Some("registered"), "{kinds:?}");
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("registered"),
+        "{kinds:?}"
+    );
     assert_eq!(kinds.last().map(String::as_str), Some("lost"), "{kinds:?}");
-    assert_eq!(kinds.get(kinds.len().saturating_sub(2)).map(String::as_str), Some("suspect"), "{kinds:?}");
+    assert_eq!(
+        kinds.get(kinds.len().saturating_sub(2)).map(String::as_str),
+        Some("suspect"),
+        "{kinds:?}"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn tasks_only_go_where_they_fit() -> anyhow::Result<()> {
     let cluster = Cluster::start(&[
-        WorkerSpec { cpu_millis: 1000, memory_mb: 1024, ..WorkerSpec::new("little") },
-        WorkerSpec { cpu_millis: 4000, memory_mb: 8192, ..WorkerSpec::new("large") },
+        WorkerSpec {
+            cpu_millis: 1000,
+            memory_mb: 1024,
+            ..WorkerSpec::new("little")
+        },
+        WorkerSpec {
+            cpu_millis: 4000,
+            memory_mb: 8192,
+            ..WorkerSpec::new("large")
+        },
     ])
     .await?;
     let ids = cluster
@@ -69,16 +91,27 @@ async fn every_service_answers_srv_ping() -> anyhow::Result<()> {
     let mut names = Vec::new();
     let inbox = cluster.nats.new_inbox();
     let mut replies = cluster.nats.subscribe(inbox.clone()).await?;
-    cluster.nats.publish_with_reply("$SRV.PING", inbox, "".into()).await?;
+    cluster
+        .nats
+        .publish_with_reply("$SRV.PING", inbox, "".into())
+        .await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while let Ok(Some(reply)) = tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut replies)).await {
+    while let Ok(Some(reply)) =
+        tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut replies)).await
+    {
         let info: serde_json::Value = serde_json::from_slice(&reply.payload)?;
         names.push(info["name"].as_str().unwrap_or_default().to_owned());
     }
     names.sort();
     assert_eq!(
         names,
-        ["taskyard-orchestrator", "taskyard-pool-manager", "taskyard-resource-manager", "taskyard-scheduler", "taskyard-worker"]
+        [
+            "taskyard-orchestrator",
+            "taskyard-pool-manager",
+            "taskyard-resource-manager",
+            "taskyard-scheduler",
+            "taskyard-worker"
+        ]
     );
     Ok(())
 }

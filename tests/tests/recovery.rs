@@ -16,12 +16,23 @@ async fn a_restarted_scheduler_rebuilds_its_queue_from_postgres() -> anyhow::Res
         .submit_ok(&json!([{"kind": "noop"}, {"kind": "noop"}, {"kind": "noop"}]))
         .await?;
     cluster
-        .wait_count("tasks to be queued", "SELECT count(*) FROM tasks WHERE state = 'queued'", 3, WAIT)
+        .wait_count(
+            "tasks to be queued",
+            "SELECT count(*) FROM tasks WHERE state = 'queued'",
+            3,
+            WAIT,
+        )
         .await?;
-    let scheduler = cluster.stack.service("scheduler").ok_or_else(|| anyhow::anyhow!("no scheduler"))?;
+    let scheduler = cluster
+        .stack
+        .service("scheduler")
+        .ok_or_else(|| anyhow::anyhow!("no scheduler"))?;
     scheduler.signal(Signal::SIGKILL)?;
     scheduler.wait_exit(Duration::from_secs(10)).await;
-    cluster.stack.spawn("taskyard-scheduler", "scheduler-2", &[]).await?;
+    cluster
+        .stack
+        .spawn("taskyard-scheduler", "scheduler-2", &[])
+        .await?;
     cluster.start_worker(&WorkerSpec::new("w1")).await?;
     for id in ids {
         assert_eq!(cluster.wait_final(id).await?, "succeeded");
@@ -52,9 +63,12 @@ async fn a_redelivered_dispatch_runs_nothing_twice() -> anyhow::Result<()> {
         dispatched_at: taskyard_wire::now(),
     };
     let js = async_nats::jetstream::new(cluster.nats.clone());
-    js.publish(taskyard_wire::subjects::dispatch("w1"), codec::encode(&dispatch).into())
-        .await?
-        .await?;
+    js.publish(
+        taskyard_wire::subjects::dispatch("w1"),
+        codec::encode(&dispatch).into(),
+    )
+    .await?
+    .await?;
     // A later task proves the worker and pool manager have moved past it.
     let marker = cluster.submit_ok(&json!({"kind": "noop"})).await?;
     assert_eq!(cluster.wait_final(marker[0]).await?, "succeeded");
@@ -67,7 +81,9 @@ async fn a_redelivered_dispatch_runs_nothing_twice() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_report_for_an_old_attempt_changes_nothing() -> anyhow::Result<()> {
     let cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
-    let ids = cluster.submit_ok(&json!({"kind": "echo", "spec": {"v": 1}})).await?;
+    let ids = cluster
+        .submit_ok(&json!({"kind": "echo", "spec": {"v": 1}}))
+        .await?;
     assert_eq!(cluster.wait_final(ids[0]).await?, "succeeded");
     // A stale worker claims attempt 0 failed, and attempt 1 failed on another node.
     let js = async_nats::jetstream::new(cluster.nats.clone());
@@ -82,9 +98,12 @@ async fn a_report_for_an_old_attempt_changes_nothing() -> anyhow::Result<()> {
             started_at: taskyard_wire::now(),
             finished_at: taskyard_wire::now(),
         };
-        js.publish(taskyard_wire::subjects::status(node), codec::encode(&report).into())
-            .await?
-            .await?;
+        js.publish(
+            taskyard_wire::subjects::status(node),
+            codec::encode(&report).into(),
+        )
+        .await?
+        .await?;
     }
     let marker = cluster.submit_ok(&json!({"kind": "noop"})).await?;
     assert_eq!(cluster.wait_final(marker[0]).await?, "succeeded");

@@ -12,14 +12,26 @@ async fn bad_submissions_are_refused_by_name_and_the_next_good_task_runs() -> an
 
     // Request/reply: the error names the field.
     let cases = [
-        (json!({"kind": "noop", "colour": "red"}), "colour", "unknown field `colour`"),
-        (json!({"kind": "teleport"}), "kind", "unknown variant `teleport`"),
+        (
+            json!({"kind": "noop", "colour": "red"}),
+            "colour",
+            "unknown field `colour`",
+        ),
+        (
+            json!({"kind": "teleport"}),
+            "kind",
+            "unknown variant `teleport`",
+        ),
         (
             json!({"kind": "echo", "spec": {"blob": "x".repeat(70_000)}}),
             "spec",
             "the limit is 65536 bytes",
         ),
-        (json!({"kind": "noop", "resources": {"cpu_millis": -1}}), "resources.cpu_millis", "invalid value"),
+        (
+            json!({"kind": "noop", "resources": {"cpu_millis": -1}}),
+            "resources.cpu_millis",
+            "invalid value",
+        ),
     ];
     for (body, field, message) in &cases {
         match cluster.submit(body).await? {
@@ -30,16 +42,39 @@ async fn bad_submissions_are_refused_by_name_and_the_next_good_task_runs() -> an
             SubmitReply::Accepted { ids } => panic!("{body} was accepted as {ids:?}"),
         }
     }
-    let reply = cluster.nats.request(taskyard_wire::subjects::API_SUBMIT, "{not json".into()).await?;
+    let reply = cluster
+        .nats
+        .request(taskyard_wire::subjects::API_SUBMIT, "{not json".into())
+        .await?;
     let reply: SubmitReply = serde_json::from_slice(&reply.payload)?;
-    assert!(matches!(reply, SubmitReply::Refused { ref error } if error.message.starts_with("not valid JSON")), "{reply:?}");
+    assert!(
+        matches!(reply, SubmitReply::Refused { ref error } if error.message.starts_with("not valid JSON")),
+        "{reply:?}"
+    );
 
     // The stream path: garbage is terminated and never blocks what follows.
-    cluster.publish(&b"\x00\x01 definitely not json"[..], None).await?;
-    cluster.publish(serde_json::to_vec(&json!({"kind": "noop", "colour": "red", "tenant": "stream"}))?, None).await?;
-    cluster.publish(serde_json::to_vec(&json!({"kind": "teleport", "tenant": "stream"}))?, None).await?;
     cluster
-        .publish(serde_json::to_vec(&json!({"kind": "echo", "spec": {"hello": "after"}, "idempotency_key": "good-one"}))?, None)
+        .publish(&b"\x00\x01 definitely not json"[..], None)
+        .await?;
+    cluster
+        .publish(
+            serde_json::to_vec(&json!({"kind": "noop", "colour": "red", "tenant": "stream"}))?,
+            None,
+        )
+        .await?;
+    cluster
+        .publish(
+            serde_json::to_vec(&json!({"kind": "teleport", "tenant": "stream"}))?,
+            None,
+        )
+        .await?;
+    cluster
+        .publish(
+            serde_json::to_vec(
+                &json!({"kind": "echo", "spec": {"hello": "after"}, "idempotency_key": "good-one"}),
+            )?,
+            None,
+        )
         .await?;
     let good = cluster
         .wait_count(
@@ -60,9 +95,17 @@ async fn bad_submissions_are_refused_by_name_and_the_next_good_task_runs() -> an
     let rejected: Vec<(String, String)> = rejected.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(rejected.len(), 2, "{rejected:?}");
     assert_eq!(rejected[0].0, "noop");
-    assert!(rejected[0].1.starts_with("colour: unknown field `colour`"), "{rejected:?}");
+    assert!(
+        rejected[0].1.starts_with("colour: unknown field `colour`"),
+        "{rejected:?}"
+    );
     assert_eq!(rejected[1].0, "teleport");
-    assert!(rejected[1].1.starts_with("kind: unknown variant `teleport`"), "{rejected:?}");
+    assert!(
+        rejected[1]
+            .1
+            .starts_with("kind: unknown variant `teleport`"),
+        "{rejected:?}"
+    );
     // Every rejection has its one history row.
     let events: i64 = cluster
         .db
@@ -104,7 +147,10 @@ async fn a_batch_with_one_bad_task_creates_none_of_its_tasks() -> anyhow::Result
     cluster.wait_final(ids[0]).await?;
     let states = cluster
         .db
-        .query("SELECT state::text, error FROM tasks WHERE tenant = 'batch'", &[])
+        .query(
+            "SELECT state::text, error FROM tasks WHERE tenant = 'batch'",
+            &[],
+        )
         .await?;
     assert_eq!(states.len(), 6);
     for row in &states {
@@ -128,8 +174,12 @@ async fn the_same_task_is_created_once() -> anyhow::Result<()> {
     cluster.publish(serde_json::to_vec(&task)?, None).await?;
     // The same message id twice: the stream keeps one.
     let once = json!({"kind": "noop", "tenant": "dedup"});
-    cluster.publish(serde_json::to_vec(&once)?, Some("msg-1")).await?;
-    cluster.publish(serde_json::to_vec(&once)?, Some("msg-1")).await?;
+    cluster
+        .publish(serde_json::to_vec(&once)?, Some("msg-1"))
+        .await?;
+    cluster
+        .publish(serde_json::to_vec(&once)?, Some("msg-1"))
+        .await?;
     // A client-chosen id twice.
     let id = uuid::Uuid::now_v7();
     let with_id = json!({"id": id, "kind": "noop", "tenant": "by-id"});
@@ -139,7 +189,12 @@ async fn the_same_task_is_created_once() -> anyhow::Result<()> {
     cluster.wait_final(first[0]).await?;
     cluster.wait_final(id).await?;
     cluster
-        .wait_count("the deduplicated task", "SELECT count(*) FROM tasks WHERE tenant = 'dedup' AND finished_at IS NOT NULL", 1, WAIT)
+        .wait_count(
+            "the deduplicated task",
+            "SELECT count(*) FROM tasks WHERE tenant = 'dedup' AND finished_at IS NOT NULL",
+            1,
+            WAIT,
+        )
         .await?;
     // A marker published last: once it is done, everything before it is recorded.
     let marker = cluster.submit_ok(&json!({"kind": "noop"})).await?;
@@ -154,7 +209,14 @@ async fn the_same_task_is_created_once() -> anyhow::Result<()> {
             &[],
         )
         .await?;
-    assert_eq!((counts.get::<_, i64>(0), counts.get::<_, i64>(1), counts.get::<_, i64>(2)), (1, 1, 1));
+    assert_eq!(
+        (
+            counts.get::<_, i64>(0),
+            counts.get::<_, i64>(1),
+            counts.get::<_, i64>(2)
+        ),
+        (1, 1, 1)
+    );
     Ok(())
 }
 
@@ -178,7 +240,10 @@ async fn a_large_batch_on_the_stream_creates_every_task() -> anyhow::Result<()> 
     assert_eq!(done, 1000);
     let distinct: i64 = cluster
         .db
-        .query_one("SELECT count(DISTINCT labels->>'i') FROM tasks WHERE tenant = 'large'", &[])
+        .query_one(
+            "SELECT count(DISTINCT labels->>'i') FROM tasks WHERE tenant = 'large'",
+            &[],
+        )
         .await?
         .get(0);
     assert_eq!(distinct, 1000);

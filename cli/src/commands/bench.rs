@@ -5,9 +5,9 @@
 use crate::stack::{CONTROL_PLANE, LocalStack, StackOptions};
 use anyhow::Context;
 use clap::Args;
+use futures::StreamExt;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use futures::StreamExt;
 use taskyard_runtime::batching::{Outgoing, publish_all};
 use taskyard_wire::event::TaskEventBatch;
 
@@ -48,7 +48,9 @@ impl Bench {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(self.tasks > 0, "--tasks must be at least 1");
         let batch = self.batch.max(1);
-        let temp = tempfile::Builder::new().prefix("taskyard-bench-").tempdir()?;
+        let temp = tempfile::Builder::new()
+            .prefix("taskyard-bench-")
+            .tempdir()?;
         // Postgres runs as its own user when we are root: it must enter the folder.
         {
             use std::os::unix::fs::PermissionsExt;
@@ -73,7 +75,9 @@ impl Bench {
         }
         let report = outcome?;
         println!();
-        println!("| tasks | workers | tasks/message | seconds | tasks/s | submit→start p50 | p99 | max | succeeded |");
+        println!(
+            "| tasks | workers | tasks/message | seconds | tasks/s | submit→start p50 | p99 | max | succeeded |"
+        );
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         println!(
             "| {} | {} | {} | {:.2} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
@@ -123,7 +127,10 @@ impl Bench {
                 let mut messages = Vec::with_capacity(PUBLISH_CHUNK);
                 while messages.len() < PUBLISH_CHUNK && sent < tasks {
                     let n = batch.min(tasks - sent);
-                    messages.push(Outgoing::new(taskyard_wire::subjects::SUBMIT, submission(n)));
+                    messages.push(Outgoing::new(
+                        taskyard_wire::subjects::SUBMIT,
+                        submission(n),
+                    ));
                     sent += n;
                 }
                 publish_all(&js, messages).await?;
@@ -131,7 +138,9 @@ impl Bench {
             anyhow::Ok(())
         });
 
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120) + Duration::from_millis(tasks as u64 * 2);
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(120)
+            + Duration::from_millis(tasks as u64 * 2);
         let mut done = std::collections::HashSet::with_capacity(tasks);
         while done.len() < tasks {
             let message = match tokio::time::timeout_at(deadline, finished_events.next()).await {
@@ -144,7 +153,13 @@ impl Bench {
                 ),
             };
             if let Ok(batch) = taskyard_wire::codec::decode::<TaskEventBatch>(&message.payload) {
-                done.extend(batch.events.iter().filter(|e| e.state.is_terminal()).map(|e| e.task_id));
+                done.extend(
+                    batch
+                        .events
+                        .iter()
+                        .filter(|e| e.state.is_terminal())
+                        .map(|e| e.task_id),
+                );
             }
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -181,13 +196,22 @@ fn submission(n: usize) -> Vec<u8> {
     }
 }
 
-async fn wait_ready(store: &taskyard_store::Store, client: &async_nats::Client, workers: usize) -> anyhow::Result<()> {
+async fn wait_ready(
+    store: &taskyard_store::Store,
+    client: &async_nats::Client,
+    workers: usize,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let alive = store
             .list_nodes()
             .await
-            .map(|nodes| nodes.iter().filter(|n| n.health == taskyard_store::nodes::Health::Alive).count())
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .filter(|n| n.health == taskyard_store::nodes::Health::Alive)
+                    .count()
+            })
             .unwrap_or(0);
         let orchestrator = tokio::time::timeout(
             Duration::from_millis(500),
@@ -208,7 +232,10 @@ async fn wait_ready(store: &taskyard_store::Store, client: &async_nats::Client, 
             tokio::time::sleep(Duration::from_millis(500)).await;
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "the stack did not come up within 60 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the stack did not come up within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

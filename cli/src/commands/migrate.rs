@@ -19,7 +19,10 @@ pub struct Migrate {
 impl Migrate {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         taskyard_store::Store::connect_and_migrate(&self.database_url, 1).await?;
-        println!("migrations applied to {}", crate::stack::redact(&self.database_url));
+        println!(
+            "migrations applied to {}",
+            crate::stack::redact(&self.database_url)
+        );
         Ok(ExitCode::SUCCESS)
     }
 }

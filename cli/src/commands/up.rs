@@ -1,7 +1,7 @@
 //! `taskyard up`: the whole stack on this machine.
 
-use crate::stack::{CONTROL_PLANE, LocalStack, StackOptions};
 use crate::GlobalOptions;
+use crate::stack::{CONTROL_PLANE, LocalStack, StackOptions};
 use anyhow::Context;
 use clap::Args;
 use std::net::SocketAddr;
@@ -62,11 +62,21 @@ impl Up {
         for service in CONTROL_PLANE {
             stack.spawn(service, service, &[next_metrics()])?;
         }
-        stack.spawn("api", "api", &[next_metrics(), ("TASKYARD_HTTP_ADDR", self.http_addr.to_string())])?;
+        stack.spawn(
+            "api",
+            "api",
+            &[
+                next_metrics(),
+                ("TASKYARD_HTTP_ADDR", self.http_addr.to_string()),
+            ],
+        )?;
         let workers = self.workers.max(1);
         let share = HostShare::of_this_host(workers);
         for index in 1..=workers {
-            let mut env = vec![next_metrics(), ("TASKYARD_NODE_ID", format!("local-{index}"))];
+            let mut env = vec![
+                next_metrics(),
+                ("TASKYARD_NODE_ID", format!("local-{index}")),
+            ];
             if let Some(cpu) = share.cpu_millis {
                 env.push(("TASKYARD_CPU_MILLIS", cpu.to_string()));
             }
@@ -84,12 +94,20 @@ impl Up {
         println!("  REST API: {console}api/v1/tasks");
         println!("  submit:   taskyard submit --kind sleep --spec '{{\"ms\": 500}}' --wait");
         println!("  logs:     {}", stack.log_dir().display());
-        println!("  metrics:  http://127.0.0.1:{FIRST_METRICS_PORT}/metrics ... :{}", metrics_port - 1);
+        println!(
+            "  metrics:  http://127.0.0.1:{FIRST_METRICS_PORT}/metrics ... :{}",
+            metrics_port - 1
+        );
         println!("Press ctrl-c to stop.");
 
         let demo = if self.demo {
-            let nats = async_nats::connect(&stack.nats_url).await.context("connecting for the demo")?;
-            println!("Demo workload: a mixed batch every {:?}.", crate::demo::INTERVAL);
+            let nats = async_nats::connect(&stack.nats_url)
+                .await
+                .context("connecting for the demo")?;
+            println!(
+                "Demo workload: a mixed batch every {:?}.",
+                crate::demo::INTERVAL
+            );
             Some(tokio::spawn(crate::demo::run(nats)))
         } else {
             None
@@ -153,16 +171,23 @@ struct HostShare {
 impl HostShare {
     fn of_this_host(workers: u32) -> HostShare {
         if workers <= 1 {
-            return HostShare { cpu_millis: None, memory_mb: None };
+            return HostShare {
+                cpu_millis: None,
+                memory_mb: None,
+            };
         }
-        let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).ok();
-        let memory = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
-            text.lines()
-                .find(|line| line.starts_with("MemTotal:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-                .map(|kb| (kb / 1024) as u32)
-        });
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .ok();
+        let memory = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find(|line| line.starts_with("MemTotal:"))
+                    .and_then(|line| line.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+                    .map(|kb| (kb / 1024) as u32)
+            });
         HostShare {
             cpu_millis: cpus.map(|n| n * 1000 / workers),
             memory_mb: memory.map(|mb| mb / workers),

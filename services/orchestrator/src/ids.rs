@@ -72,8 +72,9 @@ mod tests {
             sequence: 7,
             published_nanos: 1_764_000_000_000_000_000,
         };
-        let ids: std::collections::HashSet<Uuid> =
-            (0..taskyard_wire::task::MAX_BATCH_TASKS).map(|i| derived_id(origin, i)).collect();
+        let ids: std::collections::HashSet<Uuid> = (0..taskyard_wire::task::MAX_BATCH_TASKS)
+            .map(|i| derived_id(origin, i))
+            .collect();
         assert_eq!(ids.len(), taskyard_wire::task::MAX_BATCH_TASKS);
     }
 }

@@ -13,7 +13,7 @@
 //! the batch is recorded `rejected`, naming the culprit.
 //!
 //! # Layout
-//! - [`config`]: settings.
+//! - [`config`]: the service's settings.
 //! - [`ids`]: deterministic ids for stream submissions.
 //! - [`intake`]: from bytes to rows to write (pure).
 //! - [`recorder`]: writes rows in one statement and publishes the events.
@@ -46,11 +46,23 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     .await?;
     let js = async_nats::jetstream::new(client.clone());
     streams::ensure_streams(&js, config.common.stream_replicas).await?;
-    let service = micro::register(&client, "orchestrator", "Validates submissions and creates tasks").await?;
+    let service = micro::register(
+        &client,
+        "orchestrator",
+        "Validates submissions and creates tasks",
+    )
+    .await?;
     let recorder = recorder::Recorder::new(store, js.clone());
 
-    let endpoint = endpoint::serve(&service, recorder.clone(), config.limits(), shutdown.clone()).await?;
-    let consumer = streams::pull_consumer(&js, streams::SUBMIT, streams::orchestrator_consumer()).await?;
+    let endpoint = endpoint::serve(
+        &service,
+        recorder.clone(),
+        config.limits(),
+        shutdown.clone(),
+    )
+    .await?;
+    let consumer =
+        streams::pull_consumer(&js, streams::SUBMIT, streams::orchestrator_consumer()).await?;
     tracing::info!("orchestrator ready");
     let outcome = stream::consume(consumer, recorder, &config, shutdown.clone()).await;
     shutdown.trigger();

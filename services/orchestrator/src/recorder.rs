@@ -37,18 +37,25 @@ impl Recorder {
     /// events. Returns, for each submission, the ids of its tasks in order:
     /// for a task that already existed (same id or idempotency key), the
     /// existing task's id.
-    pub async fn record(&self, submissions: Vec<Vec<TaskInsert>>) -> Result<Vec<Vec<Uuid>>, RecordError> {
+    pub async fn record(
+        &self,
+        submissions: Vec<Vec<TaskInsert>>,
+    ) -> Result<Vec<Vec<Uuid>>, RecordError> {
         let rows: Vec<TaskInsert> = submissions.iter().flatten().cloned().collect();
         let created = self.store.insert_tasks(&rows).await?;
         let mut by_id: HashMap<Uuid, CreatedTask> =
             created.iter().map(|task| (task.id, task.clone())).collect();
         let mut events: Vec<TaskEvent> = created.iter().map(creation_event).collect();
 
-        let missing: Vec<&TaskInsert> = rows.iter().filter(|r| !by_id.contains_key(&r.id)).collect();
+        let missing: Vec<&TaskInsert> =
+            rows.iter().filter(|r| !by_id.contains_key(&r.id)).collect();
         let mut by_key: HashMap<String, CreatedTask> = HashMap::new();
         if !missing.is_empty() {
             let ids: Vec<Uuid> = missing.iter().map(|r| r.id).collect();
-            let keys: Vec<String> = missing.iter().filter_map(|r| r.idempotency_key.clone()).collect();
+            let keys: Vec<String> = missing
+                .iter()
+                .filter_map(|r| r.idempotency_key.clone())
+                .collect();
             for existing in self.store.find_created(&ids, &keys).await? {
                 // A duplicate whose task still waits: announce it again, in
                 // case the first announcement was lost in a crash. The
@@ -61,7 +68,8 @@ impl Recorder {
                 }
                 by_id.insert(existing.id, existing);
             }
-            metrics::counter!("taskyard_orchestrator_duplicates_total").increment(missing.len() as u64);
+            metrics::counter!("taskyard_orchestrator_duplicates_total")
+                .increment(missing.len() as u64);
         }
         self.publish(events).await?;
         for task in &created {
@@ -99,7 +107,10 @@ impl Recorder {
                 let batch = TaskEventBatch {
                     events: chunk.to_vec(),
                 };
-                messages.push(Outgoing::new(subjects::task_event(state), codec::encode(&batch)));
+                messages.push(Outgoing::new(
+                    subjects::task_event(state),
+                    codec::encode(&batch),
+                ));
             }
         }
         publish_all(&self.js, messages).await

@@ -9,7 +9,7 @@
 //! on `taskyard.events.task.<state>` so the scheduler frees the reservation.
 //!
 //! # Layout
-//! - [`config`]: settings.
+//! - [`config`]: the service's settings.
 //! - [`reports`]: from report messages to store calls and events.
 
 pub mod config;
@@ -28,11 +28,17 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let store = Store::connect_and_migrate(&config.common.database_url, config.pool_size)
         .await
         .context("connecting to Postgres")?;
-    let client = nats::connect(&config.common.nats_url, "taskyard-pool-manager", nats::DEFAULT_CONNECT_TIMEOUT).await?;
+    let client = nats::connect(
+        &config.common.nats_url,
+        "taskyard-pool-manager",
+        nats::DEFAULT_CONNECT_TIMEOUT,
+    )
+    .await?;
     let js = async_nats::jetstream::new(client.clone());
     streams::ensure_streams(&js, config.common.stream_replicas).await?;
     let _service = micro::register(&client, "pool-manager", "Tracks tasks after dispatch").await?;
-    let consumer = streams::pull_consumer(&js, streams::STATUS, streams::pool_manager_consumer()).await?;
+    let consumer =
+        streams::pull_consumer(&js, streams::STATUS, streams::pool_manager_consumer()).await?;
     let mut incoming = batches(&consumer, config.batch_size.max(1)).await?;
     let handler = reports::ReportHandler::new(store, js);
     tracing::info!("pool manager ready");

@@ -4,8 +4,8 @@ use async_nats::jetstream::{self, AckKind};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use taskyard_runtime::batching::{Message, Outgoing, ack_all, publish_all};
-use taskyard_store::tasks::{FinishReport, StartReport, Transition};
 use taskyard_store::Store;
+use taskyard_store::tasks::{FinishReport, StartReport, Transition};
 use taskyard_wire::event::{TaskEvent, TaskEventBatch};
 use taskyard_wire::status::{Outcome, StatusMessage, StatusReport};
 use taskyard_wire::{TaskState, codec, subjects};
@@ -155,13 +155,21 @@ impl ReportHandler {
             Ok(moved) => {
                 let stale = received.saturating_sub(moved);
                 if stale > 0 {
-                    metrics::counter!("taskyard_pool_manager_stale_reports_total").increment(stale as u64);
-                    tracing::debug!(stale, "reports that changed nothing (stale attempt or duplicate)");
+                    metrics::counter!("taskyard_pool_manager_stale_reports_total")
+                        .increment(stale as u64);
+                    tracing::debug!(
+                        stale,
+                        "reports that changed nothing (stale attempt or duplicate)"
+                    );
                 }
                 ack_all(&readable).await;
             }
             Err(err) => {
-                tracing::error!(error = format!("{err:#}"), reports = readable.len(), "recording reports failed; will retry");
+                tracing::error!(
+                    error = format!("{err:#}"),
+                    reports = readable.len(),
+                    "recording reports failed; will retry"
+                );
                 for message in &readable {
                     let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
                 }
@@ -175,9 +183,12 @@ impl ReportHandler {
         let mut transitions = self.store.mark_running(&sorted.starts).await?;
         let finished = self.store.finish_attempts(&sorted.finishes).await?;
         for t in &finished {
-            metrics::counter!("taskyard_pool_manager_finished_total", "state" => t.to.as_str()).increment(1);
+            metrics::counter!("taskyard_pool_manager_finished_total", "state" => t.to.as_str())
+                .increment(1);
             let span = tracing::info_span!("task", task_id = %t.task_id, attempt = t.attempt);
-            span.in_scope(|| tracing::debug!(state = %t.to, reason = t.reason.as_deref(), "attempt ended"));
+            span.in_scope(
+                || tracing::debug!(state = %t.to, reason = t.reason.as_deref(), "attempt ended"),
+            );
         }
         transitions.extend(finished);
         let moved = transitions.len();

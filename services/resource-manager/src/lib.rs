@@ -9,7 +9,7 @@
 //! matter.
 //!
 //! # Layout
-//! - [`config`]: settings.
+//! - [`config`]: the service's settings.
 //! - [`registry`]: the health state machine of nodes (pure).
 
 pub mod config;
@@ -35,7 +35,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let store = Store::connect_and_migrate(&config.common.database_url, 2)
         .await
         .context("connecting to Postgres")?;
-    let client = nats::connect(&config.common.nats_url, "taskyard-resource-manager", nats::DEFAULT_CONNECT_TIMEOUT).await?;
+    let client = nats::connect(
+        &config.common.nats_url,
+        "taskyard-resource-manager",
+        nats::DEFAULT_CONNECT_TIMEOUT,
+    )
+    .await?;
     let js = async_nats::jetstream::new(client.clone());
     streams::ensure_streams(&js, config.common.stream_replicas).await?;
     let _service = micro::register(&client, "resource-manager", "Node registry and health").await?;
@@ -111,14 +116,26 @@ async fn flush_heartbeats(
     if announcements.is_empty() {
         return Ok(());
     }
-    for event in announcements.iter().filter(|e| e.kind == NodeEventKind::Registered) {
+    for event in announcements
+        .iter()
+        .filter(|e| e.kind == NodeEventKind::Registered)
+    {
         store
-            .record_node_event(&event.node_id, event.kind.as_str(), event.reason.as_deref().unwrap_or(""))
+            .record_node_event(
+                &event.node_id,
+                event.kind.as_str(),
+                event.reason.as_deref().unwrap_or(""),
+            )
             .await?;
     }
     let messages = announcements
         .iter()
-        .map(|event| Outgoing::new(subjects::node_event(event.kind.as_str()), codec::encode(event)))
+        .map(|event| {
+            Outgoing::new(
+                subjects::node_event(event.kind.as_str()),
+                codec::encode(event),
+            )
+        })
         .collect();
     publish_all(js, messages).await?;
     announcements.clear();

@@ -78,9 +78,10 @@ impl Registry {
                 NodeEventKind::Registered,
                 "heartbeats resumed after the node was lost".to_owned(),
             ),
-            Some(known) if known.health == Health::Suspect => {
-                (NodeEventKind::Alive, "heartbeats are on time again".to_owned())
-            }
+            Some(known) if known.health == Health::Suspect => (
+                NodeEventKind::Alive,
+                "heartbeats are on time again".to_owned(),
+            ),
             Some(known)
                 if known.capacity != beat.capacity
                     || known.labels != beat.labels
@@ -190,12 +191,19 @@ mod tests {
         let t0 = Instant::now();
         let first = registry.observe(&beat("n1", 1000), t0).map(|e| e.kind);
         assert_eq!(first, Some(NodeEventKind::Registered));
-        assert_eq!(registry.observe(&beat("n1", 1000), t0), None, "nothing changed");
+        assert_eq!(
+            registry.observe(&beat("n1", 1000), t0),
+            None,
+            "nothing changed"
+        );
         assert!(registry.sweep(t0 + Duration::from_secs(2)).is_empty());
         let suspect = registry.sweep(t0 + Duration::from_secs(4));
         assert_eq!(suspect.len(), 1);
         assert_eq!(suspect[0].0.health, Health::Suspect);
-        assert!(registry.sweep(t0 + Duration::from_secs(5)).is_empty(), "announced once");
+        assert!(
+            registry.sweep(t0 + Duration::from_secs(5)).is_empty(),
+            "announced once"
+        );
         let lost = registry.sweep(t0 + Duration::from_secs(11));
         assert_eq!(lost[0].1.kind, NodeEventKind::Lost);
         let back = registry.observe(&beat("n1", 1000), t0 + Duration::from_secs(12));

@@ -2,11 +2,11 @@
 
 use crate::state::{Decision, SchedulerState};
 use async_nats::jetstream;
+use std::collections::BTreeMap;
 use std::collections::HashSet;
 use taskyard_runtime::batching::{BatchError, Outgoing, publish_all};
 use taskyard_store::tasks::{Placement, ScheduledTask};
 use taskyard_store::{Store, StoreError};
-use std::collections::BTreeMap;
 use taskyard_wire::dispatch::{Dispatch, DispatchBatch};
 use taskyard_wire::event::{TaskEvent, TaskEventBatch};
 use taskyard_wire::{TaskState, codec, subjects};
@@ -42,7 +42,10 @@ impl Dispatcher {
     pub async fn resend_scheduled(&mut self) -> Result<(), StoreError> {
         self.undispatched = self.store.scheduled_tasks().await?;
         if !self.undispatched.is_empty() {
-            tracing::info!(tasks = self.undispatched.len(), "re-sending dispatches of scheduled tasks");
+            tracing::info!(
+                tasks = self.undispatched.len(),
+                "re-sending dispatches of scheduled tasks"
+            );
         }
         self.flush_undispatched().await;
         Ok(())
@@ -95,7 +98,8 @@ impl Dispatcher {
             state.drop_decision(decision);
         }
         metrics::counter!("taskyard_scheduler_placements_total").increment(scheduled.len() as u64);
-        metrics::histogram!("taskyard_scheduler_round_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("taskyard_scheduler_round_seconds")
+            .record(started.elapsed().as_secs_f64());
         if let Err(err) = self.publish(&scheduled).await {
             tracing::warn!(error = %err, tasks = scheduled.len(), "dispatch failed; will retry");
             self.undispatched.extend(scheduled);
@@ -157,7 +161,10 @@ fn dispatch_messages(tasks: &[ScheduledTask]) -> Vec<Outgoing> {
             dispatched_at: now,
         };
         let size = codec::encode(&dispatch).len();
-        by_node.entry(task.node_id.as_str()).or_default().push((dispatch, size));
+        by_node
+            .entry(task.node_id.as_str())
+            .or_default()
+            .push((dispatch, size));
     }
     let mut messages = Vec::new();
     for (node, dispatches) in by_node {
@@ -182,10 +189,16 @@ fn dispatch_messages(tasks: &[ScheduledTask]) -> Vec<Outgoing> {
 /// the same round again (after a failed publish) is dropped by the stream.
 fn batch_message(node: &str, dispatches: Vec<Dispatch>) -> Outgoing {
     let id = match (dispatches.first(), dispatches.last()) {
-        (Some(first), Some(last)) => format!("{}..{}#{}", first.msg_id(), last.msg_id(), dispatches.len()),
+        (Some(first), Some(last)) => {
+            format!("{}..{}#{}", first.msg_id(), last.msg_id(), dispatches.len())
+        }
         _ => String::new(),
     };
-    Outgoing::new(subjects::dispatch(node), codec::encode(&DispatchBatch { dispatches })).with_msg_id(id)
+    Outgoing::new(
+        subjects::dispatch(node),
+        codec::encode(&DispatchBatch { dispatches }),
+    )
+    .with_msg_id(id)
 }
 
 #[cfg(test)]
@@ -216,16 +229,25 @@ mod tests {
         let messages = dispatch_messages(&tasks);
         assert_eq!(messages.len(), 2);
         assert_eq!(messages[0].subject, "taskyard.dispatch.a");
-        let batch: DispatchBatch = codec::decode(&messages[0].payload).unwrap_or_else(|e| panic!("{e}"));
+        let batch: DispatchBatch =
+            codec::decode(&messages[0].payload).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(batch.dispatches.len(), 2);
 
         let big: Vec<ScheduledTask> = (0..20).map(|n| task(n, "a", 60_000)).collect();
         let messages = dispatch_messages(&big);
         assert!(messages.len() >= 3, "{} messages", messages.len());
-        assert!(messages.iter().all(|m| m.payload.len() <= MAX_DISPATCH_MESSAGE_BYTES));
+        assert!(
+            messages
+                .iter()
+                .all(|m| m.payload.len() <= MAX_DISPATCH_MESSAGE_BYTES)
+        );
         let total: usize = messages
             .iter()
-            .map(|m| codec::decode::<DispatchBatch>(&m.payload).map(|b| b.dispatches.len()).unwrap_or(0))
+            .map(|m| {
+                codec::decode::<DispatchBatch>(&m.payload)
+                    .map(|b| b.dispatches.len())
+                    .unwrap_or(0)
+            })
             .sum();
         assert_eq!(total, 20);
     }

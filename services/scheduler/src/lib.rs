@@ -12,7 +12,7 @@
 //! placed by an earlier life of this scheduler) simply drops out.
 //!
 //! # Layout
-//! - [`config`]: settings.
+//! - [`config`]: the service's settings.
 //! - [`state`]: queues, fleet and reservations, and how events change them.
 //! - [`dispatcher`]: records placements and publishes dispatches.
 
@@ -38,15 +38,26 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let store = Store::connect_and_migrate(&config.common.database_url, config.pool_size)
         .await
         .context("connecting to Postgres")?;
-    let client = nats::connect(&config.common.nats_url, "taskyard-scheduler", nats::DEFAULT_CONNECT_TIMEOUT).await?;
+    let client = nats::connect(
+        &config.common.nats_url,
+        "taskyard-scheduler",
+        nats::DEFAULT_CONNECT_TIMEOUT,
+    )
+    .await?;
     let js = async_nats::jetstream::new(client.clone());
     streams::ensure_streams(&js, config.common.stream_replicas).await?;
-    let _service = micro::register(&client, "scheduler", "Orders queued tasks and places them on nodes").await?;
+    let _service = micro::register(
+        &client,
+        "scheduler",
+        "Orders queued tasks and places them on nodes",
+    )
+    .await?;
 
     // Subscribe before reading Postgres: an event that lands in between is
     // then both in the snapshot and redelivered, which is harmless, instead of
     // in neither.
-    let consumer = streams::pull_consumer(&js, streams::EVENTS, streams::scheduler_consumer()).await?;
+    let consumer =
+        streams::pull_consumer(&js, streams::EVENTS, streams::scheduler_consumer()).await?;
     let mut events = batches(&consumer, config.batch_size.max(1)).await?;
     let mut state = state::SchedulerState::rebuild(&store, config.policy()?)
         .await

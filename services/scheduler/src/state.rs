@@ -63,11 +63,14 @@ impl SchedulerState {
             );
         }
         for task in store.queued_tasks().await? {
-            state.enqueue(Waiting {
-                id: task.id,
-                attempt: task.attempt,
-                request: task.request,
-            }, &task.pool);
+            state.enqueue(
+                Waiting {
+                    id: task.id,
+                    attempt: task.attempt,
+                    request: task.request,
+                },
+                &task.pool,
+            );
         }
         Ok(state)
     }
@@ -168,7 +171,8 @@ impl SchedulerState {
 
     fn release(&mut self, id: Uuid) {
         if let Some(reservation) = self.reservations.remove(&id) {
-            self.fleet.release(&reservation.node_id, &reservation.resources);
+            self.fleet
+                .release(&reservation.node_id, &reservation.resources);
         }
     }
 
@@ -249,9 +253,9 @@ impl SchedulerState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use taskyard_wire::TaskKind;
     use taskyard_wire::event::{PlacementRequest, TaskEvent};
     use taskyard_wire::heartbeat::Capacity;
-    use taskyard_wire::TaskKind;
 
     fn queued(id: u128, seq: i64, attempt: u32, cpu: u32) -> TaskEvent {
         TaskEvent {
@@ -330,7 +334,9 @@ mod tests {
         node(&mut state, "n1", 1000);
         assert_eq!(state.plan_round(10).len(), 1);
         // The same event again after placement is stale: nothing new waits.
-        state.apply_tasks(&TaskEventBatch { events: vec![event] });
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![event],
+        });
         assert_eq!(state.queued(), 0);
     }
 

@@ -182,7 +182,9 @@ impl Worker {
                         // The attempt belongs to an earlier delivery of this
                         // message; this copy comes back once it is done.
                         span.in_scope(|| {
-                            tracing::debug!("redelivered dispatch of a running attempt; handed back later")
+                            tracing::debug!(
+                                "redelivered dispatch of a running attempt; handed back later"
+                            )
                         });
                         delivery.hand_back_later();
                         delivery.settle_one().await;
@@ -190,14 +192,20 @@ impl Worker {
                     }
                     Seen::Finished => {
                         span.in_scope(|| {
-                            tracing::debug!("redelivered dispatch of a finished attempt; not run again")
+                            tracing::debug!(
+                                "redelivered dispatch of a finished attempt; not run again"
+                            )
                         });
                         delivery.settle_one().await;
                         continue;
                     }
                     Seen::Unreported(report) => {
                         self.ledger().start(key);
-                        attempts.spawn(self.clone().republish(delivery.clone(), report).instrument(span));
+                        attempts.spawn(
+                            self.clone()
+                                .republish(delivery.clone(), report)
+                                .instrument(span),
+                        );
                         continue;
                     }
                 }
@@ -290,7 +298,12 @@ impl Worker {
     async fn republish(self: Arc<Self>, delivery: Arc<Delivery>, report: StatusReport) {
         let key = (report.task_id(), report.attempt());
         tracing::info!("publishing the report of an attempt that finished earlier");
-        let published = keep_alive(&delivery.message, self.progress_every(), self.publish(&report)).await;
+        let published = keep_alive(
+            &delivery.message,
+            self.progress_every(),
+            self.publish(&report),
+        )
+        .await;
         self.settle(key, &delivery, report, published).await;
     }
 
@@ -447,7 +460,11 @@ impl Delivery {
             return;
         }
         if self.hand_back.load(Ordering::SeqCst) {
-            if let Err(err) = self.message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await {
+            if let Err(err) = self
+                .message
+                .ack_with(AckKind::Nak(Some(HAND_BACK_DELAY)))
+                .await
+            {
                 tracing::warn!(error = %err, "cannot hand a dispatch back; NATS redelivers it after the ack wait");
             }
         } else {

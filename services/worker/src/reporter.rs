@@ -58,7 +58,11 @@ impl Reporter {
     }
 }
 
-async fn publish_loop(js: jetstream::Context, subject: String, mut receiver: mpsc::Receiver<Pending>) {
+async fn publish_loop(
+    js: jetstream::Context,
+    subject: String,
+    mut receiver: mpsc::Receiver<Pending>,
+) {
     let mut carried: Option<Pending> = None;
     loop {
         let first = match carried.take() {

@@ -10,7 +10,7 @@ use taskyard_runtime::{Common, Shutdown, streams};
 use taskyard_testkit::{TestStack, wait_until};
 use taskyard_wire::dispatch::Dispatch;
 use taskyard_wire::heartbeat::{Capacity, Heartbeat};
-use taskyard_wire::status::{Outcome, StatusReport, StatusMessage};
+use taskyard_wire::status::{Outcome, StatusMessage, StatusReport};
 use taskyard_wire::task::TaskKind;
 use taskyard_wire::{Resources, codec, subjects};
 use tokio::task::JoinHandle;

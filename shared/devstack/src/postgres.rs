@@ -541,7 +541,6 @@ pub async fn create_database_at(admin_url: &str, name: &str) -> Result<(), Devst
     }
 }
 
-
 /// The folder with the PostgreSQL server binaries: `$TASKYARD_PG_BIN_DIR`, else
 /// `/usr/lib/postgresql/15/bin`, else `pg_config --bindir`.
 pub fn bin_dir() -> Result<PathBuf, DevstackError> {

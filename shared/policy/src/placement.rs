@@ -1,8 +1,8 @@
 //! Nodes, their free resources, and where a task goes.
 
 use std::collections::BTreeMap;
-use taskyard_wire::heartbeat::Capacity;
 use taskyard_wire::Resources;
+use taskyard_wire::heartbeat::Capacity;
 
 /// A node as placement sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,9 +50,15 @@ impl NodeSlot {
                 (free.saturating_sub(u64::from(asked))) as f64 / f64::from(total)
             }
         };
-        (share(self.free_cpu(), request.cpu_millis, self.capacity.cpu_millis)
-            + share(self.free_memory(), request.memory_mb, self.capacity.memory_mb))
-            / 2.0
+        (share(
+            self.free_cpu(),
+            request.cpu_millis,
+            self.capacity.cpu_millis,
+        ) + share(
+            self.free_memory(),
+            request.memory_mb,
+            self.capacity.memory_mb,
+        )) / 2.0
     }
 }
 
@@ -123,7 +129,9 @@ impl Fleet {
     /// Gives back what [`Fleet::reserve`] held.
     pub fn release(&mut self, node_id: &str, request: &Resources) {
         if let Some(slot) = self.nodes.get_mut(node_id) {
-            slot.reserved_cpu = slot.reserved_cpu.saturating_sub(u64::from(request.cpu_millis));
+            slot.reserved_cpu = slot
+                .reserved_cpu
+                .saturating_sub(u64::from(request.cpu_millis));
             slot.reserved_memory = slot
                 .reserved_memory
                 .saturating_sub(u64::from(request.memory_mb));

@@ -82,6 +82,8 @@ pub fn load<C: ServiceConfig>(file: Option<&Path>) -> Result<C, String> {
 }
 
 #[cfg(test)]
+// figment's test jail speaks figment::Error, which is large; fine in tests.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -102,7 +104,10 @@ mod tests {
     #[test]
     fn file_then_environment_override_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("svc.toml", "batch_size = 7\nnats_url = \"nats://file:4222\"")?;
+            jail.create_file(
+                "svc.toml",
+                "batch_size = 7\nnats_url = \"nats://file:4222\"",
+            )?;
             jail.set_env("TASKYARD_NATS_URL", "nats://env:4222");
             let demo: Demo = load(Some(Path::new("svc.toml"))).map_err(figment::Error::from)?;
             assert_eq!(demo.batch_size, 7);
@@ -124,7 +129,9 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_named() {
-        let err = load::<Demo>(Some(Path::new("/nonexistent/x.toml"))).err().unwrap_or_default();
+        let err = load::<Demo>(Some(Path::new("/nonexistent/x.toml")))
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("/nonexistent/x.toml"), "{err}");
     }
 }

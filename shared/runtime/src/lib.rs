@@ -58,7 +58,10 @@ where
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("{service}: cannot start the async runtime: {err}");
@@ -98,11 +101,17 @@ fn config_file_from_args(
                 None => return Err("--config needs a file path".to_owned()),
             },
             "--help" | "-h" => {
-                return Err("usage: [--config FILE]; settings also come from TASKYARD_* \
+                return Err(
+                    "usage: [--config FILE]; settings also come from TASKYARD_* \
                      environment variables (see docs/configuration.md)"
-                    .to_owned());
+                        .to_owned(),
+                );
             }
-            other => return Err(format!("unexpected argument `{other}`; usage: [--config FILE]")),
+            other => {
+                return Err(format!(
+                    "unexpected argument `{other}`; usage: [--config FILE]"
+                ));
+            }
         }
     }
     Ok(file)

@@ -68,7 +68,10 @@ pub fn stream_configs(replicas: usize) -> Vec<stream::Config> {
         stream::Config {
             name: SUBMIT.to_owned(),
             description: Some("Task submissions from clients".to_owned()),
-            subjects: vec![subjects::SUBMIT.to_owned(), subjects::SUBMIT_WILDCARD.to_owned()],
+            subjects: vec![
+                subjects::SUBMIT.to_owned(),
+                subjects::SUBMIT_WILDCARD.to_owned(),
+            ],
             retention: stream::RetentionPolicy::WorkQueue,
             duplicate_window: DUPLICATE_WINDOW,
             num_replicas: replicas,

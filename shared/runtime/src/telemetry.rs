@@ -7,7 +7,9 @@ use tracing_subscriber::EnvFilter;
 /// Starts tracing: `RUST_LOG` picks the level (default `info`).
 pub fn init_tracing(service: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     // A second init (tests running services in one process) keeps the first.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

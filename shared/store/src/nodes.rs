@@ -5,8 +5,8 @@ use crate::{Result, Store, to_i32, to_u32};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use taskyard_wire::heartbeat::{Capacity, Heartbeat};
 use taskyard_wire::Timestamp;
+use taskyard_wire::heartbeat::{Capacity, Heartbeat};
 
 /// A node's health as the resource-manager judges it from heartbeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -31,7 +31,9 @@ impl Health {
             "alive" => Ok(Health::Alive),
             "suspect" => Ok(Health::Suspect),
             "lost" => Ok(Health::Lost),
-            other => Err(crate::StoreError::Corrupt(format!("unknown node health `{other}`"))),
+            other => Err(crate::StoreError::Corrupt(format!(
+                "unknown node health `{other}`"
+            ))),
         }
     }
 }
@@ -116,7 +118,10 @@ impl Store {
         let ids: Vec<&str> = beats.iter().map(|b| b.node_id.as_str()).collect();
         let hosts: Vec<&str> = beats.iter().map(|b| b.hostname.as_str()).collect();
         let versions: Vec<&str> = beats.iter().map(|b| b.version.as_str()).collect();
-        let cpus: Vec<i32> = beats.iter().map(|b| to_i32(b.capacity.cpu_millis)).collect();
+        let cpus: Vec<i32> = beats
+            .iter()
+            .map(|b| to_i32(b.capacity.cpu_millis))
+            .collect();
         let mems: Vec<i32> = beats.iter().map(|b| to_i32(b.capacity.memory_mb)).collect();
         let slots: Vec<i32> = beats.iter().map(|b| to_i32(b.capacity.slots)).collect();
         let cpu_pct: Vec<f32> = beats.iter().map(|b| b.usage.cpu_percent).collect();

@@ -329,8 +329,14 @@ impl Store {
         let pools: Vec<&str> = tasks.iter().map(|t| t.pool.as_str()).collect();
         let kinds: Vec<&str> = tasks.iter().map(|t| t.kind.as_str()).collect();
         let specs: Vec<&Value> = tasks.iter().map(|t| &t.spec).collect();
-        let cpus: Vec<i32> = tasks.iter().map(|t| to_i32(t.resources.cpu_millis)).collect();
-        let mems: Vec<i32> = tasks.iter().map(|t| to_i32(t.resources.memory_mb)).collect();
+        let cpus: Vec<i32> = tasks
+            .iter()
+            .map(|t| to_i32(t.resources.cpu_millis))
+            .collect();
+        let mems: Vec<i32> = tasks
+            .iter()
+            .map(|t| to_i32(t.resources.memory_mb))
+            .collect();
         let priorities: Vec<i32> = tasks.iter().map(|t| t.priority).collect();
         let tenants: Vec<&str> = tasks.iter().map(|t| t.tenant.as_str()).collect();
         let timeouts: Vec<Option<i64>> = tasks
@@ -347,8 +353,20 @@ impl Store {
             .query(
                 &statement,
                 &[
-                    &ids, &keys, &pools, &kinds, &specs, &cpus, &mems, &priorities, &tenants,
-                    &timeouts, &attempts, &labels, &states, &errors,
+                    &ids,
+                    &keys,
+                    &pools,
+                    &kinds,
+                    &specs,
+                    &cpus,
+                    &mems,
+                    &priorities,
+                    &tenants,
+                    &timeouts,
+                    &attempts,
+                    &labels,
+                    &states,
+                    &errors,
                 ],
             )
             .await?;
@@ -435,7 +453,14 @@ impl Store {
             .query(
                 &statement,
                 &[
-                    &ids, &attempts, &nodes, &outcomes, &results, &errors, &starts, &ends,
+                    &ids,
+                    &attempts,
+                    &nodes,
+                    &outcomes,
+                    &results,
+                    &errors,
+                    &starts,
+                    &ends,
                     &start_reports,
                 ],
             )

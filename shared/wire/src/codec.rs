@@ -1,7 +1,7 @@
 //! The one place messages become bytes and bytes become messages.
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// A message that could not be read as the type its subject promises.
 #[derive(Debug, thiserror::Error)]

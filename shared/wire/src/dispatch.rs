@@ -1,7 +1,7 @@
 //! Scheduler → worker: run this attempt of this task.
 
-use crate::task::{Resources, TaskKind};
 use crate::Timestamp;
+use crate::task::{Resources, TaskKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -14,5 +14,7 @@ pub enum SubmitReply {
         /// (same id or idempotency key) reports its existing id.
         ids: Vec<Uuid>,
     },
-    Refused { error: Rejection },
+    Refused {
+        error: Rejection,
+    },
 }

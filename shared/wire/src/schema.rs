@@ -5,7 +5,7 @@
 //! drift from the types, and `TASKYARD_BLESS=1 cargo test -p taskyard-wire`
 //! rewrites them.
 
-use schemars::{schema_for, Schema};
+use schemars::{Schema, schema_for};
 
 /// `(file stem, schema)` for every message type.
 pub fn all() -> Vec<(&'static str, Schema)> {
@@ -16,7 +16,10 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("sleep-spec", schema_for!(crate::task::SleepSpec)),
         ("fail-spec", schema_for!(crate::task::FailSpec)),
         ("submit-reply", schema_for!(crate::reply::SubmitReply)),
-        ("task-event-batch", schema_for!(crate::event::TaskEventBatch)),
+        (
+            "task-event-batch",
+            schema_for!(crate::event::TaskEventBatch),
+        ),
         ("node-event", schema_for!(crate::event::NodeEvent)),
         ("dispatch", schema_for!(crate::dispatch::DispatchMessage)),
         ("status-report", schema_for!(crate::status::StatusMessage)),

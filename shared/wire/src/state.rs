@@ -107,7 +107,9 @@ impl fmt::Display for TaskState {
 
 /// An unknown state name.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown task state `{0}` (expected one of pending, queued, scheduled, running, succeeded, failed, timed_out, cancelled, retrying, rejected)")]
+#[error(
+    "unknown task state `{0}` (expected one of pending, queued, scheduled, running, succeeded, failed, timed_out, cancelled, retrying, rejected)"
+)]
 pub struct UnknownState(pub String);
 
 impl FromStr for TaskState {

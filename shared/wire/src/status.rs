@@ -59,8 +59,12 @@ impl StatusReport {
     /// The `Nats-Msg-Id`: a report sent twice is stored once.
     pub fn msg_id(&self) -> String {
         match self {
-            StatusReport::Started { task_id, attempt, .. } => format!("{task_id}:{attempt}:started"),
-            StatusReport::Finished { task_id, attempt, .. } => {
+            StatusReport::Started {
+                task_id, attempt, ..
+            } => format!("{task_id}:{attempt}:started"),
+            StatusReport::Finished {
+                task_id, attempt, ..
+            } => {
                 format!("{task_id}:{attempt}:finished")
             }
         }

@@ -594,7 +594,11 @@ mod tests {
     fn unknown_fields_are_named() {
         let r = reject(json!({"kind": "noop", "colour": "red"}));
         assert_eq!(r.field, "colour");
-        assert!(r.message.contains("unknown field `colour`"), "{}", r.message);
+        assert!(
+            r.message.contains("unknown field `colour`"),
+            "{}",
+            r.message
+        );
         let r = reject(json!({"kind": "noop", "resources": {"gpus": 1}}));
         assert_eq!(r.field, "resources.gpus");
     }
@@ -603,7 +607,11 @@ mod tests {
     fn unknown_kind_is_named() {
         let r = reject(json!({"kind": "teleport"}));
         assert_eq!(r.field, "kind");
-        assert!(r.message.contains("unknown variant `teleport`"), "{}", r.message);
+        assert!(
+            r.message.contains("unknown variant `teleport`"),
+            "{}",
+            r.message
+        );
     }
 
     #[test]
@@ -626,9 +634,18 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         assert_eq!(reject(json!({"kind": "noop", "pool": "a.b"})).field, "pool");
-        assert_eq!(reject(json!({"kind": "noop", "max_attempts": 0})).field, "max_attempts");
-        assert_eq!(reject(json!({"kind": "noop", "timeout_ms": 0})).field, "timeout_ms");
-        assert_eq!(reject(json!({"kind": "noop", "spec": {"x": 1}})).field, "spec");
+        assert_eq!(
+            reject(json!({"kind": "noop", "max_attempts": 0})).field,
+            "max_attempts"
+        );
+        assert_eq!(
+            reject(json!({"kind": "noop", "timeout_ms": 0})).field,
+            "timeout_ms"
+        );
+        assert_eq!(
+            reject(json!({"kind": "noop", "spec": {"x": 1}})).field,
+            "spec"
+        );
         assert_eq!(reject(json!({"kind": "sleep"})).field, "spec.ms");
     }
 
@@ -637,7 +654,11 @@ mod tests {
         let big = "x".repeat(DEFAULT_MAX_SPEC_BYTES + 1);
         let r = reject(json!({"kind": "echo", "spec": {"blob": big}}));
         assert_eq!(r.field, "spec");
-        assert!(r.message.contains("the limit is 65536 bytes"), "{}", r.message);
+        assert!(
+            r.message.contains("the limit is 65536 bytes"),
+            "{}",
+            r.message
+        );
     }
 
     #[test]
@@ -656,7 +677,9 @@ mod tests {
     fn a_batch_names_the_bad_element() {
         let r = reject(json!([{"kind": "noop"}, {"kind": "noop", "priority": "high"}]));
         assert_eq!(r.field, "tasks[1].priority");
-        let r = reject(json!([{"kind": "noop", "idempotency_key": "a"}, {"kind": "noop", "idempotency_key": "a"}]));
+        let r = reject(
+            json!([{"kind": "noop", "idempotency_key": "a"}, {"kind": "noop", "idempotency_key": "a"}]),
+        );
         assert_eq!(r.field, "tasks[1].idempotency_key");
     }
 }

@@ -31,13 +31,16 @@ fn committed_schemas_match_the_types() {
 
 #[test]
 fn examples_parse_as_their_types() {
-    use taskyard_wire::task::{parse_submission, Limits, Parsed};
+    use taskyard_wire::task::{Limits, Parsed, parse_submission};
     let dir = schema_dir().join("examples");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).expect("examples dir") {
         let path = entry.expect("entry").path();
         let bytes = std::fs::read(&path).expect("read example");
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.starts_with("task") || name.starts_with("batch") {
             match parse_submission(&bytes, &Limits::default()) {
                 Parsed::Valid(tasks) => assert!(!tasks.is_empty()),
