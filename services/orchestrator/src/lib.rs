@@ -30,7 +30,7 @@ pub mod stream;
 pub use config::Config;
 
 use anyhow::Context;
-use taskyard_runtime::{Shutdown, micro, nats, streams};
+use taskyard_runtime::{Shutdown, micro, streams};
 use taskyard_store::Store;
 
 /// Runs the orchestrator until `shutdown`.
@@ -38,20 +38,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let store = Store::connect_and_migrate(&config.common.database_url, config.pool_size)
         .await
         .context("connecting to Postgres")?;
-    let client = nats::connect(
-        &config.common.nats_url,
-        "taskyard-orchestrator",
-        nats::DEFAULT_CONNECT_TIMEOUT,
-    )
-    .await?;
-    let js = async_nats::jetstream::new(client.clone());
-    streams::ensure_streams(&js, config.common.stream_replicas).await?;
-    let service = micro::register(
-        &client,
+    let attached = micro::attach(
+        &config.common,
         "orchestrator",
         "Validates submissions and creates tasks",
     )
     .await?;
+    let js = attached.js.clone();
+    let service = attached.service;
     let recorder = recorder::Recorder::new(store, js.clone());
 
     let endpoint = endpoint::serve(

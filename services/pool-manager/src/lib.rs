@@ -20,7 +20,7 @@ pub use config::Config;
 use anyhow::Context;
 use futures::StreamExt;
 use taskyard_runtime::batching::batches;
-use taskyard_runtime::{Shutdown, micro, nats, streams};
+use taskyard_runtime::{Shutdown, micro, streams};
 use taskyard_store::Store;
 
 /// Runs the pool manager until `shutdown`.
@@ -28,15 +28,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let store = Store::connect_and_migrate(&config.common.database_url, config.pool_size)
         .await
         .context("connecting to Postgres")?;
-    let client = nats::connect(
-        &config.common.nats_url,
-        "taskyard-pool-manager",
-        nats::DEFAULT_CONNECT_TIMEOUT,
+    let attached = micro::attach(
+        &config.common,
+        "pool-manager",
+        "Tracks tasks after dispatch",
     )
     .await?;
-    let js = async_nats::jetstream::new(client.clone());
-    streams::ensure_streams(&js, config.common.stream_replicas).await?;
-    let _service = micro::register(&client, "pool-manager", "Tracks tasks after dispatch").await?;
+    let js = attached.js.clone();
+    let _service = attached.service;
     let consumer =
         streams::pull_consumer(&js, streams::STATUS, streams::pool_manager_consumer()).await?;
     let mut incoming = batches(&consumer, config.batch_size.max(1)).await?;

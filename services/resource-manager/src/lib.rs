@@ -22,7 +22,7 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
 use taskyard_runtime::batching::{Outgoing, publish_all};
-use taskyard_runtime::{Shutdown, micro, nats, streams};
+use taskyard_runtime::{Shutdown, micro};
 use taskyard_store::Store;
 use taskyard_store::nodes::HealthChange;
 use taskyard_wire::event::{NodeEvent, NodeEventKind};
@@ -35,15 +35,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let store = Store::connect_and_migrate(&config.common.database_url, 2)
         .await
         .context("connecting to Postgres")?;
-    let client = nats::connect(
-        &config.common.nats_url,
-        "taskyard-resource-manager",
-        nats::DEFAULT_CONNECT_TIMEOUT,
+    let attached = micro::attach(
+        &config.common,
+        "resource-manager",
+        "Node registry and health",
     )
     .await?;
-    let js = async_nats::jetstream::new(client.clone());
-    streams::ensure_streams(&js, config.common.stream_replicas).await?;
-    let _service = micro::register(&client, "resource-manager", "Node registry and health").await?;
+    let (client, js) = (attached.client.clone(), attached.js.clone());
+    let _service = attached.service;
     let mut heartbeats = client
         .queue_subscribe(subjects::HEARTBEAT_ALL, "resource-manager".to_owned())
         .await

@@ -26,7 +26,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use std::time::Duration;
 use taskyard_runtime::batching::{ack_all, batches};
-use taskyard_runtime::{Shutdown, micro, nats, streams};
+use taskyard_runtime::{Shutdown, micro, streams};
 use taskyard_store::Store;
 use tokio::time::Instant;
 
@@ -38,20 +38,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let store = Store::connect_and_migrate(&config.common.database_url, config.pool_size)
         .await
         .context("connecting to Postgres")?;
-    let client = nats::connect(
-        &config.common.nats_url,
-        "taskyard-scheduler",
-        nats::DEFAULT_CONNECT_TIMEOUT,
-    )
-    .await?;
-    let js = async_nats::jetstream::new(client.clone());
-    streams::ensure_streams(&js, config.common.stream_replicas).await?;
-    let _service = micro::register(
-        &client,
+    let attached = micro::attach(
+        &config.common,
         "scheduler",
         "Orders queued tasks and places them on nodes",
     )
     .await?;
+    let js = attached.js.clone();
+    let _service = attached.service;
 
     // Subscribe before reading Postgres: an event that lands in between is
     // then both in the snapshot and redelivered, which is harmless, instead of

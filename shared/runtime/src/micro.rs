@@ -16,3 +16,41 @@ pub async fn register(
         .await
         .map_err(|err| anyhow::anyhow!("cannot register the {service} micro service: {err}"))
 }
+
+/// What every service holds once it is on the bus.
+pub struct Attached {
+    pub client: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+    /// The micro service registration; dropping it leaves `$SRV.PING`.
+    pub service: Service,
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attached").finish_non_exhaustive()
+    }
+}
+
+/// Connects service `service` to NATS, declares every stream, and registers
+/// it as `taskyard-<service>`: the start of every service but the worker
+/// (which races its connection against shutdown).
+pub async fn attach(
+    common: &crate::Common,
+    service: &str,
+    description: &str,
+) -> anyhow::Result<Attached> {
+    let client = crate::nats::connect(
+        &common.nats_url,
+        &format!("taskyard-{service}"),
+        crate::nats::DEFAULT_CONNECT_TIMEOUT,
+    )
+    .await?;
+    let js = async_nats::jetstream::new(client.clone());
+    crate::streams::ensure_streams(&js, common.stream_replicas).await?;
+    let service = register(&client, service, description).await?;
+    Ok(Attached {
+        client,
+        js,
+        service,
+    })
+}
