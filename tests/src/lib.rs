@@ -20,6 +20,8 @@ pub struct WorkerSpec {
     pub cpu_millis: u32,
     pub memory_mb: u32,
     pub slots: u32,
+    /// Node labels, as `TASKYARD_LABELS__<KEY>` settings.
+    pub labels: Vec<(String, String)>,
 }
 
 impl WorkerSpec {
@@ -29,7 +31,14 @@ impl WorkerSpec {
             cpu_millis: 4000,
             memory_mb: 4096,
             slots: 64,
+            labels: Vec::new(),
         }
+    }
+
+    /// The same worker with a label.
+    pub fn label(mut self, key: &str, value: &str) -> WorkerSpec {
+        self.labels.push((key.to_owned(), value.to_owned()));
+        self
     }
 }
 
@@ -79,19 +88,27 @@ impl Cluster {
         let cpu = spec.cpu_millis.to_string();
         let memory = spec.memory_mb.to_string();
         let slots = spec.slots.to_string();
+        let labels: Vec<(String, String)> = spec
+            .labels
+            .iter()
+            .map(|(key, value)| {
+                (
+                    format!("TASKYARD_LABELS__{}", key.to_uppercase()),
+                    value.clone(),
+                )
+            })
+            .collect();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("TASKYARD_NODE_ID", spec.node_id.as_str()),
+            ("TASKYARD_CPU_MILLIS", cpu.as_str()),
+            ("TASKYARD_MEMORY_MB", memory.as_str()),
+            ("TASKYARD_SLOTS", slots.as_str()),
+            ("TASKYARD_HEARTBEAT_INTERVAL_MS", "250"),
+        ];
+        env.extend(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let handle = self
             .stack
-            .spawn(
-                "taskyard-worker",
-                &format!("worker-{}", spec.node_id),
-                &[
-                    ("TASKYARD_NODE_ID", spec.node_id.as_str()),
-                    ("TASKYARD_CPU_MILLIS", cpu.as_str()),
-                    ("TASKYARD_MEMORY_MB", memory.as_str()),
-                    ("TASKYARD_SLOTS", slots.as_str()),
-                    ("TASKYARD_HEARTBEAT_INTERVAL_MS", "250"),
-                ],
-            )
+            .spawn("taskyard-worker", &format!("worker-{}", spec.node_id), &env)
             .await?;
         let node = spec.node_id.clone();
         wait_until(&format!("node {node} to be alive"), WAIT, || async {
@@ -122,6 +139,50 @@ impl Cluster {
                 _ => Ok(None),
             }
         })
+        .await
+    }
+
+    /// A request/reply round trip to a Taskyard service, JSON both ways.
+    pub async fn request<T: serde::de::DeserializeOwned>(
+        &self,
+        subject: &str,
+        body: &Value,
+    ) -> anyhow::Result<T> {
+        let payload = serde_json::to_vec(body)?;
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.nats.request(subject.to_owned(), payload.into()),
+        )
+        .await
+        .with_context(|| format!("{subject} did not answer"))??;
+        serde_json::from_slice(&reply.payload).with_context(|| {
+            format!(
+                "unexpected reply on {subject}: {}",
+                String::from_utf8_lossy(&reply.payload)
+            )
+        })
+    }
+
+    /// A pool request (`create`, `update`, `delete`, `get`, `list`).
+    pub async fn pools(
+        &self,
+        op: &str,
+        body: &Value,
+    ) -> anyhow::Result<taskyard_wire::pool::PoolReply> {
+        self.request(&taskyard_wire::subjects::api_pools(op), body)
+            .await
+    }
+
+    /// A node request (`drain`, `cordon`, `uncordon`, `remove`).
+    pub async fn node(
+        &self,
+        op: &str,
+        node_id: &str,
+    ) -> anyhow::Result<taskyard_wire::control::NodeReply> {
+        self.request(
+            &taskyard_wire::subjects::api_nodes(op),
+            &serde_json::json!({"node_id": node_id}),
+        )
         .await
     }
 

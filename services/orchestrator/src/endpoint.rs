@@ -1,6 +1,7 @@
 //! `taskyard.api.submit`: submit and get the ids, or the reason, in the reply.
 
 use crate::intake::{IdSource, Plan, plan};
+use crate::pool_view::{self, SharedView};
 use crate::recorder::Recorder;
 use async_nats::service::{Request, Service};
 use futures::StreamExt;
@@ -18,6 +19,7 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 64;
 pub async fn serve(
     service: &Service,
     recorder: Recorder,
+    pools: SharedView,
     limits: Limits,
     shutdown: Shutdown,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -39,16 +41,23 @@ pub async fn serve(
                 break;
             };
             let recorder = recorder.clone();
+            let pools = pools.clone();
             tokio::spawn(async move {
-                answer(request, &recorder, &limits).await;
+                answer(request, &recorder, &pools, &limits).await;
                 drop(permit);
             });
         }
     }))
 }
 
-async fn answer(request: Request, recorder: &Recorder, limits: &Limits) {
-    let reply = match plan(&request.message.payload, limits, IdSource::Fresh) {
+async fn answer(request: Request, recorder: &Recorder, pools: &SharedView, limits: &Limits) {
+    let planned = plan(
+        &request.message.payload,
+        limits,
+        IdSource::Fresh,
+        &pool_view::read(pools),
+    );
+    let reply = match planned {
         Plan::Unreadable(error) => Ok(SubmitReply::Refused { error }),
         Plan::Record { rows, refusal } => match recorder.record(vec![rows]).await {
             Ok(mut ids) => Ok(match refusal {

@@ -1,6 +1,7 @@
 //! From the bytes of a submission to the rows to write. Pure: no I/O.
 
 use crate::ids::{StreamOrigin, derived_id, fresh_id};
+use crate::pool_view::PoolView;
 use serde_json::Value;
 use taskyard_store::tasks::TaskInsert;
 use taskyard_wire::task::{Limits, NewTask, Parsed, parse_submission};
@@ -41,17 +42,57 @@ pub enum Plan {
     Unreadable(Rejection),
 }
 
-/// Plans one submission.
-pub fn plan(bytes: &[u8], limits: &Limits, ids: IdSource) -> Plan {
+/// Plans one submission: valid tasks that their pools admit are queued;
+/// otherwise every task of the submission is recorded rejected.
+pub fn plan(bytes: &[u8], limits: &Limits, ids: IdSource, pools: &PoolView) -> Plan {
     match parse_submission(bytes, limits) {
-        Parsed::Valid(tasks) => Plan::Record {
-            rows: tasks
-                .into_iter()
-                .enumerate()
-                .map(|(index, task)| queued_row(task, ids.id(index)))
-                .collect(),
-            refusal: None,
-        },
+        Parsed::Valid(mut tasks) => {
+            let batch = tasks.len() > 1 || bytes.first() == Some(&b'[');
+            let refusal = tasks.iter_mut().enumerate().find_map(|(index, task)| {
+                pools.admit(task).err().map(|rejection| {
+                    if batch {
+                        rejection.in_batch(index)
+                    } else {
+                        rejection
+                    }
+                })
+            });
+            match refusal {
+                None => Plan::Record {
+                    rows: tasks
+                        .into_iter()
+                        .enumerate()
+                        .map(|(index, task)| queued_row(task, ids.id(index)))
+                        .collect(),
+                    refusal: None,
+                },
+                Some(rejection) => {
+                    let rows = tasks
+                        .into_iter()
+                        .enumerate()
+                        .map(|(index, task)| {
+                            let reason = if batch && !is_culprit(&rejection, index) {
+                                format!("batch rejected because of another task: {rejection}")
+                            } else {
+                                rejection.to_string()
+                            };
+                            let id = task.id.unwrap_or_else(|| ids.id(index));
+                            let mut row = queued_row(task, id);
+                            row.state = TaskState::Rejected;
+                            row.error = Some(reason);
+                            // The corrected resubmission must not be taken
+                            // for a duplicate of this one.
+                            row.idempotency_key = None;
+                            row
+                        })
+                        .collect();
+                    Plan::Record {
+                        rows,
+                        refusal: Some(rejection),
+                    }
+                }
+            }
+        }
         Parsed::Invalid {
             elements,
             rejection,
@@ -96,6 +137,7 @@ fn queued_row(task: NewTask, id: Uuid) -> TaskInsert {
         timeout_ms: task.timeout_ms,
         max_attempts: task.max_attempts,
         labels: serde_json::to_value(&task.labels).unwrap_or(Value::Null),
+        node_selector: serde_json::to_value(&task.node_selector).unwrap_or(Value::Null),
         state: TaskState::Queued,
         error: None,
     }
@@ -138,6 +180,7 @@ fn rejected_row(element: &Value, id: Uuid, reason: String, limits: &Limits) -> T
         timeout_ms: None,
         max_attempts: 1,
         labels: Value::Object(Default::default()),
+        node_selector: Value::Object(Default::default()),
         state: TaskState::Rejected,
         error: Some(reason),
     }
@@ -149,6 +192,25 @@ mod tests {
 
     fn limits() -> Limits {
         Limits::default()
+    }
+
+    fn plan(bytes: &[u8], limits: &Limits, ids: IdSource) -> Plan {
+        super::plan(bytes, limits, ids, &PoolView::with_default_pool())
+    }
+
+    #[test]
+    fn an_unknown_pool_rejects_the_batch_by_name() {
+        let Plan::Record { rows, refusal } = plan(
+            br#"[{"kind":"noop"},{"kind":"noop","pool":"gpu"}]"#,
+            &limits(),
+            IdSource::Fresh,
+        ) else {
+            panic!("expected rows");
+        };
+        let refusal = refusal.unwrap_or_else(|| panic!("expected a refusal"));
+        assert_eq!(refusal.field, "tasks[1].pool");
+        assert_eq!(refusal.message, "no pool named `gpu`");
+        assert!(rows.iter().all(|r| r.state == TaskState::Rejected));
     }
 
     #[test]

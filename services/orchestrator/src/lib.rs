@@ -16,6 +16,7 @@
 //! - [`config`]: the service's settings.
 //! - [`ids`]: deterministic ids for stream submissions.
 //! - [`intake`]: from bytes to rows to write (pure).
+//! - [`pool_view`]: pools and node sizes, to refuse what could never run.
 //! - [`recorder`]: writes rows in one statement and publishes the events.
 //! - [`stream`]: the SUBMIT consumer loop.
 //! - [`endpoint`]: the request/reply endpoint.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod endpoint;
 pub mod ids;
 pub mod intake;
+pub mod pool_view;
 pub mod recorder;
 pub mod stream;
 
@@ -46,11 +48,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     .await?;
     let js = attached.js.clone();
     let service = attached.service;
+    let pools = pool_view::follow(&attached.client, &store)
+        .await
+        .context("loading pools and nodes")?;
     let recorder = recorder::Recorder::new(store, js.clone());
 
     let endpoint = endpoint::serve(
         &service,
         recorder.clone(),
+        pools.clone(),
         config.limits(),
         shutdown.clone(),
     )
@@ -58,7 +64,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let consumer =
         streams::pull_consumer(&js, streams::SUBMIT, streams::orchestrator_consumer()).await?;
     tracing::info!("orchestrator ready");
-    let outcome = stream::consume(consumer, recorder, &config, shutdown.clone()).await;
+    let outcome = stream::consume(consumer, recorder, pools, &config, shutdown.clone()).await;
     shutdown.trigger();
     endpoint.await.ok();
     outcome

@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::ids::StreamOrigin;
 use crate::intake::{IdSource, Plan, plan};
+use crate::pool_view::{self, SharedView};
 use crate::recorder::Recorder;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::PullConsumer;
@@ -18,6 +19,7 @@ pub const RETRY_DELAY: Duration = Duration::from_secs(1);
 pub async fn consume(
     consumer: PullConsumer,
     recorder: Recorder,
+    pools: SharedView,
     config: &Config,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
@@ -45,7 +47,13 @@ pub async fn consume(
                     continue;
                 }
             };
-            match plan(&message.payload, &limits, IdSource::Stream(origin)) {
+            let planned = plan(
+                &message.payload,
+                &limits,
+                IdSource::Stream(origin),
+                &pool_view::read(&pools),
+            );
+            match planned {
                 Plan::Unreadable(rejection) => {
                     tracing::warn!(
                         sequence = origin.sequence,

@@ -8,11 +8,16 @@
 //! lost — matches no row and changes nothing. What did change is announced
 //! on `taskyard.events.task.<state>` so the scheduler frees the reservation.
 //!
+//! It also owns pools: their requests (`taskyard.api.pools.<op>`) and the
+//! announcements of their changes.
+//!
 //! # Layout
 //! - [`config`]: the service's settings.
 //! - [`reports`]: from report messages to store calls and events.
+//! - [`pools`]: pool requests.
 
 pub mod config;
+pub mod pools;
 pub mod reports;
 
 pub use config::Config;
@@ -35,7 +40,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     )
     .await?;
     let js = attached.js.clone();
-    let _service = attached.service;
+    let service = attached.service;
+    let pool_requests = pools::serve(&service, store.clone(), js.clone(), shutdown.clone()).await?;
     let consumer =
         streams::pull_consumer(&js, streams::STATUS, streams::pool_manager_consumer()).await?;
     let mut incoming = batches(&consumer, config.batch_size.max(1)).await?;
@@ -43,7 +49,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     tracing::info!("pool manager ready");
     loop {
         let batch = tokio::select! {
-            _ = shutdown.wait() => return Ok(()),
+            _ = shutdown.wait() => {
+                pool_requests.await.ok();
+                return Ok(());
+            }
             batch = incoming.next() => match batch {
                 Some(batch) => batch,
                 None => anyhow::bail!("the status consumer stopped delivering"),

@@ -10,6 +10,11 @@ pub const DEFAULT_SUSPECT_AFTER_MS: u64 = 3_000;
 /// A node whose last heartbeat is older than this is `lost`.
 pub const DEFAULT_LOST_AFTER_MS: u64 = 10_000;
 
+/// A usage sample of each node this often.
+pub const DEFAULT_SAMPLE_INTERVAL_MS: u64 = 10_000;
+/// Samples are kept this long.
+pub const DEFAULT_SAMPLE_RETENTION_HOURS: u64 = 24;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -23,6 +28,10 @@ pub struct Config {
     pub flush_interval_ms: u64,
     /// How often health is judged (`TASKYARD_SWEEP_INTERVAL_MS`).
     pub sweep_interval_ms: u64,
+    /// How often a usage sample of each node is kept (`TASKYARD_SAMPLE_INTERVAL_MS`).
+    pub sample_interval_ms: u64,
+    /// How long samples are kept, in hours (`TASKYARD_SAMPLE_RETENTION_HOURS`).
+    pub sample_retention_hours: u64,
 }
 
 impl Default for Config {
@@ -33,6 +42,8 @@ impl Default for Config {
             lost_after_ms: DEFAULT_LOST_AFTER_MS,
             flush_interval_ms: 200,
             sweep_interval_ms: 250,
+            sample_interval_ms: DEFAULT_SAMPLE_INTERVAL_MS,
+            sample_retention_hours: DEFAULT_SAMPLE_RETENTION_HOURS,
         }
     }
 }

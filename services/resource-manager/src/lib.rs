@@ -8,12 +8,18 @@
 //! Liveness is judged on this process's clock, so worker clock skew does not
 //! matter.
 //!
+//! Operators cordon, drain, uncordon and remove nodes by request
+//! (`taskyard.api.nodes.<op>`); a usage sample of each node is kept in
+//! `node_samples` every sample interval, for the retention period.
+//!
 //! # Layout
 //! - [`config`]: the service's settings.
 //! - [`registry`]: the health state machine of nodes (pure).
+//! - [`requests`]: operators' node requests.
 
 pub mod config;
 pub mod registry;
+pub mod requests;
 
 pub use config::Config;
 
@@ -42,7 +48,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     )
     .await?;
     let (client, js) = (attached.client.clone(), attached.js.clone());
-    let _service = attached.service;
+    let service = attached.service;
+    let mut operations = Vec::new();
+    for op in requests::OPERATIONS {
+        let endpoint = service
+            .endpoint(subjects::api_nodes(op))
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot serve node {op} requests: {err}"))?;
+        operations.push(endpoint.map(move |request| (op, request)).boxed());
+    }
+    let mut operations = futures::stream::select_all(operations);
     let mut heartbeats = client
         .queue_subscribe(subjects::HEARTBEAT_ALL, "resource-manager".to_owned())
         .await
@@ -56,6 +71,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     tracing::info!(nodes = registry.len(), "resource manager ready");
 
     let mut latest: HashMap<String, Heartbeat> = HashMap::new();
+    // The newest heartbeat of each node since the last sample.
+    let mut to_sample: HashMap<String, Heartbeat> = HashMap::new();
+    let mut sample =
+        tokio::time::interval(Duration::from_millis(config.sample_interval_ms.max(100)));
+    let mut prune = tokio::time::interval(Duration::from_secs(300));
+    let retention = Duration::from_secs(config.sample_retention_hours.saturating_mul(3600));
     let mut announcements: Vec<NodeEvent> = Vec::new();
     let mut flush = tokio::time::interval(Duration::from_millis(config.flush_interval_ms.max(10)));
     let mut sweep = tokio::time::interval(Duration::from_millis(config.sweep_interval_ms.max(10)));
@@ -71,10 +92,27 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                         if let Some(event) = registry.observe(&beat, Instant::now()) {
                             announcements.push(event);
                         }
+                        to_sample.insert(beat.node_id.clone(), beat.clone());
                         latest.insert(beat.node_id.clone(), beat);
                     }
                     Ok(beat) => tracing::warn!(node_id = %beat.node_id, "heartbeat with an invalid node id ignored"),
                     Err(err) => tracing::warn!(subject = %message.subject, error = %err, "unreadable heartbeat ignored"),
+                }
+            }
+            Some((op, request)) = operations.next() => {
+                requests::handle(op, request, &mut registry, &store, &client, &js).await;
+            }
+            _ = sample.tick() => {
+                let beats: Vec<Heartbeat> = to_sample.drain().map(|(_, beat)| beat).collect();
+                if let Err(err) = store.record_samples(&beats).await {
+                    tracing::warn!(error = %err, "recording node samples failed");
+                }
+            }
+            _ = prune.tick() => {
+                match store.prune_samples(retention).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::debug!(pruned, "old node samples deleted"),
+                    Err(err) => tracing::warn!(error = %err, "pruning node samples failed"),
                 }
             }
             _ = flush.tick() => {

@@ -21,6 +21,7 @@ struct Known {
     capacity: Capacity,
     labels: BTreeMap<String, String>,
     draining: bool,
+    cordoned: bool,
 }
 
 #[derive(Debug)]
@@ -56,12 +57,50 @@ impl Registry {
                 capacity: node.capacity,
                 labels: node.labels.clone(),
                 draining: node.draining,
+                cordoned: node.cordoned,
             },
         );
     }
 
+    /// The node's health and flags, if known.
+    pub fn status(&self, node_id: &str) -> Option<(Health, bool, bool)> {
+        self.nodes
+            .get(node_id)
+            .map(|known| (known.health, known.cordoned, known.draining))
+    }
+
+    /// Cordons or uncordons a known node; returns the event to announce.
+    pub fn set_cordoned(
+        &mut self,
+        node_id: &str,
+        cordoned: bool,
+        reason: &str,
+    ) -> Option<NodeEvent> {
+        let known = self.nodes.get_mut(node_id)?;
+        known.cordoned = cordoned;
+        Some(event(
+            node_id,
+            known,
+            NodeEventKind::Updated,
+            reason.to_owned(),
+        ))
+    }
+
+    /// Forgets a node; returns the event to announce.
+    pub fn remove(&mut self, node_id: &str, reason: &str) -> Option<NodeEvent> {
+        let known = self.nodes.remove(node_id)?;
+        Some(event(
+            node_id,
+            &known,
+            NodeEventKind::Removed,
+            reason.to_owned(),
+        ))
+    }
+
     /// Records a heartbeat; returns the event to announce, if any.
     pub fn observe(&mut self, beat: &Heartbeat, now: Instant) -> Option<NodeEvent> {
+        // Cordoning is the operator's, not the worker's: it survives heartbeats.
+        let cordoned = self.nodes.get(&beat.node_id).is_some_and(|k| k.cordoned);
         let previous = self.nodes.insert(
             beat.node_id.clone(),
             Known {
@@ -70,6 +109,7 @@ impl Registry {
                 capacity: beat.capacity,
                 labels: beat.labels.clone(),
                 draining: beat.draining,
+                cordoned,
             },
         );
         let (kind, reason) = match previous {
@@ -96,15 +136,8 @@ impl Registry {
             }
             Some(_) => return None,
         };
-        Some(NodeEvent {
-            node_id: beat.node_id.clone(),
-            kind,
-            capacity: beat.capacity,
-            labels: beat.labels.clone(),
-            draining: beat.draining,
-            reason: Some(reason),
-            at: taskyard_wire::now(),
-        })
+        let known = self.nodes.get(&beat.node_id)?;
+        Some(event(&beat.node_id, known, kind, reason))
     }
 
     /// Judges every node's silence; returns the health changes and their events.
@@ -140,18 +173,23 @@ impl Registry {
                     health: judged,
                     reason: reason.clone(),
                 },
-                NodeEvent {
-                    node_id: node_id.clone(),
-                    kind,
-                    capacity: known.capacity,
-                    labels: known.labels.clone(),
-                    draining: known.draining,
-                    reason: Some(reason),
-                    at: taskyard_wire::now(),
-                },
+                event(node_id, known, kind, reason),
             ));
         }
         changes
+    }
+}
+
+fn event(node_id: &str, known: &Known, kind: NodeEventKind, reason: String) -> NodeEvent {
+    NodeEvent {
+        node_id: node_id.to_owned(),
+        kind,
+        capacity: known.capacity,
+        labels: known.labels.clone(),
+        draining: known.draining,
+        cordoned: known.cordoned,
+        reason: Some(reason),
+        at: taskyard_wire::now(),
     }
 }
 
@@ -208,6 +246,28 @@ mod tests {
         assert_eq!(lost[0].1.kind, NodeEventKind::Lost);
         let back = registry.observe(&beat("n1", 1000), t0 + Duration::from_secs(12));
         assert_eq!(back.map(|e| e.kind), Some(NodeEventKind::Registered));
+    }
+
+    #[test]
+    fn a_cordon_outlives_heartbeats() {
+        let mut registry = Registry::new(thresholds());
+        let t0 = Instant::now();
+        registry.observe(&beat("n1", 1000), t0);
+        let cordon = registry.set_cordoned("n1", true, "maintenance");
+        assert_eq!(cordon.map(|e| e.schedulable()), Some(false));
+        assert_eq!(registry.observe(&beat("n1", 1000), t0), None);
+        assert_eq!(registry.status("n1"), Some((Health::Alive, true, false)));
+        let relabel = registry.observe(
+            &Heartbeat {
+                labels: [("zone".to_owned(), "b".to_owned())].into(),
+                ..beat("n1", 1000)
+            },
+            t0,
+        );
+        assert_eq!(
+            relabel.map(|e| (e.kind, e.cordoned)),
+            Some((NodeEventKind::Updated, true))
+        );
     }
 
     #[test]

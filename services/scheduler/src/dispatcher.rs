@@ -67,6 +67,11 @@ impl Dispatcher {
         }
     }
 
+    /// Keeps the waiting reasons the API shows.
+    pub async fn record_wait_reasons(&self, reasons: &[(Uuid, String)]) -> Result<(), StoreError> {
+        self.store.set_wait_reasons(reasons).await
+    }
+
     /// Records a round of decisions and dispatches what the database took.
     pub async fn place(
         &mut self,

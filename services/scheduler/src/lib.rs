@@ -117,6 +117,10 @@ async fn schedule(
             break;
         }
     }
+    let reasons = state.changed_wait_reasons();
+    if let Err(err) = dispatcher.record_wait_reasons(&reasons).await {
+        tracing::warn!(error = %err, "recording why tasks wait failed");
+    }
     state.report_metrics();
     None
 }

@@ -1,17 +1,25 @@
-//! The scheduler's memory: each pool's queue, the fleet, and reservations.
+//! The scheduler's memory: each pool's definition and queue, the fleet,
+//! reservations, and what each pool holds against its quotas.
 
 use std::collections::HashMap;
-use taskyard_policy::{Fleet, Placed, PolicyKind, QueuePolicy, Waiting};
+use taskyard_policy::{Fleet, Placed, PolicyKind, QueuePolicy, Rules, Waiting};
 use taskyard_store::nodes::Health;
 use taskyard_store::{Store, StoreError};
 use taskyard_wire::event::{NodeEvent, NodeEventKind, TaskEventBatch};
+use taskyard_wire::pool::{PoolEvent, PoolSpec};
 use taskyard_wire::{Resources, TaskState, codec};
 use uuid::Uuid;
+
+/// Waiting tasks per pool whose reason is kept up to date (the head of each
+/// queue; further back, the reason is simply "waiting its turn").
+pub const EXPLAINED_PER_POOL: usize = 20;
 
 /// What a placed task holds, until it finishes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reservation {
     pub node_id: String,
+    pub pool: String,
+    pub tenant: String,
     /// The attempt the placement started.
     pub attempt: u32,
     pub resources: Resources,
@@ -25,38 +33,139 @@ pub struct Decision {
     pub placed: Placed,
 }
 
-#[derive(Debug)]
-pub struct SchedulerState {
-    policy: PolicyKind,
-    queues: HashMap<String, Box<dyn QueuePolicy>>,
-    fleet: Fleet,
-    reservations: HashMap<Uuid, Reservation>,
+/// What a pool's placed tasks hold, against its quotas.
+#[derive(Debug, Clone, Default)]
+struct Usage {
+    running: u32,
+    cpu_millis: u64,
+    memory_mb: u64,
+    per_tenant: HashMap<String, u32>,
 }
 
-impl SchedulerState {
-    pub fn new(policy: PolicyKind) -> SchedulerState {
-        SchedulerState {
-            policy,
-            queues: HashMap::new(),
-            fleet: Fleet::default(),
-            reservations: HashMap::new(),
+impl Usage {
+    fn add(&mut self, tenant: &str, resources: &Resources) {
+        self.running += 1;
+        self.cpu_millis += u64::from(resources.cpu_millis);
+        self.memory_mb += u64::from(resources.memory_mb);
+        *self.per_tenant.entry(tenant.to_owned()).or_default() += 1;
+    }
+
+    fn remove(&mut self, tenant: &str, resources: &Resources) {
+        self.running = self.running.saturating_sub(1);
+        self.cpu_millis = self
+            .cpu_millis
+            .saturating_sub(u64::from(resources.cpu_millis));
+        self.memory_mb = self
+            .memory_mb
+            .saturating_sub(u64::from(resources.memory_mb));
+        if let Some(count) = self.per_tenant.get_mut(tenant) {
+            *count = count.saturating_sub(1);
         }
     }
 
-    /// The state as Postgres has it: known nodes, reservations of placed
-    /// tasks, and queued tasks.
+    /// Why the pool as a whole takes no more now, if it does not.
+    fn pool_full(&self, pool: &PoolSpec) -> Option<String> {
+        match pool.max_running {
+            Some(max) if self.running >= max => Some(format!(
+                "pool {} is at its limit of {max} running tasks",
+                pool.name
+            )),
+            _ => None,
+        }
+    }
+
+    /// Why this task may not be placed now under the pool's quotas.
+    fn refuses(&self, pool: &PoolSpec, tenant: &str, resources: &Resources) -> Option<String> {
+        if let Some(reason) = self.pool_full(pool) {
+            return Some(reason);
+        }
+        if let Some(max) = pool.max_cpu_millis
+            && self.cpu_millis + u64::from(resources.cpu_millis) > u64::from(max)
+        {
+            return Some(format!(
+                "pool {} would exceed its limit of {max}m cpu in use ({}m in use)",
+                pool.name, self.cpu_millis
+            ));
+        }
+        if let Some(max) = pool.max_memory_mb
+            && self.memory_mb + u64::from(resources.memory_mb) > u64::from(max)
+        {
+            return Some(format!(
+                "pool {} would exceed its limit of {max} MiB in use ({} MiB in use)",
+                pool.name, self.memory_mb
+            ));
+        }
+        if let Some(max) = pool.tenant_max_running
+            && self.per_tenant.get(tenant).copied().unwrap_or(0) >= max
+        {
+            return Some(format!(
+                "tenant {tenant} is at its limit of {max} running tasks in pool {}",
+                pool.name
+            ));
+        }
+        None
+    }
+}
+
+#[derive(Debug)]
+pub struct SchedulerState {
+    policy: PolicyKind,
+    pools: HashMap<String, PoolSpec>,
+    queues: HashMap<String, Box<dyn QueuePolicy>>,
+    fleet: Fleet,
+    reservations: HashMap<Uuid, Reservation>,
+    usage: HashMap<String, Usage>,
+    /// The reason last recorded for each explained waiting task.
+    reasons: HashMap<Uuid, String>,
+}
+
+fn rules<'a>(pool: &'a PoolSpec, task: &'a Waiting) -> Rules<'a> {
+    Rules {
+        pool_selector: &pool.node_selector,
+        task_selector: &task.request.node_selector,
+        strategy: pool.placement,
+        overcommit: pool.overcommit,
+    }
+}
+
+impl SchedulerState {
+    /// An empty state that knows only the `default` pool.
+    pub fn new(policy: PolicyKind) -> SchedulerState {
+        let default = PoolSpec::default_pool();
+        SchedulerState {
+            policy,
+            pools: HashMap::from([(default.name.clone(), default)]),
+            queues: HashMap::new(),
+            fleet: Fleet::default(),
+            reservations: HashMap::new(),
+            usage: HashMap::new(),
+            reasons: HashMap::new(),
+        }
+    }
+
+    /// The state as Postgres has it: pools, known nodes, reservations of
+    /// placed tasks, and queued tasks.
     pub async fn rebuild(store: &Store, policy: PolicyKind) -> Result<SchedulerState, StoreError> {
         let mut state = SchedulerState::new(policy);
+        state.pools = store
+            .list_pools()
+            .await?
+            .into_iter()
+            .map(|pool| (pool.name.clone(), pool))
+            .collect();
         for node in store.list_nodes().await? {
-            let schedulable = node.health == Health::Alive && !node.draining;
-            state.fleet.upsert(&node.id, node.capacity, schedulable);
+            let schedulable = node.health == Health::Alive && !node.draining && !node.cordoned;
+            state
+                .fleet
+                .upsert_labelled(&node.id, node.capacity, node.labels.clone(), schedulable);
         }
         for placed in store.placed_tasks().await? {
-            state.fleet.reserve(&placed.node_id, &placed.resources);
-            state.reservations.insert(
+            state.hold(
                 placed.id,
                 Reservation {
                     node_id: placed.node_id,
+                    pool: placed.pool,
+                    tenant: placed.tenant,
                     attempt: placed.attempt,
                     resources: placed.resources,
                 },
@@ -99,6 +208,27 @@ impl SchedulerState {
             .push(task);
     }
 
+    fn hold(&mut self, id: Uuid, reservation: Reservation) {
+        self.fleet
+            .reserve(&reservation.node_id, &reservation.resources);
+        self.usage
+            .entry(reservation.pool.clone())
+            .or_default()
+            .add(&reservation.tenant, &reservation.resources);
+        self.reasons.remove(&id);
+        self.reservations.insert(id, reservation);
+    }
+
+    fn release(&mut self, id: Uuid) {
+        if let Some(reservation) = self.reservations.remove(&id) {
+            self.fleet
+                .release(&reservation.node_id, &reservation.resources);
+            if let Some(usage) = self.usage.get_mut(&reservation.pool) {
+                usage.remove(&reservation.tenant, &reservation.resources);
+            }
+        }
+    }
+
     /// Applies one event message; anything unreadable is logged and skipped
     /// (events are news, and Postgres stays the truth).
     pub fn apply(&mut self, subject: &str, payload: &[u8]) {
@@ -107,11 +237,27 @@ impl SchedulerState {
                 Ok(event) => self.apply_node(&event),
                 Err(err) => tracing::warn!(subject, error = %err, "skipping node event"),
             }
+        } else if subject.starts_with("taskyard.events.pool.") {
+            match codec::decode::<PoolEvent>(payload) {
+                Ok(event) => self.apply_pool(event),
+                Err(err) => tracing::warn!(subject, error = %err, "skipping pool event"),
+            }
         } else {
             match codec::decode::<TaskEventBatch>(payload) {
                 Ok(batch) => self.apply_tasks(&batch),
                 Err(err) => tracing::warn!(subject, error = %err, "skipping task events"),
             }
+        }
+    }
+
+    /// A pool was created, changed or deleted: its queued tasks are placed
+    /// under the new rules from the next round on.
+    pub fn apply_pool(&mut self, event: PoolEvent) {
+        if event.deleted {
+            self.pools.remove(&event.pool.name);
+        } else {
+            tracing::info!(pool = %event.pool.name, "pool definition changed");
+            self.pools.insert(event.pool.name.clone(), event.pool);
         }
     }
 
@@ -144,6 +290,7 @@ impl SchedulerState {
                     if let Some(queue) = self.queues.get_mut(&event.pool) {
                         queue.remove(event.task_id);
                     }
+                    self.reasons.remove(&event.task_id);
                     if self
                         .reservations
                         .get(&event.task_id)
@@ -160,30 +307,29 @@ impl SchedulerState {
     pub fn apply_node(&mut self, event: &NodeEvent) {
         match event.kind {
             NodeEventKind::Registered | NodeEventKind::Updated | NodeEventKind::Alive => {
-                self.fleet
-                    .upsert(&event.node_id, event.capacity, event.schedulable());
+                self.fleet.upsert_labelled(
+                    &event.node_id,
+                    event.capacity,
+                    event.labels.clone(),
+                    event.schedulable(),
+                );
             }
             NodeEventKind::Suspect | NodeEventKind::Lost => {
                 self.fleet.set_schedulable(&event.node_id, false);
             }
-        }
-    }
-
-    fn release(&mut self, id: Uuid) {
-        if let Some(reservation) = self.reservations.remove(&id) {
-            self.fleet
-                .release(&reservation.node_id, &reservation.resources);
+            NodeEventKind::Removed => self.fleet.remove(&event.node_id),
         }
     }
 
     /// Decides up to `max` placements, taking turns across pools, and holds
-    /// their resources.
+    /// their resources. A pool at its quota, or one that does not exist,
+    /// places nothing.
     pub fn plan_round(&mut self, max: usize) -> Vec<Decision> {
         let mut decisions = Vec::new();
         let mut pools: Vec<String> = self
             .queues
             .iter()
-            .filter(|(_, q)| !q.is_empty())
+            .filter(|(pool, q)| !q.is_empty() && self.pools.contains_key(*pool))
             .map(|(pool, _)| pool.clone())
             .collect();
         pools.sort();
@@ -192,26 +338,35 @@ impl SchedulerState {
                 if decisions.len() >= max {
                     return true;
                 }
-                let Some(queue) = self.queues.get_mut(pool) else {
+                let (Some(queue), Some(spec)) = (self.queues.get_mut(pool), self.pools.get(pool))
+                else {
                     return false;
                 };
+                let usage = self.usage.get(pool).cloned().unwrap_or_default();
+                if usage.pool_full(spec).is_some() {
+                    return false;
+                }
                 let fleet = &self.fleet;
-                let Some(task) = queue.pick(&mut |t| fleet.any_fits(&t.request.resources)) else {
+                let Some(task) = queue.pick(&mut |t| {
+                    usage
+                        .refuses(spec, &t.request.tenant, &t.request.resources)
+                        .is_none()
+                        && fleet.any_fits_with(&t.request.resources, &rules(spec, t))
+                }) else {
                     return false;
                 };
-                let Some(placed) = fleet.best_fit(&task.request.resources) else {
+                let Some(placed) = fleet.place(&task.request.resources, &rules(spec, &task)) else {
                     queue.push(task);
                     return false;
                 };
-                self.fleet.reserve(&placed.node_id, &task.request.resources);
-                self.reservations.insert(
-                    task.id,
-                    Reservation {
-                        node_id: placed.node_id.clone(),
-                        attempt: task.attempt + 1,
-                        resources: task.request.resources,
-                    },
-                );
+                let reservation = Reservation {
+                    node_id: placed.node_id.clone(),
+                    pool: pool.clone(),
+                    tenant: task.request.tenant.clone(),
+                    attempt: task.attempt + 1,
+                    resources: task.request.resources,
+                };
+                self.hold(task.id, reservation);
                 decisions.push(Decision {
                     pool: pool.clone(),
                     task,
@@ -241,10 +396,49 @@ impl SchedulerState {
         self.enqueue(decision.task, &decision.pool);
     }
 
+    /// Why the tasks at the head of each queue still wait, for those whose
+    /// reason changed since it was last recorded.
+    pub fn changed_wait_reasons(&mut self) -> Vec<(Uuid, String)> {
+        let mut changed = Vec::new();
+        for (pool, queue) in &self.queues {
+            let usage = self.usage.get(pool).cloned().unwrap_or_default();
+            for (position, task) in queue.first(EXPLAINED_PER_POOL).into_iter().enumerate() {
+                let reason = match self.pools.get(pool) {
+                    None => {
+                        format!("pool {pool} does not exist; create it or resubmit to another pool")
+                    }
+                    Some(spec) => usage
+                        .refuses(spec, &task.request.tenant, &task.request.resources)
+                        .unwrap_or_else(|| {
+                            let rules = rules(spec, task);
+                            if self.fleet.any_fits_with(&task.request.resources, &rules) {
+                                format!(
+                                    "position {} in the {} queue of pool {pool}",
+                                    position + 1,
+                                    queue.name()
+                                )
+                            } else {
+                                self.fleet.why_not(&task.request.resources, &rules, pool)
+                            }
+                        }),
+                };
+                if self.reasons.get(&task.id) != Some(&reason) {
+                    self.reasons.insert(task.id, reason.clone());
+                    changed.push((task.id, reason));
+                }
+            }
+        }
+        changed
+    }
+
     pub fn report_metrics(&self) {
         for (pool, queue) in &self.queues {
             metrics::gauge!("taskyard_scheduler_queue_depth", "pool" => pool.clone())
                 .set(queue.len() as f64);
+        }
+        for (pool, usage) in &self.usage {
+            metrics::gauge!("taskyard_scheduler_pool_running", "pool" => pool.clone())
+                .set(f64::from(usage.running));
         }
         metrics::gauge!("taskyard_scheduler_reservations").set(self.reservations.len() as f64);
     }
@@ -276,6 +470,7 @@ mod tests {
                     cpu_millis: cpu,
                     memory_mb: 10,
                 },
+                node_selector: Default::default(),
             }),
         }
     }
@@ -299,6 +494,7 @@ mod tests {
             },
             labels: Default::default(),
             draining: false,
+            cordoned: false,
             reason: None,
             at: taskyard_wire::now(),
         });
@@ -338,6 +534,37 @@ mod tests {
             events: vec![event],
         });
         assert_eq!(state.queued(), 0);
+    }
+
+    #[test]
+    fn a_pool_cap_holds_and_a_changed_pool_takes_effect() {
+        let mut state = SchedulerState::new(PolicyKind::Fcfs);
+        node(&mut state, "n1", 10_000);
+        let mut capped = PoolSpec::default_pool();
+        capped.max_running = Some(2);
+        state.apply_pool(PoolEvent {
+            pool: capped.clone(),
+            deleted: false,
+            at: taskyard_wire::now(),
+        });
+        state.apply_tasks(&TaskEventBatch {
+            events: (1..=5).map(|n| queued(n, n as i64, 0, 100)).collect(),
+        });
+        assert_eq!(state.plan_round(10).len(), 2, "the cap is two");
+        let reasons = state.changed_wait_reasons();
+        assert!(
+            reasons
+                .iter()
+                .all(|(_, r)| r == "pool default is at its limit of 2 running tasks"),
+            "{reasons:?}"
+        );
+        capped.max_running = Some(4);
+        state.apply_pool(PoolEvent {
+            pool: capped,
+            deleted: false,
+            at: taskyard_wire::now(),
+        });
+        assert_eq!(state.plan_round(10).len(), 2, "two more under the new cap");
     }
 
     #[test]

@@ -68,7 +68,15 @@ pub struct Config {
     pub work_dir: Option<PathBuf>,
     /// Bytes of stdout, and separately of stderr, kept from one `exec` attempt;
     /// the rest is read and dropped, and the result says it was truncated.
+    /// Also bounds the body kept from an `http` task and the reply kept from a
+    /// `nats` task.
     pub max_output_bytes: usize,
+    /// Whether each `exec` attempt runs in a cgroup v2 of its own whose
+    /// `memory.max` is the task's `resources.memory_mb`, so that a task that
+    /// overruns its reservation is killed rather than starving its
+    /// neighbours. When the host gives the worker no cgroup v2 memory
+    /// controller, the worker says so once at start and runs without.
+    pub memory_limits: bool,
 }
 
 impl Default for Config {
@@ -85,6 +93,7 @@ impl Default for Config {
             drain_timeout_ms: DEFAULT_DRAIN_TIMEOUT_MS,
             work_dir: None,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            memory_limits: true,
         }
     }
 }
@@ -108,6 +117,7 @@ pub struct Settings {
     pub drain_timeout: Duration,
     pub work_dir: PathBuf,
     pub max_output_bytes: usize,
+    pub memory_limits: bool,
 }
 
 /// Every problem found in a [`Config`], reported together.
@@ -183,6 +193,7 @@ impl Config {
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             work_dir,
             max_output_bytes: self.max_output_bytes,
+            memory_limits: self.memory_limits,
         })
     }
 }
@@ -302,6 +313,11 @@ mod tests {
             assert_eq!(config.slots, 3);
             assert_eq!(config.labels.get("zone").map(String::as_str), Some("eu"));
             assert_eq!(config.ack_wait_ms, DEFAULT_ACK_WAIT_MS);
+            assert!(config.memory_limits, "memory limits are on by default");
+            jail.set_env("TASKYARD_MEMORY_LIMITS", "false");
+            let config: Config =
+                taskyard_runtime::config::load(None).map_err(figment::Error::from)?;
+            assert!(!config.memory_limits);
             Ok(())
         });
     }

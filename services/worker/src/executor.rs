@@ -77,12 +77,16 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(settings: Arc<Settings>, js: jetstream::Context, state: Arc<NodeState>) -> Worker {
+    /// `env` is what the drivers share: the node's HTTP client, its NATS
+    /// connection, its cgroups.
+    pub fn new(
+        settings: Arc<Settings>,
+        js: jetstream::Context,
+        state: Arc<NodeState>,
+        env: DriverEnv,
+    ) -> Worker {
         Worker {
-            env: DriverEnv {
-                work_dir: settings.work_dir.clone(),
-                max_output_bytes: settings.max_output_bytes,
-            },
+            env,
             reporter: Reporter::start(js.clone(), subjects::status(&settings.node_id)),
             settings,
             state,
@@ -278,6 +282,7 @@ impl Worker {
                     let limits = Limits {
                         timeout: dispatch.timeout_ms.map(Duration::from_millis),
                         kill: self.kill.clone(),
+                        memory_mb: Some(dispatch.resources.memory_mb),
                     };
                     let scratch = format!("{}-{}", dispatch.task_id, dispatch.attempt);
                     drivers::run(job, &scratch, &self.env, &limits).await

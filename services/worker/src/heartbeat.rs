@@ -88,7 +88,7 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let subject = subjects::heartbeat(&settings.node_id);
-    let mut probe = UsageProbe::new();
+    let mut probe = UsageProbe::new(&settings.work_dir);
     // The first tick is immediate: the node shows up as soon as it can work.
     let mut ticks = tokio::time::interval(settings.heartbeat_interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -8,22 +8,28 @@
 //! `taskyard.nodes.heartbeat.<node>`. It needs no database: speaking these NATS
 //! messages is all it takes to be a worker, in any language.
 //!
-//! On shutdown (SIGTERM) it stops pulling, says `draining` in a heartbeat,
-//! lets running attempts finish within the drain timeout, and reports those it
-//! had to kill as failed so that the pool manager retries them elsewhere.
+//! On shutdown (SIGTERM, or a `drain` control message on
+//! `taskyard.control.<node>`) it stops pulling, says `draining` in a
+//! heartbeat, lets running attempts finish within the drain timeout, and
+//! reports those it had to kill as failed so that the pool manager retries
+//! them elsewhere.
 //!
 //! # Layout
 //! - [`config`]: [`Config`], its defaults, and the checked [`config::Settings`].
 //! - [`capacity`]: what the host has and uses (sysinfo).
+//! - [`cgroup`]: per-attempt cgroup v2 memory limits for `exec`.
+//! - [`control`]: control messages to this node (drain).
 //! - [`heartbeat`]: the heartbeat loop and the node state it reports.
 //! - [`executor`]: the dispatch loop: concurrency, progress acks, duplicate
 //!   dispatches, reports, drain.
 //! - [`ledger`]: running attempts and a bounded memory of finished ones.
 //! - [`drivers`]: how each kind of task runs ([`drivers::exec`],
-//!   [`drivers::builtin`]).
+//!   [`drivers::http`], [`drivers::nats`], [`drivers::builtin`]).
 
 pub mod capacity;
+pub mod cgroup;
 pub mod config;
+pub mod control;
 pub mod drivers;
 pub mod executor;
 pub mod heartbeat;
@@ -33,6 +39,7 @@ pub mod reporter;
 pub use config::Config;
 
 use anyhow::Context;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use taskyard_runtime::Shutdown;
@@ -87,6 +94,22 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         "worker ready"
     );
 
+    // Subscribed before any work is taken, so a drain sent as soon as the
+    // node shows up is not missed. `stop` is what the dispatch loop watches:
+    // SIGTERM or a drain message, whichever comes first.
+    let stop = Shutdown::new();
+    let control = control::watch(&client, node, shutdown.clone(), stop.clone())
+        .await
+        .with_context(|| format!("subscribing to the control subject of node {node}"))?;
+
+    let env = drivers::DriverEnv {
+        work_dir: settings.work_dir.clone(),
+        max_output_bytes: settings.max_output_bytes,
+        cgroups: memory_cgroups(&settings),
+        nats: Some(client.clone()),
+        http: drivers::http::client().context("building the HTTP client of http tasks")?,
+    };
+
     let state = Arc::new(heartbeat::NodeState::default());
     let stop_heartbeats = CancellationToken::new();
     let heartbeats = tokio::spawn(heartbeat::run(
@@ -97,8 +120,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         stop_heartbeats.clone(),
     ));
 
-    let worker = Arc::new(executor::Worker::new(settings.clone(), js, state));
-    worker.serve(&consumer, &shutdown).await;
+    let worker = Arc::new(executor::Worker::new(settings.clone(), js, state, env));
+    worker.serve(&consumer, &stop).await;
+    control.abort();
 
     stop_heartbeats.cancel();
     if let Err(err) = heartbeats.await {
@@ -113,4 +137,26 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("NATS did not take the last messages in time"),
     }
     Ok(())
+}
+
+/// The node's memory cgroups, or `None` with one warning that says why.
+fn memory_cgroups(settings: &config::Settings) -> Option<Arc<cgroup::Cgroups>> {
+    if !settings.memory_limits {
+        tracing::info!(
+            "memory limits are turned off (memory_limits = false); exec tasks run without one"
+        );
+        return None;
+    }
+    match cgroup::Cgroups::setup(Path::new(cgroup::CGROUP_ROOT), &settings.node_id) {
+        Ok(cgroups) => {
+            tracing::info!(cgroup = %cgroups.base().display(), "exec tasks run in cgroups limited to their memory reservation");
+            Some(Arc::new(cgroups))
+        }
+        Err(why) => {
+            tracing::warn!(
+                "cgroup v2 memory limits are not available: {why}; exec tasks run without a memory limit"
+            );
+            None
+        }
+    }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 use taskyard_runtime::{Common, Shutdown, streams};
 use taskyard_testkit::{TestStack, wait_until};
+use taskyard_wire::control::Control;
 use taskyard_wire::dispatch::Dispatch;
 use taskyard_wire::heartbeat::{Capacity, Heartbeat};
 use taskyard_wire::status::{Outcome, StatusMessage, StatusReport};
@@ -256,6 +257,12 @@ async fn runs_dispatches_reports_them_and_stops_on_shutdown() {
     );
     assert!(!beat.draining);
     assert_eq!(beat.version, env!("CARGO_PKG_VERSION"));
+    assert!(
+        beat.usage.disk_total_mb > 0,
+        "the work dir's filesystem is reported: {:?}",
+        beat.usage
+    );
+    assert!(beat.usage.disk_free_mb <= beat.usage.disk_total_mb);
 
     // Something unreadable on the node's subject does not block what follows.
     js.publish(node_subject(node), "not a dispatch".into())
@@ -424,5 +431,127 @@ async fn shutdown_drains_then_reports_what_it_had_to_stop() {
         other => panic!("expected Finished, got {other:?}"),
     }
     wait_all_acked(&js, node).await;
+    drop(stack);
+}
+
+#[tokio::test]
+async fn a_drain_control_message_stops_the_worker_like_sigterm() {
+    let (stack, client, js, work_dir) = setup().await;
+    let node = "it-node-4";
+    let mut heartbeats = client
+        .subscribe(subjects::heartbeat(node))
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("flush");
+    let mut reports = Reports::open(&js, node).await;
+    let worker = Node::start(&stack, node, work_dir.path(), |config| {
+        config.drain_timeout_ms = 10_000;
+    });
+    // The control subscription is made before the first heartbeat goes out
+    // on the same connection, so after one the server knows it.
+    heartbeat(&mut heartbeats, "first heartbeat", |_| true).await;
+
+    // Something unreadable on the control subject is ignored.
+    client
+        .publish(subjects::control(node), "{\"action\": \"explode\"}".into())
+        .await
+        .expect("publish garbage");
+    client.flush().await.expect("flush");
+    let beat = heartbeat(&mut heartbeats, "heartbeat after garbage", |_| true).await;
+    assert!(
+        !beat.draining,
+        "an unreadable control message drained the node"
+    );
+    let beat = heartbeat(&mut heartbeats, "another heartbeat", |_| true).await;
+    assert!(!beat.draining);
+
+    // A running attempt is let finish, as on SIGTERM.
+    let short = dispatch(TaskKind::Sleep, json!({"ms": 500}), 1);
+    send(&js, node, &short).await;
+    reports.started(&short).await;
+
+    client
+        .publish(
+            subjects::control(node),
+            codec::encode(&Control::Drain).into(),
+        )
+        .await
+        .expect("publish drain");
+    client.flush().await.expect("flush");
+    heartbeat(&mut heartbeats, "draining heartbeat", |b| b.draining).await;
+    match tokio::time::timeout(Duration::from_secs(5), worker.run).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(err))) => panic!("the worker failed: {err:#}"),
+        Ok(Err(err)) => panic!("the worker task failed: {err}"),
+        Err(_) => panic!("the worker did not stop within 5 s of the drain message"),
+    }
+    assert!(
+        !worker.shutdown.is_triggered(),
+        "the drain came from NATS, not from the process's shutdown"
+    );
+    match reports.finished(&short).await {
+        StatusReport::Finished { outcome, .. } => assert_eq!(outcome, Outcome::Succeeded),
+        other => panic!("expected Finished, got {other:?}"),
+    }
+    wait_all_acked(&js, node).await;
+    drop(stack);
+}
+
+#[tokio::test]
+async fn http_and_nats_tasks_run_on_the_worker() {
+    let (stack, client, js, work_dir) = setup().await;
+    let node = "it-node-5";
+    let mut reports = Reports::open(&js, node).await;
+
+    // A service on NATS, in "another language": a plain subscriber.
+    let mut requests = client.subscribe("test.greeter").await.expect("subscribe");
+    client.flush().await.expect("flush");
+    let responder = client.clone();
+    tokio::spawn(async move {
+        while let Some(request) = requests.next().await {
+            if let Some(reply) = request.reply {
+                let name = String::from_utf8_lossy(&request.payload).into_owned();
+                let answer = json!({"greeting": format!("hello {name}")});
+                let _ = responder
+                    .publish(reply, codec::encode(&answer).into())
+                    .await;
+            }
+        }
+    });
+    // And one on HTTP, where nothing listens.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+
+    let worker = Node::start(&stack, node, work_dir.path(), |_| {});
+    let nats = dispatch(
+        TaskKind::Nats,
+        json!({"subject": "test.greeter", "payload": "ada", "timeout_ms": 5_000}),
+        1,
+    );
+    send(&js, node, &nats).await;
+    match reports.finished(&nats).await {
+        StatusReport::Finished {
+            outcome, result, ..
+        } => {
+            assert_eq!(outcome, Outcome::Succeeded, "{result}");
+            assert_eq!(result["reply"], json!({"greeting": "hello ada"}));
+        }
+        other => panic!("expected Finished, got {other:?}"),
+    }
+
+    let url = format!("http://127.0.0.1:{closed}/hook");
+    let http = dispatch(TaskKind::Http, json!({"url": url}), 1);
+    send(&js, node, &http).await;
+    match reports.finished(&http).await {
+        StatusReport::Finished { outcome, error, .. } => {
+            assert_eq!(outcome, Outcome::Failed);
+            let error = error.unwrap_or_default();
+            assert!(error.contains(&url), "{error}");
+        }
+        other => panic!("expected Finished, got {other:?}"),
+    }
+    worker.stop(Duration::from_secs(5)).await;
     drop(stack);
 }

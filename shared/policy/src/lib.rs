@@ -13,5 +13,5 @@
 pub mod placement;
 pub mod queue;
 
-pub use placement::{Fleet, NodeSlot, Placed};
+pub use placement::{Fleet, NodeSlot, Placed, Rules, Verdict};
 pub use queue::{Fcfs, PolicyKind, QueuePolicy, Waiting};

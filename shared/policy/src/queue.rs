@@ -59,6 +59,9 @@ pub trait QueuePolicy: Send + std::fmt::Debug {
     /// Takes the next task in policy order for which `fits` is true, looking
     /// at no more than [`MAX_LOOKAHEAD`] tasks.
     fn pick(&mut self, fits: &mut dyn FnMut(&Waiting) -> bool) -> Option<Waiting>;
+
+    /// The first `n` tasks in the order the policy would serve them.
+    fn first(&self, n: usize) -> Vec<&Waiting>;
 }
 
 /// First come, first served: the lowest creation sequence first.
@@ -103,6 +106,10 @@ impl QueuePolicy for Fcfs {
         self.seq_of.remove(&task.id);
         Some(task)
     }
+
+    fn first(&self, n: usize) -> Vec<&Waiting> {
+        self.by_seq.values().take(n).collect()
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +131,7 @@ mod tests {
                     cpu_millis: cpu,
                     memory_mb: 1,
                 },
+                node_selector: Default::default(),
             },
         }
     }

@@ -155,9 +155,10 @@ pub fn scheduler_consumer() -> consumer::pull::Config {
     let mut filters = vec![subjects::task_event(TaskState::Queued)];
     filters.extend(FINISHED_STATES.iter().map(|s| subjects::task_event(*s)));
     filters.push(subjects::NODE_EVENTS_ALL.to_owned());
+    filters.push(subjects::POOL_EVENTS_ALL.to_owned());
     consumer::pull::Config {
         durable_name: Some(SCHEDULER.to_owned()),
-        description: Some("Scheduler: queued and finished tasks, node changes".to_owned()),
+        description: Some("Scheduler: queued and finished tasks, node and pool changes".to_owned()),
         filter_subjects: filters,
         deliver_policy: consumer::DeliverPolicy::All,
         ack_policy: consumer::AckPolicy::Explicit,

@@ -13,10 +13,12 @@
 //!   start together do not race.
 //! - [`tasks`]: task creation, the named transitions, and task reads.
 //! - [`nodes`]: the node registry written from heartbeats, and node reads.
+//! - [`pools`]: pool definitions.
 //! - [`stats`]: aggregate questions (latency percentiles) for benchmarks and dashboards.
 
 pub mod migrate;
 pub mod nodes;
+pub mod pools;
 pub mod tasks;
 
 use deadpool_postgres::{Config, ManagerConfig, Pool, RecyclingMethod, Runtime};

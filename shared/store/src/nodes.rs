@@ -50,7 +50,14 @@ pub struct NodeRow {
     pub memory_used_mb: i64,
     pub running: u32,
     pub labels: BTreeMap<String, String>,
+    /// The worker said it is draining (SIGTERM or a drain request).
     pub draining: bool,
+    /// An operator cordoned it: no new work.
+    pub cordoned: bool,
+    pub disk_total_mb: i64,
+    pub disk_free_mb: i64,
+    pub net_rx_bytes_per_s: i64,
+    pub net_tx_bytes_per_s: i64,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
@@ -71,6 +78,23 @@ pub struct Reserved {
     pub tasks: i64,
 }
 
+/// One usage sample of a node.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSample {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+    pub cpu_percent: f32,
+    pub memory_used_mb: i64,
+    pub disk_free_mb: i64,
+    pub net_rx_bytes_per_s: i64,
+    pub net_tx_bytes_per_s: i64,
+    pub running: i32,
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
 /// A health change to record.
 #[derive(Debug, Clone)]
 pub struct HealthChange {
@@ -81,14 +105,16 @@ pub struct HealthChange {
 
 const UPSERT_HEARTBEATS: &str = "
 INSERT INTO nodes (id, hostname, version, health, cpu_millis, memory_mb, slots, cpu_percent,
-                   memory_used_mb, running, labels, draining, started_at, last_heartbeat_at)
+                   memory_used_mb, running, labels, draining, started_at, last_heartbeat_at,
+                   disk_total_mb, disk_free_mb, net_rx_bytes_per_s, net_tx_bytes_per_s)
 SELECT id, hostname, version, 'alive', cpu_millis, memory_mb, slots, cpu_percent,
-       memory_used_mb, running, labels, draining, started_at, at
+       memory_used_mb, running, labels, draining, started_at, at,
+       disk_total_mb, disk_free_mb, net_rx, net_tx
 FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::int[], $7::real[],
             $8::bigint[], $9::int[], $10::jsonb[], $11::bool[], $12::timestamptz[],
-            $13::timestamptz[])
+            $13::timestamptz[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[])
     AS i(id, hostname, version, cpu_millis, memory_mb, slots, cpu_percent, memory_used_mb,
-         running, labels, draining, started_at, at)
+         running, labels, draining, started_at, at, disk_total_mb, disk_free_mb, net_rx, net_tx)
 ON CONFLICT (id) DO UPDATE SET
     hostname = excluded.hostname, version = excluded.version,
     health = 'alive',
@@ -96,10 +122,21 @@ ON CONFLICT (id) DO UPDATE SET
     cpu_millis = excluded.cpu_millis, memory_mb = excluded.memory_mb, slots = excluded.slots,
     cpu_percent = excluded.cpu_percent, memory_used_mb = excluded.memory_used_mb,
     running = excluded.running, labels = excluded.labels, draining = excluded.draining,
-    started_at = excluded.started_at, last_heartbeat_at = excluded.last_heartbeat_at";
+    started_at = excluded.started_at, last_heartbeat_at = excluded.last_heartbeat_at,
+    disk_total_mb = excluded.disk_total_mb, disk_free_mb = excluded.disk_free_mb,
+    net_rx_bytes_per_s = excluded.net_rx_bytes_per_s,
+    net_tx_bytes_per_s = excluded.net_tx_bytes_per_s";
+
+const INSERT_SAMPLES: &str = "
+INSERT INTO node_samples (node_id, at, cpu_percent, memory_used_mb, disk_free_mb,
+                          net_rx_bytes_per_s, net_tx_bytes_per_s, running)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::real[], $4::bigint[], $5::bigint[],
+                     $6::bigint[], $7::bigint[], $8::int[])
+ON CONFLICT DO NOTHING";
 
 const NODE_COLUMNS: &str = "n.id, n.hostname, n.version, n.health::text AS health, n.cpu_millis, \
      n.memory_mb, n.slots, n.cpu_percent, n.memory_used_mb, n.running, n.labels, n.draining, \
+     n.cordoned, n.disk_total_mb, n.disk_free_mb, n.net_rx_bytes_per_s, n.net_tx_bytes_per_s, \
      n.started_at, n.registered_at, n.last_heartbeat_at, n.health_changed_at, \
      coalesce(r.cpu, 0) AS reserved_cpu, coalesce(r.mem, 0) AS reserved_mem, \
      coalesce(r.tasks, 0) AS reserved_tasks";
@@ -137,18 +174,153 @@ impl Store {
         let draining: Vec<bool> = beats.iter().map(|b| b.draining).collect();
         let started: Vec<Timestamp> = beats.iter().map(|b| b.started_at).collect();
         let at: Vec<Timestamp> = beats.iter().map(|b| b.at).collect();
+        let disk_total: Vec<i64> = beats
+            .iter()
+            .map(|b| to_i64(b.usage.disk_total_mb))
+            .collect();
+        let disk_free: Vec<i64> = beats.iter().map(|b| to_i64(b.usage.disk_free_mb)).collect();
+        let net_rx: Vec<i64> = beats
+            .iter()
+            .map(|b| to_i64(b.usage.net_rx_bytes_per_s))
+            .collect();
+        let net_tx: Vec<i64> = beats
+            .iter()
+            .map(|b| to_i64(b.usage.net_tx_bytes_per_s))
+            .collect();
         let client = self.client().await?;
         let statement = client.prepare_cached(UPSERT_HEARTBEATS).await?;
         client
             .execute(
                 &statement,
                 &[
-                    &ids, &hosts, &versions, &cpus, &mems, &slots, &cpu_pct, &mem_used, &running,
-                    &labels, &draining, &started, &at,
+                    &ids,
+                    &hosts,
+                    &versions,
+                    &cpus,
+                    &mems,
+                    &slots,
+                    &cpu_pct,
+                    &mem_used,
+                    &running,
+                    &labels,
+                    &draining,
+                    &started,
+                    &at,
+                    &disk_total,
+                    &disk_free,
+                    &net_rx,
+                    &net_tx,
                 ],
             )
             .await?;
         Ok(())
+    }
+
+    /// Keeps one sample of each node's usage (the console charts them).
+    pub async fn record_samples(&self, beats: &[Heartbeat]) -> Result<()> {
+        if beats.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = beats.iter().map(|b| b.node_id.as_str()).collect();
+        let at: Vec<Timestamp> = beats.iter().map(|b| b.at).collect();
+        let cpu: Vec<f32> = beats.iter().map(|b| b.usage.cpu_percent).collect();
+        let mem: Vec<i64> = beats
+            .iter()
+            .map(|b| to_i64(b.usage.memory_used_mb))
+            .collect();
+        let disk: Vec<i64> = beats.iter().map(|b| to_i64(b.usage.disk_free_mb)).collect();
+        let rx: Vec<i64> = beats
+            .iter()
+            .map(|b| to_i64(b.usage.net_rx_bytes_per_s))
+            .collect();
+        let tx: Vec<i64> = beats
+            .iter()
+            .map(|b| to_i64(b.usage.net_tx_bytes_per_s))
+            .collect();
+        let running: Vec<i32> = beats.iter().map(|b| to_i32(b.running)).collect();
+        let client = self.client().await?;
+        let statement = client.prepare_cached(INSERT_SAMPLES).await?;
+        client
+            .execute(
+                &statement,
+                &[&ids, &at, &cpu, &mem, &disk, &rx, &tx, &running],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes samples older than `keep`; returns how many.
+    pub async fn prune_samples(&self, keep: std::time::Duration) -> Result<u64> {
+        let client = self.client().await?;
+        let seconds = keep.as_secs_f64();
+        Ok(client
+            .execute(
+                "DELETE FROM node_samples WHERE at < now() - make_interval(secs => $1)",
+                &[&seconds],
+            )
+            .await?)
+    }
+
+    /// A node's samples since `since`, oldest first.
+    pub async fn node_samples(&self, node_id: &str, since: Timestamp) -> Result<Vec<NodeSample>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT at, cpu_percent, memory_used_mb, disk_free_mb, net_rx_bytes_per_s, \
+                        net_tx_bytes_per_s, running \
+                 FROM node_samples WHERE node_id = $1 AND at >= $2 ORDER BY at",
+                &[&node_id, &since],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(NodeSample {
+                    at: row.try_get(0)?,
+                    cpu_percent: row.try_get(1)?,
+                    memory_used_mb: row.try_get(2)?,
+                    disk_free_mb: row.try_get(3)?,
+                    net_rx_bytes_per_s: row.try_get(4)?,
+                    net_tx_bytes_per_s: row.try_get(5)?,
+                    running: row.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Cordons or uncordons a node, recording the event; `None` if unknown.
+    pub async fn set_cordoned(
+        &self,
+        node_id: &str,
+        cordoned: bool,
+        reason: &str,
+    ) -> Result<Option<NodeRow>> {
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "WITH upd AS (UPDATE nodes SET cordoned = $2 WHERE id = $1 RETURNING id) \
+                 INSERT INTO node_events (node_id, kind, reason) \
+                 SELECT id, CASE WHEN $2 THEN 'cordoned' ELSE 'uncordoned' END, $3 FROM upd",
+                &[&node_id, &cordoned, &reason],
+            )
+            .await?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        drop(client);
+        self.get_node(node_id).await
+    }
+
+    /// Removes a node from the registry (its history stays); false if unknown.
+    pub async fn remove_node(&self, node_id: &str, reason: &str) -> Result<bool> {
+        let client = self.client().await?;
+        let removed = client
+            .execute(
+                "WITH del AS (DELETE FROM nodes WHERE id = $1 RETURNING id) \
+                 INSERT INTO node_events (node_id, kind, reason) SELECT id, 'removed', $2 FROM del",
+                &[&node_id, &reason],
+            )
+            .await?;
+        Ok(removed > 0)
     }
 
     /// Sets nodes' health and records each change in `node_events`.
@@ -221,6 +393,11 @@ fn node_from_row(row: &tokio_postgres::Row) -> Result<NodeRow> {
         running: to_u32(row.try_get("running")?),
         labels: serde_json::from_value(labels).unwrap_or_default(),
         draining: row.try_get("draining")?,
+        cordoned: row.try_get("cordoned")?,
+        disk_total_mb: row.try_get("disk_total_mb")?,
+        disk_free_mb: row.try_get("disk_free_mb")?,
+        net_rx_bytes_per_s: row.try_get("net_rx_bytes_per_s")?,
+        net_tx_bytes_per_s: row.try_get("net_tx_bytes_per_s")?,
         started_at: row.try_get("started_at")?,
         registered_at: row.try_get("registered_at")?,
         last_heartbeat_at: row.try_get("last_heartbeat_at")?,

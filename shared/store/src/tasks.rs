@@ -28,6 +28,8 @@ pub struct TaskInsert {
     pub timeout_ms: Option<u64>,
     pub max_attempts: u32,
     pub labels: Value,
+    /// Labels a node must carry (`{}` for any).
+    pub node_selector: Value,
     pub state: TaskState,
     /// The rejection reason; required when `state` is `rejected`.
     pub error: Option<String>,
@@ -126,6 +128,8 @@ pub struct Transition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlacedTask {
     pub id: Uuid,
+    pub pool: String,
+    pub tenant: String,
     pub node_id: String,
     pub attempt: u32,
     pub state: TaskState,
@@ -152,6 +156,10 @@ pub struct TaskRow {
     pub node_id: Option<String>,
     pub result: Option<Value>,
     pub error: Option<String>,
+    /// Labels a node must carry to run it.
+    pub node_selector: Value,
+    /// Why it still waits, while queued (the scheduler's latest word).
+    pub wait_reason: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -190,38 +198,39 @@ pub struct TaskFilter {
 
 const TASK_COLUMNS: &str = "id, seq, idempotency_key, pool, kind, spec, cpu_millis, memory_mb, \
      priority, tenant, timeout_ms, max_attempts, labels, state::text AS state, attempt, node_id, \
-     result, error, created_at, queued_at, scheduled_at, started_at, finished_at";
+     result, error, node_selector, wait_reason, created_at, queued_at, scheduled_at, started_at, \
+     finished_at";
 
 const INSERT_TASKS: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
                          $6::int[], $7::int[], $8::int[], $9::text[], $10::bigint[],
-                         $11::int[], $12::jsonb[], $13::text[], $14::text[])
+                         $11::int[], $12::jsonb[], $13::text[], $14::text[], $15::jsonb[])
         AS i(id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb, priority,
-             tenant, timeout_ms, max_attempts, labels, state, error)
+             tenant, timeout_ms, max_attempts, labels, state, error, node_selector)
 ), ins AS (
     INSERT INTO tasks (id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb,
                        priority, tenant, timeout_ms, max_attempts, labels, state, error,
-                       queued_at, finished_at)
+                       node_selector, queued_at, finished_at)
     SELECT id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb, priority, tenant,
-           timeout_ms, max_attempts, labels, state::task_state, error,
+           timeout_ms, max_attempts, labels, state::task_state, error, node_selector,
            CASE WHEN state = 'queued' THEN now() END,
            CASE WHEN state = 'rejected' THEN now() END
     FROM input
     ON CONFLICT DO NOTHING
     RETURNING id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
-              state, error, attempt, created_at
+              state, error, attempt, created_at, node_selector
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
     SELECT id, 0, NULL, state, created_at, error FROM ins
 )
 SELECT id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
-       state::text AS state, error, attempt, created_at
+       state::text AS state, error, attempt, created_at, node_selector
 FROM ins";
 
 const FIND_CREATED: &str = "
 SELECT id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
-       state::text AS state, error, attempt, created_at
+       state::text AS state, error, attempt, created_at, node_selector
 FROM tasks
 WHERE id = ANY($1) OR idempotency_key = ANY($2)";
 
@@ -232,7 +241,7 @@ WITH input AS (
 ), upd AS (
     UPDATE tasks t
     SET state = 'scheduled', attempt = t.attempt + 1, node_id = i.node_id,
-        scheduled_at = now()
+        scheduled_at = now(), wait_reason = NULL
     FROM input i
     WHERE t.id = i.id AND t.state = 'queued' AND t.attempt = i.attempt
     RETURNING t.id, t.attempt, t.pool, t.tenant, t.kind, t.spec, t.cpu_millis, t.memory_mb,
@@ -295,7 +304,7 @@ WITH input AS (
     FROM old o
     WHERE t.id = o.id
     RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.attempt, t.state, o.old_state AS from_state, o.report_node AS node_id,
+              t.node_selector, t.attempt, t.state, o.old_state AS from_state, o.report_node AS node_id,
               o.report_finished AS finished_at, o.start_reported_at,
               CASE WHEN t.state = 'queued'
                    THEN format('attempt %s of %s %s: %s; retrying', t.attempt, t.max_attempts,
@@ -311,7 +320,7 @@ WITH input AS (
            state, finished_at, node_id, reason
     FROM upd
 )
-SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, attempt,
+SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector, attempt,
        state::text AS state, from_state::text AS from_state, node_id, finished_at, reason,
        start_reported_at
 FROM upd";
@@ -347,6 +356,7 @@ impl Store {
         let labels: Vec<&Value> = tasks.iter().map(|t| &t.labels).collect();
         let states: Vec<&str> = tasks.iter().map(|t| t.state.as_str()).collect();
         let errors: Vec<Option<&str>> = tasks.iter().map(|t| t.error.as_deref()).collect();
+        let selectors: Vec<&Value> = tasks.iter().map(|t| &t.node_selector).collect();
         let client = self.client().await?;
         let statement = client.prepare_cached(INSERT_TASKS).await?;
         let rows = client
@@ -367,6 +377,7 @@ impl Store {
                     &labels,
                     &states,
                     &errors,
+                    &selectors,
                 ],
             )
             .await?;
@@ -489,12 +500,33 @@ impl Store {
         Ok(transitions)
     }
 
+    /// Records why queued tasks still wait; unchanged reasons are not written.
+    pub async fn set_wait_reasons(&self, reasons: &[(Uuid, String)]) -> Result<()> {
+        if reasons.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = reasons.iter().map(|(id, _)| *id).collect();
+        let texts: Vec<&str> = reasons.iter().map(|(_, r)| r.as_str()).collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "UPDATE tasks t SET wait_reason = i.reason \
+                 FROM unnest($1::uuid[], $2::text[]) AS i(id, reason) \
+                 WHERE t.id = i.id AND t.state = 'queued' \
+                   AND t.wait_reason IS DISTINCT FROM i.reason",
+            )
+            .await?;
+        client.execute(&statement, &[&ids, &texts]).await?;
+        Ok(())
+    }
+
     /// Every queued task, in creation order (the scheduler's rebuild).
     pub async fn queued_tasks(&self) -> Result<Vec<QueuedTask>> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, attempt \
+                "SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, attempt, \
+                        node_selector \
                  FROM tasks WHERE state = 'queued' ORDER BY seq",
                 &[],
             )
@@ -507,7 +539,8 @@ impl Store {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT id, node_id, attempt, state::text AS state, cpu_millis, memory_mb \
+                "SELECT id, pool, tenant, node_id, attempt, state::text AS state, cpu_millis, \
+                        memory_mb \
                  FROM tasks WHERE state IN ('scheduled', 'running')",
                 &[],
             )
@@ -516,6 +549,8 @@ impl Store {
             .map(|row| {
                 Ok(PlacedTask {
                     id: row.try_get("id")?,
+                    pool: row.try_get("pool")?,
+                    tenant: row.try_get("tenant")?,
                     node_id: row.try_get("node_id")?,
                     attempt: to_u32(row.try_get("attempt")?),
                     state: parse_state(row.try_get("state")?)?,
@@ -646,8 +681,14 @@ fn queued_from_row(row: &Row) -> Result<QueuedTask> {
             tenant: row.try_get("tenant")?,
             priority: row.try_get("priority")?,
             resources: resources_from_row(row)?,
+            node_selector: labels_from(row.try_get("node_selector")?),
         },
     })
+}
+
+/// A JSON object of strings as a label map (anything else reads as empty).
+pub(crate) fn labels_from(value: Value) -> std::collections::BTreeMap<String, String> {
+    serde_json::from_value(value).unwrap_or_default()
 }
 
 fn created_from_row(row: &Row) -> Result<CreatedTask> {
@@ -717,6 +758,8 @@ fn task_from_row(row: &Row) -> Result<TaskRow> {
         node_id: row.try_get("node_id")?,
         result: row.try_get("result")?,
         error: row.try_get("error")?,
+        node_selector: row.try_get("node_selector")?,
+        wait_reason: row.try_get("wait_reason")?,
         created_at: row.try_get("created_at")?,
         queued_at: row.try_get("queued_at")?,
         scheduled_at: row.try_get("scheduled_at")?,

@@ -55,6 +55,10 @@ pub struct PlacementRequest {
     pub tenant: String,
     pub priority: i32,
     pub resources: Resources,
+    /// Labels the node must carry (the task's own selector; the pool's is
+    /// applied by the scheduler).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
 }
 
 /// What a node event says.
@@ -71,6 +75,8 @@ pub enum NodeEventKind {
     Alive,
     /// Heartbeats stopped for longer than the loss threshold.
     Lost,
+    /// An operator removed it from the registry.
+    Removed,
 }
 
 impl NodeEventKind {
@@ -81,6 +87,7 @@ impl NodeEventKind {
             NodeEventKind::Suspect => "suspect",
             NodeEventKind::Alive => "alive",
             NodeEventKind::Lost => "lost",
+            NodeEventKind::Removed => "removed",
         }
     }
 }
@@ -97,6 +104,9 @@ pub struct NodeEvent {
     /// A draining node takes no new work.
     #[serde(default)]
     pub draining: bool,
+    /// An operator cordoned it: no new work until uncordoned.
+    #[serde(default)]
+    pub cordoned: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(with = "crate::rfc3339")]
@@ -111,5 +121,6 @@ impl NodeEvent {
             self.kind,
             NodeEventKind::Registered | NodeEventKind::Updated | NodeEventKind::Alive
         ) && !self.draining
+            && !self.cordoned
     }
 }

@@ -25,6 +25,18 @@ pub struct Usage {
     pub cpu_percent: f32,
     /// Memory in use on the host, MiB.
     pub memory_used_mb: u64,
+    /// Size of the filesystem holding the worker's task directories, MiB.
+    #[serde(default)]
+    pub disk_total_mb: u64,
+    /// Free space there, MiB.
+    #[serde(default)]
+    pub disk_free_mb: u64,
+    /// Network bytes received per second, all interfaces but loopback.
+    #[serde(default)]
+    pub net_rx_bytes_per_s: u64,
+    /// Network bytes sent per second, all interfaces but loopback.
+    #[serde(default)]
+    pub net_tx_bytes_per_s: u64,
 }
 
 /// Published every heartbeat interval on `taskyard.nodes.heartbeat.<node>` (core NATS).

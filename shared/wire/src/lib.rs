@@ -14,14 +14,18 @@
 //! - [`dispatch`]: scheduler → worker messages.
 //! - [`status`]: worker → pool-manager reports (started, finished).
 //! - [`heartbeat`]: worker → resource-manager heartbeats.
+//! - [`pool`]: pool definitions, their requests and events.
 //! - [`reply`]: replies to request/reply submissions.
 //! - [`schema`]: the JSON Schema registry.
+//! - [`control`]: messages to one node (drain), and node requests.
 //! - [`codec`]: the one place that turns messages into bytes and back.
 
 pub mod codec;
+pub mod control;
 pub mod dispatch;
 pub mod event;
 pub mod heartbeat;
+pub mod pool;
 pub mod reply;
 pub mod schema;
 pub mod state;

@@ -15,6 +15,8 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("exec-spec", schema_for!(crate::task::ExecSpec)),
         ("sleep-spec", schema_for!(crate::task::SleepSpec)),
         ("fail-spec", schema_for!(crate::task::FailSpec)),
+        ("http-spec", schema_for!(crate::task::HttpSpec)),
+        ("nats-spec", schema_for!(crate::task::NatsSpec)),
         ("submit-reply", schema_for!(crate::reply::SubmitReply)),
         (
             "task-event-batch",
@@ -24,6 +26,12 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("dispatch", schema_for!(crate::dispatch::DispatchMessage)),
         ("status-report", schema_for!(crate::status::StatusMessage)),
         ("heartbeat", schema_for!(crate::heartbeat::Heartbeat)),
+        ("control", schema_for!(crate::control::Control)),
+        ("node-request", schema_for!(crate::control::NodeRequest)),
+        ("node-reply", schema_for!(crate::control::NodeReply)),
+        ("pool", schema_for!(crate::pool::PoolSpec)),
+        ("pool-event", schema_for!(crate::pool::PoolEvent)),
+        ("pool-reply", schema_for!(crate::pool::PoolReply)),
     ]
 }
 

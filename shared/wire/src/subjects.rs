@@ -13,6 +13,34 @@ pub const SUBMIT_WILDCARD: &str = "taskyard.submit.>";
 /// Request/reply submission handled by the orchestrator.
 pub const API_SUBMIT: &str = "taskyard.api.submit";
 
+/// Pool requests to the pool manager: `taskyard.api.pools.<op>` with op
+/// `create`, `update`, `delete`, `get`, `list`.
+pub const API_POOLS_PREFIX: &str = "taskyard.api.pools";
+/// Node requests to the resource manager: `taskyard.api.nodes.<op>` with op
+/// `drain`, `cordon`, `uncordon`, `remove`.
+pub const API_NODES_PREFIX: &str = "taskyard.api.nodes";
+/// All pool events.
+pub const POOL_EVENTS_ALL: &str = "taskyard.events.pool.>";
+
+/// A pool request subject.
+pub fn api_pools(op: &str) -> String {
+    format!("{API_POOLS_PREFIX}.{op}")
+}
+
+/// A node request subject.
+pub fn api_nodes(op: &str) -> String {
+    format!("{API_NODES_PREFIX}.{op}")
+}
+
+/// A pool event subject: `taskyard.events.pool.changed` or `.deleted`.
+pub fn pool_event(deleted: bool) -> &'static str {
+    if deleted {
+        "taskyard.events.pool.deleted"
+    } else {
+        "taskyard.events.pool.changed"
+    }
+}
+
 /// Prefix of every event subject.
 pub const EVENTS_PREFIX: &str = "taskyard.events";
 /// All task events.

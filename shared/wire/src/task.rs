@@ -38,6 +38,16 @@ pub const DEFAULT_MAX_SPEC_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_SUBMISSION_BYTES: usize = 4 * 1024 * 1024;
 /// Most tasks in one batch.
 pub const MAX_BATCH_TASKS: usize = 10_000;
+/// Methods the `http` driver sends. Others (CONNECT, TRACE, OPTIONS) have no
+/// use as a task and some are proxy plumbing.
+pub const HTTP_METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+/// Method of an `http` task that names none.
+pub const DEFAULT_HTTP_METHOD: &str = "GET";
+/// How long a `nats` task waits for its reply when it does not say.
+pub const DEFAULT_NATS_TIMEOUT_MS: u64 = 30_000;
+/// Longest subject a `nats` task may name (NATS itself allows more, but a
+/// subject this long is a mistake rather than a service).
+pub const MAX_NATS_SUBJECT_LEN: usize = 256;
 
 /// The drivers a worker knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -53,6 +63,10 @@ pub enum TaskKind {
     Sleep,
     /// Fail with `spec.message`: a [`FailSpec`].
     Fail,
+    /// Call an HTTP endpoint: an [`HttpSpec`].
+    Http,
+    /// Send a NATS request to a service and wait for its reply: a [`NatsSpec`].
+    Nats,
 }
 
 impl std::str::FromStr for TaskKind {
@@ -73,6 +87,8 @@ impl TaskKind {
             TaskKind::Echo => "echo",
             TaskKind::Sleep => "sleep",
             TaskKind::Fail => "fail",
+            TaskKind::Http => "http",
+            TaskKind::Nats => "nats",
         }
     }
 }
@@ -151,6 +167,10 @@ pub struct TaskSubmission {
     /// Free-form labels, kept with the task.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Labels a node must carry to run this task, on top of its pool's
+    /// selector.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
 }
 
 /// Input of the `exec` driver.
@@ -190,6 +210,93 @@ pub struct FailSpec {
     pub message: Option<String>,
 }
 
+/// Input of the `http` driver: one request, judged by its status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// One of GET, POST, PUT, PATCH, DELETE, HEAD (upper case, as HTTP spells them).
+    #[serde(default = "default_http_method")]
+    pub method: String,
+    /// An absolute `http://` or `https://` URL.
+    pub url: String,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Request body, sent as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Statuses that count as success; any 2xx when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_status: Option<Vec<u16>>,
+    /// Deadline of the request in milliseconds, on top of the task's own
+    /// `timeout_ms` (the shorter wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+fn default_http_method() -> String {
+    DEFAULT_HTTP_METHOD.to_owned()
+}
+
+impl HttpSpec {
+    /// Whether `status` counts as success for this request.
+    pub fn expects(&self, status: u16) -> bool {
+        match &self.expected_status {
+            Some(expected) => expected.contains(&status),
+            None => (200..300).contains(&status),
+        }
+    }
+
+    /// The statuses that count as success, for error messages: `2xx` or
+    /// `200, 404`.
+    pub fn expected_text(&self) -> String {
+        match &self.expected_status {
+            Some(expected) => expected
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => "2xx".to_owned(),
+        }
+    }
+}
+
+/// Input of the `nats` driver: one request to a NATS service (any language),
+/// whose reply is the task's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSpec {
+    /// Where the service listens: a subject without wildcards, outside
+    /// Taskyard's own `taskyard.` subjects and the server's `$` subjects.
+    pub subject: String,
+    /// The request body: a JSON string is sent as its raw text, anything else
+    /// as JSON. Absent or `null` sends an empty body.
+    #[serde(default)]
+    pub payload: Value,
+    /// How long to wait for the reply, in milliseconds (default 30000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// NATS headers sent with the request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl NatsSpec {
+    /// The body the request carries.
+    pub fn payload_bytes(&self) -> Vec<u8> {
+        match &self.payload {
+            Value::Null => Vec::new(),
+            Value::String(text) => text.as_bytes().to_vec(),
+            other => serde_json::to_vec(other).unwrap_or_default(),
+        }
+    }
+
+    /// How long to wait for the reply.
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout_ms.unwrap_or(DEFAULT_NATS_TIMEOUT_MS)
+    }
+}
+
 /// A task's driver and its parsed input.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Job {
@@ -198,6 +305,8 @@ pub enum Job {
     Echo(Value),
     Sleep(SleepSpec),
     Fail(FailSpec),
+    Http(HttpSpec),
+    Nats(NatsSpec),
 }
 
 impl Job {
@@ -235,7 +344,171 @@ impl Job {
                     Job::Fail(parse_at("spec", spec.clone())?)
                 }
             }
+            TaskKind::Http => {
+                if spec.is_null() {
+                    return Err(Rejection::new("spec.url", "missing field `url`"));
+                }
+                let http: HttpSpec = parse_at("spec", spec.clone())?;
+                check_http(&http)?;
+                Job::Http(http)
+            }
+            TaskKind::Nats => {
+                if spec.is_null() {
+                    return Err(Rejection::new("spec.subject", "missing field `subject`"));
+                }
+                let nats: NatsSpec = parse_at("spec", spec.clone())?;
+                check_nats(&nats)?;
+                Job::Nats(nats)
+            }
         })
+    }
+}
+
+fn check_http(spec: &HttpSpec) -> Result<(), Rejection> {
+    if !HTTP_METHODS.contains(&spec.method.as_str()) {
+        return Err(Rejection::new(
+            "spec.method",
+            format!(
+                "`{}` is not one of {}",
+                spec.method,
+                HTTP_METHODS.join(", ")
+            ),
+        ));
+    }
+    check_http_url(&spec.url).map_err(|why| Rejection::new("spec.url", why))?;
+    for (name, value) in &spec.headers {
+        let field = format!("spec.headers.{name}");
+        if name.is_empty() || !name.bytes().all(is_http_token_byte) {
+            return Err(Rejection::new(
+                field,
+                "a header name is letters, digits and !#$%&'*+-.^_`|~",
+            ));
+        }
+        // Tabs are allowed inside a value; other control bytes (CR, LF above
+        // all) would split or end the header.
+        if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(Rejection::new(
+                field,
+                "a header value must not contain control characters",
+            ));
+        }
+    }
+    if let Some(expected) = &spec.expected_status {
+        if expected.is_empty() {
+            return Err(Rejection::new(
+                "spec.expected_status",
+                "name at least one status, or leave it out for any 2xx",
+            ));
+        }
+        if let Some(index) = expected.iter().position(|s| !(100..=599).contains(s)) {
+            return Err(Rejection::new(
+                format!("spec.expected_status[{index}]"),
+                "an HTTP status is between 100 and 599",
+            ));
+        }
+    }
+    check_timeout("spec.timeout_ms", spec.timeout_ms)
+}
+
+/// RFC 9110 `tchar`.
+fn is_http_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Checks the shape of an absolute http(s) URL: scheme, a host, a numeric
+/// port if any, nothing a request line cannot carry. The worker's HTTP client
+/// parses it fully; this catches what a client can fix before it submits.
+fn check_http_url(url: &str) -> Result<(), String> {
+    if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err("must not contain spaces or control characters".to_owned());
+    }
+    let rest = match url.split_once("://") {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            rest
+        }
+        _ => return Err(format!("`{url}` is not an http:// or https:// URL")),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Credentials may come before the host.
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+        match bracketed.split_once(']') {
+            Some((v6, after)) if !v6.is_empty() => match after {
+                "" => (v6, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (v6, Some(port)),
+                    None => return Err(format!("`{url}` has a malformed IPv6 host")),
+                },
+            },
+            _ => return Err(format!("`{url}` has a malformed IPv6 host")),
+        }
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("`{url}` names no host"));
+    }
+    if let Some(port) = port
+        && !port.is_empty()
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!("`{url}` has an invalid port `{port}`"));
+    }
+    Ok(())
+}
+
+fn check_nats(spec: &NatsSpec) -> Result<(), Rejection> {
+    let subject = spec.subject.as_str();
+    let bad = |why: &str| Err(Rejection::new("spec.subject", format!("`{subject}` {why}")));
+    if subject.is_empty() || subject.len() > MAX_NATS_SUBJECT_LEN {
+        return bad(&format!("must be 1 to {MAX_NATS_SUBJECT_LEN} bytes long"));
+    }
+    if subject.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain spaces or control characters");
+    }
+    if subject.split('.').any(str::is_empty) {
+        return bad("has an empty token (a leading, trailing or double `.`)");
+    }
+    if subject.contains(['*', '>']) {
+        return bad("must not contain the wildcards `*` or `>`: a request goes to one subject");
+    }
+    if subject.starts_with('$') {
+        return bad("is a NATS system subject (`$...`)");
+    }
+    if subject.split('.').next() == Some("taskyard") {
+        return bad("is one of Taskyard's own subjects (`taskyard.`)");
+    }
+    for (name, value) in &spec.headers {
+        let field = format!("spec.headers.{name}");
+        // A NATS header line is `Name: value`, as in HTTP/1.
+        if name.is_empty() || !name.bytes().all(is_http_token_byte) {
+            return Err(Rejection::new(
+                field,
+                "a header name is letters, digits and !#$%&'*+-.^_`|~",
+            ));
+        }
+        if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err(Rejection::new(
+                field,
+                "a header value must not contain line breaks",
+            ));
+        }
+    }
+    check_timeout("spec.timeout_ms", spec.timeout_ms)
+}
+
+fn check_timeout(field: &str, timeout_ms: Option<u64>) -> Result<(), Rejection> {
+    match timeout_ms {
+        Some(timeout) if !(1..=MAX_TIMEOUT_MS).contains(&timeout) => Err(Rejection::new(
+            field,
+            format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -302,6 +575,7 @@ pub struct NewTask {
     pub timeout_ms: Option<u64>,
     pub max_attempts: u32,
     pub labels: BTreeMap<String, String>,
+    pub node_selector: BTreeMap<String, String>,
 }
 
 /// The outcome of reading one submission message.
@@ -468,6 +742,12 @@ pub fn validate_task(value: &Value, limits: &Limits) -> Result<NewTask, Rejectio
             format!("at most {MAX_LABELS} labels"),
         ));
     }
+    if sub.node_selector.len() > MAX_LABELS {
+        return Err(Rejection::new(
+            "node_selector",
+            format!("at most {MAX_LABELS} labels"),
+        ));
+    }
     let spec_bytes = serde_json::to_vec(&sub.spec).map(|v| v.len()).unwrap_or(0);
     if spec_bytes > limits.max_spec_bytes {
         return Err(Rejection::new(
@@ -491,6 +771,7 @@ pub fn validate_task(value: &Value, limits: &Limits) -> Result<NewTask, Rejectio
         timeout_ms: sub.timeout_ms,
         max_attempts: sub.max_attempts,
         labels: sub.labels,
+        node_selector: sub.node_selector,
     })
 }
 
@@ -681,5 +962,142 @@ mod tests {
             json!([{"kind": "noop", "idempotency_key": "a"}, {"kind": "noop", "idempotency_key": "a"}]),
         );
         assert_eq!(r.field, "tasks[1].idempotency_key");
+    }
+    fn http(spec: Value) -> Result<Job, Rejection> {
+        Job::parse(TaskKind::Http, &spec)
+    }
+
+    fn nats(spec: Value) -> Result<Job, Rejection> {
+        Job::parse(TaskKind::Nats, &spec)
+    }
+
+    #[test]
+    fn an_http_spec_gets_defaults() {
+        let Ok(Job::Http(spec)) = http(json!({"url": "https://example.com/health"})) else {
+            panic!("a bare URL is a valid http spec");
+        };
+        assert_eq!(spec.method, "GET");
+        assert!(spec.headers.is_empty());
+        assert!(spec.expects(204));
+        assert!(!spec.expects(301));
+        assert_eq!(spec.expected_text(), "2xx");
+        let Ok(Job::Http(spec)) = http(json!({
+            "method": "POST",
+            "url": "http://user:pw@[::1]:8080/x?y#z",
+            "headers": {"Content-Type": "application/json"},
+            "body": "{}",
+            "expected_status": [200, 404],
+            "timeout_ms": 500
+        })) else {
+            panic!("a full http spec is valid");
+        };
+        assert!(spec.expects(404));
+        assert!(!spec.expects(201));
+        assert_eq!(spec.expected_text(), "200, 404");
+    }
+
+    #[test]
+    fn http_spec_errors_name_the_field() {
+        for url in [
+            "ftp://example.com/",
+            "example.com",
+            "http://",
+            "http:///path",
+            "http://host:port/",
+            "http://exa mple.com/",
+            "http://[::1/",
+        ] {
+            let r = http(json!({"url": url})).expect_err(url);
+            assert_eq!(r.field, "spec.url", "{url}: {r}");
+        }
+        assert_eq!(http(json!({})).expect_err("no url").field, "spec.url");
+        assert_eq!(http(Value::Null).expect_err("no spec").field, "spec.url");
+        let r = http(json!({"url": "http://a/", "method": "CONNECT"})).expect_err("method");
+        assert_eq!(r.field, "spec.method");
+        assert!(r.message.contains("GET, POST"), "{}", r.message);
+        let r = http(json!({"url": "http://a/", "method": "get"})).expect_err("lower case");
+        assert_eq!(r.field, "spec.method");
+        let r = http(json!({"url": "http://a/", "headers": {"X-A": "b\r\nInjected: 1"}}))
+            .expect_err("header value");
+        assert_eq!(r.field, "spec.headers.X-A");
+        let r = http(json!({"url": "http://a/", "headers": {"bad name": "x"}}))
+            .expect_err("header name");
+        assert_eq!(r.field, "spec.headers.bad name");
+        let r =
+            http(json!({"url": "http://a/", "expected_status": [200, 99]})).expect_err("status");
+        assert_eq!(r.field, "spec.expected_status[1]");
+        let r = http(json!({"url": "http://a/", "expected_status": []})).expect_err("empty");
+        assert_eq!(r.field, "spec.expected_status");
+        let r = http(json!({"url": "http://a/", "timeout_ms": 0})).expect_err("timeout");
+        assert_eq!(r.field, "spec.timeout_ms");
+        let r = http(json!({"url": "http://a/", "verb": "GET"})).expect_err("unknown");
+        assert_eq!(r.field, "spec.verb");
+    }
+
+    #[test]
+    fn an_http_task_is_checked_at_submission() {
+        let r = reject(json!({"kind": "http", "spec": {"url": "gopher://old"}}));
+        assert_eq!(r.field, "spec.url");
+        let r = reject(
+            json!([{"kind": "noop"}, {"kind": "http", "spec": {"url": "http://a", "method": "BREW"}}]),
+        );
+        assert_eq!(r.field, "tasks[1].spec.method");
+    }
+
+    #[test]
+    fn a_nats_spec_sends_its_payload() {
+        let Ok(Job::Nats(spec)) = nats(json!({"subject": "billing.invoice", "payload": {"n": 1}}))
+        else {
+            panic!("valid nats spec");
+        };
+        assert_eq!(spec.payload_bytes(), br#"{"n":1}"#);
+        assert_eq!(spec.timeout_ms(), DEFAULT_NATS_TIMEOUT_MS);
+        let Ok(Job::Nats(spec)) = nats(json!({"subject": "echo", "payload": "raw text"})) else {
+            panic!("valid nats spec");
+        };
+        assert_eq!(spec.payload_bytes(), b"raw text");
+        let Ok(Job::Nats(spec)) = nats(json!({"subject": "echo"})) else {
+            panic!("valid nats spec");
+        };
+        assert!(spec.payload_bytes().is_empty());
+    }
+
+    #[test]
+    fn nats_spec_errors_name_the_field() {
+        for subject in [
+            "",
+            "a..b",
+            ".a",
+            "a.",
+            "orders.*",
+            "orders.>",
+            "has space",
+            "$SRV.PING",
+            "taskyard.submit",
+            "taskyard",
+        ] {
+            let r = nats(json!({"subject": subject})).expect_err(subject);
+            assert_eq!(r.field, "spec.subject", "{subject}: {r}");
+        }
+        assert_eq!(
+            nats(Value::Null).expect_err("no spec").field,
+            "spec.subject"
+        );
+        // Only the whole first token is reserved.
+        assert!(nats(json!({"subject": "taskyard-billing.run"})).is_ok());
+        let r = nats(json!({"subject": "a", "timeout_ms": 0})).expect_err("timeout");
+        assert_eq!(r.field, "spec.timeout_ms");
+        let r = nats(json!({"subject": "a", "headers": {"X": "a\nb"}})).expect_err("header");
+        assert_eq!(r.field, "spec.headers.X");
+        let r = nats(json!({"subject": "a", "reply_to": "b"})).expect_err("unknown");
+        assert_eq!(r.field, "spec.reply_to");
+    }
+
+    #[test]
+    fn new_kinds_have_wire_names() {
+        for kind in [TaskKind::Http, TaskKind::Nats] {
+            let parsed: TaskKind = kind.as_str().parse().expect("round trip");
+            assert_eq!(parsed, kind);
+        }
     }
 }

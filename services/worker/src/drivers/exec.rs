@@ -6,8 +6,14 @@
 //! it. When the command exits, stops or times out, the group is SIGKILLed: an
 //! attempt leaves nothing running behind it, and nothing holds the output
 //! pipes open.
+//!
+//! When the worker has cgroup v2 memory limits ([`crate::cgroup`]), the
+//! command is moved into a cgroup of its own right after it starts, limited to
+//! the task's memory reservation; an attempt the OOM killer ends fails with
+//! `killed: out of memory (limit N MiB)`.
 
 use super::{DriverEnv, End, Interrupt, Limits, Ran};
+use crate::cgroup::AttemptCgroup;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -30,6 +36,12 @@ const READ_CHUNK: usize = 8 * 1024;
 /// Runs `spec`. `scratch` is the attempt's own directory, created and removed
 /// here, used when the spec names no working directory.
 pub async fn run(spec: ExecSpec, scratch: &Path, env: &DriverEnv, limits: &Limits) -> Ran {
+    // The scratch dir's name is the attempt's (`<task>-<attempt>`); its
+    // cgroup is named alike.
+    let attempt = scratch
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "attempt".to_owned());
     let Some(dir) = &spec.working_dir else {
         if let Err(err) = fresh_dir(scratch).await {
             return Ran::failed(format!(
@@ -37,7 +49,7 @@ pub async fn run(spec: ExecSpec, scratch: &Path, env: &DriverEnv, limits: &Limit
                 scratch.display()
             ));
         }
-        let ran = run_in(&spec, scratch, env, limits).await;
+        let ran = run_in(&spec, scratch, &attempt, env, limits).await;
         if let Err(err) = tokio::fs::remove_dir_all(scratch).await {
             tracing::warn!(dir = %scratch.display(), error = %err, "cannot remove the attempt's directory");
         }
@@ -47,7 +59,7 @@ pub async fn run(spec: ExecSpec, scratch: &Path, env: &DriverEnv, limits: &Limit
     // Spawning in a missing directory fails with ENOENT, which would read as
     // if the command were missing.
     match tokio::fs::metadata(dir).await {
-        Ok(meta) if meta.is_dir() => run_in(&spec, dir, env, limits).await,
+        Ok(meta) if meta.is_dir() => run_in(&spec, dir, &attempt, env, limits).await,
         Ok(_) => Ran::failed(format!(
             "working directory {} is not a directory",
             dir.display()
@@ -66,7 +78,13 @@ async fn fresh_dir(dir: &Path) -> std::io::Result<()> {
     tokio::fs::create_dir_all(dir).await
 }
 
-async fn run_in(spec: &ExecSpec, dir: &Path, env: &DriverEnv, limits: &Limits) -> Ran {
+async fn run_in(
+    spec: &ExecSpec,
+    dir: &Path,
+    attempt: &str,
+    env: &DriverEnv,
+    limits: &Limits,
+) -> Ran {
     let clock = limits.start();
     let mut command = Command::new(&spec.command);
     command
@@ -88,6 +106,10 @@ async fn run_in(spec: &ExecSpec, dir: &Path, env: &DriverEnv, limits: &Limits) -
         Ok(child) => child,
         Err(err) => return Ran::failed(format!("cannot start `{}`: {err}", spec.command)),
     };
+    // As early as can be without unsafe code (a pre-exec hook): anything the
+    // command forks from now on is born in the cgroup. A fork in the few
+    // microseconds before this escapes the memory limit, not the group kill.
+    let cgroup = confine(child.id(), attempt, env, limits);
     // With process_group(0) the group id is the leader's pid.
     let group = child
         .id()
@@ -121,6 +143,17 @@ async fn run_in(spec: &ExecSpec, dir: &Path, env: &DriverEnv, limits: &Limits) -
         Err(status) => (status, None),
         Ok(interrupt) => (child.wait().await, Some(interrupt)),
     };
+    let mut oom_limit = None;
+    if let Some(cgroup) = cgroup {
+        match cgroup.oom_kills() {
+            Ok(0) => {}
+            Ok(_) => oom_limit = Some(cgroup.memory_mb()),
+            Err(err) => tracing::warn!(error = %err, "cannot read the attempt's memory events"),
+        }
+        // Before the output is collected: this also kills what left the
+        // process group but not the cgroup, and so frees the pipes.
+        cgroup.remove().await;
+    }
     let (stdout, stderr) = tokio::join!(stdout.finish(), stderr.finish());
     let status = match status {
         Ok(status) => status,
@@ -131,15 +164,48 @@ async fn run_in(spec: &ExecSpec, dir: &Path, env: &DriverEnv, limits: &Limits) -
             };
         }
     };
-    let end = match interrupt {
-        Some(Interrupt::TimedOut(timeout)) => End::TimedOut(timeout),
-        Some(Interrupt::Stopped) => End::Stopped,
-        None => exit_end(status),
+    let end = match (interrupt, oom_limit) {
+        (Some(Interrupt::TimedOut(timeout)), _) => End::TimedOut(timeout),
+        (Some(Interrupt::Stopped), _) => End::Stopped,
+        // The OOM killer's SIGKILL, or a parent that failed because its child
+        // was killed: either way memory is what the user must fix. A command
+        // that survived the loss of a child and succeeded stays a success.
+        (None, Some(limit_mb)) if !status.success() => {
+            End::Failed(format!("killed: out of memory (limit {limit_mb} MiB)"))
+        }
+        (None, _) => exit_end(status),
     };
     Ran {
         end,
         result: output_json(Some(status), &stdout, &stderr),
     }
+}
+
+/// Puts the command into a cgroup limited to the task's memory, when the
+/// worker has cgroups and the task reserved memory. A failure costs the
+/// limit, not the attempt: refusing to run would turn a host problem into a
+/// failure of every task sent here.
+fn confine(
+    pid: Option<u32>,
+    attempt: &str,
+    env: &DriverEnv,
+    limits: &Limits,
+) -> Option<AttemptCgroup> {
+    let (Some(cgroups), Some(memory_mb), Some(pid)) = (&env.cgroups, limits.memory_mb, pid) else {
+        return None;
+    };
+    let cgroup = match cgroups.create(attempt, memory_mb) {
+        Ok(cgroup) => cgroup,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot create the attempt's cgroup; it runs without a memory limit");
+            return None;
+        }
+    };
+    if let Err(err) = cgroup.add(pid) {
+        // ESRCH: the command is already gone, nothing to limit.
+        tracing::debug!(error = %err, "cannot move the command into its cgroup");
+    }
+    Some(cgroup)
 }
 
 fn exit_end(status: ExitStatus) -> End {
@@ -251,8 +317,8 @@ mod tests {
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let env = DriverEnv {
-            work_dir: dir.path().join("work"),
             max_output_bytes: 64 * 1024,
+            ..DriverEnv::new(dir.path().join("work")).expect("an HTTP client")
         };
         Fixture { dir, env }
     }
@@ -456,6 +522,54 @@ mod tests {
             "{error}"
         );
         assert!(error.contains("No such file or directory"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_task_over_its_memory_is_killed_and_says_so() {
+        use crate::cgroup::{CGROUP_ROOT, Cgroups};
+        let node = format!("test-oom-{}", std::process::id());
+        let cgroups = match Cgroups::setup(Path::new(CGROUP_ROOT), &node) {
+            Ok(cgroups) => Arc::new(cgroups),
+            Err(why) => {
+                eprintln!("skipped: cgroup v2 memory limits are not available here: {why}");
+                return;
+            }
+        };
+        let base = cgroups.base().to_owned();
+        let mut f = fixture();
+        f.env.cgroups = Some(cgroups);
+        let limits = Limits {
+            timeout: Some(Duration::from_secs(30)),
+            memory_mb: Some(32),
+            ..Limits::default()
+        };
+        let hog = ExecSpec {
+            command: "python3".to_owned(),
+            args: vec![
+                "-c".to_owned(),
+                "b = bytearray(200*1024*1024); import time; time.sleep(1)".to_owned(),
+            ],
+            ..sh("")
+        };
+        let ran = f.run(hog, &limits).await;
+        if let End::Failed(error) = &ran.end
+            && error.starts_with("cannot start `python3`")
+        {
+            eprintln!("skipped: no python3 to allocate with: {error}");
+            return;
+        }
+        assert_eq!(
+            ran.end,
+            End::Failed("killed: out of memory (limit 32 MiB)".to_owned()),
+            "{ran:?}"
+        );
+        // Within its limit a command runs as usual, and no cgroup is left.
+        let ran = f.run(sh("echo fits"), &limits).await;
+        assert_eq!(ran.end, End::Succeeded, "{ran:?}");
+        let left: Vec<_> = std::fs::read_dir(&base)
+            .map(|entries| entries.flatten().filter(|e| e.path().is_dir()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "cgroups left behind: {left:?}");
     }
 
     #[tokio::test]

@@ -4,14 +4,22 @@
 //! the run ended ([`End`]) and what it produced. It knows nothing about NATS;
 //! the executor turns a [`Ran`] into a status report.
 //!
-//! - [`exec`]: a command in its own process group, output captured.
+//! - [`exec`]: a command in its own process group, output captured, memory
+//!   limited by a cgroup when the host allows.
+//! - [`http`]: one HTTP request, judged by its status.
+//! - [`nats`]: one NATS request to a service in any language, its reply the result.
 //! - [`builtin`]: `noop`, `echo`, `sleep`, `fail`, for demos and benchmarks.
 
 pub mod builtin;
 pub mod exec;
+pub mod http;
+pub mod nats;
 
+use crate::cgroup::Cgroups;
+use crate::config::DEFAULT_MAX_OUTPUT_BYTES;
 use serde_json::Value;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use taskyard_wire::task::Job;
 use tokio::time::Instant;
@@ -22,8 +30,30 @@ use tokio_util::sync::CancellationToken;
 pub struct DriverEnv {
     /// Parent of the per-attempt scratch directories of `exec`.
     pub work_dir: PathBuf,
-    /// Bytes of stdout, and of stderr, kept per `exec` attempt.
+    /// Bytes of stdout, and of stderr, kept per `exec` attempt; also the bound
+    /// on an `http` body and a `nats` reply kept in the result.
     pub max_output_bytes: usize,
+    /// Per-attempt memory cgroups for `exec`; `None` when the host has none
+    /// to give or the operator turned them off.
+    pub cgroups: Option<Arc<Cgroups>>,
+    /// The worker's own NATS connection, which `nats` tasks send their
+    /// requests on (one connection per node, not per task).
+    pub nats: Option<async_nats::Client>,
+    /// One HTTP client for every `http` attempt, so connections are pooled.
+    pub http: reqwest::Client,
+}
+
+impl DriverEnv {
+    /// An environment with default bounds, no cgroups and no NATS.
+    pub fn new(work_dir: PathBuf) -> Result<DriverEnv, reqwest::Error> {
+        Ok(DriverEnv {
+            work_dir,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            cgroups: None,
+            nats: None,
+            http: http::client()?,
+        })
+    }
 }
 
 /// What may cut one attempt short.
@@ -35,6 +65,9 @@ pub struct Limits {
     /// Cancelled when the worker gives up on its running attempts (drain
     /// timeout after SIGTERM).
     pub kill: CancellationToken,
+    /// The task's memory reservation in MiB, enforced on `exec` when the
+    /// worker has cgroups.
+    pub memory_mb: Option<u32>,
 }
 
 /// Why an attempt was cut short.
@@ -142,5 +175,7 @@ pub async fn run(job: Job, scratch: &str, env: &DriverEnv, limits: &Limits) -> R
         Job::Echo(spec) => builtin::echo(spec),
         Job::Sleep(spec) => builtin::sleep(spec, limits).await,
         Job::Fail(spec) => builtin::fail(spec),
+        Job::Http(spec) => http::run(spec, env, limits).await,
+        Job::Nats(spec) => nats::run(spec, env, limits).await,
     }
 }

@@ -1,0 +1,145 @@
+//! What the orchestrator knows of pools and nodes, to refuse at submission a
+//! task that could never run: its pool does not exist, or no member node is
+//! large enough. Loaded from Postgres at start and kept current from pool and
+//! node events (a core subscription made before the load, so nothing falls
+//! between the two).
+
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use taskyard_policy::{Fleet, Rules, Verdict};
+use taskyard_store::{Store, StoreError};
+use taskyard_wire::event::{NodeEvent, NodeEventKind};
+use taskyard_wire::pool::{PoolEvent, PoolSpec};
+use taskyard_wire::task::NewTask;
+use taskyard_wire::{Rejection, codec, subjects};
+
+/// Pools and the nodes' sizes and labels.
+#[derive(Debug, Default)]
+pub struct PoolView {
+    pools: HashMap<String, PoolSpec>,
+    fleet: Fleet,
+}
+
+/// Shared between the submission paths and the follower task.
+pub type SharedView = Arc<RwLock<PoolView>>;
+
+impl PoolView {
+    /// A view with only the `default` pool and no nodes (tests, or before
+    /// anything is known).
+    pub fn with_default_pool() -> PoolView {
+        let default = PoolSpec::default_pool();
+        PoolView {
+            pools: HashMap::from([(default.name.clone(), default)]),
+            fleet: Fleet::default(),
+        }
+    }
+
+    /// Admits a task into its pool, filling in the pool's default timeout, or
+    /// says why it could never run there.
+    pub fn admit(&self, task: &mut NewTask) -> Result<(), Rejection> {
+        let Some(pool) = self.pools.get(&task.pool) else {
+            return Err(Rejection::new(
+                "pool",
+                format!("no pool named `{}`", task.pool),
+            ));
+        };
+        if task.timeout_ms.is_none() {
+            task.timeout_ms = pool.default_timeout_ms;
+        }
+        let rules = Rules {
+            pool_selector: &pool.node_selector,
+            task_selector: &task.node_selector,
+            strategy: pool.placement,
+            overcommit: pool.overcommit,
+        };
+        match self.fleet.could_ever_fit(&task.resources, &rules) {
+            // No member yet: the task waits for one, with that reason.
+            Verdict::Fits | Verdict::NoMembers => Ok(()),
+            Verdict::TooBig {
+                cpu_millis,
+                memory_mb,
+            } => Err(Rejection::new(
+                "resources",
+                format!(
+                    "no node of pool {} could ever run it: it asks for {}m cpu and {} MiB; the largest has {cpu_millis}m cpu and {memory_mb} MiB",
+                    task.pool, task.resources.cpu_millis, task.resources.memory_mb
+                ),
+            )),
+        }
+    }
+
+    fn apply_pool(&mut self, event: PoolEvent) {
+        if event.deleted {
+            self.pools.remove(&event.pool.name);
+        } else {
+            self.pools.insert(event.pool.name.clone(), event.pool);
+        }
+    }
+
+    fn apply_node(&mut self, event: NodeEvent) {
+        match event.kind {
+            NodeEventKind::Removed => self.fleet.remove(&event.node_id),
+            // Health does not matter here: a lost node may come back, and a
+            // task that fits it should wait rather than be refused.
+            _ => self
+                .fleet
+                .upsert_labelled(&event.node_id, event.capacity, event.labels, true),
+        }
+    }
+}
+
+/// Subscribes to pool and node events, loads the view, and keeps it current.
+pub async fn follow(client: &async_nats::Client, store: &Store) -> anyhow::Result<SharedView> {
+    let mut pools = client
+        .subscribe(subjects::POOL_EVENTS_ALL)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot follow pool events: {err}"))?;
+    let mut nodes = client
+        .subscribe(subjects::NODE_EVENTS_ALL)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot follow node events: {err}"))?;
+    let view = Arc::new(RwLock::new(load(store).await?));
+    let shared = view.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some(message) = pools.next() => match codec::decode::<PoolEvent>(&message.payload) {
+                    Ok(event) => write(&shared).apply_pool(event),
+                    Err(err) => tracing::warn!(error = %err, "skipping pool event"),
+                },
+                Some(message) = nodes.next() => match codec::decode::<NodeEvent>(&message.payload) {
+                    Ok(event) => write(&shared).apply_node(event),
+                    Err(err) => tracing::warn!(error = %err, "skipping node event"),
+                },
+                else => break,
+            }
+        }
+    });
+    Ok(view)
+}
+
+async fn load(store: &Store) -> Result<PoolView, StoreError> {
+    let mut view = PoolView::default();
+    for pool in store.list_pools().await? {
+        view.pools.insert(pool.name.clone(), pool);
+    }
+    for node in store.list_nodes().await? {
+        view.fleet
+            .upsert_labelled(&node.id, node.capacity, node.labels.clone(), true);
+    }
+    Ok(view)
+}
+
+fn write(view: &SharedView) -> std::sync::RwLockWriteGuard<'_, PoolView> {
+    // The view is a cache of events; a panic mid-update leaves it no worse
+    // than a missed event.
+    view.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Reads the view.
+pub fn read(view: &SharedView) -> std::sync::RwLockReadGuard<'_, PoolView> {
+    view.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

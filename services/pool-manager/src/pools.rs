@@ -1,0 +1,171 @@
+//! Pool requests on `taskyard.api.pools.<op>`: create, update, delete, get,
+//! list. Every change is announced on `taskyard.events.pool.<changed|deleted>`,
+//! so the scheduler and orchestrator follow it without a restart.
+
+use async_nats::service::{Request, Service};
+use futures::StreamExt;
+use serde::Deserialize;
+use taskyard_runtime::Shutdown;
+use taskyard_runtime::batching::{Outgoing, publish_all};
+use taskyard_store::Store;
+use taskyard_store::pools::PoolDeletion;
+use taskyard_wire::pool::{PoolEvent, PoolReply, PoolSpec};
+use taskyard_wire::{Rejection, codec, subjects};
+
+/// The operations, as they appear in subjects.
+pub const OPERATIONS: [&str; 5] = ["create", "update", "delete", "get", "list"];
+
+/// `{"name": ...}`: the body of get and delete.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByName {
+    name: String,
+}
+
+/// Answers pool requests until `shutdown`.
+pub async fn serve(
+    service: &Service,
+    store: Store,
+    js: async_nats::jetstream::Context,
+    shutdown: Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut endpoints = Vec::new();
+    for op in OPERATIONS {
+        let endpoint = service
+            .endpoint(subjects::api_pools(op))
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot serve pool {op} requests: {err}"))?;
+        endpoints.push(endpoint.map(move |request| (op, request)).boxed());
+    }
+    let mut requests = futures::stream::select_all(endpoints);
+    Ok(tokio::spawn(async move {
+        loop {
+            let (op, request) = tokio::select! {
+                _ = shutdown.wait() => break,
+                next = requests.next() => match next {
+                    Some(next) => next,
+                    None => break,
+                },
+            };
+            // One at a time: pool changes are rare, and ordering them keeps
+            // the announced sequence equal to the database's.
+            answer(op, request, &store, &js).await;
+        }
+    }))
+}
+
+async fn answer(op: &str, request: Request, store: &Store, js: &async_nats::jetstream::Context) {
+    let reply = match apply(op, &request.message.payload, store, js).await {
+        Ok(reply) => reply,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), op, "pool request failed");
+            refused("", "the request could not be carried out now; retry")
+        }
+    };
+    if let Err(err) = request.respond(Ok(codec::encode(&reply).into())).await {
+        tracing::warn!(error = %err, "cannot answer a pool request");
+    }
+}
+
+async fn apply(
+    op: &str,
+    body: &[u8],
+    store: &Store,
+    js: &async_nats::jetstream::Context,
+) -> anyhow::Result<PoolReply> {
+    Ok(match op {
+        "list" => PoolReply::Many {
+            pools: store.list_pools().await?,
+        },
+        "get" => {
+            let name = match codec::decode::<ByName>(body) {
+                Ok(by) => by.name,
+                Err(err) => return Ok(refused("", &err.to_string())),
+            };
+            match store.get_pool(&name).await? {
+                Some(pool) => PoolReply::One { pool },
+                None => not_found(&name),
+            }
+        }
+        "create" | "update" => {
+            let pool = match codec::decode::<PoolSpec>(body) {
+                Ok(pool) => pool,
+                Err(err) => return Ok(refused("", &err.to_string())),
+            };
+            if let Err(error) = pool.validate() {
+                return Ok(PoolReply::Refused { error });
+            }
+            let done = if op == "create" {
+                store.create_pool(&pool).await?
+            } else {
+                store.update_pool(&pool).await?
+            };
+            if !done {
+                return Ok(if op == "create" {
+                    refused(
+                        "name",
+                        &format!("a pool named `{}` already exists", pool.name),
+                    )
+                } else {
+                    not_found(&pool.name)
+                });
+            }
+            announce(js, &pool, false).await?;
+            tracing::info!(pool = %pool.name, op, "pool saved");
+            PoolReply::One { pool }
+        }
+        "delete" => {
+            let name = match codec::decode::<ByName>(body) {
+                Ok(by) => by.name,
+                Err(err) => return Ok(refused("", &err.to_string())),
+            };
+            if name == taskyard_wire::task::DEFAULT_POOL {
+                return Ok(refused("name", "the default pool cannot be deleted"));
+            }
+            match store.delete_pool(&name).await? {
+                PoolDeletion::NotFound => not_found(&name),
+                PoolDeletion::Busy { active } => refused(
+                    "name",
+                    &format!("pool `{name}` still has {active} waiting or running tasks"),
+                ),
+                PoolDeletion::Deleted(pool) => {
+                    announce(js, &pool, true).await?;
+                    tracing::info!(pool = %pool.name, "pool deleted");
+                    PoolReply::One { pool }
+                }
+            }
+        }
+        other => refused("", &format!("unknown pool operation `{other}`")),
+    })
+}
+
+async fn announce(
+    js: &async_nats::jetstream::Context,
+    pool: &PoolSpec,
+    deleted: bool,
+) -> anyhow::Result<()> {
+    let event = PoolEvent {
+        pool: pool.clone(),
+        deleted,
+        at: taskyard_wire::now(),
+    };
+    publish_all(
+        js,
+        vec![Outgoing::new(
+            subjects::pool_event(deleted),
+            codec::encode(&event),
+        )],
+    )
+    .await?;
+    Ok(())
+}
+
+fn not_found(name: &str) -> PoolReply {
+    refused("name", &format!("no pool named `{name}`"))
+}
+
+fn refused(field: &str, message: &str) -> PoolReply {
+    PoolReply::Refused {
+        error: Rejection::new(field, message),
+    }
+}

@@ -1,0 +1,137 @@
+//! Pools: written by the pool manager, read by everyone at start.
+
+use crate::{Result, Store, StoreError, to_i32, to_u32};
+use serde_json::Value;
+use taskyard_wire::pool::{PlacementStrategy, PoolSpec};
+use tokio_postgres::Row;
+
+const POOL_COLUMNS: &str = "name, policy, placement, node_selector, max_running, max_cpu_millis, \
+     max_memory_mb, tenant_max_running, default_timeout_ms, overcommit";
+
+/// What deleting a pool did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PoolDeletion {
+    Deleted(PoolSpec),
+    NotFound,
+    /// Tasks of the pool are still waiting or running.
+    Busy {
+        active: i64,
+    },
+}
+
+impl Store {
+    /// Every pool, by name.
+    pub async fn list_pools(&self) -> Result<Vec<PoolSpec>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {POOL_COLUMNS} FROM pools ORDER BY name");
+        let rows = client.query(&sql, &[]).await?;
+        rows.iter().map(pool_from_row).collect()
+    }
+
+    /// One pool, or `None`.
+    pub async fn get_pool(&self, name: &str) -> Result<Option<PoolSpec>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {POOL_COLUMNS} FROM pools WHERE name = $1");
+        let row = client.query_opt(&sql, &[&name]).await?;
+        row.as_ref().map(pool_from_row).transpose()
+    }
+
+    /// Creates a pool; false when one of that name exists.
+    pub async fn create_pool(&self, pool: &PoolSpec) -> Result<bool> {
+        let client = self.client().await?;
+        let selector = serde_json::to_value(&pool.node_selector).unwrap_or(Value::Null);
+        let created = client
+            .execute(
+                "INSERT INTO pools (name, policy, placement, node_selector, max_running, \
+                     max_cpu_millis, max_memory_mb, tenant_max_running, default_timeout_ms, overcommit) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING",
+                &[
+                    &pool.name,
+                    &pool.policy,
+                    &pool.placement.as_str(),
+                    &selector,
+                    &pool.max_running.map(to_i32),
+                    &pool.max_cpu_millis.map(to_i32),
+                    &pool.max_memory_mb.map(to_i32),
+                    &pool.tenant_max_running.map(to_i32),
+                    &pool.default_timeout_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+                    &pool.overcommit,
+                ],
+            )
+            .await?;
+        Ok(created == 1)
+    }
+
+    /// Replaces a pool's definition; false when there is no such pool.
+    pub async fn update_pool(&self, pool: &PoolSpec) -> Result<bool> {
+        let client = self.client().await?;
+        let selector = serde_json::to_value(&pool.node_selector).unwrap_or(Value::Null);
+        let updated = client
+            .execute(
+                "UPDATE pools SET policy = $2, placement = $3, node_selector = $4, max_running = $5, \
+                     max_cpu_millis = $6, max_memory_mb = $7, tenant_max_running = $8, \
+                     default_timeout_ms = $9, overcommit = $10, updated_at = now() \
+                 WHERE name = $1",
+                &[
+                    &pool.name,
+                    &pool.policy,
+                    &pool.placement.as_str(),
+                    &selector,
+                    &pool.max_running.map(to_i32),
+                    &pool.max_cpu_millis.map(to_i32),
+                    &pool.max_memory_mb.map(to_i32),
+                    &pool.tenant_max_running.map(to_i32),
+                    &pool.default_timeout_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+                    &pool.overcommit,
+                ],
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    /// Deletes a pool unless tasks of it are still live.
+    pub async fn delete_pool(&self, name: &str) -> Result<PoolDeletion> {
+        let Some(pool) = self.get_pool(name).await? else {
+            return Ok(PoolDeletion::NotFound);
+        };
+        let client = self.client().await?;
+        let active: i64 = client
+            .query_one(
+                "SELECT count(*) FROM tasks WHERE pool = $1 \
+                 AND state IN ('pending', 'queued', 'scheduled', 'running', 'retrying')",
+                &[&name],
+            )
+            .await?
+            .try_get(0)?;
+        if active > 0 {
+            return Ok(PoolDeletion::Busy { active });
+        }
+        client
+            .execute("DELETE FROM pools WHERE name = $1", &[&name])
+            .await?;
+        Ok(PoolDeletion::Deleted(pool))
+    }
+}
+
+fn pool_from_row(row: &Row) -> Result<PoolSpec> {
+    let placement: String = row.try_get("placement")?;
+    let timeout: Option<i64> = row.try_get("default_timeout_ms")?;
+    Ok(PoolSpec {
+        name: row.try_get("name")?,
+        policy: row.try_get("policy")?,
+        placement: match placement.as_str() {
+            "best_fit" => PlacementStrategy::BestFit,
+            "spread" => PlacementStrategy::Spread,
+            other => return Err(StoreError::Corrupt(format!("unknown placement `{other}`"))),
+        },
+        node_selector: crate::tasks::labels_from(row.try_get("node_selector")?),
+        max_running: row.try_get::<_, Option<i32>>("max_running")?.map(to_u32),
+        max_cpu_millis: row.try_get::<_, Option<i32>>("max_cpu_millis")?.map(to_u32),
+        max_memory_mb: row.try_get::<_, Option<i32>>("max_memory_mb")?.map(to_u32),
+        tenant_max_running: row
+            .try_get::<_, Option<i32>>("tenant_max_running")?
+            .map(to_u32),
+        default_timeout_ms: timeout.map(|ms| u64::try_from(ms).unwrap_or(0)),
+        overcommit: row.try_get("overcommit")?,
+    })
+}

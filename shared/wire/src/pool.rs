@@ -1,0 +1,233 @@
+//! Pools: how the fleet is divided, and the rules of each part.
+//!
+//! A pool names its scheduling policy, the node labels its members carry, its
+//! quotas and its defaults. The pool manager owns pools (requests on
+//! `taskyard.api.pools.<op>`) and announces every change on
+//! `taskyard.events.pool.<changed|deleted>`, which the scheduler and the
+//! orchestrator follow.
+
+use crate::Timestamp;
+use crate::task::Rejection;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How a pool picks among the nodes where a task fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementStrategy {
+    /// The node left with the least free space: packs nodes, keeps large
+    /// holes for large tasks.
+    #[default]
+    BestFit,
+    /// The node with the most free space: spreads load.
+    Spread,
+}
+
+impl PlacementStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlacementStrategy::BestFit => "best_fit",
+            PlacementStrategy::Spread => "spread",
+        }
+    }
+}
+
+/// A pool's definition, as clients send it and as events carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    /// 1 to 64 letters, digits, `-` or `_`.
+    pub name: String,
+    /// Scheduling policy: `fcfs`.
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    #[serde(default)]
+    pub placement: PlacementStrategy,
+    /// Labels a node must carry to be a member; empty means every node.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Most tasks placed (scheduled or running) in the pool at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
+    /// Most CPU (millicores) held by the pool's placed tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cpu_millis: Option<u32>,
+    /// Most memory (MiB) held by the pool's placed tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_mb: Option<u32>,
+    /// Most tasks of one tenant placed in the pool at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_max_running: Option<u32>,
+    /// Timeout of tasks that name none, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_timeout_ms: Option<u64>,
+    /// Over-commit factor: nodes count as this many times their CPU and
+    /// memory for the pool's tasks (1.0 = none; at most 10).
+    #[serde(default = "default_overcommit")]
+    pub overcommit: f64,
+}
+
+fn default_policy() -> String {
+    "fcfs".to_owned()
+}
+
+fn default_overcommit() -> f64 {
+    1.0
+}
+
+/// The policies a pool may name.
+pub const POLICIES: [&str; 1] = ["fcfs"];
+/// The largest over-commit factor.
+pub const MAX_OVERCOMMIT: f64 = 10.0;
+
+impl PoolSpec {
+    /// The `default` pool as it exists out of the box: every node, FCFS.
+    pub fn default_pool() -> PoolSpec {
+        PoolSpec {
+            name: crate::task::DEFAULT_POOL.to_owned(),
+            policy: default_policy(),
+            placement: PlacementStrategy::BestFit,
+            node_selector: BTreeMap::new(),
+            max_running: None,
+            max_cpu_millis: None,
+            max_memory_mb: None,
+            tenant_max_running: None,
+            default_timeout_ms: None,
+            overcommit: 1.0,
+        }
+    }
+
+    /// Checks a definition; errors name the field.
+    pub fn validate(&self) -> Result<(), Rejection> {
+        if !crate::subjects::is_token(&self.name) {
+            return Err(Rejection::new(
+                "name",
+                format!(
+                    "`{}` is not a valid name: use 1 to 64 letters, digits, `-` or `_`",
+                    self.name
+                ),
+            ));
+        }
+        if !POLICIES.contains(&self.policy.as_str()) {
+            return Err(Rejection::new(
+                "policy",
+                format!(
+                    "unknown policy `{}` (known: {})",
+                    self.policy,
+                    POLICIES.join(", ")
+                ),
+            ));
+        }
+        for (field, value) in [
+            ("max_running", self.max_running),
+            ("max_cpu_millis", self.max_cpu_millis),
+            ("max_memory_mb", self.max_memory_mb),
+            ("tenant_max_running", self.tenant_max_running),
+        ] {
+            if value == Some(0) {
+                return Err(Rejection::new(
+                    field,
+                    "must be at least 1 (leave it out for no limit)",
+                ));
+            }
+        }
+        if let Some(timeout) = self.default_timeout_ms
+            && !(1..=crate::task::MAX_TIMEOUT_MS).contains(&timeout)
+        {
+            return Err(Rejection::new(
+                "default_timeout_ms",
+                format!("must be between 1 and {}", crate::task::MAX_TIMEOUT_MS),
+            ));
+        }
+        if !(1.0..=MAX_OVERCOMMIT).contains(&self.overcommit) {
+            return Err(Rejection::new(
+                "overcommit",
+                format!("must be between 1.0 and {MAX_OVERCOMMIT}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a node with `labels` is a member.
+    pub fn admits(&self, labels: &BTreeMap<String, String>) -> bool {
+        selector_matches(&self.node_selector, labels)
+    }
+}
+
+/// Whether `labels` carry every `key = value` of `selector`.
+pub fn selector_matches(
+    selector: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    selector
+        .iter()
+        .all(|(key, value)| labels.get(key) == Some(value))
+}
+
+/// Published on `taskyard.events.pool.changed` and `.deleted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolEvent {
+    pub pool: PoolSpec,
+    /// True on `deleted`.
+    #[serde(default)]
+    pub deleted: bool,
+    #[serde(with = "crate::rfc3339")]
+    #[schemars(with = "String")]
+    pub at: Timestamp,
+}
+
+/// Replies of pool requests: the pool (or pools), or what is wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PoolReply {
+    One { pool: PoolSpec },
+    Many { pools: Vec<PoolSpec> },
+    Refused { error: Rejection },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut pool = PoolSpec::default_pool();
+        assert!(pool.validate().is_ok());
+        pool.policy = "lottery".to_owned();
+        assert_eq!(
+            pool.validate().map_err(|e| e.field),
+            Err("policy".to_owned())
+        );
+        pool.policy = "fcfs".to_owned();
+        pool.max_running = Some(0);
+        assert_eq!(
+            pool.validate().map_err(|e| e.field),
+            Err("max_running".to_owned())
+        );
+        pool.max_running = None;
+        pool.overcommit = 0.5;
+        assert_eq!(
+            pool.validate().map_err(|e| e.field),
+            Err("overcommit".to_owned())
+        );
+    }
+
+    #[test]
+    fn selectors_need_every_label() {
+        let mut pool = PoolSpec::default_pool();
+        let labels: BTreeMap<String, String> = [
+            ("gpu".to_owned(), "a100".to_owned()),
+            ("zone".to_owned(), "eu".to_owned()),
+        ]
+        .into();
+        assert!(pool.admits(&labels), "an empty selector admits every node");
+        pool.node_selector
+            .insert("gpu".to_owned(), "a100".to_owned());
+        assert!(pool.admits(&labels));
+        pool.node_selector
+            .insert("zone".to_owned(), "us".to_owned());
+        assert!(!pool.admits(&labels));
+    }
+}
