@@ -162,6 +162,12 @@ pub struct TaskView {
     pub idempotency_key: Option<String>,
     #[serde(default)]
     pub labels: Value,
+    /// Labels a node must carry to run it.
+    #[serde(default)]
+    pub node_selector: Value,
+    /// Why a queued task still waits, as the scheduler last saw it.
+    #[serde(default)]
+    pub wait_reason: Option<String>,
     #[serde(default)]
     pub spec: Value,
     #[serde(default)]
@@ -223,6 +229,9 @@ pub struct NodeView {
     pub running: u32,
     #[serde(default)]
     pub draining: bool,
+    /// An operator's "no new work here".
+    #[serde(default)]
+    pub cordoned: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub last_heartbeat_at: Timestamp,
 }

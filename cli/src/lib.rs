@@ -2,14 +2,22 @@
 //! cluster through the REST API.
 //!
 //! Submissions go straight to the orchestrator (`taskyard.api.submit`, request
-//! and reply), so they work without the api service; reads go through the API
-//! (`/api/v1/...`), so the CLI needs no database access.
+//! and reply), so they work without the api service; so do pools (the pool
+//! manager, `taskyard.api.pools.<op>`), node operations (the resource
+//! manager, `taskyard.api.nodes.<op>`) and `services` (`$SRV.INFO` and
+//! `$SRV.STATS`), through the same typed requests as the API
+//! (`taskyard_api::requests` and `taskyard_api::discovery`). Reads of tasks
+//! and nodes go through the API (`/api/v1/...`), so the CLI needs no database
+//! access.
 //!
 //! # Layout
 //! - [`Cli`], [`GlobalOptions`] and [`Command`]: the argument grammar. Each
 //!   subcommand is one struct in [`commands`] with an async `run`; adding one
 //!   is a module, a variant and a match arm.
-//! - [`commands`]: `up`, `submit`, `tasks`, `task`, `nodes`, `bench`, `migrate`.
+//! - [`commands`]: `up`, `submit`, `tasks`, `task`, `nodes`, `node`, `pools`,
+//!   `pool`, `services`, `bench`, `migrate`.
+//! - [`bus`]: the NATS connection of the commands that talk to services.
+//! - [`labels`]: `KEY=VALUE` arguments (node selectors).
 //! - [`stack`]: a whole local stack (servers and service processes), for
 //!   `up` and `bench`.
 //! - [`demo`]: the demo workload of `up --demo`.
@@ -17,9 +25,11 @@
 //! - [`display`]: plain-text tables and time formatting.
 
 pub mod api;
+pub mod bus;
 pub mod commands;
 pub mod demo;
 pub mod display;
+pub mod labels;
 pub mod stack;
 
 use clap::{Args, Parser, Subcommand};
@@ -74,6 +84,14 @@ pub enum Command {
     Task(commands::task::Task),
     /// List worker nodes with their capacity and reservations.
     Nodes(commands::nodes::Nodes),
+    /// Drain, cordon, uncordon or remove one node.
+    Node(commands::node::Node),
+    /// List pools.
+    Pools(commands::pools::Pools),
+    /// Show, create, update or delete one pool.
+    Pool(commands::pool::Pool),
+    /// List the NATS micro services on the bus, with their request counts.
+    Services(commands::services::Services),
     /// Measure end-to-end throughput and latency on a throwaway stack.
     Bench(commands::bench::Bench),
     /// Apply database migrations.
@@ -94,6 +112,10 @@ impl Command {
             Command::Tasks(cmd) => cmd.run(global).await,
             Command::Task(cmd) => cmd.run(global).await,
             Command::Nodes(cmd) => cmd.run(global).await,
+            Command::Node(cmd) => cmd.run(global).await,
+            Command::Pools(cmd) => cmd.run(global).await,
+            Command::Pool(cmd) => cmd.run(global).await,
+            Command::Services(cmd) => cmd.run(global).await,
             Command::Up(cmd) => cmd.run(global).await,
             Command::Bench(cmd) => cmd.run().await,
             Command::Migrate(cmd) => cmd.run().await,

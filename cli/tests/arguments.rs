@@ -153,3 +153,220 @@ fn global_options_go_anywhere() {
     let cli = parse(&["--nats-url", "nats://elsewhere:4222", "nodes"]).expect("valid arguments");
     assert_eq!(cli.global.nats_url, "nats://elsewhere:4222");
 }
+
+fn pool(args: &[&str]) -> taskyard_cli::commands::pool::PoolAction {
+    let mut full = vec!["pool"];
+    full.extend_from_slice(args);
+    match parse(&full).expect("valid arguments").command {
+        Command::Pool(pool) => pool.action,
+        other => panic!("expected pool, got {other:?}"),
+    }
+}
+
+#[test]
+fn pool_create_flags_build_the_definition() {
+    use taskyard_cli::commands::pool::PoolAction;
+    use taskyard_wire::pool::{PlacementStrategy, PoolSpec};
+    let PoolAction::Create(create) = pool(&[
+        "create",
+        "gpu",
+        "--policy",
+        "fcfs",
+        "--placement",
+        "spread",
+        "--selector",
+        "gpu=a100",
+        "--selector",
+        "zone=eu",
+        "--max-running",
+        "8",
+        "--max-cpu",
+        "16000",
+        "--max-memory",
+        "65536",
+        "--tenant-max-running",
+        "2",
+        "--default-timeout-ms",
+        "60000",
+        "--overcommit",
+        "1.5",
+    ]) else {
+        panic!("expected create");
+    };
+    let spec = create.spec().expect("a definition");
+    assert_eq!(
+        spec,
+        PoolSpec {
+            name: "gpu".to_owned(),
+            policy: "fcfs".to_owned(),
+            placement: PlacementStrategy::Spread,
+            node_selector: [("gpu", "a100"), ("zone", "eu")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+            max_running: Some(8),
+            max_cpu_millis: Some(16000),
+            max_memory_mb: Some(65536),
+            tenant_max_running: Some(2),
+            default_timeout_ms: Some(60000),
+            overcommit: 1.5,
+        }
+    );
+
+    let PoolAction::Create(bare) = pool(&["create", "batch"]) else {
+        panic!("expected create");
+    };
+    assert_eq!(
+        bare.spec().expect("a definition"),
+        PoolSpec {
+            name: "batch".to_owned(),
+            ..PoolSpec::default_pool()
+        },
+        "no flags: the defaults"
+    );
+    assert!(parse(&["pool", "create"]).is_err(), "needs NAME or --file");
+    assert!(parse(&["pool", "create", "x", "--placement", "random"]).is_err());
+}
+
+#[test]
+fn pool_create_from_a_file_takes_flags_on_top() {
+    use taskyard_cli::commands::pool::PoolAction;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("pool.json");
+    std::fs::write(
+        &path,
+        r#"{"name": "gpu", "max_running": 4, "placement": "spread"}"#,
+    )
+    .expect("write the file");
+    let path = path.to_str().expect("a UTF-8 path");
+
+    let PoolAction::Create(create) = pool(&["create", "--file", path, "--max-running", "6"]) else {
+        panic!("expected create");
+    };
+    let spec = create.spec().expect("a definition");
+    assert_eq!(spec.name, "gpu");
+    assert_eq!(spec.max_running, Some(6));
+    assert_eq!(spec.placement.as_str(), "spread");
+
+    let PoolAction::Create(other) = pool(&["create", "cpu", "--file", path]) else {
+        panic!("expected create");
+    };
+    let err = format!("{:#}", other.spec().expect_err("names differ"));
+    assert!(err.contains("names the pool \"gpu\", not `cpu`"), "{err}");
+
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"name": "x", "colour": "red"}"#,
+    )
+    .expect("write the file");
+    let bad = dir.path().join("bad.json");
+    let PoolAction::Create(bad) = pool(&["create", "--file", bad.to_str().expect("UTF-8")]) else {
+        panic!("expected create");
+    };
+    let err = format!("{:#}", bad.spec().expect_err("an unknown field"));
+    assert!(
+        err.contains("is not a pool definition") && err.contains("colour"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pool_update_changes_only_what_the_flags_name() {
+    use taskyard_cli::commands::pool::PoolAction;
+    use taskyard_wire::pool::{PlacementStrategy, PoolSpec};
+    let current = PoolSpec {
+        name: "gpu".to_owned(),
+        placement: PlacementStrategy::Spread,
+        node_selector: [("gpu".to_owned(), "a100".to_owned())].into(),
+        max_running: Some(4),
+        tenant_max_running: Some(2),
+        ..PoolSpec::default_pool()
+    };
+    let PoolAction::Update(update) = pool(&[
+        "update",
+        "gpu",
+        "--max-running",
+        "10",
+        "--unset",
+        "tenant_max_running",
+    ]) else {
+        panic!("expected update");
+    };
+    let spec = update.spec(current.clone()).expect("a definition");
+    assert_eq!(
+        spec,
+        PoolSpec {
+            max_running: Some(10),
+            tenant_max_running: None,
+            ..current.clone()
+        }
+    );
+
+    let PoolAction::Update(reselect) = pool(&["update", "gpu", "--selector", "gpu=h100"]) else {
+        panic!("expected update");
+    };
+    let spec = reselect.spec(current.clone()).expect("a definition");
+    assert_eq!(
+        spec.node_selector,
+        [("gpu".to_owned(), "h100".to_owned())].into(),
+        "given labels replace the selector"
+    );
+    assert_eq!(spec.max_running, Some(4));
+    assert!(parse(&["pool", "update", "gpu", "--unset", "policy"]).is_err());
+}
+
+#[test]
+fn a_selector_without_an_equals_sign_is_refused_clearly() {
+    for args in [
+        &["submit", "--kind", "noop", "--selector", "gpu"][..],
+        &["pool", "create", "x", "--selector", "gpu"],
+    ] {
+        let err = parse(args).expect_err("`gpu` is no label").to_string();
+        assert!(
+            err.contains("`gpu` is not KEY=VALUE (such as gpu=a100)"),
+            "{err}"
+        );
+    }
+    let err = parse(&["submit", "--kind", "noop", "--selector", "=a100"])
+        .expect_err("no key")
+        .to_string();
+    assert!(err.contains("has no key"), "{err}");
+}
+
+#[test]
+fn submit_selector_builds_the_node_selector() {
+    let cmd = submit(&[
+        "submit",
+        "--kind",
+        "noop",
+        "--selector",
+        "gpu=a100",
+        "--selector",
+        "zone=eu",
+    ]);
+    assert_eq!(
+        build_submission(&cmd.task).expect("a task"),
+        json!({"kind": "noop", "node_selector": {"gpu": "a100", "zone": "eu"}})
+    );
+}
+
+#[test]
+fn node_and_services_commands_parse() {
+    use taskyard_api::requests::NodeOp;
+    for op in NodeOp::ALL {
+        let cli = parse(&["node", op.as_str(), "node-1"]).expect("valid arguments");
+        let Command::Node(node) = cli.command else {
+            panic!("expected node");
+        };
+        assert_eq!(node.action.op(), (op, "node-1"));
+    }
+    assert!(parse(&["node", "reboot", "node-1"]).is_err());
+    assert!(parse(&["node", "drain"]).is_err(), "needs an id");
+    assert!(matches!(
+        parse(&["services", "--json"]).expect("valid").command,
+        Command::Services(_)
+    ));
+    assert!(matches!(
+        parse(&["pools"]).expect("valid").command,
+        Command::Pools(_)
+    ));
+}

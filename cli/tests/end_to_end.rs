@@ -73,6 +73,7 @@ impl Env {
             timeout_ms: None,
             max_attempts: 1,
             labels: json!({}),
+            node_selector: json!({}),
             state,
             error: error.map(str::to_owned),
         };
@@ -263,5 +264,143 @@ async fn wait_gives_up_after_its_timeout() {
         stderr(&output).contains("1 unfinished of 1"),
         "{}",
         stderr(&output)
+    );
+}
+
+impl Env {
+    /// Answers every request on `subject` (a wildcard) with `answer(op, body)`.
+    async fn stand_in<F>(&self, subject: &str, mut answer: F)
+    where
+        F: FnMut(&str, Value) -> Value + Send + 'static,
+    {
+        let client = self.nats.clone();
+        let mut requests = client
+            .subscribe(subject.to_owned())
+            .await
+            .expect("subscribe to requests");
+        client.flush().await.expect("flush");
+        tokio::spawn(async move {
+            while let Some(request) = requests.next().await {
+                let op = request
+                    .subject
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let body = serde_json::from_slice(&request.payload).unwrap_or(Value::Null);
+                let reply = answer(&op, body);
+                if let Some(inbox) = request.reply {
+                    let _ = client.publish(inbox, codec::encode(&reply).into()).await;
+                }
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn pools_are_changed_through_the_pool_manager() {
+    let env = Env::start().await;
+    let mut stored: Option<Value> = None;
+    env.stand_in("taskyard.api.pools.*", move |op, body| match op {
+        "create" | "update" => {
+            stored = Some(body.clone());
+            json!({"pool": body})
+        }
+        "get" if body["name"] == "gpu" => match &stored {
+            Some(pool) => json!({"pool": pool}),
+            None => json!({"error": {"field": "name", "message": "no pool named `gpu`"}}),
+        },
+        "list" => json!({"pools": stored.iter().collect::<Vec<_>>()}),
+        _ => json!({"error": {"field": "name", "message": format!("no pool named {}", body["name"])}}),
+    })
+    .await;
+
+    let created = env
+        .taskyard(&[
+            "pool",
+            "create",
+            "gpu",
+            "--selector",
+            "gpu=a100",
+            "--max-running",
+            "4",
+        ])
+        .await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(
+        stderr(&created).contains("created pool gpu"),
+        "{}",
+        stderr(&created)
+    );
+    assert!(
+        stdout(&created).contains("gpu=a100"),
+        "{}",
+        stdout(&created)
+    );
+
+    // Update fetches the pool and keeps what no flag names.
+    let updated = env
+        .taskyard(&["pool", "update", "gpu", "--placement", "spread"])
+        .await;
+    assert!(updated.status.success(), "{}", stderr(&updated));
+    let text = stdout(&updated);
+    assert!(
+        text.contains("spread") && text.contains("gpu=a100"),
+        "{text}"
+    );
+
+    let list = env.taskyard(&["pools"]).await;
+    assert!(list.status.success(), "{}", stderr(&list));
+    assert!(stdout(&list).starts_with("NAME "), "{}", stdout(&list));
+
+    let missing = env.taskyard(&["pool", "show", "cpu"]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        stderr(&missing).trim(),
+        "error: name: no pool named \"cpu\""
+    );
+}
+
+#[tokio::test]
+async fn node_commands_and_services_talk_nats_directly() {
+    let env = Env::start().await;
+    let nobody = env.taskyard(&["node", "drain", "node-1"]).await;
+    assert_eq!(nobody.status.code(), Some(1));
+    assert!(
+        stderr(&nobody).contains("no resource manager is listening on taskyard.api.nodes.drain"),
+        "{}",
+        stderr(&nobody)
+    );
+
+    env.stand_in("taskyard.api.nodes.*", |op, body| match op {
+        "remove" => {
+            json!({"error": {"field": "node_id", "message": "node-1 is alive and not drained"}})
+        }
+        _ => json!({"node_id": body["node_id"], "health": "alive", "cordoned": true,
+                    "draining": op == "drain", "removed": false}),
+    })
+    .await;
+    let drained = env.taskyard(&["node", "drain", "node-1"]).await;
+    assert!(drained.status.success(), "{}", stderr(&drained));
+    assert_eq!(
+        stdout(&drained),
+        "ID      HEALTH  CORDONED  DRAINING  REMOVED\nnode-1  alive   yes       yes       no\n"
+    );
+    let refused = env.taskyard(&["node", "remove", "node-1"]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        stderr(&refused).trim(),
+        "error: node_id: node-1 is alive and not drained"
+    );
+
+    let _service = taskyard_runtime::micro::register(&env.nats, "scheduler", "test")
+        .await
+        .expect("register");
+    let services = env.taskyard(&["services"]).await;
+    assert!(services.status.success(), "{}", stderr(&services));
+    let text = stdout(&services);
+    assert!(
+        text.starts_with("NAME ") && text.contains("taskyard-scheduler"),
+        "{text}"
     );
 }

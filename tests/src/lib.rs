@@ -49,10 +49,11 @@ pub struct Cluster {
     pub db: tokio_postgres::Client,
 }
 
-/// Resource-manager thresholds short enough for tests.
-const FAST_HEALTH: [(&str, &str); 2] = [
+/// Resource-manager thresholds and sampling short enough for tests.
+const FAST_HEALTH: [(&str, &str); 3] = [
     ("TASKYARD_SUSPECT_AFTER_MS", "1500"),
     ("TASKYARD_LOST_AFTER_MS", "3000"),
+    ("TASKYARD_SAMPLE_INTERVAL_MS", "300"),
 ];
 
 impl Cluster {

@@ -23,6 +23,21 @@ async fn workers_register_their_capacity_and_a_silent_node_is_lost() -> anyhow::
         .await?;
     assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1)), (1500, 512));
     assert!(!row.get::<_, String>(2).is_empty());
+    // Heartbeats carry the host's disk, and the registry keeps samples of usage.
+    let disk: i64 = cluster
+        .db
+        .query_one("SELECT disk_total_mb FROM nodes WHERE id = 'small'", &[])
+        .await?
+        .get(0);
+    assert!(disk > 0, "disk_total_mb = {disk}");
+    cluster
+        .wait_count(
+            "usage samples",
+            "SELECT count(*) FROM node_samples WHERE node_id = 'small'",
+            2,
+            WAIT,
+        )
+        .await?;
 
     worker.signal(Signal::SIGKILL)?;
     cluster

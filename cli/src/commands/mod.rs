@@ -3,8 +3,22 @@
 
 pub mod bench;
 pub mod migrate;
+pub mod node;
 pub mod nodes;
+pub mod pool;
+pub mod pools;
+pub mod services;
 pub mod submit;
 pub mod task;
 pub mod tasks;
 pub mod up;
+
+/// Prints a service's refusal as `error: field: message` (or without the
+/// field when it names none), as every command that asks a service does.
+pub fn print_refusal(error: &taskyard_wire::Rejection) {
+    if error.field.is_empty() {
+        eprintln!("error: {}", error.message);
+    } else {
+        eprintln!("error: {}: {}", error.field, error.message);
+    }
+}

@@ -34,10 +34,14 @@ impl Nodes {
             "last heartbeat",
         ]);
         for node in &list.nodes {
-            let health = if node.draining {
-                format!("{} (draining)", node.health)
-            } else {
+            let marks: Vec<&str> = [(node.cordoned, "cordoned"), (node.draining, "draining")]
+                .into_iter()
+                .filter_map(|(on, mark)| on.then_some(mark))
+                .collect();
+            let health = if marks.is_empty() {
                 node.health.clone()
+            } else {
+                format!("{} ({})", node.health, marks.join(", "))
             };
             table.row(vec![
                 node.id.clone(),

@@ -10,6 +10,7 @@
 
 use crate::GlobalOptions;
 use crate::api::ApiClient;
+use crate::labels::{parse_label, to_map};
 use anyhow::{Context, bail};
 use async_nats::RequestErrorKind;
 use async_nats::client::Request;
@@ -98,6 +99,10 @@ pub struct TaskFlags {
     /// Makes a resubmission a no-op. With --count, copy i gets `KEY-i`.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// A label the node must carry, as KEY=VALUE (repeatable): the task runs
+    /// only where every one matches, on top of its pool's selector.
+    #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub selector: Vec<(String, String)>,
     /// Submit an atomic batch of N copies of the task.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub count: Option<u32>,
@@ -142,6 +147,9 @@ pub fn build_submission(flags: &TaskFlags) -> anyhow::Result<Value> {
     }
     if let Some(attempts) = flags.max_attempts {
         task.insert("max_attempts".into(), json!(attempts));
+    }
+    if !flags.selector.is_empty() {
+        task.insert("node_selector".into(), json!(to_map(&flags.selector)));
     }
     let Some(count) = flags.count else {
         if let Some(key) = &flags.idempotency_key {
@@ -192,17 +200,7 @@ impl Submit {
 
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
         let payload = self.payload()?;
-        let client = async_nats::ConnectOptions::new()
-            .name("taskyard-cli")
-            .connection_timeout(Duration::from_secs(5))
-            .connect(global.nats_url.as_str())
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach NATS at {} (is `taskyard up` running?)",
-                    global.nats_url
-                )
-            })?;
+        let client = crate::bus::connect(&global.nats_url).await?;
         // Subscribed before the request leaves, on the same connection, so the
         // server has our subscription before the orchestrator can publish.
         let events = if self.wait {
@@ -223,11 +221,7 @@ impl Submit {
                 if self.json {
                     println!("{}", String::from_utf8_lossy(&raw));
                 }
-                if error.field.is_empty() {
-                    eprintln!("error: {}", error.message);
-                } else {
-                    eprintln!("error: {}: {}", error.field, error.message);
-                }
+                crate::commands::print_refusal(&error);
                 return Ok(ExitCode::FAILURE);
             }
         };

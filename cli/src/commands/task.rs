@@ -7,6 +7,7 @@ use clap::Args;
 use serde_json::Value;
 use std::fmt::Write;
 use std::process::ExitCode;
+use taskyard_wire::TaskState;
 
 #[derive(Debug, Args)]
 pub struct Task {
@@ -62,6 +63,7 @@ pub fn render(task: &TaskView) -> String {
             task.idempotency_key.clone().unwrap_or_else(none),
         ),
         ("labels", compact(&task.labels)),
+        ("node selector", compact(&task.node_selector)),
         ("created", format_time(task.created_at)),
         ("queued", format_opt_time(task.queued_at)),
         ("scheduled", format_opt_time(task.scheduled_at)),
@@ -72,6 +74,13 @@ pub fn render(task: &TaskView) -> String {
     let mut out = String::new();
     for (name, value) in fields {
         let _ = writeln!(out, "{name:<16}{value}");
+        // Right under the state, where one looks for "why is it not running?".
+        if name == "state"
+            && task.state == TaskState::Queued
+            && let Some(reason) = &task.wait_reason
+        {
+            let _ = writeln!(out, "{:<16}{reason}", "wait reason");
+        }
     }
     let _ = writeln!(out, "\nspec\n{}", indent(&pretty(&task.spec)));
     if let Some(result) = &task.result {
@@ -116,4 +125,38 @@ fn indent(text: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(state: &str) -> TaskView {
+        serde_json::from_value(serde_json::json!({
+            "id": "0190a0a0-0000-7000-8000-000000000001", "pool": "gpu", "kind": "noop",
+            "tenant": "default", "state": state, "attempt": 0, "max_attempts": 1,
+            "resources": {"cpu_millis": 4000, "memory_mb": 64},
+            "node_selector": {"gpu": "a100"},
+            "wait_reason": "no node of pool gpu has 4000m free",
+            "created_at": "2026-01-02T10:00:00Z"
+        }))
+        .expect("a task view")
+    }
+
+    #[test]
+    fn a_queued_task_shows_why_it_waits_and_its_selector() {
+        let text = render(&view("queued"));
+        assert!(
+            text.contains(
+                "state           queued\nwait reason     no node of pool gpu has 4000m free\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"node selector   {"gpu":"a100"}"#), "{text}");
+        let text = render(&view("running"));
+        assert!(
+            !text.contains("wait reason"),
+            "a stale reason is not shown: {text}"
+        );
+    }
 }

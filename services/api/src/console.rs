@@ -1,8 +1,10 @@
 //! The web console: server-rendered HTML, no JavaScript and no build step.
 //!
-//! `GET /` shows task counts by state, the nodes and the 50 most recent tasks
-//! (optionally filtered by `?state=` and `?pool=`, like the JSON list);
-//! `GET /tasks/{id}` shows one task with its spec, result, error and history.
+//! `GET /` shows task counts by state, the pools (asked of the pool manager),
+//! the nodes and the 50 most recent tasks (optionally filtered by `?state=`
+//! and `?pool=`, like the JSON list);
+//! `GET /tasks/{id}` shows one task with its spec, node selector, result,
+//! error and history, and, while it is queued, why it still waits.
 //! Pages refresh themselves every two seconds with a meta refresh; a finished
 //! task's page does not, as it will not change.
 //!
@@ -12,6 +14,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::routes::pools::list_pools;
 use crate::routes::summary::summarize;
 use crate::routes::tasks::{ListParams, TaskDetail, load_task};
 use axum::Router;
@@ -21,12 +24,18 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
 use taskyard_store::nodes::{Health, NodeRow};
 use taskyard_store::tasks::TaskRow;
+use taskyard_wire::pool::PoolSpec;
 use taskyard_wire::{TaskState, Timestamp};
 
 /// Seconds between automatic reloads of a live page.
 pub const REFRESH_SECS: u32 = 2;
+/// How long the overview waits for the pool manager's list of pools: about
+/// one refresh, so a slow pool manager does not hold the page.
+pub const POOLS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The console's pages.
 pub fn router() -> Router<AppState> {
@@ -68,11 +77,16 @@ pub async fn index(
 ) -> Result<Html<String>, PageError> {
     let Query(params) = params?;
     let filter = params.filter()?;
-    let (summary, nodes, tasks) = tokio::try_join!(
+    let (summary, nodes, tasks, pools) = tokio::try_join!(
         summarize(&state.store),
         async { Ok(state.store.list_nodes().await?) },
         async { Ok::<_, ApiError>(state.store.list_tasks(&filter).await?) },
+        // The page still shows the rest when the pool manager is away.
+        async { Ok(list_pools(&state.nats, POOLS_TIMEOUT).await) },
     )?;
+    if let Err(err) = &pools {
+        err.log();
+    }
     let now = taskyard_wire::now();
     let filtered = filter.state.is_some() || filter.pool.is_some();
     let body = html! {
@@ -85,6 +99,7 @@ pub async fn index(
                 }
             }
         }
+        (pools_card(pools))
         section.card {
             h2 { "Nodes " small { (nodes.len()) } }
             @if nodes.is_empty() {
@@ -93,7 +108,8 @@ pub async fn index(
                 table {
                     thead { tr {
                         th { "node" } th { "health" } th { "cpu (reserved / capacity)" }
-                        th { "memory (reserved / capacity)" } th.num { "running" } th { "last heartbeat" }
+                        th { "memory (reserved / capacity)" } th.num { "disk free" }
+                        th.num { "running" } th { "last heartbeat" }
                     } }
                     tbody {
                         @for node in &nodes { (node_row(node, now)) }
@@ -139,6 +155,9 @@ pub async fn task_page(
         section.card {
             h2 { "Task " code { (task.id) } " " (state_badge(task.state)) }
             table.fields { tbody {
+                @if task.state == TaskState::Queued && let Some(reason) = &task.wait_reason {
+                    (field("waiting because", html! { span.waiting { (reason) } }))
+                }
                 (field("pool", html! { (task.pool) }))
                 (field("kind", html! { (task.kind) }))
                 (field("tenant", html! { (task.tenant) }))
@@ -153,6 +172,7 @@ pub async fn task_page(
                 (field("node", html! { (task.node_id.as_deref().unwrap_or("—")) }))
                 (field("idempotency key", html! { (task.idempotency_key.as_deref().unwrap_or("—")) }))
                 (field("labels", html! { (compact_json(&task.labels)) }))
+                (field("node selector", html! { (compact_json(&task.node_selector)) }))
                 (field("created", html! { (format_time(task.created_at)) }))
                 (field("queued", html! { (format_opt_time(task.queued_at)) }))
                 (field("scheduled", html! { (format_opt_time(task.scheduled_at)) }))
@@ -227,6 +247,58 @@ fn layout(title: &str, refresh: bool, body: Markup) -> Markup {
     }
 }
 
+/// The pools, or why they cannot be shown.
+fn pools_card(pools: Result<Vec<PoolSpec>, ApiError>) -> Markup {
+    html! {
+        section.card {
+            @match pools {
+                Ok(pools) => {
+                    h2 { "Pools " small { (pools.len()) } }
+                    @if pools.is_empty() {
+                        p.empty { "No pools." }
+                    } @else {
+                        table {
+                            thead { tr {
+                                th { "pool" } th { "policy" } th { "placement" }
+                                th { "node selector" } th.num { "max running" }
+                            } }
+                            tbody {
+                                @for pool in &pools {
+                                    tr {
+                                        td { a href={ "/?pool=" (pool.name) } { (pool.name) } }
+                                        td { (pool.policy) }
+                                        td { (pool.placement.as_str()) }
+                                        td { (selector(&pool.node_selector)) }
+                                        td.num {
+                                            @match pool.max_running { Some(n) => (n), None => "—" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(err) => {
+                    h2 { "Pools" }
+                    p.empty { "Cannot list pools: " (err.public_message()) }
+                }
+            }
+        }
+    }
+}
+
+/// `key=value, ...`, or `any node` for an empty selector.
+fn selector(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "any node".to_owned();
+    }
+    labels
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn node_row(node: &NodeRow, now: Timestamp) -> Markup {
     let health = match node.health {
         Health::Alive => "ok",
@@ -235,10 +307,15 @@ fn node_row(node: &NodeRow, now: Timestamp) -> Markup {
     };
     html! {
         tr {
-            td { code { (node.id) } @if node.draining { " " span.tag { "draining" } } }
+            td {
+                code { (node.id) }
+                @if node.cordoned { " " span.tag { "cordoned" } }
+                @if node.draining { " " span.tag { "draining" } }
+            }
             td { span class={ "state " (health) } { (node.health.as_str()) } }
             td { (bar(node.reserved.cpu_millis, node.capacity.cpu_millis, "m")) }
             td { (bar(node.reserved.memory_mb, node.capacity.memory_mb, " MiB")) }
+            td.num title={ "of " (format_mb(node.disk_total_mb)) } { (format_mb(node.disk_free_mb)) }
             td.num { (node.running) }
             td.time { (format_age(node.last_heartbeat_at, now)) }
         }
@@ -317,6 +394,16 @@ fn format_ms(ms: u64) -> String {
     }
 }
 
+/// `512 MiB`, `20.5 GiB`; `—` for 0, which a worker that measures no disk
+/// reports.
+fn format_mb(mb: i64) -> String {
+    match mb {
+        i64::MIN..=0 => "—".to_owned(),
+        1..=1023 => format!("{mb} MiB"),
+        _ => format!("{:.1} GiB", mb as f64 / 1024.0),
+    }
+}
+
 fn format_age(at: Timestamp, now: Timestamp) -> String {
     let secs = (now - at).whole_seconds().max(0);
     match secs {
@@ -388,6 +475,7 @@ pre.error { color:#9b1c1c; background:#fdf2f2; border-color:#f5c6c6; }
 .tag { font-size:11px; padding:0 6px; border-radius:8px; background:#fdf1d8; color:#8a5a00; }
 .bar { display:inline-block; width:90px; height:8px; background:#eef1f5; border-radius:4px; overflow:hidden; vertical-align:middle; margin-right:8px; }
 .bar span { display:block; height:100%; background:var(--accent); }
+.waiting { color:#8a5a00; }
 .small { font-size:12px; color:var(--muted); } .empty { color:var(--muted); margin:0; }
 "#;
 
@@ -401,6 +489,9 @@ mod tests {
         assert_eq!(format_ms(1_500), "1.5 s");
         assert_eq!(format_ms(125_000), "2m 5s");
         assert_eq!(format_ms(3_720_000), "1h 2m");
+        assert_eq!(format_mb(0), "—");
+        assert_eq!(format_mb(512), "512 MiB");
+        assert_eq!(format_mb(20_992), "20.5 GiB");
     }
 
     #[test]

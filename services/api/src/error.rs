@@ -6,6 +6,7 @@
 //! their whole cause chain and answered with a bare `internal`, so nothing about
 //! the database or the network leaks to clients.
 
+use crate::requests::RequestError;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -18,6 +19,13 @@ pub enum ApiError {
     /// The orchestrator refused the submission (400 `invalid_task`).
     #[error("{field}: {message}")]
     InvalidTask { field: String, message: String },
+    /// The pool manager refused a pool operation (400 `invalid_pool`).
+    #[error("{field}: {message}")]
+    InvalidPool { field: String, message: String },
+    /// The owner of a thing refused an operation in its current state, such
+    /// as removing a node that is alive (409 `refused`).
+    #[error("{field}: {message}")]
+    Refused { field: String, message: String },
     /// A path or query parameter is malformed (400 `bad_request`).
     #[error("{field}: {message}")]
     BadRequest { field: String, message: String },
@@ -50,9 +58,11 @@ impl ApiError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidTask { .. } | ApiError::BadRequest { .. } | ApiError::BadBody(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidTask { .. }
+            | ApiError::InvalidPool { .. }
+            | ApiError::BadRequest { .. }
+            | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::Refused { .. } => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -64,6 +74,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::InvalidTask { .. } => "invalid_task",
+            ApiError::InvalidPool { .. } => "invalid_pool",
+            ApiError::Refused { .. } => "refused",
             ApiError::BadRequest { .. } | ApiError::BadBody(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -75,7 +87,10 @@ impl ApiError {
     /// The field the error is about, if any.
     pub fn field(&self) -> Option<&str> {
         match self {
-            ApiError::InvalidTask { field, .. } | ApiError::BadRequest { field, .. } => Some(field),
+            ApiError::InvalidTask { field, .. }
+            | ApiError::InvalidPool { field, .. }
+            | ApiError::Refused { field, .. }
+            | ApiError::BadRequest { field, .. } => Some(field.as_str()).filter(|f| !f.is_empty()),
             _ => None,
         }
     }
@@ -83,9 +98,10 @@ impl ApiError {
     /// What a client may be told: everything but the internals.
     pub fn public_message(&self) -> String {
         match self {
-            ApiError::InvalidTask { message, .. } | ApiError::BadRequest { message, .. } => {
-                message.clone()
-            }
+            ApiError::InvalidTask { message, .. }
+            | ApiError::InvalidPool { message, .. }
+            | ApiError::Refused { message, .. }
+            | ApiError::BadRequest { message, .. } => message.clone(),
             ApiError::Internal(_) => "internal error".to_owned(),
             other => other.to_string(),
         }
@@ -132,6 +148,16 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         ApiError::Internal(anyhow::Error::new(err).context("reading Postgres"))
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(err: RequestError) -> Self {
+        if err.is_unavailable() {
+            ApiError::Unavailable(err.to_string())
+        } else {
+            ApiError::Internal(anyhow::Error::new(err))
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! It reads Postgres (the source of truth) for everything it shows, and turns a
 //! `POST /api/v1/tasks` into a request on `taskyard.api.submit`, so the
 //! orchestrator stays the only writer of new tasks: the API validates nothing
-//! itself and forwards the client's bytes verbatim.
+//! itself and forwards the client's bytes verbatim. In the same way, pools
+//! are read and changed through the pool manager and node operations go to
+//! the resource manager, each over NATS request/reply.
 //!
 //! The router is built by a plain [`app`] function, so tests drive it with
 //! `tower::ServiceExt::oneshot` without binding a port; [`run`] only connects,
@@ -13,14 +15,21 @@
 //! - [`config`]: the service's settings ([`Config`]).
 //! - [`error`]: [`ApiError`], the one error type of every handler, and its
 //!   JSON body `{"error": {"code", "message"}}`.
-//! - [`routes`]: the JSON API: `tasks` (submit, get, list), `nodes`, `summary`
-//!   and `health` (`/healthz`).
+//! - [`routes`]: the JSON API: `tasks` (submit, get, list), `nodes` (list,
+//!   get, drain, cordon, uncordon, remove), `pools` (list, get, create,
+//!   update, delete), `services`, `summary` and `health` (`/healthz`).
+//! - [`requests`]: typed NATS requests to the pool manager and the resource
+//!   manager, which own pools and nodes (shared with the CLI).
+//! - [`discovery`]: the NATS micro services on the bus (`$SRV.INFO` and
+//!   `$SRV.STATS`), shared with the CLI.
 //! - [`console`]: the server-rendered HTML pages (`/` and `/tasks/{id}`).
 //! - [`telemetry`]: the request counter middleware.
 
 pub mod config;
 pub mod console;
+pub mod discovery;
 pub mod error;
+pub mod requests;
 pub mod routes;
 pub mod telemetry;
 
@@ -37,7 +46,8 @@ use taskyard_store::Store;
 pub struct AppState {
     /// Every read goes to Postgres.
     pub store: Store,
-    /// Submissions are forwarded to the orchestrator over NATS request/reply.
+    /// Submissions, pool requests and node operations go over NATS
+    /// request/reply to the services that own them.
     pub nats: async_nats::Client,
 }
 

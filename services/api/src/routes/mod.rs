@@ -7,13 +7,15 @@
 
 pub mod health;
 pub mod nodes;
+pub mod pools;
+pub mod services;
 pub mod summary;
 pub mod tasks;
 
 use crate::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 /// The routes of the JSON API.
 pub fn router() -> Router<AppState> {
@@ -26,7 +28,27 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/tasks/{id}", get(tasks::get_one))
         .route("/api/v1/nodes", get(nodes::list))
-        .route("/api/v1/nodes/{id}", get(nodes::get_one))
+        .route(
+            "/api/v1/nodes/{id}",
+            get(nodes::get_one).delete(nodes::remove),
+        )
+        .route("/api/v1/nodes/{id}/drain", post(nodes::drain))
+        .route("/api/v1/nodes/{id}/cordon", post(nodes::cordon))
+        .route("/api/v1/nodes/{id}/uncordon", post(nodes::uncordon))
+        .route(
+            "/api/v1/pools",
+            get(pools::list)
+                .post(pools::create)
+                .layer(DefaultBodyLimit::max(tasks::MAX_BODY_BYTES)),
+        )
+        .route(
+            "/api/v1/pools/{name}",
+            get(pools::get_one)
+                .put(pools::update)
+                .delete(pools::delete)
+                .layer(DefaultBodyLimit::max(tasks::MAX_BODY_BYTES)),
+        )
+        .route("/api/v1/services", get(services::list))
         .route("/api/v1/summary", get(summary::get))
         .route("/healthz", get(health::get))
 }

@@ -1,11 +1,15 @@
-//! `/api/v1/nodes`: the node registry.
+//! `/api/v1/nodes`: the node registry (read from Postgres), and operations
+//! on one node (drain, cordon, uncordon, remove), which the resource manager
+//! performs at our request over NATS.
 
+use crate::requests::{self, NodeOp};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use serde::Serialize;
 use taskyard_store::nodes::NodeRow;
+use taskyard_wire::control::NodeReply;
 
 /// `{"nodes": [...]}`.
 #[derive(Debug, Serialize)]
@@ -28,4 +32,80 @@ pub async fn get_one(
     let node = state.store.get_node(&id).await?;
     node.map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no node has the id `{id}`")))
+}
+
+/// A node after an operation: the resource manager's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeOutcome {
+    pub node_id: String,
+    pub health: String,
+    pub cordoned: bool,
+    pub draining: bool,
+    pub removed: bool,
+}
+
+/// `POST /api/v1/nodes/{id}/drain`: no new work, and the worker finishes
+/// what it runs and leaves.
+pub async fn drain(
+    state: State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<NodeOutcome>, ApiError> {
+    operate(state, id, NodeOp::Drain).await
+}
+
+/// `POST /api/v1/nodes/{id}/cordon`: no new work; running tasks go on.
+pub async fn cordon(
+    state: State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<NodeOutcome>, ApiError> {
+    operate(state, id, NodeOp::Cordon).await
+}
+
+/// `POST /api/v1/nodes/{id}/uncordon`: new work again.
+pub async fn uncordon(
+    state: State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<NodeOutcome>, ApiError> {
+    operate(state, id, NodeOp::Uncordon).await
+}
+
+/// `DELETE /api/v1/nodes/{id}`: forgets the node; refused (409) while it is
+/// alive and not drained.
+pub async fn remove(
+    state: State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<NodeOutcome>, ApiError> {
+    operate(state, id, NodeOp::Remove).await
+}
+
+/// Asks the resource manager; "no node" is a 404, any other refusal a 409
+/// `refused` (the node's state forbids it), silence a 503.
+async fn operate(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    op: NodeOp,
+) -> Result<Json<NodeOutcome>, ApiError> {
+    let Path(id) = id?;
+    match requests::nodes(&state.nats, op, &id, requests::REQUEST_TIMEOUT).await? {
+        NodeReply::Done {
+            node_id,
+            health,
+            cordoned,
+            draining,
+            removed,
+        } => Ok(Json(NodeOutcome {
+            node_id,
+            health,
+            cordoned,
+            draining,
+            removed,
+        })),
+        NodeReply::Refused { error } if requests::is_node_not_found(&error) => {
+            Err(ApiError::NotFound(error.message))
+        }
+        NodeReply::Refused { error } => Err(ApiError::Refused {
+            field: error.field,
+            message: error.message,
+        }),
+    }
 }

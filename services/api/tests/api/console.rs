@@ -51,3 +51,25 @@ async fn an_unknown_task_page_is_an_html_404() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("`&lt;b&gt;` is not a task id"), "{html}");
 }
+
+#[tokio::test]
+async fn a_queued_task_page_says_why_it_waits_and_where_it_may_run() {
+    let app = TestApp::start().await;
+    let mut fixture = task("default");
+    fixture.node_selector = json!({"gpu": "<a100>"});
+    let ids = app.insert(vec![fixture]).await;
+    app.store
+        .set_wait_reasons(&[(ids[0], "no node has <4000m> free".to_owned())])
+        .await
+        .expect("record a wait reason");
+
+    let (status, html) = app.get_html(&format!("/tasks/{}", ids[0])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("waiting because"), "{html}");
+    assert!(html.contains("no node has &lt;4000m&gt; free"), "{html}");
+    assert!(html.contains("node selector"), "{html}");
+    assert!(html.contains("&lt;a100&gt;"), "{html}");
+    let (_, body) = app.get_json(&format!("/api/v1/tasks/{}", ids[0])).await;
+    assert_eq!(body["wait_reason"], "no node has <4000m> free");
+    assert_eq!(body["node_selector"], json!({"gpu": "<a100>"}));
+}

@@ -126,6 +126,7 @@ pub fn task(pool: &str) -> TaskInsert {
         timeout_ms: None,
         max_attempts: 1,
         labels: json!({}),
+        node_selector: json!({}),
         state: TaskState::Queued,
         error: None,
     }
@@ -148,4 +149,63 @@ pub fn code(body: &Value) -> &str {
 /// The `message` of an error body.
 pub fn message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap_or_default()
+}
+
+/// Stands in for a service on NATS: answers every request on `subject` (a
+/// wildcard such as `taskyard.api.pools.*`) with `answer(op, body)`, where
+/// `op` is the subject's last token. It stops when the test's runtime ends.
+pub async fn stand_in<F>(app: &TestApp, subject: &str, mut answer: F)
+where
+    F: FnMut(&str, Value) -> Value + Send + 'static,
+{
+    use futures::StreamExt;
+    let client = app.state.nats.clone();
+    let mut requests = client
+        .subscribe(subject.to_owned())
+        .await
+        .expect("subscribe to requests");
+    client.flush().await.expect("flush the subscription");
+    tokio::spawn(async move {
+        while let Some(request) = requests.next().await {
+            let op = request
+                .subject
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let body = serde_json::from_slice(&request.payload).unwrap_or(Value::Null);
+            let reply = answer(&op, body);
+            if let Some(inbox) = request.reply {
+                let bytes = serde_json::to_vec(&reply).expect("JSON");
+                let _ = client.publish(inbox, bytes.into()).await;
+            }
+        }
+    });
+}
+
+impl TestApp {
+    /// Sends `method uri` with a JSON body (or none) and parses the answer.
+    pub async fn send_json(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(match body {
+                Some(body) => Body::from(serde_json::to_vec(&body).expect("JSON")),
+                None => Body::empty(),
+            })
+            .expect("a valid request");
+        let (status, body, content_type) = self.request(request).await;
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {uri} answered {status} {content_type}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        (status, serde_json::from_slice(&body).expect("a JSON body"))
+    }
 }

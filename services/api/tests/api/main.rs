@@ -5,6 +5,8 @@ mod console;
 mod health;
 mod helpers;
 mod nodes;
+mod pools;
 mod process;
+mod services;
 mod submit;
 mod tasks;

@@ -1,0 +1,176 @@
+//! `/api/v1/pools`: pools, which the pool manager owns.
+//!
+//! Every handler is one request on `taskyard.api.pools.<op>` (see
+//! [`crate::requests`]); the API checks only what the URL adds (the name in
+//! the path) and leaves the pool's rules to its owner. A refusal that means
+//! "no such pool" is a 404, any other a 400 `invalid_pool` naming the field,
+//! and a pool manager that does not answer a 503.
+
+use crate::requests::{self, ListPools, PoolName, PoolOp};
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::time::Duration;
+use taskyard_wire::codec;
+use taskyard_wire::pool::{PoolReply, PoolSpec};
+
+/// `{"pools": [...]}`.
+#[derive(Debug, Serialize)]
+pub struct PoolList {
+    pub pools: Vec<PoolSpec>,
+}
+
+/// `GET /api/v1/pools`: every pool.
+pub async fn list(State(state): State<AppState>) -> Result<Json<PoolList>, ApiError> {
+    let pools = list_pools(&state.nats, requests::REQUEST_TIMEOUT).await?;
+    Ok(Json(PoolList { pools }))
+}
+
+/// Every pool, as the pool manager lists them.
+pub async fn list_pools(
+    client: &async_nats::Client,
+    timeout: Duration,
+) -> Result<Vec<PoolSpec>, ApiError> {
+    let body = codec::encode(&ListPools {}).into();
+    match requests::pools(client, PoolOp::List, body, timeout).await? {
+        PoolReply::Many { pools } => Ok(pools),
+        PoolReply::Refused { error } => Err(refusal(error)),
+        PoolReply::One { .. } => Err(unexpected("one pool", "a list")),
+    }
+}
+
+/// `GET /api/v1/pools/{name}`.
+pub async fn get_one(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<PoolSpec>, ApiError> {
+    let Path(name) = name?;
+    let body = codec::encode(&PoolName { name: &name }).into();
+    one(&state, PoolOp::Get, body).await.map(Json)
+}
+
+/// `POST /api/v1/pools`: creates the pool the body defines; 201 with the
+/// pool as created (defaults filled in) and its `Location`.
+pub async fn create(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, HeaderMap, Json<PoolSpec>), ApiError> {
+    let body = body?;
+    json_object(&body)?;
+    let pool = one(&state, PoolOp::Create, body).await?;
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/pools/{}", pool.name)) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((StatusCode::CREATED, headers, Json(pool)))
+}
+
+/// `PUT /api/v1/pools/{name}`: replaces the pool's definition with the body,
+/// whose `name` must be the path's or absent.
+pub async fn update(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PoolSpec>, ApiError> {
+    let Path(name) = name?;
+    let definition = named_definition(&name, &body?)?;
+    let body = Bytes::from(codec::encode(&definition));
+    one(&state, PoolOp::Update, body).await.map(Json)
+}
+
+/// `DELETE /api/v1/pools/{name}`: 200 with the pool as it was.
+pub async fn delete(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<PoolSpec>, ApiError> {
+    let Path(name) = name?;
+    let body = codec::encode(&PoolName { name: &name }).into();
+    one(&state, PoolOp::Delete, body).await.map(Json)
+}
+
+/// The body of an update: the client's definition with the path's name,
+/// which a `name` in the body may repeat but not contradict.
+pub fn named_definition(name: &str, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let mut definition = json_object(body)?;
+    match definition.get("name") {
+        None => {
+            definition.insert("name".to_owned(), Value::from(name));
+        }
+        Some(Value::String(given)) if given == name => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "name",
+                format!(
+                    "the body names the pool {other} but the path names `{name}`; \
+                     a pool cannot be renamed (leave `name` out, or make it the path's)"
+                ),
+            ));
+        }
+    }
+    Ok(definition)
+}
+
+/// The body as a JSON object, or a 400 naming `body`.
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request(
+            "body",
+            "a pool definition is a JSON object",
+        )),
+        Err(err) => Err(ApiError::bad_request(
+            "body",
+            format!("not valid JSON: {err}"),
+        )),
+    }
+}
+
+/// Sends a request whose answer is one pool.
+async fn one(state: &AppState, op: PoolOp, body: Bytes) -> Result<PoolSpec, ApiError> {
+    match requests::pools(&state.nats, op, body, requests::REQUEST_TIMEOUT).await? {
+        PoolReply::One { pool } => Ok(pool),
+        PoolReply::Refused { error } => Err(refusal(error)),
+        PoolReply::Many { .. } => Err(unexpected("a list", "one pool")),
+    }
+}
+
+/// A pool manager's refusal as an API error.
+fn refusal(error: taskyard_wire::Rejection) -> ApiError {
+    if requests::is_pool_not_found(&error) {
+        ApiError::NotFound(error.message)
+    } else {
+        ApiError::InvalidPool {
+            field: error.field,
+            message: error.message,
+        }
+    }
+}
+
+fn unexpected(got: &str, wanted: &str) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!(
+        "the pool manager answered with {got} where {wanted} was expected"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_names_the_pool_of_an_update() {
+        let filled = named_definition("gpu", br#"{"policy": "fcfs"}"#).expect("no name is fine");
+        assert_eq!(filled["name"], "gpu");
+        assert!(named_definition("gpu", br#"{"name": "gpu"}"#).is_ok());
+        for body in [&br#"{"name": "cpu"}"#[..], br#"{"name": 7}"#] {
+            let err = named_definition("gpu", body).expect_err("a different name");
+            assert_eq!(err.field(), Some("name"));
+        }
+        let err = named_definition("gpu", b"[]").expect_err("not an object");
+        assert_eq!(err.field(), Some("body"));
+    }
+}
