@@ -314,10 +314,28 @@ impl SchedulerState {
                     event.schedulable(),
                 );
             }
-            NodeEventKind::Suspect | NodeEventKind::Lost => {
-                self.fleet.set_schedulable(&event.node_id, false);
+            NodeEventKind::Suspect => self.fleet.set_schedulable(&event.node_id, false),
+            NodeEventKind::Lost | NodeEventKind::Removed => {
+                // What the node held is given back: its pool's quotas and
+                // its own capacity must not stay taken by work that is gone
+                // with it. Queueing those tasks again is the pool manager's
+                // part; their later events free nothing twice, as the
+                // reservation is already gone.
+                let held: Vec<Uuid> = self
+                    .reservations
+                    .iter()
+                    .filter(|(_, r)| r.node_id == event.node_id)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in held {
+                    self.release(id);
+                }
+                if event.kind == NodeEventKind::Removed {
+                    self.fleet.remove(&event.node_id);
+                } else {
+                    self.fleet.set_schedulable(&event.node_id, false);
+                }
             }
-            NodeEventKind::Removed => self.fleet.remove(&event.node_id),
         }
     }
 
@@ -565,6 +583,35 @@ mod tests {
             at: taskyard_wire::now(),
         });
         assert_eq!(state.plan_round(10).len(), 2, "two more under the new cap");
+    }
+
+    #[test]
+    fn a_lost_node_gives_back_what_it_held() {
+        let mut state = SchedulerState::new(PolicyKind::Fcfs);
+        let mut capped = PoolSpec::default_pool();
+        capped.max_running = Some(1);
+        state.apply_pool(PoolEvent { pool: capped, deleted: false, at: taskyard_wire::now() });
+        node(&mut state, "n1", 1000);
+        node(&mut state, "n2", 1000);
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![queued(1, 1, 0, 100), queued(2, 2, 0, 100)],
+        });
+        let first = state.plan_round(10);
+        assert_eq!(first.len(), 1);
+        let lost_node = first[0].placed.node_id.clone();
+        state.apply_node(&NodeEvent {
+            node_id: lost_node.clone(),
+            kind: NodeEventKind::Lost,
+            capacity: Default::default(),
+            labels: Default::default(),
+            draining: false,
+            cordoned: false,
+            reason: None,
+            at: taskyard_wire::now(),
+        });
+        let second = state.plan_round(10);
+        assert_eq!(second.len(), 1, "the pool's only slot is free again");
+        assert_ne!(second[0].placed.node_id, lost_node);
     }
 
     #[test]
