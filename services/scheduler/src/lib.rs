@@ -32,6 +32,9 @@ use tokio::time::Instant;
 
 /// How long to wait before trying again after Postgres or NATS failed.
 pub const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Waiting reasons are written at most this often: under load the head of a
+/// queue changes every round, and the reasons are for people, not for speed.
+pub const REASONS_EVERY: Duration = Duration::from_millis(500);
 
 /// Runs the scheduler until `shutdown`.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -68,6 +71,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     );
 
     let mut retry_at: Option<Instant> = None;
+    let mut reasons = Reasons::default();
     loop {
         let wake = retry_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
@@ -81,9 +85,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 }
                 retry_at = schedule(&mut state, &mut dispatcher, &config).await;
                 ack_all(&batch).await;
+                retry_at = earliest(retry_at, reasons.record(&mut state, &dispatcher).await);
             }
             _ = tokio::time::sleep_until(wake) => {
                 retry_at = schedule(&mut state, &mut dispatcher, &config).await;
+                retry_at = earliest(retry_at, reasons.record(&mut state, &dispatcher).await);
             }
         }
     }
@@ -117,10 +123,40 @@ async fn schedule(
             break;
         }
     }
-    let reasons = state.changed_wait_reasons();
-    if let Err(err) = dispatcher.record_wait_reasons(&reasons).await {
-        tracing::warn!(error = %err, "recording why tasks wait failed");
-    }
     state.report_metrics();
     None
+}
+
+/// Writes waiting reasons at most every [`REASONS_EVERY`].
+#[derive(Debug, Default)]
+struct Reasons {
+    last: Option<Instant>,
+}
+
+impl Reasons {
+    /// Records what changed if it is time; otherwise returns when it will be.
+    async fn record(
+        &mut self,
+        state: &mut state::SchedulerState,
+        dispatcher: &dispatcher::Dispatcher,
+    ) -> Option<Instant> {
+        if let Some(last) = self.last
+            && last.elapsed() < REASONS_EVERY
+        {
+            return Some(last + REASONS_EVERY);
+        }
+        self.last = Some(Instant::now());
+        let changed = state.changed_wait_reasons();
+        if let Err(err) = dispatcher.record_wait_reasons(&changed).await {
+            tracing::warn!(error = %err, "recording why tasks wait failed");
+        }
+        None
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }

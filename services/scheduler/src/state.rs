@@ -360,7 +360,8 @@ impl SchedulerState {
                 else {
                     return false;
                 };
-                let usage = self.usage.get(pool).cloned().unwrap_or_default();
+                let empty = Usage::default();
+                let usage = self.usage.get(pool).unwrap_or(&empty);
                 if usage.pool_full(spec).is_some() {
                     return false;
                 }
@@ -415,12 +416,14 @@ impl SchedulerState {
     }
 
     /// Why the tasks at the head of each queue still wait, for those whose
-    /// reason changed since it was last recorded.
+    /// reason changed since it was last recorded. A task that fits and only
+    /// waits its turn gets "waiting its turn", which does not change as the
+    /// queue moves, so a busy queue costs no writes.
     pub fn changed_wait_reasons(&mut self) -> Vec<(Uuid, String)> {
         let mut changed = Vec::new();
         for (pool, queue) in &self.queues {
             let usage = self.usage.get(pool).cloned().unwrap_or_default();
-            for (position, task) in queue.first(EXPLAINED_PER_POOL).into_iter().enumerate() {
+            for task in queue.first(EXPLAINED_PER_POOL) {
                 let reason = match self.pools.get(pool) {
                     None => {
                         format!("pool {pool} does not exist; create it or resubmit to another pool")
@@ -431,8 +434,7 @@ impl SchedulerState {
                             let rules = rules(spec, task);
                             if self.fleet.any_fits_with(&task.request.resources, &rules) {
                                 format!(
-                                    "position {} in the {} queue of pool {pool}",
-                                    position + 1,
+                                    "waiting its turn in the {} queue of pool {pool}",
                                     queue.name()
                                 )
                             } else {
@@ -590,7 +592,11 @@ mod tests {
         let mut state = SchedulerState::new(PolicyKind::Fcfs);
         let mut capped = PoolSpec::default_pool();
         capped.max_running = Some(1);
-        state.apply_pool(PoolEvent { pool: capped, deleted: false, at: taskyard_wire::now() });
+        state.apply_pool(PoolEvent {
+            pool: capped,
+            deleted: false,
+            at: taskyard_wire::now(),
+        });
         node(&mut state, "n1", 1000);
         node(&mut state, "n2", 1000);
         state.apply_tasks(&TaskEventBatch {
