@@ -449,31 +449,47 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the fleet and the stream of requests, placement never
-        /// reserves more than a node has.
+        /// Whatever the fleet, the rules and the stream of requests, placement
+        /// never reserves more than a node offers (its capacity times the
+        /// pool's over-commit factor), never uses a node outside the
+        /// selectors, and refuses only when no member node has room.
         #[test]
         fn placement_never_exceeds_capacity(
-            nodes in proptest::collection::vec((0u32..4000, 0u32..4096, 0u32..8), 1..8),
+            nodes in proptest::collection::vec((0u32..4000, 0u32..4096, 0u32..8, proptest::bool::ANY), 1..8),
             requests in proptest::collection::vec((0u32..2000, 0u32..2048), 0..200),
+            spread in proptest::bool::ANY,
+            overcommit in 1.0f64..3.0,
+            selective in proptest::bool::ANY,
         ) {
             let mut fleet = Fleet::default();
-            for (index, (cpu, memory, slots)) in nodes.iter().enumerate() {
-                fleet.upsert(&format!("n{index}"), Capacity { cpu_millis: *cpu, memory_mb: *memory, slots: *slots }, true);
+            for (index, (cpu, memory, slots, gpu)) in nodes.iter().enumerate() {
+                let labels = if *gpu { labelled(&[("gpu", "yes")]) } else { BTreeMap::new() };
+                fleet.upsert_labelled(&format!("n{index}"), Capacity { cpu_millis: *cpu, memory_mb: *memory, slots: *slots }, labels, true);
             }
+            let gpu = labelled(&[("gpu", "yes")]);
+            let none = BTreeMap::new();
+            let rules = Rules {
+                pool_selector: if selective { &gpu } else { &none },
+                task_selector: &none,
+                strategy: if spread { PlacementStrategy::Spread } else { PlacementStrategy::BestFit },
+                overcommit,
+            };
             for (cpu, memory) in requests {
                 let request = request(cpu, memory);
-                if let Some(placed) = fleet.best_fit(&request) {
+                if let Some(placed) = fleet.place(&request, &rules) {
+                    let index: usize = placed.node_id[1..].parse().unwrap_or(usize::MAX);
+                    prop_assert!(!selective || nodes[index].3, "placed outside the selector");
                     fleet.reserve(&placed.node_id, &request);
                 } else {
-                    prop_assert!(!fleet.any_fits(&request));
+                    prop_assert!(!fleet.any_fits_with(&request, &rules));
                 }
             }
             for index in 0..nodes.len() {
                 let slot = fleet.get(&format!("n{index}")).cloned();
                 prop_assert!(slot.is_some());
                 if let Some(slot) = slot {
-                    prop_assert!(slot.reserved_cpu <= u64::from(slot.capacity.cpu_millis));
-                    prop_assert!(slot.reserved_memory <= u64::from(slot.capacity.memory_mb));
+                    prop_assert!(slot.reserved_cpu <= scaled(slot.capacity.cpu_millis, overcommit));
+                    prop_assert!(slot.reserved_memory <= scaled(slot.capacity.memory_mb, overcommit));
                     prop_assert!(slot.reserved_slots <= slot.capacity.slots);
                 }
             }
