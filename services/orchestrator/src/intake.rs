@@ -47,7 +47,8 @@ pub enum Plan {
 pub fn plan(bytes: &[u8], limits: &Limits, ids: IdSource, pools: &PoolView) -> Plan {
     match parse_submission(bytes, limits) {
         Parsed::Valid(mut tasks) => {
-            let batch = tasks.len() > 1 || bytes.first() == Some(&b'[');
+            let batch = tasks.len() > 1
+                || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
             let refusal = tasks.iter_mut().enumerate().find_map(|(index, task)| {
                 pools.admit(task).err().map(|rejection| {
                     if batch {
@@ -196,6 +197,16 @@ mod tests {
 
     fn plan(bytes: &[u8], limits: &Limits, ids: IdSource) -> Plan {
         super::plan(bytes, limits, ids, &PoolView::with_default_pool())
+    }
+
+    #[test]
+    fn a_one_task_batch_names_its_element() {
+        let Plan::Record { refusal, .. } =
+            plan(b" \n [{\"kind\":\"noop\",\"pool\":\"gpu\"}]", &limits(), IdSource::Fresh)
+        else {
+            panic!("expected rows");
+        };
+        assert_eq!(refusal.map(|r| r.field), Some("tasks[0].pool".to_owned()));
     }
 
     #[test]
