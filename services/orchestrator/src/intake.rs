@@ -47,8 +47,8 @@ pub enum Plan {
 pub fn plan(bytes: &[u8], limits: &Limits, ids: IdSource, pools: &PoolView) -> Plan {
     match parse_submission(bytes, limits) {
         Parsed::Valid(mut tasks) => {
-            let batch = tasks.len() > 1
-                || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+            let batch =
+                tasks.len() > 1 || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
             let refusal = tasks.iter_mut().enumerate().find_map(|(index, task)| {
                 pools.admit(task).err().map(|rejection| {
                     if batch {
@@ -72,11 +72,7 @@ pub fn plan(bytes: &[u8], limits: &Limits, ids: IdSource, pools: &PoolView) -> P
                         .into_iter()
                         .enumerate()
                         .map(|(index, task)| {
-                            let reason = if batch && !is_culprit(&rejection, index) {
-                                format!("batch rejected because of another task: {rejection}")
-                            } else {
-                                rejection.to_string()
-                            };
+                            let reason = reason_for(&rejection, index, batch);
                             let id = task.id.unwrap_or_else(|| ids.id(index));
                             let mut row = queued_row(task, id);
                             row.state = TaskState::Rejected;
@@ -103,11 +99,7 @@ pub fn plan(bytes: &[u8], limits: &Limits, ids: IdSource, pools: &PoolView) -> P
                 .iter()
                 .enumerate()
                 .map(|(index, element)| {
-                    let reason = if batch && !is_culprit(&rejection, index) {
-                        format!("batch rejected because of another task: {rejection}")
-                    } else {
-                        rejection.to_string()
-                    };
+                    let reason = reason_for(&rejection, index, batch);
                     rejected_row(element, ids.id(index), reason, limits)
                 })
                 .collect();
@@ -117,6 +109,16 @@ pub fn plan(bytes: &[u8], limits: &Limits, ids: IdSource, pools: &PoolView) -> P
             }
         }
         Parsed::Unreadable(rejection) => Plan::Unreadable(rejection),
+    }
+}
+
+/// What task `index` of a rejected submission is told: the rejection itself
+/// for the culprit (or a single task), and the culprit's name for the others.
+fn reason_for(rejection: &Rejection, index: usize, batch: bool) -> String {
+    if batch && !is_culprit(rejection, index) {
+        format!("batch rejected because of another task: {rejection}")
+    } else {
+        rejection.to_string()
     }
 }
 
@@ -201,9 +203,11 @@ mod tests {
 
     #[test]
     fn a_one_task_batch_names_its_element() {
-        let Plan::Record { refusal, .. } =
-            plan(b" \n [{\"kind\":\"noop\",\"pool\":\"gpu\"}]", &limits(), IdSource::Fresh)
-        else {
+        let Plan::Record { refusal, .. } = plan(
+            b" \n [{\"kind\":\"noop\",\"pool\":\"gpu\"}]",
+            &limits(),
+            IdSource::Fresh,
+        ) else {
             panic!("expected rows");
         };
         assert_eq!(refusal.map(|r| r.field), Some("tasks[0].pool".to_owned()));

@@ -39,24 +39,13 @@ impl Store {
     /// Creates a pool; false when one of that name exists.
     pub async fn create_pool(&self, pool: &PoolSpec) -> Result<bool> {
         let client = self.client().await?;
-        let selector = serde_json::to_value(&pool.node_selector).unwrap_or(Value::Null);
+        let values = PoolValues::of(pool);
         let created = client
             .execute(
                 "INSERT INTO pools (name, policy, placement, node_selector, max_running, \
                      max_cpu_millis, max_memory_mb, tenant_max_running, default_timeout_ms, overcommit) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING",
-                &[
-                    &pool.name,
-                    &pool.policy,
-                    &pool.placement.as_str(),
-                    &selector,
-                    &pool.max_running.map(to_i32),
-                    &pool.max_cpu_millis.map(to_i32),
-                    &pool.max_memory_mb.map(to_i32),
-                    &pool.tenant_max_running.map(to_i32),
-                    &pool.default_timeout_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
-                    &pool.overcommit,
-                ],
+                &values.params(),
             )
             .await?;
         Ok(created == 1)
@@ -65,25 +54,14 @@ impl Store {
     /// Replaces a pool's definition; false when there is no such pool.
     pub async fn update_pool(&self, pool: &PoolSpec) -> Result<bool> {
         let client = self.client().await?;
-        let selector = serde_json::to_value(&pool.node_selector).unwrap_or(Value::Null);
+        let values = PoolValues::of(pool);
         let updated = client
             .execute(
                 "UPDATE pools SET policy = $2, placement = $3, node_selector = $4, max_running = $5, \
                      max_cpu_millis = $6, max_memory_mb = $7, tenant_max_running = $8, \
                      default_timeout_ms = $9, overcommit = $10, updated_at = now() \
                  WHERE name = $1",
-                &[
-                    &pool.name,
-                    &pool.policy,
-                    &pool.placement.as_str(),
-                    &selector,
-                    &pool.max_running.map(to_i32),
-                    &pool.max_cpu_millis.map(to_i32),
-                    &pool.max_memory_mb.map(to_i32),
-                    &pool.tenant_max_running.map(to_i32),
-                    &pool.default_timeout_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
-                    &pool.overcommit,
-                ],
+                &values.params(),
             )
             .await?;
         Ok(updated == 1)
@@ -110,6 +88,49 @@ impl Store {
             .execute("DELETE FROM pools WHERE name = $1", &[&name])
             .await?;
         Ok(PoolDeletion::Deleted(pool))
+    }
+}
+
+/// A pool as the ten parameters of its INSERT and UPDATE, in column order.
+struct PoolValues<'a> {
+    pool: &'a PoolSpec,
+    placement: &'static str,
+    selector: Value,
+    limits: [Option<i32>; 4],
+    timeout: Option<i64>,
+}
+
+impl<'a> PoolValues<'a> {
+    fn of(pool: &'a PoolSpec) -> PoolValues<'a> {
+        PoolValues {
+            pool,
+            placement: pool.placement.as_str(),
+            selector: serde_json::to_value(&pool.node_selector).unwrap_or(Value::Null),
+            limits: [
+                pool.max_running.map(to_i32),
+                pool.max_cpu_millis.map(to_i32),
+                pool.max_memory_mb.map(to_i32),
+                pool.tenant_max_running.map(to_i32),
+            ],
+            timeout: pool
+                .default_timeout_ms
+                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+        }
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 10] {
+        [
+            &self.pool.name,
+            &self.pool.policy,
+            &self.placement,
+            &self.selector,
+            &self.limits[0],
+            &self.limits[1],
+            &self.limits[2],
+            &self.limits[3],
+            &self.timeout,
+            &self.pool.overcommit,
+        ]
     }
 }
 
