@@ -51,12 +51,22 @@ pub async fn serve(
 }
 
 async fn answer(request: Request, recorder: &Recorder, pools: &SharedView, limits: &Limits) {
-    let planned = plan(
+    let mut planned = plan(
         &request.message.payload,
         limits,
         IdSource::Fresh,
         &pool_view::read(pools),
     );
+    if matches!(&planned, Plan::Record { refusal, .. } if pool_view::is_unknown_pool(refusal.as_ref()))
+    {
+        pool_view::catch_up(pools, recorder.store()).await;
+        planned = plan(
+            &request.message.payload,
+            limits,
+            IdSource::Fresh,
+            &pool_view::read(pools),
+        );
+    }
     let reply = match planned {
         Plan::Unreadable(error) => Ok(SubmitReply::Refused { error }),
         Plan::Record { rows, refusal } => match recorder.record(vec![rows]).await {

@@ -31,7 +31,7 @@ impl PoolView {
         let default = PoolSpec::default_pool();
         PoolView {
             pools: HashMap::from([(default.name.clone(), default)]),
-            fleet: Fleet::default(),
+            ..PoolView::default()
         }
     }
 
@@ -136,6 +136,24 @@ fn write(view: &SharedView) -> std::sync::RwLockWriteGuard<'_, PoolView> {
     // than a missed event.
     view.write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether `refusal` is for a pool this view does not know.
+pub fn is_unknown_pool(refusal: Option<&Rejection>) -> bool {
+    refusal.is_some_and(|r| r.field.ends_with("pool") && r.message.starts_with("no pool named"))
+}
+
+/// Reloads the pools from Postgres. A pool created a moment ago may not have
+/// reached this view as an event yet; a submission refused for an unknown
+/// pool is planned again after this, so a client can create a pool and use
+/// it at once.
+pub async fn catch_up(view: &SharedView, store: &Store) {
+    match store.list_pools().await {
+        Ok(pools) => {
+            write(view).pools = pools.into_iter().map(|p| (p.name.clone(), p)).collect();
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot reload pools"),
+    }
 }
 
 /// Reads the view.

@@ -33,6 +33,10 @@ impl Recorder {
         Recorder { store, js }
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Records several submissions in one statement and publishes their
     /// events. Returns, for each submission, the ids of its tasks in order:
     /// for a task that already existed (same id or idempotency key), the

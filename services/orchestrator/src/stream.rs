@@ -47,12 +47,22 @@ pub async fn consume(
                     continue;
                 }
             };
-            let planned = plan(
+            let mut planned = plan(
                 &message.payload,
                 &limits,
                 IdSource::Stream(origin),
                 &pool_view::read(&pools),
             );
+            if matches!(&planned, Plan::Record { refusal, .. } if pool_view::is_unknown_pool(refusal.as_ref()))
+            {
+                pool_view::catch_up(&pools, recorder.store()).await;
+                planned = plan(
+                    &message.payload,
+                    &limits,
+                    IdSource::Stream(origin),
+                    &pool_view::read(&pools),
+                );
+            }
             match planned {
                 Plan::Unreadable(rejection) => {
                     tracing::warn!(
