@@ -491,6 +491,7 @@ mod tests {
                     memory_mb: 10,
                 },
                 node_selector: Default::default(),
+                estimated_runtime_ms: None,
             }),
         }
     }

@@ -132,6 +132,7 @@ mod tests {
                     memory_mb: 1,
                 },
                 node_selector: Default::default(),
+                estimated_runtime_ms: None,
             },
         }
     }

@@ -682,6 +682,7 @@ fn queued_from_row(row: &Row) -> Result<QueuedTask> {
             priority: row.try_get("priority")?,
             resources: resources_from_row(row)?,
             node_selector: labels_from(row.try_get("node_selector")?),
+            estimated_runtime_ms: None,
         },
     })
 }

@@ -59,6 +59,10 @@ pub struct PlacementRequest {
     /// applied by the scheduler).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
+    /// How long the task is expected to run, for shortest-job-first: the
+    /// client's estimate, or one learned from history; `None` when neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_runtime_ms: Option<u64>,
 }
 
 /// What a node event says.
