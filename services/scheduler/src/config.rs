@@ -1,7 +1,6 @@
 //! The scheduler's settings.
 
 use serde::{Deserialize, Serialize};
-use taskyard_policy::PolicyKind;
 use taskyard_runtime::{Common, ServiceConfig};
 
 /// Most events taken from the stream at once.
@@ -20,9 +19,6 @@ pub struct Config {
     pub max_round: usize,
     /// Postgres connections (`TASKYARD_POOL_SIZE`).
     pub pool_size: usize,
-    /// Policy of every pool: `fcfs` (`TASKYARD_POLICY`). Per-pool policies
-    /// come with the pools table.
-    pub policy: String,
 }
 
 impl Default for Config {
@@ -32,16 +28,6 @@ impl Default for Config {
             batch_size: DEFAULT_BATCH_SIZE,
             max_round: DEFAULT_MAX_ROUND,
             pool_size: 4,
-            policy: "fcfs".to_owned(),
-        }
-    }
-}
-
-impl Config {
-    pub fn policy(&self) -> anyhow::Result<PolicyKind> {
-        match self.policy.as_str() {
-            "fcfs" => Ok(PolicyKind::Fcfs),
-            other => anyhow::bail!("unknown policy `{other}` (TASKYARD_POLICY); known: fcfs"),
         }
     }
 }

@@ -56,7 +56,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let consumer =
         streams::pull_consumer(&js, streams::EVENTS, streams::scheduler_consumer()).await?;
     let mut events = batches(&consumer, config.batch_size.max(1)).await?;
-    let mut state = state::SchedulerState::rebuild(&store, config.policy()?)
+    let mut state = state::SchedulerState::rebuild(&store)
         .await
         .context("rebuilding the scheduler's state from Postgres")?;
     let mut dispatcher = dispatcher::Dispatcher::new(store.clone(), js.clone());

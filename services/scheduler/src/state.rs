@@ -109,7 +109,6 @@ impl Usage {
 
 #[derive(Debug)]
 pub struct SchedulerState {
-    policy: PolicyKind,
     pools: HashMap<String, PoolSpec>,
     queues: HashMap<String, Box<dyn QueuePolicy>>,
     fleet: Fleet,
@@ -130,10 +129,9 @@ fn rules<'a>(pool: &'a PoolSpec, task: &'a Waiting) -> Rules<'a> {
 
 impl SchedulerState {
     /// An empty state that knows only the `default` pool.
-    pub fn new(policy: PolicyKind) -> SchedulerState {
+    pub fn new() -> SchedulerState {
         let default = PoolSpec::default_pool();
         SchedulerState {
-            policy,
             pools: HashMap::from([(default.name.clone(), default)]),
             queues: HashMap::new(),
             fleet: Fleet::default(),
@@ -145,8 +143,8 @@ impl SchedulerState {
 
     /// The state as Postgres has it: pools, known nodes, reservations of
     /// placed tasks, and queued tasks.
-    pub async fn rebuild(store: &Store, policy: PolicyKind) -> Result<SchedulerState, StoreError> {
-        let mut state = SchedulerState::new(policy);
+    pub async fn rebuild(store: &Store) -> Result<SchedulerState, StoreError> {
+        let mut state = SchedulerState::new();
         state.pools = store
             .list_pools()
             .await?
@@ -201,11 +199,21 @@ impl SchedulerState {
     }
 
     fn enqueue(&mut self, task: Waiting, pool: &str) {
-        let policy = self.policy;
+        let policy = self.policy_of(pool);
         self.queues
             .entry(pool.to_owned())
             .or_insert_with(|| policy.build())
             .push(task);
+    }
+
+    /// The policy a pool names; one this build does not know (a newer pool
+    /// manager) falls back to FCFS rather than stranding the pool's tasks.
+    fn policy_of(&self, pool: &str) -> PolicyKind {
+        let name = self.pools.get(pool).map(|spec| spec.policy.as_str()).unwrap_or("fcfs");
+        PolicyKind::parse(name).unwrap_or_else(|| {
+            tracing::warn!(pool, policy = name, "unknown policy; using fcfs");
+            PolicyKind::Fcfs
+        })
     }
 
     fn hold(&mut self, id: Uuid, reservation: Reservation) {
@@ -253,11 +261,26 @@ impl SchedulerState {
     /// A pool was created, changed or deleted: its queued tasks are placed
     /// under the new rules from the next round on.
     pub fn apply_pool(&mut self, event: PoolEvent) {
+        let name = event.pool.name.clone();
         if event.deleted {
-            self.pools.remove(&event.pool.name);
-        } else {
-            tracing::info!(pool = %event.pool.name, "pool definition changed");
-            self.pools.insert(event.pool.name.clone(), event.pool);
+            self.pools.remove(&name);
+            return;
+        }
+        tracing::info!(pool = %name, policy = %event.pool.policy, "pool definition changed");
+        let before = self.policy_of(&name);
+        self.pools.insert(name.clone(), event.pool);
+        let after = self.policy_of(&name);
+        if before != after
+            && let Some(old) = self.queues.remove(&name)
+        {
+            // The waiting tasks are served in the new policy's order from the
+            // next round on.
+            let waiting: Vec<Waiting> = old.first(old.len()).into_iter().cloned().collect();
+            let mut queue = after.build();
+            for task in waiting {
+                queue.push(task);
+            }
+            self.queues.insert(name, queue);
         }
     }
 
@@ -523,7 +546,7 @@ mod tests {
 
     #[test]
     fn places_only_what_fits_and_frees_on_finish() {
-        let mut state = SchedulerState::new(PolicyKind::Fcfs);
+        let mut state = SchedulerState::new();
         node(&mut state, "n1", 1000);
         state.apply_tasks(&TaskEventBatch {
             events: vec![queued(1, 1, 0, 600), queued(2, 2, 0, 600)],
@@ -542,7 +565,7 @@ mod tests {
 
     #[test]
     fn a_redelivered_queued_event_queues_once() {
-        let mut state = SchedulerState::new(PolicyKind::Fcfs);
+        let mut state = SchedulerState::new();
         let event = queued(1, 1, 0, 100);
         state.apply_tasks(&TaskEventBatch {
             events: vec![event.clone(), event.clone()],
@@ -559,7 +582,7 @@ mod tests {
 
     #[test]
     fn a_pool_cap_holds_and_a_changed_pool_takes_effect() {
-        let mut state = SchedulerState::new(PolicyKind::Fcfs);
+        let mut state = SchedulerState::new();
         node(&mut state, "n1", 10_000);
         let mut capped = PoolSpec::default_pool();
         capped.max_running = Some(2);
@@ -590,7 +613,7 @@ mod tests {
 
     #[test]
     fn a_lost_node_gives_back_what_it_held() {
-        let mut state = SchedulerState::new(PolicyKind::Fcfs);
+        let mut state = SchedulerState::new();
         let mut capped = PoolSpec::default_pool();
         capped.max_running = Some(1);
         state.apply_pool(PoolEvent {
@@ -623,7 +646,7 @@ mod tests {
 
     #[test]
     fn a_retry_frees_the_failed_attempt() {
-        let mut state = SchedulerState::new(PolicyKind::Fcfs);
+        let mut state = SchedulerState::new();
         node(&mut state, "n1", 100);
         state.apply_tasks(&TaskEventBatch {
             events: vec![queued(1, 1, 0, 100)],

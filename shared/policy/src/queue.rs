@@ -28,6 +28,14 @@ pub enum PolicyKind {
 }
 
 impl PolicyKind {
+    /// The policy a pool names (`fcfs`), if this build knows it.
+    pub fn parse(name: &str) -> Option<PolicyKind> {
+        match name {
+            "fcfs" => Some(PolicyKind::Fcfs),
+            _ => None,
+        }
+    }
+
     /// A new, empty queue of this policy.
     pub fn build(self) -> Box<dyn QueuePolicy> {
         match self {
