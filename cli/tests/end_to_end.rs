@@ -74,6 +74,7 @@ impl Env {
             max_attempts: 1,
             labels: json!({}),
             node_selector: json!({}),
+            estimated_runtime_ms: None,
             state,
             error: error.map(str::to_owned),
         };

@@ -141,6 +141,7 @@ fn queued_row(task: NewTask, id: Uuid) -> TaskInsert {
         max_attempts: task.max_attempts,
         labels: serde_json::to_value(&task.labels).unwrap_or(Value::Null),
         node_selector: serde_json::to_value(&task.node_selector).unwrap_or(Value::Null),
+        estimated_runtime_ms: task.estimated_runtime_ms,
         state: TaskState::Queued,
         error: None,
     }
@@ -184,6 +185,7 @@ fn rejected_row(element: &Value, id: Uuid, reason: String, limits: &Limits) -> T
         max_attempts: 1,
         labels: Value::Object(Default::default()),
         node_selector: Value::Object(Default::default()),
+        estimated_runtime_ms: None,
         state: TaskState::Rejected,
         error: Some(reason),
     }

@@ -209,7 +209,11 @@ impl SchedulerState {
     /// The policy a pool names; one this build does not know (a newer pool
     /// manager) falls back to FCFS rather than stranding the pool's tasks.
     fn policy_of(&self, pool: &str) -> PolicyKind {
-        let name = self.pools.get(pool).map(|spec| spec.policy.as_str()).unwrap_or("fcfs");
+        let name = self
+            .pools
+            .get(pool)
+            .map(|spec| spec.policy.as_str())
+            .unwrap_or("fcfs");
         PolicyKind::parse(name).unwrap_or_else(|| {
             tracing::warn!(pool, policy = name, "unknown policy; using fcfs");
             PolicyKind::Fcfs

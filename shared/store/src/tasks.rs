@@ -30,6 +30,8 @@ pub struct TaskInsert {
     pub labels: Value,
     /// Labels a node must carry (`{}` for any).
     pub node_selector: Value,
+    /// The client's run-time estimate, for SJF.
+    pub estimated_runtime_ms: Option<u64>,
     pub state: TaskState,
     /// The rejection reason; required when `state` is `rejected`.
     pub error: Option<String>,
@@ -158,6 +160,8 @@ pub struct TaskRow {
     pub error: Option<String>,
     /// Labels a node must carry to run it.
     pub node_selector: Value,
+    /// The client's run-time estimate (SJF).
+    pub estimated_runtime_ms: Option<u64>,
     /// Why it still waits, while queued (the scheduler's latest word).
     pub wait_reason: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
@@ -198,39 +202,42 @@ pub struct TaskFilter {
 
 const TASK_COLUMNS: &str = "id, seq, idempotency_key, pool, kind, spec, cpu_millis, memory_mb, \
      priority, tenant, timeout_ms, max_attempts, labels, state::text AS state, attempt, node_id, \
-     result, error, node_selector, wait_reason, created_at, queued_at, scheduled_at, started_at, \
+     result, error, node_selector, estimated_runtime_ms, wait_reason, created_at, queued_at, scheduled_at, started_at, \
      finished_at";
 
 const INSERT_TASKS: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
                          $6::int[], $7::int[], $8::int[], $9::text[], $10::bigint[],
-                         $11::int[], $12::jsonb[], $13::text[], $14::text[], $15::jsonb[])
+                         $11::int[], $12::jsonb[], $13::text[], $14::text[], $15::jsonb[],
+                         $16::bigint[])
         AS i(id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb, priority,
-             tenant, timeout_ms, max_attempts, labels, state, error, node_selector)
+             tenant, timeout_ms, max_attempts, labels, state, error, node_selector,
+             estimated_runtime_ms)
 ), ins AS (
     INSERT INTO tasks (id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb,
                        priority, tenant, timeout_ms, max_attempts, labels, state, error,
-                       node_selector, queued_at, finished_at)
+                       node_selector, estimated_runtime_ms, queued_at, finished_at)
     SELECT id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb, priority, tenant,
            timeout_ms, max_attempts, labels, state::task_state, error, node_selector,
+           estimated_runtime_ms,
            CASE WHEN state = 'queued' THEN now() END,
            CASE WHEN state = 'rejected' THEN now() END
     FROM input
     ON CONFLICT DO NOTHING
     RETURNING id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
-              state, error, attempt, created_at, node_selector
+              state, error, attempt, created_at, node_selector, estimated_runtime_ms
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
     SELECT id, 0, NULL, state, created_at, error FROM ins
 )
 SELECT id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
-       state::text AS state, error, attempt, created_at, node_selector
+       state::text AS state, error, attempt, created_at, node_selector, estimated_runtime_ms
 FROM ins";
 
 const FIND_CREATED: &str = "
 SELECT id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
-       state::text AS state, error, attempt, created_at, node_selector
+       state::text AS state, error, attempt, created_at, node_selector, estimated_runtime_ms
 FROM tasks
 WHERE id = ANY($1) OR idempotency_key = ANY($2)";
 
@@ -304,7 +311,8 @@ WITH input AS (
     FROM old o
     WHERE t.id = o.id
     RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.node_selector, t.attempt, t.state, o.old_state AS from_state, o.report_node AS node_id,
+              t.node_selector, t.estimated_runtime_ms, t.attempt, t.state,
+              o.old_state AS from_state, o.report_node AS node_id,
               o.report_finished AS finished_at, o.start_reported_at,
               CASE WHEN t.state = 'queued'
                    THEN format('attempt %s of %s %s: %s; retrying', t.attempt, t.max_attempts,
@@ -320,7 +328,8 @@ WITH input AS (
            state, finished_at, node_id, reason
     FROM upd
 )
-SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector, attempt,
+SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
+       estimated_runtime_ms, attempt,
        state::text AS state, from_state::text AS from_state, node_id, finished_at, reason,
        start_reported_at
 FROM upd";
@@ -357,6 +366,13 @@ impl Store {
         let states: Vec<&str> = tasks.iter().map(|t| t.state.as_str()).collect();
         let errors: Vec<Option<&str>> = tasks.iter().map(|t| t.error.as_deref()).collect();
         let selectors: Vec<&Value> = tasks.iter().map(|t| &t.node_selector).collect();
+        let estimates: Vec<Option<i64>> = tasks
+            .iter()
+            .map(|t| {
+                t.estimated_runtime_ms
+                    .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
+            })
+            .collect();
         let client = self.client().await?;
         let statement = client.prepare_cached(INSERT_TASKS).await?;
         let rows = client
@@ -378,6 +394,7 @@ impl Store {
                     &states,
                     &errors,
                     &selectors,
+                    &estimates,
                 ],
             )
             .await?;
@@ -526,7 +543,7 @@ impl Store {
         let rows = client
             .query(
                 "SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, attempt, \
-                        node_selector \
+                        node_selector, estimated_runtime_ms \
                  FROM tasks WHERE state = 'queued' ORDER BY seq",
                 &[],
             )
@@ -682,7 +699,9 @@ fn queued_from_row(row: &Row) -> Result<QueuedTask> {
             priority: row.try_get("priority")?,
             resources: resources_from_row(row)?,
             node_selector: labels_from(row.try_get("node_selector")?),
-            estimated_runtime_ms: None,
+            estimated_runtime_ms: row
+                .try_get::<_, Option<i64>>("estimated_runtime_ms")?
+                .map(|ms| u64::try_from(ms).unwrap_or(0)),
         },
     })
 }
@@ -760,6 +779,9 @@ fn task_from_row(row: &Row) -> Result<TaskRow> {
         result: row.try_get("result")?,
         error: row.try_get("error")?,
         node_selector: row.try_get("node_selector")?,
+        estimated_runtime_ms: row
+            .try_get::<_, Option<i64>>("estimated_runtime_ms")?
+            .map(|ms| u64::try_from(ms).unwrap_or(0)),
         wait_reason: row.try_get("wait_reason")?,
         created_at: row.try_get("created_at")?,
         queued_at: row.try_get("queued_at")?,

@@ -171,6 +171,10 @@ pub struct TaskSubmission {
     /// selector.
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
+    /// How long the task is expected to run, in milliseconds: shortest job
+    /// first serves the shortest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_runtime_ms: Option<u64>,
 }
 
 /// Input of the `exec` driver.
@@ -576,6 +580,7 @@ pub struct NewTask {
     pub max_attempts: u32,
     pub labels: BTreeMap<String, String>,
     pub node_selector: BTreeMap<String, String>,
+    pub estimated_runtime_ms: Option<u64>,
 }
 
 /// The outcome of reading one submission message.
@@ -742,6 +747,14 @@ pub fn validate_task(value: &Value, limits: &Limits) -> Result<NewTask, Rejectio
             format!("at most {MAX_LABELS} labels"),
         ));
     }
+    if let Some(estimate) = sub.estimated_runtime_ms
+        && !(1..=MAX_TIMEOUT_MS).contains(&estimate)
+    {
+        return Err(Rejection::new(
+            "estimated_runtime_ms",
+            format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+        ));
+    }
     if sub.node_selector.len() > MAX_LABELS {
         return Err(Rejection::new(
             "node_selector",
@@ -772,6 +785,7 @@ pub fn validate_task(value: &Value, limits: &Limits) -> Result<NewTask, Rejectio
         max_attempts: sub.max_attempts,
         labels: sub.labels,
         node_selector: sub.node_selector,
+        estimated_runtime_ms: sub.estimated_runtime_ms,
     })
 }
 

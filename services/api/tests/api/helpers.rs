@@ -127,6 +127,7 @@ pub fn task(pool: &str) -> TaskInsert {
         max_attempts: 1,
         labels: json!({}),
         node_selector: json!({}),
+        estimated_runtime_ms: None,
         state: TaskState::Queued,
         error: None,
     }
