@@ -616,6 +616,14 @@ mod tests {
     }
 
     #[test]
+    fn every_policy_a_pool_may_name_is_one_the_scheduler_runs() {
+        assert_eq!(taskyard_wire::pool::POLICIES, PolicyKind::NAMES);
+        for name in taskyard_wire::pool::POLICIES {
+            assert!(PolicyKind::parse(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
     fn a_lost_node_gives_back_what_it_held() {
         let mut state = SchedulerState::new();
         let mut capped = PoolSpec::default_pool();

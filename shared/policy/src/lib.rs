@@ -6,7 +6,15 @@
 //!
 //! # Layout
 //! - [`queue`]: the [`QueuePolicy`] interface (the order in which a pool's
-//!   waiting tasks are served) and its policies ([`Fcfs`]).
+//!   waiting tasks are served), [`PolicyKind`] (the names pools use), and
+//!   [`Fcfs`], first come, first served.
+//!   - [`queue::round_robin`]: [`RoundRobin`], turns across tenants.
+//!   - [`queue::sjf`]: [`Sjf`], shortest estimated runtime first, with aging
+//!     on a logical clock (its doc states the bound on overtaking).
+//!   - [`queue::wfq`]: [`Wfq`], weighted fair queuing across tenants on
+//!     virtual finish times.
+//!   - [`queue::priority`]: [`Priority`], strict priority classes over any
+//!     inner policy.
 //! - [`placement`]: the [`Fleet`] of nodes with their free resources, and
 //!   best-fit placement.
 
@@ -14,4 +22,7 @@ pub mod placement;
 pub mod queue;
 
 pub use placement::{Fleet, NodeSlot, Placed, Rules, Verdict};
-pub use queue::{Fcfs, PolicyKind, QueuePolicy, Waiting};
+pub use queue::{
+    Fcfs, MAX_LOOKAHEAD, PolicyKind, Priority, QueuePolicy, RoundRobin, Sjf, UnknownPolicy,
+    Waiting, Wfq,
+};

@@ -1,6 +1,22 @@
 //! The order in which a pool's waiting tasks are served.
+//!
+//! [`QueuePolicy`] is the interface; each policy lives in its own module:
+//! [`Fcfs`] here, [`RoundRobin`], [`Sjf`], [`Wfq`], and the [`Priority`]
+//! wrapper that puts strict priority classes over any of them.
+
+pub mod priority;
+pub mod round_robin;
+pub mod sjf;
+pub mod wfq;
+
+pub use priority::Priority;
+pub use round_robin::RoundRobin;
+pub use sjf::Sjf;
+pub use wfq::Wfq;
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
 use taskyard_wire::event::PlacementRequest;
 use uuid::Uuid;
 
@@ -25,22 +41,94 @@ pub enum PolicyKind {
     /// First come, first served.
     #[default]
     Fcfs,
+    /// Round robin across tenants, FCFS within each.
+    RoundRobin,
+    /// Shortest estimated runtime first, with aging.
+    Sjf,
+    /// Weighted fair queuing across tenants.
+    Wfq,
 }
 
 impl PolicyKind {
-    /// The policy a pool names (`fcfs`), if this build knows it.
+    /// Every policy's name, as pools spell it.
+    pub const NAMES: [&'static str; 4] = ["fcfs", "round_robin", "sjf", "wfq"];
+
+    /// Every policy, in the order of [`PolicyKind::NAMES`].
+    pub const ALL: [PolicyKind; 4] = [
+        PolicyKind::Fcfs,
+        PolicyKind::RoundRobin,
+        PolicyKind::Sjf,
+        PolicyKind::Wfq,
+    ];
+
+    /// The policy a pool names (one of [`PolicyKind::NAMES`]), if this build
+    /// knows it.
     pub fn parse(name: &str) -> Option<PolicyKind> {
         match name {
             "fcfs" => Some(PolicyKind::Fcfs),
+            "round_robin" => Some(PolicyKind::RoundRobin),
+            "sjf" => Some(PolicyKind::Sjf),
+            "wfq" => Some(PolicyKind::Wfq),
             _ => None,
         }
     }
 
-    /// A new, empty queue of this policy.
+    /// The policy's name, as pools spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Fcfs => "fcfs",
+            PolicyKind::RoundRobin => "round_robin",
+            PolicyKind::Sjf => "sjf",
+            PolicyKind::Wfq => "wfq",
+        }
+    }
+
+    /// A new, empty queue of this policy, with default settings (every
+    /// tenant weighs [`wfq::DEFAULT_WEIGHT`] under WFQ).
     pub fn build(self) -> Box<dyn QueuePolicy> {
+        self.build_with(&BTreeMap::new())
+    }
+
+    /// A new, empty queue of this policy; WFQ weighs tenants by `weights`
+    /// (the others ignore them).
+    pub fn build_with(self, weights: &BTreeMap<String, u32>) -> Box<dyn QueuePolicy> {
         match self {
             PolicyKind::Fcfs => Box::new(Fcfs::default()),
+            PolicyKind::RoundRobin => Box::new(RoundRobin::default()),
+            PolicyKind::Sjf => Box::new(Sjf::default()),
+            PolicyKind::Wfq => Box::new(Wfq::new(weights.clone())),
         }
+    }
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A policy name this build does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownPolicy(pub String);
+
+impl fmt::Display for UnknownPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown scheduling policy {:?} (known: {})",
+            self.0,
+            PolicyKind::NAMES.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownPolicy {}
+
+impl FromStr for PolicyKind {
+    type Err = UnknownPolicy;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        PolicyKind::parse(name).ok_or_else(|| UnknownPolicy(name.to_owned()))
     }
 }
 
@@ -72,11 +160,12 @@ pub trait QueuePolicy: Send + std::fmt::Debug {
     fn first(&self, n: usize) -> Vec<&Waiting>;
 }
 
-/// First come, first served: the lowest creation sequence first.
-#[derive(Debug, Default)]
+/// First come, first served: the lowest creation sequence first (then the
+/// lowest id, should two tasks share a sequence).
+#[derive(Debug, Default, Clone)]
 pub struct Fcfs {
-    by_seq: BTreeMap<i64, Waiting>,
-    seq_of: HashMap<Uuid, i64>,
+    by_seq: BTreeMap<(i64, Uuid), Waiting>,
+    seq_of: HashMap<Uuid, (i64, Uuid)>,
 }
 
 impl QueuePolicy for Fcfs {
@@ -86,8 +175,9 @@ impl QueuePolicy for Fcfs {
 
     fn push(&mut self, task: Waiting) {
         self.remove(task.id);
-        self.seq_of.insert(task.id, task.request.seq);
-        self.by_seq.insert(task.request.seq, task);
+        let key = (task.request.seq, task.id);
+        self.seq_of.insert(task.id, key);
+        self.by_seq.insert(key, task);
     }
 
     fn remove(&mut self, id: Uuid) -> Option<Waiting> {
@@ -109,7 +199,7 @@ impl QueuePolicy for Fcfs {
             .values()
             .take(MAX_LOOKAHEAD)
             .find(|task| fits(task))
-            .map(|task| task.request.seq)?;
+            .map(|task| (task.request.seq, task.id))?;
         let task = self.by_seq.remove(&seq)?;
         self.seq_of.remove(&task.id);
         Some(task)

@@ -39,7 +39,9 @@ impl PlacementStrategy {
 pub struct PoolSpec {
     /// 1 to 64 letters, digits, `-` or `_`.
     pub name: String,
-    /// Scheduling policy: `fcfs`.
+    /// Scheduling policy: `fcfs`, `round_robin` (tenants take turns), `sjf`
+    /// (shortest estimated run time first, with aging) or `wfq` (weighted
+    /// fair queuing across tenants).
     #[serde(default = "default_policy")]
     pub policy: String,
     #[serde(default)]
@@ -76,8 +78,9 @@ fn default_overcommit() -> f64 {
     1.0
 }
 
-/// The policies a pool may name.
-pub const POLICIES: [&str; 1] = ["fcfs"];
+/// The policies a pool may name (kept equal to `taskyard_policy::PolicyKind::NAMES`
+/// by a test in the scheduler).
+pub const POLICIES: [&str; 4] = ["fcfs", "round_robin", "sjf", "wfq"];
 /// The largest over-commit factor.
 pub const MAX_OVERCOMMIT: f64 = 10.0;
 

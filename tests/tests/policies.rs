@@ -1,0 +1,111 @@
+//! Pools order their queues by the policy they name, in the real stack.
+
+use serde_json::json;
+use taskyard_testkit::wait_until;
+use taskyard_tests::{Cluster, WAIT, WorkerSpec};
+use taskyard_wire::pool::PoolReply;
+
+#[tokio::test]
+async fn an_sjf_pool_runs_short_tasks_ahead_of_long_ones_submitted_earlier() -> anyhow::Result<()> {
+    // One task at a time, so the queue's order is the order of starts.
+    let cluster = Cluster::start(&[WorkerSpec {
+        cpu_millis: 1000,
+        ..WorkerSpec::new("solo")
+    }])
+    .await?;
+    let created = cluster
+        .pools("create", &json!({"name": "quick", "policy": "sjf"}))
+        .await?;
+    assert!(matches!(created, PoolReply::One { .. }), "{created:?}");
+    let whole = json!({"cpu_millis": 1000, "memory_mb": 16});
+    // A blocker holds the node while the rest queue up behind it.
+    let blocker = cluster
+        .submit_ok(
+            &json!({"kind": "sleep", "spec": {"ms": 800}, "pool": "quick", "resources": whole}),
+        )
+        .await?;
+    wait_until("the blocker to start", WAIT, || async {
+        Ok((cluster.task_json(blocker[0]).await?["state"] == "running").then_some(()))
+    })
+    .await?;
+    let long: Vec<serde_json::Value> = (0..3)
+        .map(|_| json!({"kind": "sleep", "spec": {"ms": 100}, "pool": "quick", "resources": whole, "estimated_runtime_ms": 60000, "tenant": "long"}))
+        .collect();
+    let short: Vec<serde_json::Value> = (0..3)
+        .map(|_| json!({"kind": "sleep", "spec": {"ms": 20}, "pool": "quick", "resources": whole, "estimated_runtime_ms": 50, "tenant": "short"}))
+        .collect();
+    cluster.submit_ok(&json!(long)).await?;
+    cluster.submit_ok(&json!(short)).await?;
+    cluster
+        .wait_count(
+            "all to finish",
+            "SELECT count(*) FROM tasks WHERE pool = 'quick' AND state = 'succeeded'",
+            7,
+            WAIT,
+        )
+        .await?;
+    let order = cluster
+        .db
+        .query(
+            "SELECT tenant FROM tasks WHERE pool = 'quick' AND tenant IN ('long', 'short') ORDER BY started_at",
+            &[],
+        )
+        .await?;
+    let order: Vec<String> = order.iter().map(|r| r.get(0)).collect();
+    assert_eq!(order, ["short", "short", "short", "long", "long", "long"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pool_switched_to_round_robin_alternates_tenants() -> anyhow::Result<()> {
+    let cluster = Cluster::start(&[WorkerSpec {
+        cpu_millis: 1000,
+        ..WorkerSpec::new("solo")
+    }])
+    .await?;
+    let created = cluster.pools("create", &json!({"name": "shared"})).await?;
+    assert!(matches!(created, PoolReply::One { .. }), "{created:?}");
+    let whole = json!({"cpu_millis": 1000, "memory_mb": 16});
+    let blocker = cluster
+        .submit_ok(
+            &json!({"kind": "sleep", "spec": {"ms": 800}, "pool": "shared", "resources": whole}),
+        )
+        .await?;
+    wait_until("the blocker to start", WAIT, || async {
+        Ok((cluster.task_json(blocker[0]).await?["state"] == "running").then_some(()))
+    })
+    .await?;
+    // Tenant a submits first, all at once; then tenant b.
+    for tenant in ["a", "b"] {
+        let tasks: Vec<serde_json::Value> = (0..3)
+            .map(|_| json!({"kind": "sleep", "spec": {"ms": 20}, "pool": "shared", "resources": whole, "tenant": tenant}))
+            .collect();
+        cluster.submit_ok(&json!(tasks)).await?;
+    }
+    // Switched while they wait: the queue is re-ordered without a restart.
+    let switched = cluster
+        .pools(
+            "update",
+            &json!({"name": "shared", "policy": "round_robin"}),
+        )
+        .await?;
+    assert!(matches!(switched, PoolReply::One { .. }), "{switched:?}");
+    cluster
+        .wait_count(
+            "all to finish",
+            "SELECT count(*) FROM tasks WHERE pool = 'shared' AND state = 'succeeded'",
+            7,
+            WAIT,
+        )
+        .await?;
+    let order = cluster
+        .db
+        .query(
+            "SELECT tenant FROM tasks WHERE pool = 'shared' AND tenant IN ('a', 'b') ORDER BY started_at",
+            &[],
+        )
+        .await?;
+    let order: Vec<String> = order.iter().map(|r| r.get(0)).collect();
+    assert_eq!(order, ["a", "b", "a", "b", "a", "b"]);
+    Ok(())
+}
