@@ -209,6 +209,7 @@ fn pool_create_flags_build_the_definition() {
             tenant_max_running: Some(2),
             default_timeout_ms: Some(60000),
             overcommit: 1.5,
+            tenant_weights: Default::default(),
         }
     );
 

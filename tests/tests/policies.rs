@@ -109,3 +109,65 @@ async fn a_pool_switched_to_round_robin_alternates_tenants() -> anyhow::Result<(
     assert_eq!(order, ["a", "b", "a", "b", "a", "b"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_wfq_pool_shares_work_by_tenant_weight() -> anyhow::Result<()> {
+    // Four at a time, so the order of starts is the order of service.
+    let cluster = Cluster::start(&[WorkerSpec {
+        cpu_millis: 4000,
+        ..WorkerSpec::new("solo")
+    }])
+    .await?;
+    let created = cluster
+        .pools(
+            "create",
+            &json!({"name": "fair", "policy": "wfq", "tenant_weights": {"heavy": 3, "light": 1}}),
+        )
+        .await?;
+    assert!(matches!(created, PoolReply::One { .. }), "{created:?}");
+    let quarter = json!({"cpu_millis": 1000, "memory_mb": 16});
+    let blockers: Vec<serde_json::Value> = (0..4)
+        .map(|_| json!({"kind": "sleep", "spec": {"ms": 800}, "pool": "fair", "resources": quarter, "tenant": "blocker"}))
+        .collect();
+    cluster.submit_ok(&json!(blockers)).await?;
+    cluster
+        .wait_count(
+            "the blockers to run",
+            "SELECT count(*) FROM tasks WHERE tenant = 'blocker' AND state = 'running'",
+            4,
+            WAIT,
+        )
+        .await?;
+    // The light tenant queues first; both stay backlogged.
+    for tenant in ["light", "heavy"] {
+        let tasks: Vec<serde_json::Value> = (0..24)
+            .map(|_| json!({"kind": "sleep", "spec": {"ms": 100}, "pool": "fair", "resources": quarter, "tenant": tenant}))
+            .collect();
+        cluster.submit_ok(&json!(tasks)).await?;
+    }
+    cluster
+        .wait_count(
+            "all to finish",
+            "SELECT count(*) FROM tasks WHERE pool = 'fair' AND state = 'succeeded'",
+            52,
+            WAIT,
+        )
+        .await?;
+    // The first sixteen served, four rounds of four: 3:1 while both wait.
+    let first = cluster
+        .db
+        .query(
+            "SELECT tenant FROM tasks WHERE pool = 'fair' AND tenant <> 'blocker' ORDER BY started_at, seq LIMIT 16",
+            &[],
+        )
+        .await?;
+    let heavy = first
+        .iter()
+        .filter(|r| r.get::<_, String>(0) == "heavy")
+        .count();
+    assert!(
+        (11..=13).contains(&heavy),
+        "heavy got {heavy} of the first 16 (3:1 is 12)"
+    );
+    Ok(())
+}

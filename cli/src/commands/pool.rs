@@ -97,7 +97,7 @@ pub const UNSETTABLE: [&str; 6] = [
 /// A pool's settings as flags; only what is given changes the definition.
 #[derive(Debug, Clone, Default, Args)]
 pub struct PoolFlags {
-    /// Scheduling policy (fcfs).
+    /// Scheduling policy: fcfs, round_robin, sjf or wfq.
     #[arg(long, value_name = "POLICY")]
     pub policy: Option<String>,
     /// How to pick among the nodes where a task fits: best_fit or spread.
@@ -125,6 +125,20 @@ pub struct PoolFlags {
     /// Nodes count as this many times their CPU and memory (1.0 to 10).
     #[arg(long, value_name = "FACTOR")]
     pub overcommit: Option<f64>,
+    /// A tenant's weight under wfq, as TENANT=N (repeatable); the given
+    /// weights replace all weights.
+    #[arg(long = "weight", value_name = "TENANT=N", value_parser = parse_weight)]
+    pub weights: Vec<(String, u32)>,
+}
+
+fn parse_weight(text: &str) -> Result<(String, u32), String> {
+    let (tenant, weight) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not TENANT=N (such as acme=3)"))?;
+    let weight = weight
+        .parse()
+        .map_err(|_| format!("the weight in `{text}` is not a whole number"))?;
+    Ok((tenant.to_owned(), weight))
 }
 
 fn parse_placement(text: &str) -> Result<PlacementStrategy, String> {
@@ -148,6 +162,9 @@ impl PoolFlags {
         }
         if !self.selector.is_empty() {
             spec.node_selector = to_map(&self.selector);
+        }
+        if !self.weights.is_empty() {
+            spec.tenant_weights = self.weights.iter().cloned().collect();
         }
         let set = |field: &mut Option<u32>, value: Option<u32>| {
             if value.is_some() {
@@ -321,6 +338,18 @@ pub fn render(pool: &PoolSpec) -> String {
                 .map_or_else(|| "none".to_owned(), format_ms),
         ),
         ("overcommit", pool.overcommit.to_string()),
+        (
+            "tenant weights",
+            if pool.tenant_weights.is_empty() {
+                "none".to_owned()
+            } else {
+                pool.tenant_weights
+                    .iter()
+                    .map(|(tenant, weight)| format!("{tenant}={weight}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
     ];
     let mut out = String::new();
     for (name, value) in fields {

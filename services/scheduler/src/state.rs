@@ -199,11 +199,23 @@ impl SchedulerState {
     }
 
     fn enqueue(&mut self, task: Waiting, pool: &str) {
-        let policy = self.policy_of(pool);
-        self.queues
-            .entry(pool.to_owned())
-            .or_insert_with(|| policy.build())
-            .push(task);
+        if !self.queues.contains_key(pool) {
+            let queue = self.new_queue(pool);
+            self.queues.insert(pool.to_owned(), queue);
+        }
+        if let Some(queue) = self.queues.get_mut(pool) {
+            queue.push(task);
+        }
+    }
+
+    /// An empty queue under the pool's policy and tenant weights.
+    fn new_queue(&self, pool: &str) -> Box<dyn QueuePolicy> {
+        let weights = self
+            .pools
+            .get(pool)
+            .map(|spec| spec.tenant_weights.clone())
+            .unwrap_or_default();
+        self.policy_of(pool).build_with(&weights)
     }
 
     /// The policy a pool names; one this build does not know (a newer pool
@@ -271,16 +283,19 @@ impl SchedulerState {
             return;
         }
         tracing::info!(pool = %name, policy = %event.pool.policy, "pool definition changed");
-        let before = self.policy_of(&name);
+        let before = self
+            .pools
+            .get(&name)
+            .map(|p| (p.policy.clone(), p.tenant_weights.clone()));
+        let after = Some((event.pool.policy.clone(), event.pool.tenant_weights.clone()));
         self.pools.insert(name.clone(), event.pool);
-        let after = self.policy_of(&name);
         if before != after
             && let Some(old) = self.queues.remove(&name)
         {
-            // The waiting tasks are served in the new policy's order from the
-            // next round on.
+            // The waiting tasks are served in the new policy's order (or
+            // under the new weights) from the next round on.
             let waiting: Vec<Waiting> = old.first(old.len()).into_iter().cloned().collect();
-            let mut queue = after.build();
+            let mut queue = self.new_queue(&name);
             for task in waiting {
                 queue.push(task);
             }

@@ -6,7 +6,7 @@ use taskyard_wire::pool::{PlacementStrategy, PoolSpec};
 use tokio_postgres::Row;
 
 const POOL_COLUMNS: &str = "name, policy, placement, node_selector, max_running, max_cpu_millis, \
-     max_memory_mb, tenant_max_running, default_timeout_ms, overcommit";
+     max_memory_mb, tenant_max_running, default_timeout_ms, overcommit, tenant_weights";
 
 /// What deleting a pool did.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,8 +43,9 @@ impl Store {
         let created = client
             .execute(
                 "INSERT INTO pools (name, policy, placement, node_selector, max_running, \
-                     max_cpu_millis, max_memory_mb, tenant_max_running, default_timeout_ms, overcommit) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING",
+                     max_cpu_millis, max_memory_mb, tenant_max_running, default_timeout_ms, overcommit, \
+                     tenant_weights) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (name) DO NOTHING",
                 &values.params(),
             )
             .await?;
@@ -59,7 +60,8 @@ impl Store {
             .execute(
                 "UPDATE pools SET policy = $2, placement = $3, node_selector = $4, max_running = $5, \
                      max_cpu_millis = $6, max_memory_mb = $7, tenant_max_running = $8, \
-                     default_timeout_ms = $9, overcommit = $10, updated_at = now() \
+                     default_timeout_ms = $9, overcommit = $10, tenant_weights = $11, \
+                     updated_at = now() \
                  WHERE name = $1",
                 &values.params(),
             )
@@ -91,11 +93,12 @@ impl Store {
     }
 }
 
-/// A pool as the ten parameters of its INSERT and UPDATE, in column order.
+/// A pool as the eleven parameters of its INSERT and UPDATE, in column order.
 struct PoolValues<'a> {
     pool: &'a PoolSpec,
     placement: &'static str,
     selector: Value,
+    weights: Value,
     limits: [Option<i32>; 4],
     timeout: Option<i64>,
 }
@@ -106,6 +109,7 @@ impl<'a> PoolValues<'a> {
             pool,
             placement: pool.placement.as_str(),
             selector: serde_json::to_value(&pool.node_selector).unwrap_or(Value::Null),
+            weights: serde_json::to_value(&pool.tenant_weights).unwrap_or(Value::Null),
             limits: [
                 pool.max_running.map(to_i32),
                 pool.max_cpu_millis.map(to_i32),
@@ -118,7 +122,7 @@ impl<'a> PoolValues<'a> {
         }
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 10] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 11] {
         [
             &self.pool.name,
             &self.pool.policy,
@@ -130,6 +134,7 @@ impl<'a> PoolValues<'a> {
             &self.limits[3],
             &self.timeout,
             &self.pool.overcommit,
+            &self.weights,
         ]
     }
 }
@@ -154,5 +159,6 @@ fn pool_from_row(row: &Row) -> Result<PoolSpec> {
             .map(to_u32),
         default_timeout_ms: timeout.map(|ms| u64::try_from(ms).unwrap_or(0)),
         overcommit: row.try_get("overcommit")?,
+        tenant_weights: serde_json::from_value(row.try_get("tenant_weights")?).unwrap_or_default(),
     })
 }

@@ -68,6 +68,10 @@ pub struct PoolSpec {
     /// memory for the pool's tasks (1.0 = none; at most 10).
     #[serde(default = "default_overcommit")]
     pub overcommit: f64,
+    /// Weights of tenants under `wfq` (1 to 1000; tenants not named weigh 1):
+    /// backlogged tenants get work in proportion to their weights.
+    #[serde(default)]
+    pub tenant_weights: BTreeMap<String, u32>,
 }
 
 fn default_policy() -> String {
@@ -83,6 +87,8 @@ fn default_overcommit() -> f64 {
 pub const POLICIES: [&str; 4] = ["fcfs", "round_robin", "sjf", "wfq"];
 /// The largest over-commit factor.
 pub const MAX_OVERCOMMIT: f64 = 10.0;
+/// The largest tenant weight.
+pub const MAX_WEIGHT: u32 = 1000;
 
 impl PoolSpec {
     /// The `default` pool as it exists out of the box: every node, FCFS.
@@ -98,6 +104,7 @@ impl PoolSpec {
             tenant_max_running: None,
             default_timeout_ms: None,
             overcommit: 1.0,
+            tenant_weights: BTreeMap::new(),
         }
     }
 
@@ -142,6 +149,20 @@ impl PoolSpec {
                 "default_timeout_ms",
                 format!("must be between 1 and {}", crate::task::MAX_TIMEOUT_MS),
             ));
+        }
+        for (tenant, weight) in &self.tenant_weights {
+            if !crate::subjects::is_token(tenant) {
+                return Err(Rejection::new(
+                    "tenant_weights",
+                    format!("`{tenant}` is not a valid tenant name"),
+                ));
+            }
+            if !(1..=MAX_WEIGHT).contains(weight) {
+                return Err(Rejection::new(
+                    format!("tenant_weights.{tenant}"),
+                    format!("must be between 1 and {MAX_WEIGHT}"),
+                ));
+            }
         }
         if !(1.0..=MAX_OVERCOMMIT).contains(&self.overcommit) {
             return Err(Rejection::new(
@@ -210,6 +231,12 @@ mod tests {
             Err("max_running".to_owned())
         );
         pool.max_running = None;
+        pool.tenant_weights.insert("acme".to_owned(), 0);
+        assert_eq!(
+            pool.validate().map_err(|e| e.field),
+            Err("tenant_weights.acme".to_owned())
+        );
+        pool.tenant_weights.clear();
         pool.overcommit = 0.5;
         assert_eq!(
             pool.validate().map_err(|e| e.field),
