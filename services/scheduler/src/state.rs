@@ -118,6 +118,12 @@ pub struct SchedulerState {
     reasons: HashMap<Uuid, String>,
 }
 
+impl Default for SchedulerState {
+    fn default() -> Self {
+        SchedulerState::new()
+    }
+}
+
 fn rules<'a>(pool: &'a PoolSpec, task: &'a Waiting) -> Rules<'a> {
     Rules {
         pool_selector: &pool.node_selector,
