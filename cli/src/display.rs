@@ -1,5 +1,6 @@
 //! Plain-text output: aligned tables and readable times.
 
+pub use taskyard_api::readable::{format_ms, format_time};
 use taskyard_wire::Timestamp;
 
 /// Columns separated by two spaces, each as wide as its widest cell.
@@ -54,33 +55,9 @@ impl Table {
     }
 }
 
-/// `2026-01-02 10:11:12` in UTC, as the database keeps it.
-pub fn format_time(at: Timestamp) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
-}
-
 /// [`format_time`], or `-` for none.
 pub fn format_opt_time(at: Option<Timestamp>) -> String {
     at.map(format_time).unwrap_or_else(|| "-".to_owned())
-}
-
-/// `340 ms`, `1.5 s`, `2m 5s`, `1h 2m`.
-pub fn format_ms(ms: u64) -> String {
-    match ms {
-        0..=999 => format!("{ms} ms"),
-        1_000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
-        60_000..=3_599_999 => format!("{}m {}s", ms / 60_000, ms % 60_000 / 1000),
-        _ => format!("{}h {}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
-    }
 }
 
 /// The time from `start` to `end` (or to now while it runs), or empty
@@ -96,12 +73,7 @@ pub fn run_duration(start: Option<Timestamp>, end: Option<Timestamp>) -> String 
 
 /// `3s ago`, `5m ago`, or the time itself when older than an hour.
 pub fn format_age(at: Timestamp) -> String {
-    let secs = (taskyard_wire::now() - at).whole_seconds().max(0);
-    match secs {
-        0..=59 => format!("{secs}s ago"),
-        60..=3599 => format!("{}m ago", secs / 60),
-        _ => format_time(at),
-    }
+    taskyard_api::readable::format_age(at, taskyard_wire::now())
 }
 
 #[cfg(test)]

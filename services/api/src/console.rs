@@ -14,6 +14,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::readable::{format_age, format_ms, format_time};
 use crate::routes::pools::list_pools;
 use crate::routes::summary::summarize;
 use crate::routes::tasks::{ListParams, TaskDetail, load_task};
@@ -385,15 +386,6 @@ fn format_duration(duration: time::Duration) -> String {
     format_ms(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
-fn format_ms(ms: u64) -> String {
-    match ms {
-        0..=999 => format!("{ms} ms"),
-        1_000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
-        60_000..=3_599_999 => format!("{}m {}s", ms / 60_000, ms % 60_000 / 1000),
-        _ => format!("{}h {}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
-    }
-}
-
 /// `512 MiB`, `20.5 GiB`; `—` for 0, which a worker that measures no disk
 /// reports.
 fn format_mb(mb: i64) -> String {
@@ -402,29 +394,6 @@ fn format_mb(mb: i64) -> String {
         1..=1023 => format!("{mb} MiB"),
         _ => format!("{:.1} GiB", mb as f64 / 1024.0),
     }
-}
-
-fn format_age(at: Timestamp, now: Timestamp) -> String {
-    let secs = (now - at).whole_seconds().max(0);
-    match secs {
-        0..=59 => format!("{secs}s ago"),
-        60..=3599 => format!("{}m ago", secs / 60),
-        _ => format_time(at),
-    }
-}
-
-/// `2026-01-02 10:11:12` (UTC, as the database keeps it).
-fn format_time(at: Timestamp) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
 }
 
 fn format_opt_time(at: Option<Timestamp>) -> String {

@@ -15,6 +15,7 @@
 //! - [`config`]: the service's settings ([`Config`]).
 //! - [`error`]: [`ApiError`], the one error type of every handler, and its
 //!   JSON body `{"error": {"code", "message"}}`.
+//! - [`readable`]: how durations and times read for people (the CLI uses it too).
 //! - [`routes`]: the JSON API: `tasks` (submit, get, list), `nodes` (list,
 //!   get, drain, cordon, uncordon, remove), `pools` (list, get, create,
 //!   update, delete), `services`, `summary` and `health` (`/healthz`).
@@ -29,6 +30,7 @@ pub mod config;
 pub mod console;
 pub mod discovery;
 pub mod error;
+pub mod readable;
 pub mod requests;
 pub mod routes;
 pub mod telemetry;
