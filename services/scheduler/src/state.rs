@@ -196,14 +196,6 @@ impl SchedulerState {
         self.fleet.len()
     }
 
-    pub fn reservation(&self, id: Uuid) -> Option<&Reservation> {
-        self.reservations.get(&id)
-    }
-
-    pub fn fleet(&self) -> &Fleet {
-        &self.fleet
-    }
-
     fn enqueue(&mut self, task: Waiting, pool: &str) {
         if !self.queues.contains_key(pool) {
             let queue = self.new_queue(pool);

@@ -52,14 +52,6 @@ pub struct NodeSlot {
 }
 
 impl NodeSlot {
-    pub fn free_cpu(&self) -> u64 {
-        u64::from(self.capacity.cpu_millis).saturating_sub(self.reserved_cpu)
-    }
-
-    pub fn free_memory(&self) -> u64 {
-        u64::from(self.capacity.memory_mb).saturating_sub(self.reserved_memory)
-    }
-
     pub fn free_slots(&self) -> u32 {
         self.capacity.slots.saturating_sub(self.reserved_slots)
     }
@@ -72,11 +64,6 @@ impl NodeSlot {
     /// Memory free under an over-commit factor.
     pub fn free_memory_with(&self, overcommit: f64) -> u64 {
         scaled(self.capacity.memory_mb, overcommit).saturating_sub(self.reserved_memory)
-    }
-
-    /// Whether `request` fits in what is free now.
-    pub fn fits(&self, request: &Resources) -> bool {
-        self.fits_with(request, 1.0)
     }
 
     /// Whether `request` fits in what is free now under an over-commit factor.
@@ -209,12 +196,8 @@ impl Fleet {
         }
     }
 
-    /// Whether any schedulable node has room for `request` now.
-    pub fn any_fits(&self, request: &Resources) -> bool {
-        self.nodes.values().any(|slot| slot.fits(request))
-    }
-
-    /// Best fit with no selectors and no over-commit.
+    /// Best fit with no selectors and no over-commit (the tests' shorthand).
+    #[cfg(test)]
     pub fn best_fit(&self, request: &Resources) -> Option<Placed> {
         let none = BTreeMap::new();
         self.place(

@@ -78,19 +78,6 @@ pub struct Reserved {
     pub tasks: i64,
 }
 
-/// One usage sample of a node.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeSample {
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: Timestamp,
-    pub cpu_percent: f32,
-    pub memory_used_mb: i64,
-    pub disk_free_mb: i64,
-    pub net_rx_bytes_per_s: i64,
-    pub net_tx_bytes_per_s: i64,
-    pub running: i32,
-}
-
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -259,32 +246,6 @@ impl Store {
                 &[&seconds],
             )
             .await?)
-    }
-
-    /// A node's samples since `since`, oldest first.
-    pub async fn node_samples(&self, node_id: &str, since: Timestamp) -> Result<Vec<NodeSample>> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT at, cpu_percent, memory_used_mb, disk_free_mb, net_rx_bytes_per_s, \
-                        net_tx_bytes_per_s, running \
-                 FROM node_samples WHERE node_id = $1 AND at >= $2 ORDER BY at",
-                &[&node_id, &since],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(NodeSample {
-                    at: row.try_get(0)?,
-                    cpu_percent: row.try_get(1)?,
-                    memory_used_mb: row.try_get(2)?,
-                    disk_free_mb: row.try_get(3)?,
-                    net_rx_bytes_per_s: row.try_get(4)?,
-                    net_tx_bytes_per_s: row.try_get(5)?,
-                    running: row.try_get(6)?,
-                })
-            })
-            .collect()
     }
 
     /// Cordons or uncordons a node, recording the event; `None` if unknown.
