@@ -29,15 +29,9 @@ pub async fn serve(
     js: async_nats::jetstream::Context,
     shutdown: Shutdown,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut endpoints = Vec::new();
-    for op in OPERATIONS {
-        let endpoint = service
-            .endpoint(subjects::api_pools(op))
-            .await
-            .map_err(|err| anyhow::anyhow!("cannot serve pool {op} requests: {err}"))?;
-        endpoints.push(endpoint.map(move |request| (op, request)).boxed());
-    }
-    let mut requests = futures::stream::select_all(endpoints);
+    let mut requests =
+        taskyard_runtime::micro::operations(service, subjects::API_POOLS_PREFIX, &OPERATIONS)
+            .await?;
     Ok(tokio::spawn(async move {
         loop {
             let (op, request) = tokio::select! {

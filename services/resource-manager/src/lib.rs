@@ -49,15 +49,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     .await?;
     let (client, js) = (attached.client.clone(), attached.js.clone());
     let service = attached.service;
-    let mut operations = Vec::new();
-    for op in requests::OPERATIONS {
-        let endpoint = service
-            .endpoint(subjects::api_nodes(op))
-            .await
-            .map_err(|err| anyhow::anyhow!("cannot serve node {op} requests: {err}"))?;
-        operations.push(endpoint.map(move |request| (op, request)).boxed());
-    }
-    let mut operations = futures::stream::select_all(operations);
+    let mut operations =
+        micro::operations(&service, subjects::API_NODES_PREFIX, &requests::OPERATIONS).await?;
     let mut heartbeats = client
         .queue_subscribe(subjects::HEARTBEAT_ALL, "resource-manager".to_owned())
         .await

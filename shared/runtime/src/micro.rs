@@ -54,3 +54,27 @@ pub async fn attach(
         service,
     })
 }
+
+/// Requests to a family of operations, each tagged with its operation.
+pub type Operations = futures::stream::SelectAll<
+    futures::stream::BoxStream<'static, (&'static str, async_nats::service::Request)>,
+>;
+
+/// Serves `<prefix>.<op>` for every operation as endpoints of `service`, and
+/// merges their requests into one stream, each tagged with its operation.
+pub async fn operations(
+    service: &Service,
+    prefix: &str,
+    ops: &[&'static str],
+) -> anyhow::Result<Operations> {
+    use futures::StreamExt;
+    let mut endpoints = Vec::with_capacity(ops.len());
+    for &op in ops {
+        let endpoint = service
+            .endpoint(format!("{prefix}.{op}"))
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot serve {prefix}.{op}: {err}"))?;
+        endpoints.push(endpoint.map(move |request| (op, request)).boxed());
+    }
+    Ok(futures::stream::select_all(endpoints))
+}
