@@ -17,6 +17,7 @@ pub use wfq::Wfq;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
+use taskyard_wire::Resources;
 use taskyard_wire::event::PlacementRequest;
 use uuid::Uuid;
 
@@ -158,6 +159,19 @@ pub trait QueuePolicy: Send + std::fmt::Debug {
 
     /// The first `n` tasks in the order the policy would serve them.
     fn first(&self, n: usize) -> Vec<&Waiting>;
+
+    /// `tenant` holds `resources` on the pool's nodes for a task this queue
+    /// did not pick (one already running when the scheduler rebuilt its
+    /// state). A pick charges its own task; policies that weigh what tenants
+    /// hold now (DRF) count it, the others ignore it.
+    fn allocated(&mut self, _tenant: &str, _resources: &Resources) {}
+
+    /// A task of `tenant` gave back `resources` (it finished, or lost its
+    /// node): the reverse of a pick or of [`QueuePolicy::allocated`].
+    fn released(&mut self, _tenant: &str, _resources: &Resources) {}
+
+    /// The pool's nodes together hold this much (DRF's denominators).
+    fn set_capacity(&mut self, _cpu_millis: u64, _memory_mb: u64) {}
 }
 
 /// First come, first served: the lowest creation sequence first (then the
