@@ -10,7 +10,7 @@ use taskyard_store::Store;
 use taskyard_store::tasks::TaskInsert;
 use taskyard_testkit::TestStack;
 use taskyard_wire::event::{TaskEvent, TaskEventBatch};
-use taskyard_wire::{Resources, TaskState, codec, subjects};
+use taskyard_wire::{TaskState, codec, subjects};
 use uuid::Uuid;
 
 struct Env {
@@ -62,21 +62,18 @@ impl Env {
     async fn insert(&self, state: TaskState, error: Option<&str>) -> Uuid {
         let id = Uuid::now_v7();
         let task = TaskInsert {
-            id,
-            idempotency_key: None,
-            pool: "default".to_owned(),
-            kind: "noop".to_owned(),
-            spec: Value::Null,
-            resources: Resources::default(),
-            priority: 0,
-            tenant: "default".to_owned(),
-            timeout_ms: None,
-            max_attempts: 1,
-            labels: json!({}),
-            node_selector: json!({}),
-            estimated_runtime_ms: None,
             state,
             error: error.map(str::to_owned),
+            kind: "noop".to_owned(),
+            spec: Value::Null,
+            ..TaskInsert::rejected(
+                id,
+                "default".to_owned(),
+                String::new(),
+                Value::Null,
+                "default".to_owned(),
+                String::new(),
+            )
         };
         self.store
             .insert_tasks(&[task])

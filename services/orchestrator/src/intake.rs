@@ -5,7 +5,7 @@ use crate::pool_view::PoolView;
 use serde_json::Value;
 use taskyard_store::tasks::TaskInsert;
 use taskyard_wire::task::{Limits, NewTask, Parsed, parse_submission};
-use taskyard_wire::{Rejection, Resources, TaskState};
+use taskyard_wire::{Rejection, TaskState};
 use uuid::Uuid;
 
 /// Longest text copied from a rejected submission into `pool`, `kind` or
@@ -127,7 +127,16 @@ fn is_culprit(rejection: &Rejection, index: usize) -> bool {
     rejection.field == prefix || rejection.field.starts_with(&format!("{prefix}."))
 }
 
+/// The row of a valid task: `pending` when it must wait for its start time,
+/// `queued` otherwise. (`delay_ms` becomes a `run_at` here, once: a
+/// redelivered submission finds its rows already written.)
 fn queued_row(task: NewTask, id: Uuid) -> TaskInsert {
+    let now = taskyard_wire::now();
+    let run_at = task.run_at.or_else(|| {
+        task.delay_ms
+            .map(|ms| now + time::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX)))
+    });
+    let waits = run_at.is_some_and(|at| at > now);
     TaskInsert {
         id: task.id.unwrap_or(id),
         idempotency_key: task.idempotency_key,
@@ -142,8 +151,21 @@ fn queued_row(task: NewTask, id: Uuid) -> TaskInsert {
         labels: serde_json::to_value(&task.labels).unwrap_or(Value::Null),
         node_selector: serde_json::to_value(&task.node_selector).unwrap_or(Value::Null),
         estimated_runtime_ms: task.estimated_runtime_ms,
-        state: TaskState::Queued,
+        state: if waits {
+            TaskState::Pending
+        } else {
+            TaskState::Queued
+        },
         error: None,
+        retry_backoff_ms: task.retry_backoff_ms,
+        retry_backoff_max_ms: task.retry_backoff_max_ms,
+        run_at: if waits { run_at } else { None },
+        schedule_timeout_ms: task.schedule_timeout_ms,
+        name: task.name,
+        workflow_id: None,
+        depends_on: Vec::new(),
+        compensation: task.compensation,
+        compensates: None,
     }
 }
 
@@ -169,26 +191,14 @@ fn rejected_row(element: &Value, id: Uuid, reason: String, limits: &Limits) -> T
     } else {
         serde_json::json!({ "omitted": format!("the submission was {size} bytes") })
     };
-    TaskInsert {
+    TaskInsert::rejected(
         id,
-        idempotency_key: None,
-        pool: text("pool", taskyard_wire::task::DEFAULT_POOL),
-        kind: text("kind", ""),
-        spec: serde_json::json!({ "submitted": submitted }),
-        resources: Resources {
-            cpu_millis: 0,
-            memory_mb: 0,
-        },
-        priority: 0,
-        tenant: text("tenant", taskyard_wire::task::DEFAULT_TENANT),
-        timeout_ms: None,
-        max_attempts: 1,
-        labels: Value::Object(Default::default()),
-        node_selector: Value::Object(Default::default()),
-        estimated_runtime_ms: None,
-        state: TaskState::Rejected,
-        error: Some(reason),
-    }
+        text("pool", taskyard_wire::task::DEFAULT_POOL),
+        text("kind", ""),
+        serde_json::json!({ "submitted": submitted }),
+        text("tenant", taskyard_wire::task::DEFAULT_TENANT),
+        reason,
+    )
 }
 
 #[cfg(test)]

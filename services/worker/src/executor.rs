@@ -38,6 +38,7 @@ use taskyard_wire::{Timestamp, codec, subjects};
 /// How long a message handed back (some attempt must run or report again)
 /// waits before NATS redelivers it.
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
+use crate::kill_switch::KillSwitches;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -74,6 +75,8 @@ pub struct Worker {
     env: DriverEnv,
     /// Cancelled when the drain timeout passes: running attempts stop.
     kill: CancellationToken,
+    /// Each running attempt's own switch, for `kill` control messages.
+    kills: Arc<KillSwitches>,
 }
 
 impl Worker {
@@ -84,8 +87,10 @@ impl Worker {
         js: jetstream::Context,
         state: Arc<NodeState>,
         env: DriverEnv,
+        kills: Arc<KillSwitches>,
     ) -> Worker {
         Worker {
+            kills,
             env,
             reporter: Reporter::start(js.clone(), subjects::status(&settings.node_id)),
             settings,
@@ -281,7 +286,7 @@ impl Worker {
                     }
                     let limits = Limits {
                         timeout: dispatch.timeout_ms.map(Duration::from_millis),
-                        kill: self.kill.clone(),
+                        kill: self.kills.arm(key, &self.kill),
                         memory_mb: Some(dispatch.resources.memory_mb),
                     };
                     let scratch = format!("{}-{}", dispatch.task_id, dispatch.attempt);
@@ -289,7 +294,8 @@ impl Worker {
                 }
                 Err(rejection) => Ran::failed(format!("invalid spec: {rejection}")),
             };
-            let report = self.finished(&dispatch, ran, started_at);
+            let killed = self.kills.disarm(&key);
+            let report = self.finished(&dispatch, ran, started_at, killed);
             record(&dispatch, &report, clock.elapsed());
             let published = self.publish(&report).await;
             (report, published)
@@ -341,13 +347,27 @@ impl Worker {
         }
     }
 
-    fn finished(&self, dispatch: &Dispatch, ran: Ran, started_at: Timestamp) -> StatusReport {
+    fn finished(
+        &self,
+        dispatch: &Dispatch,
+        ran: Ran,
+        started_at: Timestamp,
+        killed: Option<String>,
+    ) -> StatusReport {
         let (outcome, error) = match ran.end {
             End::Succeeded => (Outcome::Succeeded, None),
             End::Failed(error) => (Outcome::Failed, Some(error)),
             End::TimedOut(timeout) => (
                 Outcome::TimedOut,
                 Some(format!("timed out after {} ms", timeout.as_millis())),
+            ),
+            End::Stopped if killed.is_some() => (
+                Outcome::Failed,
+                Some(format!(
+                    "killed on node {}: {}",
+                    self.settings.node_id,
+                    killed.as_deref().unwrap_or_default()
+                )),
             ),
             End::Stopped => (
                 Outcome::Failed,

@@ -18,7 +18,8 @@
 //! - [`config`]: [`Config`], its defaults, and the checked [`config::Settings`].
 //! - [`capacity`]: what the host has and uses (sysinfo).
 //! - [`cgroup`]: per-attempt cgroup v2 memory limits for `exec`.
-//! - [`control`]: control messages to this node (drain).
+//! - [`control`]: control messages to this node (drain, kill).
+//! - [`kill_switch`]: one switch per running attempt, for `kill`.
 //! - [`heartbeat`]: the heartbeat loop and the node state it reports.
 //! - [`executor`]: the dispatch loop: concurrency, progress acks, duplicate
 //!   dispatches, reports, drain.
@@ -33,6 +34,7 @@ pub mod control;
 pub mod drivers;
 pub mod executor;
 pub mod heartbeat;
+pub mod kill_switch;
 pub mod ledger;
 pub mod reporter;
 
@@ -98,7 +100,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     // node shows up is not missed. `stop` is what the dispatch loop watches:
     // SIGTERM or a drain message, whichever comes first.
     let stop = Shutdown::new();
-    let control = control::watch(&client, node, shutdown.clone(), stop.clone())
+    let kills = Arc::new(kill_switch::KillSwitches::default());
+    let control = control::watch(&client, node, shutdown.clone(), stop.clone(), kills.clone())
         .await
         .with_context(|| format!("subscribing to the control subject of node {node}"))?;
 
@@ -120,7 +123,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         stop_heartbeats.clone(),
     ));
 
-    let worker = Arc::new(executor::Worker::new(settings.clone(), js, state, env));
+    let worker = Arc::new(executor::Worker::new(
+        settings.clone(),
+        js,
+        state,
+        env,
+        kills,
+    ));
     worker.serve(&consumer, &stop).await;
     control.abort();
 

@@ -56,6 +56,8 @@ pub struct Outgoing {
     /// `Nats-Msg-Id`: the stream drops a second message with the same id
     /// within its duplicate window.
     pub msg_id: Option<String>,
+    /// Further headers (a timer's `Nats-Schedule`, for one).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Outgoing {
@@ -64,7 +66,13 @@ impl Outgoing {
             subject: subject.into(),
             payload: payload.into(),
             msg_id: None,
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Outgoing {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub fn with_msg_id(mut self, id: impl Into<String>) -> Outgoing {
@@ -84,6 +92,9 @@ pub async fn publish_all(
         let mut publish = jetstream::message::PublishMessage::build().payload(message.payload);
         if let Some(id) = &message.msg_id {
             publish = publish.message_id(id);
+        }
+        for (name, value) in &message.headers {
+            publish = publish.header(*name, value.as_str());
         }
         let ack = js
             .send_publish(message.subject.clone(), publish)

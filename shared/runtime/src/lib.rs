@@ -24,6 +24,7 @@ pub mod nats;
 pub mod shutdown;
 pub mod streams;
 pub mod telemetry;
+pub mod timers;
 
 pub use config::{Common, ServiceConfig};
 pub use shutdown::Shutdown;

@@ -20,6 +20,15 @@ pub const DISPATCH: &str = "TASKYARD_DISPATCH";
 /// Worker reports (started, finished). Work queue.
 pub const STATUS: &str = "TASKYARD_STATUS";
 
+/// Durable timers: scheduled messages, and what they deliver when they fire.
+/// Work queue, with message schedules allowed.
+pub const TIMERS: &str = "TASKYARD_TIMERS";
+/// Advisories of messages that reached their consumer's max deliveries, kept
+/// so that a pool manager that was down still records the dead letters.
+pub const ADVISORIES: &str = "TASKYARD_ADVISORIES";
+/// The advisory subjects [`ADVISORIES`] keeps.
+pub const MAX_DELIVERIES_ADVISORIES: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>";
+
 /// How long a republished message with the same `Nats-Msg-Id` is dropped.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long events are kept.
@@ -31,6 +40,12 @@ pub const ORCHESTRATOR: &str = "orchestrator";
 pub const SCHEDULER: &str = "scheduler";
 /// Durable consumer of the pool-manager on [`STATUS`].
 pub const POOL_MANAGER: &str = "pool-manager";
+/// Durable consumer of the pool-manager on [`TIMERS`] (fired timers).
+pub const POOL_MANAGER_TIMERS: &str = "pool-manager-timers";
+/// Durable consumer of the pool-manager on [`EVENTS`] (lost nodes).
+pub const POOL_MANAGER_NODES: &str = "pool-manager-nodes";
+/// Durable consumer of the pool-manager on [`ADVISORIES`].
+pub const POOL_MANAGER_DEAD_LETTERS: &str = "pool-manager-dead-letters";
 
 /// The name of one node's dispatch consumer.
 pub fn worker_consumer(node_id: &str) -> String {
@@ -105,6 +120,24 @@ pub fn stream_configs(replicas: usize) -> Vec<stream::Config> {
             num_replicas: replicas,
             ..Default::default()
         },
+        stream::Config {
+            name: TIMERS.to_owned(),
+            description: Some("Durable timers: deadlines, backoffs, delayed starts".to_owned()),
+            subjects: vec![subjects::TIMERS_ALL.to_owned()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            allow_message_schedules: true,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+        stream::Config {
+            name: ADVISORIES.to_owned(),
+            description: Some("Messages that reached their max deliveries".to_owned()),
+            subjects: vec![MAX_DELIVERIES_ADVISORIES.to_owned()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            max_age: EVENTS_MAX_AGE * 7,
+            num_replicas: replicas,
+            ..Default::default()
+        },
     ]
 }
 
@@ -123,7 +156,7 @@ pub async fn ensure_streams(
 }
 
 fn stream_name(name: &str) -> &'static str {
-    [SUBMIT, EVENTS, DISPATCH, STATUS]
+    [SUBMIT, EVENTS, DISPATCH, STATUS, TIMERS, ADVISORIES]
         .into_iter()
         .find(|known| *known == name)
         .unwrap_or("unknown")
@@ -142,12 +175,14 @@ pub fn orchestrator_consumer() -> consumer::pull::Config {
     }
 }
 
-/// The task states whose events free a reservation.
-pub const FINISHED_STATES: [TaskState; 4] = [
+/// The task states whose events end a placement or a wait in a queue.
+pub const FINISHED_STATES: [TaskState; 6] = [
     TaskState::Succeeded,
     TaskState::Failed,
     TaskState::TimedOut,
     TaskState::Cancelled,
+    TaskState::Rejected,
+    TaskState::Retrying,
 ];
 
 /// The scheduler's consumer: queued tasks, finished tasks, node changes.
@@ -177,6 +212,51 @@ pub fn pool_manager_consumer() -> consumer::pull::Config {
         ack_wait: Duration::from_secs(30),
         max_deliver: 10,
         max_ack_pending: 20_000,
+        ..Default::default()
+    }
+}
+
+/// The pool-manager's timer consumer: fired timers only. It must not match
+/// the schedule subjects: on a work queue it would ack the schedules away.
+/// Deliveries are unlimited, as a timer that fires early is handed back
+/// until it is due.
+pub fn pool_manager_timers_consumer() -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(POOL_MANAGER_TIMERS.to_owned()),
+        description: Some("Pool manager: fired timers".to_owned()),
+        filter_subject: subjects::TIMERS_FIRED.to_owned(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_ack_pending: 20_000,
+        ..Default::default()
+    }
+}
+
+/// The pool-manager's node consumer: lost and removed nodes, whose attempts
+/// it ends. New events only: a lost node of last week needs nothing now,
+/// and the reconciler covers events missed while no consumer existed.
+pub fn pool_manager_nodes_consumer() -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(POOL_MANAGER_NODES.to_owned()),
+        description: Some("Pool manager: lost nodes".to_owned()),
+        filter_subjects: vec![
+            subjects::node_event("lost"),
+            subjects::node_event("removed"),
+        ],
+        deliver_policy: consumer::DeliverPolicy::New,
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        ..Default::default()
+    }
+}
+
+/// The pool-manager's dead-letter consumer: max-deliveries advisories.
+pub fn pool_manager_dead_letters_consumer() -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(POOL_MANAGER_DEAD_LETTERS.to_owned()),
+        description: Some("Pool manager: messages that reached max deliveries".to_owned()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
         ..Default::default()
     }
 }

@@ -14,12 +14,19 @@
 //! - [`tasks`]: task creation, the named transitions, and task reads.
 //! - [`nodes`]: the node registry written from heartbeats, and node reads.
 //! - [`pools`]: pool definitions.
+//! - [`timers`]: what happens when a task's time is up (deadline, backoff,
+//!   delayed start, placement deadline), and the overdue list.
+//! - [`interventions`]: cancels, and the loss of a node with work on it.
+//! - [`dead_letters`]: messages that could never be handled.
 //! - [`stats`]: aggregate questions (latency percentiles) for benchmarks and dashboards.
 
+pub mod dead_letters;
+pub mod interventions;
 pub mod migrate;
 pub mod nodes;
 pub mod pools;
 pub mod tasks;
+pub mod timers;
 
 use deadpool_postgres::{Config, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
@@ -95,6 +102,11 @@ impl Store {
 /// Converts a count or size from the wire (unsigned) to a Postgres integer.
 pub(crate) fn to_i32(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// Converts a duration in milliseconds from the wire to a Postgres bigint.
+pub(crate) fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// The reverse of [`to_i32`]: negative values never come out of our CHECKs.

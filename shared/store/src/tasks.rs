@@ -5,7 +5,7 @@
 //! statement. Rows that fail the guard (wrong state or attempt) are simply not
 //! returned; callers learn from the result which tasks moved.
 
-use crate::{Result, Store, StoreError, to_i32, to_u32};
+use crate::{Result, Store, StoreError, to_i32, to_i64, to_u32};
 use serde::Serialize;
 use serde_json::Value;
 use taskyard_wire::event::PlacementRequest;
@@ -32,9 +32,69 @@ pub struct TaskInsert {
     pub node_selector: Value,
     /// The client's run-time estimate, for SJF.
     pub estimated_runtime_ms: Option<u64>,
+    /// `queued`, `pending` (waits for its dependencies or its `run_at`) or
+    /// `rejected`.
     pub state: TaskState,
     /// The rejection reason; required when `state` is `rejected`.
     pub error: Option<String>,
+    /// Backoff between attempts; `None` takes the pool's.
+    pub retry_backoff_ms: Option<u64>,
+    pub retry_backoff_max_ms: Option<u64>,
+    /// Not before this time.
+    pub run_at: Option<Timestamp>,
+    /// Rolled back to `rejected` when still queued this long.
+    pub schedule_timeout_ms: Option<u64>,
+    /// Its name in its batch or workflow.
+    pub name: Option<String>,
+    pub workflow_id: Option<Uuid>,
+    /// Tasks that must succeed first.
+    pub depends_on: Vec<Uuid>,
+    /// The task that undoes this one (a submission object).
+    pub compensation: Option<Value>,
+    /// On a compensation task: the step it undoes.
+    pub compensates: Option<Uuid>,
+}
+
+impl TaskInsert {
+    /// A rejected row for `id` with `reason`, and nothing else.
+    pub fn rejected(
+        id: Uuid,
+        pool: String,
+        kind: String,
+        spec: Value,
+        tenant: String,
+        reason: String,
+    ) -> TaskInsert {
+        TaskInsert {
+            id,
+            idempotency_key: None,
+            pool,
+            kind,
+            spec,
+            resources: Resources {
+                cpu_millis: 0,
+                memory_mb: 0,
+            },
+            priority: 0,
+            tenant,
+            timeout_ms: None,
+            max_attempts: 1,
+            labels: Value::Object(Default::default()),
+            node_selector: Value::Object(Default::default()),
+            estimated_runtime_ms: None,
+            state: TaskState::Rejected,
+            error: Some(reason),
+            retry_backoff_ms: None,
+            retry_backoff_max_ms: None,
+            run_at: None,
+            schedule_timeout_ms: None,
+            name: None,
+            workflow_id: None,
+            depends_on: Vec::new(),
+            compensation: None,
+            compensates: None,
+        }
+    }
 }
 
 /// A task as the scheduler sees it while it waits.
@@ -56,6 +116,10 @@ pub struct CreatedTask {
     pub error: Option<String>,
     pub created_at: Timestamp,
     pub queued: QueuedTask,
+    /// Not before this time (a `pending` task with a delay).
+    pub run_at: Option<Timestamp>,
+    /// When a `queued` task must be placed by.
+    pub placement_deadline: Option<Timestamp>,
 }
 
 /// The scheduler's decision for one queued task.
@@ -124,6 +188,10 @@ pub struct Transition {
     pub at: Timestamp,
     /// Set when the task went back to `queued` (a retry): what the scheduler needs.
     pub requeued: Option<QueuedTask>,
+    /// When the state it entered ends by itself, if it does: a running
+    /// attempt's deadline, a retry's end of backoff, a queued task's
+    /// placement deadline. A timer is set for it.
+    pub due: Option<Timestamp>,
 }
 
 /// A task placed on a node (its reservation).
@@ -210,34 +278,45 @@ WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
                          $6::int[], $7::int[], $8::int[], $9::text[], $10::bigint[],
                          $11::int[], $12::jsonb[], $13::text[], $14::text[], $15::jsonb[],
-                         $16::bigint[])
+                         $16::bigint[], $17::bigint[], $18::bigint[], $19::timestamptz[],
+                         $20::bigint[], $21::text[], $22::uuid[], $23::jsonb[], $24::jsonb[],
+                         $25::uuid[])
         AS i(id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb, priority,
              tenant, timeout_ms, max_attempts, labels, state, error, node_selector,
-             estimated_runtime_ms)
+             estimated_runtime_ms, retry_backoff_ms, retry_backoff_max_ms, run_at,
+             schedule_timeout_ms, name, workflow_id, depends_on, compensation, compensates)
 ), ins AS (
     INSERT INTO tasks (id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb,
                        priority, tenant, timeout_ms, max_attempts, labels, state, error,
-                       node_selector, estimated_runtime_ms, queued_at, finished_at)
+                       node_selector, estimated_runtime_ms, retry_backoff_ms,
+                       retry_backoff_max_ms, run_at, schedule_timeout_ms, name, workflow_id,
+                       depends_on, compensation, compensates, queued_at, finished_at)
     SELECT id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb, priority, tenant,
            timeout_ms, max_attempts, labels, state::task_state, error, node_selector,
-           estimated_runtime_ms,
+           estimated_runtime_ms, retry_backoff_ms, retry_backoff_max_ms, run_at,
+           schedule_timeout_ms, name, workflow_id,
+           ARRAY(SELECT jsonb_array_elements_text(depends_on)::uuid),
+           compensation, compensates,
            CASE WHEN state = 'queued' THEN now() END,
            CASE WHEN state = 'rejected' THEN now() END
     FROM input
     ON CONFLICT DO NOTHING
     RETURNING id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
-              state, error, attempt, created_at, node_selector, estimated_runtime_ms
+              state, error, attempt, created_at, node_selector, estimated_runtime_ms,
+              run_at, schedule_timeout_ms
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
     SELECT id, 0, NULL, state, created_at, error FROM ins
 )
 SELECT id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
-       state::text AS state, error, attempt, created_at, node_selector, estimated_runtime_ms
+       state::text AS state, error, attempt, created_at, node_selector, estimated_runtime_ms,
+       run_at, schedule_timeout_ms
 FROM ins";
 
 const FIND_CREATED: &str = "
 SELECT id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
-       state::text AS state, error, attempt, created_at, node_selector, estimated_runtime_ms
+       state::text AS state, error, attempt, created_at, node_selector, estimated_runtime_ms,
+       run_at, schedule_timeout_ms
 FROM tasks
 WHERE id = ANY($1) OR idempotency_key = ANY($2)";
 
@@ -269,16 +348,33 @@ WITH input AS (
     FROM input i
     WHERE t.id = i.id AND t.state = 'scheduled' AND t.attempt = i.attempt
       AND t.node_id = i.node_id
-    RETURNING t.id, t.pool, t.attempt, t.node_id, i.at
+    RETURNING t.id, t.pool, t.attempt, t.node_id, i.at,
+              i.at + t.timeout_ms * interval '1 millisecond' AS due
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id)
     SELECT id, attempt, 'scheduled', 'running', at, node_id FROM upd
 )
-SELECT id, pool, attempt, node_id, at FROM upd";
+SELECT id, pool, attempt, node_id, at, due FROM upd";
 
-/// An attempt that ends badly while attempts remain sends the task back to
-/// `queued`; otherwise the outcome is final.
-const FINISH_ATTEMPTS: &str = "
+/// The wait before the next attempt of `t` (a task row joined to its pool
+/// `p`), in milliseconds: the backoff doubles with each attempt up to its
+/// cap, then loses a random part of up to half ("equal jitter"), so that
+/// tasks that failed together do not all come back together.
+macro_rules! backoff_ms {
+    () => {
+        "round(least(coalesce(t.retry_backoff_max_ms, p.retry_backoff_max_ms, 300000)::float8,
+                     coalesce(t.retry_backoff_ms, p.retry_backoff_ms, 1000)
+                         * power(2, t.attempt - 1))
+               * (0.5 + random() / 2))::bigint"
+    };
+}
+pub(crate) use backoff_ms;
+
+/// An attempt that ends badly while attempts remain sends the task to
+/// `retrying` until its backoff has passed (or straight back to `queued` when
+/// the backoff is zero); otherwise the outcome is final.
+const FINISH_ATTEMPTS: &str = concat!(
+    "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[],
                          $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])
@@ -290,33 +386,39 @@ WITH input AS (
     SELECT t.id, t.state AS old_state, i.node_id AS report_node, i.outcome, i.result,
            i.error, i.started_at AS report_started, i.finished_at AS report_finished,
            -- A start reported in the same batch is recorded by this statement.
-           CASE WHEN t.state = 'scheduled' THEN i.start_reported_at END AS start_reported_at
-    FROM tasks t JOIN input i ON i.id = t.id
+           CASE WHEN t.state = 'scheduled' THEN i.start_reported_at END AS start_reported_at,
+           CASE WHEN i.outcome <> 'succeeded' AND t.attempt < t.max_attempts
+                THEN ",
+    backoff_ms!(),
+    " END AS backoff_ms
+    FROM tasks t JOIN input i ON i.id = t.id LEFT JOIN pools p ON p.name = t.pool
     WHERE t.state IN ('scheduled', 'running') AND t.attempt = i.attempt
       AND t.node_id = i.node_id
     FOR UPDATE OF t
 ), upd AS (
     UPDATE tasks t
-    SET state = (CASE WHEN o.outcome <> 'succeeded' AND t.attempt < t.max_attempts
-                      THEN 'queued' ELSE o.outcome END)::task_state,
+    SET state = (CASE WHEN o.backoff_ms IS NULL THEN o.outcome
+                      WHEN o.backoff_ms = 0 THEN 'queued'
+                      ELSE 'retrying' END)::task_state,
         result = o.result,
         error = o.error,
         started_at = COALESCE(o.start_reported_at, t.started_at, o.report_started),
-        finished_at = CASE WHEN o.outcome <> 'succeeded' AND t.attempt < t.max_attempts
-                           THEN NULL ELSE o.report_finished END,
-        queued_at = CASE WHEN o.outcome <> 'succeeded' AND t.attempt < t.max_attempts
-                         THEN now() ELSE t.queued_at END,
-        node_id = CASE WHEN o.outcome <> 'succeeded' AND t.attempt < t.max_attempts
-                       THEN NULL ELSE t.node_id END
+        finished_at = CASE WHEN o.backoff_ms IS NULL THEN o.report_finished END,
+        queued_at = CASE WHEN o.backoff_ms = 0 THEN now() ELSE t.queued_at END,
+        retry_at = CASE WHEN o.backoff_ms > 0
+                        THEN now() + o.backoff_ms * interval '1 millisecond' END,
+        node_id = CASE WHEN o.backoff_ms IS NULL THEN t.node_id END
     FROM old o
     WHERE t.id = o.id
     RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.node_selector, t.estimated_runtime_ms, t.attempt, t.state,
-              o.old_state AS from_state, o.report_node AS node_id,
+              t.node_selector, t.estimated_runtime_ms, t.attempt, t.state, t.retry_at,
+              t.schedule_timeout_ms, o.old_state AS from_state, o.report_node AS node_id,
               o.report_finished AS finished_at, o.start_reported_at,
-              CASE WHEN t.state = 'queued'
-                   THEN format('attempt %s of %s %s: %s; retrying', t.attempt, t.max_attempts,
-                               replace(o.outcome, '_', ' '), coalesce(o.error, 'no error given'))
+              CASE WHEN o.backoff_ms IS NOT NULL
+                   THEN format('attempt %s of %s %s: %s; retrying %s', t.attempt, t.max_attempts,
+                               replace(o.outcome, '_', ' '), coalesce(o.error, 'no error given'),
+                               CASE WHEN o.backoff_ms = 0 THEN 'now'
+                                    ELSE format('in %s ms', o.backoff_ms) END)
                    ELSE o.error END AS reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id, reason)
@@ -329,10 +431,11 @@ WITH input AS (
     FROM upd
 )
 SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
-       estimated_runtime_ms, attempt,
+       estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
        state::text AS state, from_state::text AS from_state, node_id, finished_at, reason,
        start_reported_at
-FROM upd";
+FROM upd"
+);
 
 impl Store {
     /// Creates tasks in one statement, with their first history rows. Tasks whose
@@ -373,6 +476,36 @@ impl Store {
                     .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
             })
             .collect();
+        let backoffs: Vec<Option<i64>> = tasks
+            .iter()
+            .map(|t| t.retry_backoff_ms.map(to_i64))
+            .collect();
+        let backoff_maxes: Vec<Option<i64>> = tasks
+            .iter()
+            .map(|t| t.retry_backoff_max_ms.map(to_i64))
+            .collect();
+        let run_ats: Vec<Option<Timestamp>> = tasks.iter().map(|t| t.run_at).collect();
+        let schedule_timeouts: Vec<Option<i64>> = tasks
+            .iter()
+            .map(|t| t.schedule_timeout_ms.map(to_i64))
+            .collect();
+        let names: Vec<Option<&str>> = tasks.iter().map(|t| t.name.as_deref()).collect();
+        let workflows: Vec<Option<Uuid>> = tasks.iter().map(|t| t.workflow_id).collect();
+        // A ragged uuid[][] cannot be unnested row by row; a JSON array can.
+        let depends: Vec<Value> = tasks
+            .iter()
+            .map(|t| {
+                Value::Array(
+                    t.depends_on
+                        .iter()
+                        .map(|id| Value::String(id.to_string()))
+                        .collect(),
+                )
+            })
+            .collect();
+        let compensations: Vec<Option<&Value>> =
+            tasks.iter().map(|t| t.compensation.as_ref()).collect();
+        let compensates: Vec<Option<Uuid>> = tasks.iter().map(|t| t.compensates).collect();
         let client = self.client().await?;
         let statement = client.prepare_cached(INSERT_TASKS).await?;
         let rows = client
@@ -395,6 +528,15 @@ impl Store {
                     &errors,
                     &selectors,
                     &estimates,
+                    &backoffs,
+                    &backoff_maxes,
+                    &run_ats,
+                    &schedule_timeouts,
+                    &names,
+                    &workflows,
+                    &depends,
+                    &compensations,
+                    &compensates,
                 ],
             )
             .await?;
@@ -453,6 +595,7 @@ impl Store {
                     reason: None,
                     at: row.try_get("at")?,
                     requeued: None,
+                    due: row.try_get("due")?,
                 })
             })
             .collect()
@@ -504,6 +647,7 @@ impl Store {
                     reason: None,
                     at,
                     requeued: None,
+                    due: None,
                     ..finished.clone()
                 });
                 transitions.push(Transition {
@@ -719,6 +863,8 @@ fn created_from_row(row: &Row) -> Result<CreatedTask> {
         error: row.try_get("error")?,
         created_at: row.try_get("created_at")?,
         queued: queued_from_row(row)?,
+        run_at: row.try_get("run_at")?,
+        placement_deadline: placement_deadline(row)?,
     })
 }
 
@@ -738,12 +884,19 @@ fn scheduled_from_row(row: &Row) -> Result<ScheduledTask> {
     })
 }
 
-fn finish_from_row(row: &Row) -> Result<Transition> {
+/// A transition out of `scheduled` or `running`, from a row that carries
+/// the task's placement request, `retry_at` and `schedule_timeout_ms`.
+pub(crate) fn finish_from_row(row: &Row) -> Result<Transition> {
     let to = parse_state(row.try_get("state")?)?;
     let requeued = if to == TaskState::Queued {
         Some(queued_from_row(row)?)
     } else {
         None
+    };
+    let due = match to {
+        TaskState::Retrying => row.try_get("retry_at")?,
+        TaskState::Queued => placement_deadline(row)?,
+        _ => None,
     };
     Ok(Transition {
         task_id: row.try_get("id")?,
@@ -755,7 +908,14 @@ fn finish_from_row(row: &Row) -> Result<Transition> {
         reason: row.try_get("reason")?,
         at: row.try_get("finished_at")?,
         requeued,
+        due,
     })
+}
+
+/// A task queued now with a `schedule_timeout_ms` must be placed by then.
+pub(crate) fn placement_deadline(row: &Row) -> Result<Option<Timestamp>> {
+    let timeout: Option<i64> = row.try_get("schedule_timeout_ms")?;
+    Ok(timeout.map(|ms| taskyard_wire::now() + time::Duration::milliseconds(ms)))
 }
 
 fn task_from_row(row: &Row) -> Result<TaskRow> {

@@ -11,6 +11,40 @@ pub enum Control {
     /// Stop taking work, let running attempts finish (within the drain
     /// timeout), then leave: what SIGTERM does.
     Drain,
+    /// Stop one attempt now (kill its process group): it timed out, was
+    /// cancelled, or was given to another node while this one was away. A
+    /// node that does not run that attempt ignores it.
+    Kill {
+        task_id: uuid::Uuid,
+        attempt: u32,
+        reason: String,
+    },
+}
+
+/// A request on `taskyard.api.tasks.cancel`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    pub task_id: uuid::Uuid,
+    /// Kept in the task's history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The reply to a cancel: the task's state afterwards, or what is wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CancelReply {
+    Done {
+        task_id: uuid::Uuid,
+        /// `cancelled`, or the final state it had already reached.
+        state: crate::TaskState,
+        /// Whether this request cancelled it (false: it had already ended).
+        cancelled: bool,
+    },
+    Refused {
+        error: crate::task::Rejection,
+    },
 }
 
 /// A request on `taskyard.api.nodes.<op>`.

@@ -18,6 +18,7 @@
 //! - [`reply`]: replies to request/reply submissions.
 //! - [`schema`]: the JSON Schema registry.
 //! - [`control`]: messages to one node (drain), and node requests.
+//! - [`timer`]: durable timers (deadlines, backoffs, delayed starts).
 //! - [`codec`]: the one place that turns messages into bytes and back.
 
 pub mod codec;
@@ -32,6 +33,7 @@ pub mod state;
 pub mod status;
 pub mod subjects;
 pub mod task;
+pub mod timer;
 
 pub use state::TaskState;
 pub use task::{NewTask, Rejection, Resources, TaskKind, TaskSubmission};

@@ -84,7 +84,7 @@ fn default_overcommit() -> f64 {
 
 /// The policies a pool may name (kept equal to `taskyard_policy::PolicyKind::NAMES`
 /// by a test in the scheduler).
-pub const POLICIES: [&str; 4] = ["fcfs", "round_robin", "sjf", "wfq"];
+pub const POLICIES: [&str; 5] = ["fcfs", "round_robin", "sjf", "wfq", "drf"];
 /// The largest over-commit factor.
 pub const MAX_OVERCOMMIT: f64 = 10.0;
 /// The largest tenant weight.

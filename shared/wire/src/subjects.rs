@@ -52,6 +52,25 @@ pub const NODE_EVENTS_ALL: &str = "taskyard.events.node.>";
 pub const DISPATCH_ALL: &str = "taskyard.dispatch.>";
 /// Worker status wildcard (the STATUS stream).
 pub const STATUS_ALL: &str = "taskyard.status.>";
+/// Where timers are scheduled and fire (the TIMERS stream).
+pub const TIMERS_ALL: &str = "taskyard.timers.>";
+/// Where fired timers arrive: what the pool manager consumes. Its consumer
+/// must not match the schedule subjects, or it would ack the schedules away.
+pub const TIMERS_FIRED: &str = "taskyard.timers.fire.>";
+/// Cancel requests (request/reply, served by the pool manager).
+pub const API_CANCEL: &str = "taskyard.api.tasks.cancel";
+
+/// The schedule subject of one task's timer of one kind: publishing there
+/// again replaces the timer.
+pub fn timer_schedule(kind: &str, task: &uuid::Uuid) -> String {
+    format!("taskyard.timers.sched.{kind}.{task}")
+}
+
+/// Where that timer is delivered when it fires.
+pub fn timer_fire(kind: &str, task: &uuid::Uuid) -> String {
+    format!("taskyard.timers.fire.{kind}.{task}")
+}
+
 /// Heartbeats of all nodes (core NATS).
 pub const HEARTBEAT_ALL: &str = "taskyard.nodes.heartbeat.>";
 

@@ -5,6 +5,7 @@
 //! names the field it is about (`tasks[2].resources.cpu_millis`), so a client in
 //! any language can fix its message without reading our code.
 
+use crate::Timestamp;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,8 @@ pub const MAX_MEMORY_MB: u32 = 16 * 1024 * 1024;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 /// Most labels on one task.
 pub const MAX_LABELS: usize = 64;
+/// Most dependencies one task may name.
+pub const MAX_DEPENDENCIES: usize = 256;
 /// Default bound on the serialized size of one task's `spec`.
 pub const DEFAULT_MAX_SPEC_BYTES: usize = 64 * 1024;
 /// Default bound on one submission message (a batch counts once).
@@ -175,6 +178,42 @@ pub struct TaskSubmission {
     /// first serves the shortest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_runtime_ms: Option<u64>,
+    /// The wait before the first retry, in milliseconds; each further retry
+    /// waits twice as long, up to `retry_backoff_max_ms`, jittered down by up
+    /// to half. The pool's setting when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff_ms: Option<u64>,
+    /// The longest wait between attempts, in milliseconds. The pool's
+    /// setting when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff_max_ms: Option<u64>,
+    /// Start no earlier than this many milliseconds after submission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Start no earlier than this time (RFC 3339). Exclusive with `delay_ms`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::rfc3339::option"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub run_at: Option<Timestamp>,
+    /// A task still not placed on a node this many milliseconds after it
+    /// was queued is rolled back to `rejected`, and its dependents cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_timeout_ms: Option<u64>,
+    /// The task's name within its batch or workflow, for `depends_on`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Tasks that must succeed before this one is queued: ids of existing
+    /// tasks, or names of tasks in the same batch or workflow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// A task (same shape, without `depends_on` or `compensation`) that
+    /// undoes this one: run when a later step of its workflow fails for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
+    pub compensation: Option<Value>,
 }
 
 /// Input of the `exec` driver.
@@ -581,6 +620,17 @@ pub struct NewTask {
     pub labels: BTreeMap<String, String>,
     pub node_selector: BTreeMap<String, String>,
     pub estimated_runtime_ms: Option<u64>,
+    pub retry_backoff_ms: Option<u64>,
+    pub retry_backoff_max_ms: Option<u64>,
+    /// When it may start at the earliest (`run_at`, or submission + `delay_ms`
+    /// resolved by the orchestrator); `None` for now.
+    pub run_at: Option<Timestamp>,
+    pub delay_ms: Option<u64>,
+    pub schedule_timeout_ms: Option<u64>,
+    pub name: Option<String>,
+    pub depends_on: Vec<String>,
+    /// The validated compensation task, as submitted.
+    pub compensation: Option<Value>,
 }
 
 /// The outcome of reading one submission message.
@@ -772,6 +822,8 @@ pub fn validate_task(value: &Value, limits: &Limits) -> Result<NewTask, Rejectio
         ));
     }
     Job::parse(sub.kind, &sub.spec)?;
+    check_timing(&sub)?;
+    check_workflow_fields(&sub, limits)?;
     Ok(NewTask {
         id: sub.id,
         idempotency_key: sub.idempotency_key,
@@ -786,7 +838,92 @@ pub fn validate_task(value: &Value, limits: &Limits) -> Result<NewTask, Rejectio
         labels: sub.labels,
         node_selector: sub.node_selector,
         estimated_runtime_ms: sub.estimated_runtime_ms,
+        retry_backoff_ms: sub.retry_backoff_ms,
+        retry_backoff_max_ms: sub.retry_backoff_max_ms,
+        run_at: sub.run_at,
+        delay_ms: sub.delay_ms,
+        schedule_timeout_ms: sub.schedule_timeout_ms,
+        name: sub.name,
+        depends_on: sub.depends_on,
+        compensation: sub.compensation,
     })
+}
+
+/// Backoff, delay and placement deadline: bounded, and `delay_ms` and
+/// `run_at` not both.
+fn check_timing(sub: &TaskSubmission) -> Result<(), Rejection> {
+    for (field, value) in [
+        ("retry_backoff_ms", sub.retry_backoff_ms),
+        ("retry_backoff_max_ms", sub.retry_backoff_max_ms),
+        ("delay_ms", sub.delay_ms),
+    ] {
+        if let Some(ms) = value
+            && ms > MAX_TIMEOUT_MS
+        {
+            return Err(Rejection::new(
+                field,
+                format!("must be at most {MAX_TIMEOUT_MS}"),
+            ));
+        }
+    }
+    if let Some(ms) = sub.schedule_timeout_ms
+        && !(1..=MAX_TIMEOUT_MS).contains(&ms)
+    {
+        return Err(Rejection::new(
+            "schedule_timeout_ms",
+            format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+        ));
+    }
+    if sub.delay_ms.is_some() && sub.run_at.is_some() {
+        return Err(Rejection::new(
+            "run_at",
+            "give `run_at` or `delay_ms`, not both",
+        ));
+    }
+    Ok(())
+}
+
+/// A step name is a token; dependencies are bounded and non-empty; a
+/// compensation is itself a valid task, without dependencies or a
+/// compensation of its own.
+fn check_workflow_fields(sub: &TaskSubmission, limits: &Limits) -> Result<(), Rejection> {
+    if let Some(name) = &sub.name {
+        check_token("name", name)?;
+    }
+    if sub.depends_on.len() > MAX_DEPENDENCIES {
+        return Err(Rejection::new(
+            "depends_on",
+            format!("at most {MAX_DEPENDENCIES} dependencies"),
+        ));
+    }
+    for (index, dependency) in sub.depends_on.iter().enumerate() {
+        if Uuid::parse_str(dependency).is_err() && !crate::subjects::is_token(dependency) {
+            return Err(Rejection::new(
+                format!("depends_on[{index}]"),
+                "names a task by its id or by its name in the batch",
+            ));
+        }
+    }
+    if let Some(compensation) = &sub.compensation {
+        let nested = |rejection: Rejection| {
+            Rejection::new(
+                if rejection.field.is_empty() {
+                    "compensation".to_owned()
+                } else {
+                    format!("compensation.{}", rejection.field)
+                },
+                rejection.message,
+            )
+        };
+        let undo = validate_task(compensation, limits).map_err(nested)?;
+        if !undo.depends_on.is_empty() || undo.compensation.is_some() {
+            return Err(Rejection::new(
+                "compensation",
+                "a compensation has no `depends_on` or `compensation` of its own",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_token(field: &str, value: &str) -> Result<(), Rejection> {

@@ -2,12 +2,12 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::Value;
 use taskyard_api::{AppState, app};
 use taskyard_store::Store;
 use taskyard_store::tasks::TaskInsert;
 use taskyard_testkit::TestStack;
-use taskyard_wire::{Resources, TaskState};
+use taskyard_wire::TaskState;
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -115,21 +115,18 @@ impl TestApp {
 /// A fixture task: a queued noop in `pool`, everything else default.
 pub fn task(pool: &str) -> TaskInsert {
     TaskInsert {
-        id: Uuid::now_v7(),
-        idempotency_key: None,
-        pool: pool.to_owned(),
         kind: "noop".to_owned(),
         spec: Value::Null,
-        resources: Resources::default(),
-        priority: 0,
-        tenant: "default".to_owned(),
-        timeout_ms: None,
-        max_attempts: 1,
-        labels: json!({}),
-        node_selector: json!({}),
-        estimated_runtime_ms: None,
         state: TaskState::Queued,
         error: None,
+        ..TaskInsert::rejected(
+            Uuid::now_v7(),
+            pool.to_owned(),
+            String::new(),
+            Value::Null,
+            "default".to_owned(),
+            String::new(),
+        )
     }
 }
 

@@ -1,0 +1,120 @@
+//! Transitions nobody's report asked for: an operator's cancel, and the loss
+//! of a node with work on it.
+
+use crate::tasks::{Transition, finish_from_row};
+use crate::{Result, Store};
+use uuid::Uuid;
+
+/// Any live task → `cancelled`. Returns the old state and node, so that a
+/// running attempt can be killed where it runs.
+const CANCEL: &str = "
+WITH old AS (
+    SELECT id, state AS old_state, node_id AS old_node
+    FROM tasks
+    WHERE id = ANY($1) AND state IN ('pending', 'queued', 'scheduled', 'running', 'retrying')
+    FOR UPDATE
+), upd AS (
+    UPDATE tasks t
+    SET state = 'cancelled', finished_at = now(), retry_at = NULL, wait_reason = NULL,
+        error = $2
+    FROM old o
+    WHERE t.id = o.id
+    RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
+              t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
+              t.schedule_timeout_ms, t.state, o.old_state AS from_state,
+              o.old_node AS node_id, t.finished_at, t.error AS reason
+), history AS (
+    INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id, reason)
+    SELECT id, attempt, from_state, state, finished_at, node_id, reason FROM upd
+)
+SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
+       estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
+       state::text AS state, from_state::text AS from_state, node_id, finished_at, reason
+FROM upd";
+
+/// The attempts on a lost node end: `queued` again while attempts remain,
+/// else `failed`, with the reason.
+const NODE_LOST: &str = "
+WITH old AS (
+    SELECT id, state AS old_state
+    FROM tasks
+    WHERE node_id = $1 AND state IN ('scheduled', 'running')
+    FOR UPDATE
+), upd AS (
+    UPDATE tasks t
+    SET state = (CASE WHEN t.attempt < t.max_attempts THEN 'queued' ELSE 'failed' END)::task_state,
+        node_id = CASE WHEN t.attempt < t.max_attempts THEN NULL ELSE t.node_id END,
+        queued_at = CASE WHEN t.attempt < t.max_attempts THEN now() ELSE t.queued_at END,
+        finished_at = CASE WHEN t.attempt < t.max_attempts THEN NULL ELSE now() END,
+        error = format('node %s was lost (%s) during attempt %s of %s', $1::text, $2::text,
+                       t.attempt, t.max_attempts)
+    FROM old o
+    WHERE t.id = o.id
+    RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
+              t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
+              t.schedule_timeout_ms, t.state, o.old_state AS from_state,
+              $1::text AS node_id, now() AS finished_at,
+              CASE WHEN t.state = 'queued' THEN t.error || '; queued again'
+                   ELSE t.error END AS reason
+), history AS (
+    INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id, reason)
+    SELECT id, attempt, from_state, state, finished_at, node_id, reason FROM upd
+)
+SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
+       estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
+       state::text AS state, from_state::text AS from_state, node_id, finished_at, reason
+FROM upd";
+
+/// Where a task stands, for deciding what to tell a node about an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptHolder {
+    pub task_id: Uuid,
+    pub attempt: u32,
+    pub node_id: Option<String>,
+    pub live: bool,
+}
+
+impl Store {
+    /// Cancels every live task among `ids`, with `reason` kept as its error
+    /// and in its history. Tasks already ended are left as they are.
+    pub async fn cancel_tasks(&self, ids: &[Uuid], reason: &str) -> Result<Vec<Transition>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let statement = client.prepare_cached(CANCEL).await?;
+        let rows = client.query(&statement, &[&ids, &reason]).await?;
+        rows.iter().map(finish_from_row).collect()
+    }
+
+    /// Ends the attempts on a node that was declared lost (`why` says how).
+    pub async fn requeue_lost_node(&self, node_id: &str, why: &str) -> Result<Vec<Transition>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(NODE_LOST).await?;
+        let rows = client.query(&statement, &[&node_id, &why]).await?;
+        rows.iter().map(finish_from_row).collect()
+    }
+
+    /// The current attempt and node of each task among `ids`, and whether it
+    /// is still placed (`scheduled` or `running`).
+    pub async fn attempt_holders(&self, ids: &[Uuid]) -> Result<Vec<AttemptHolder>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT id, attempt, node_id, state IN ('scheduled', 'running') AS live \
+                 FROM tasks WHERE id = ANY($1)",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&ids]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AttemptHolder {
+                    task_id: row.try_get("id")?,
+                    attempt: crate::to_u32(row.try_get("attempt")?),
+                    node_id: row.try_get("node_id")?,
+                    live: row.try_get("live")?,
+                })
+            })
+            .collect()
+    }
+}
