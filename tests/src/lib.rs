@@ -56,17 +56,29 @@ const FAST_HEALTH: [(&str, &str); 3] = [
     ("TASKYARD_SAMPLE_INTERVAL_MS", "300"),
 ];
 
+/// The pool manager of the tests: a report is given up after three
+/// deliveries (not ten), so the dead letter test is quick; the reconciler
+/// passes once at start and then every 30 s, so that tests of timers see
+/// the timers, not the backstop.
+pub const POOL_MANAGER: [(&str, &str); 2] = [
+    ("TASKYARD_MAX_DELIVERIES", "3"),
+    ("TASKYARD_RECONCILE_INTERVAL_MS", "30000"),
+];
+
 impl Cluster {
     /// Starts NATS, Postgres, the orchestrator, scheduler, pool manager and
     /// resource manager, then the given workers, and waits until every
     /// worker's node is registered.
     pub async fn start(workers: &[WorkerSpec]) -> anyhow::Result<Cluster> {
         let mut stack = TestStack::start().await?;
-        for service in ["orchestrator", "scheduler", "pool-manager"] {
+        for service in ["orchestrator", "scheduler"] {
             stack
                 .spawn(&format!("taskyard-{service}"), service, &[])
                 .await?;
         }
+        stack
+            .spawn("taskyard-pool-manager", "pool-manager", &POOL_MANAGER)
+            .await?;
         stack
             .spawn(
                 "taskyard-resource-manager",
@@ -279,6 +291,23 @@ impl Cluster {
             .query_one("SELECT to_jsonb(t) FROM tasks t WHERE id = $1", &[&id])
             .await?;
         Ok(row.get(0))
+    }
+
+    /// Waits until task `id` is in `state`.
+    pub async fn wait_state(&self, id: Uuid, state: &str) -> anyhow::Result<()> {
+        wait_until(&format!("task {id} to be {state}"), WAIT, || async {
+            Ok((self.state(id).await?.as_deref() == Some(state)).then_some(()))
+        })
+        .await
+    }
+
+    /// Asks the pool manager to cancel a task; returns its reply.
+    pub async fn cancel(&self, id: Uuid, reason: &str) -> anyhow::Result<Value> {
+        self.request(
+            taskyard_wire::subjects::API_CANCEL,
+            &serde_json::json!({"task_id": id, "reason": reason}),
+        )
+        .await
     }
 
     /// A task's history as `(from, to)` pairs, oldest first.

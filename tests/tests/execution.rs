@@ -46,10 +46,10 @@ async fn exec_output_and_exit_codes_land_in_the_result() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn a_failing_task_is_retried_until_its_attempts_run_out() -> anyhow::Result<()> {
+async fn a_failing_task_without_backoff_is_queued_again_at_once() -> anyhow::Result<()> {
     let cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
     let ids = cluster
-        .submit_ok(&json!({"kind": "fail", "spec": {"message": "boom"}, "max_attempts": 3}))
+        .submit_ok(&json!({"kind": "fail", "spec": {"message": "boom"}, "max_attempts": 3, "retry_backoff_ms": 0}))
         .await?;
     assert_eq!(cluster.wait_final(ids[0]).await?, "failed");
     let task = cluster.task_json(ids[0]).await?;
@@ -80,6 +80,6 @@ async fn a_failing_task_is_retried_until_its_attempts_run_out() -> anyhow::Resul
         )
         .await?;
     let first: String = reasons[0].get(0);
-    assert_eq!(first, "attempt 1 of 3 failed: boom; retrying");
+    assert_eq!(first, "attempt 1 of 3 failed: boom; retrying now");
     Ok(())
 }

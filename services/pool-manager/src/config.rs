@@ -15,6 +15,18 @@ pub struct Config {
     pub batch_size: usize,
     /// Postgres connections (`TASKYARD_POOL_SIZE`).
     pub pool_size: usize,
+    /// How long after a running attempt's deadline the pool manager times it
+    /// out itself, when the worker has not (`TASKYARD_TIMEOUT_GRACE_MS`).
+    pub timeout_grace_ms: u64,
+    /// How often the reconciler looks for overdue timers and lost nodes with
+    /// work (`TASKYARD_RECONCILE_INTERVAL_MS`).
+    pub reconcile_interval_ms: u64,
+    /// How late a timer must be before the reconciler applies it
+    /// (`TASKYARD_RECONCILE_GRACE_MS`).
+    pub reconcile_grace_ms: u64,
+    /// Deliveries of a worker report before it is kept as a dead letter
+    /// (`TASKYARD_MAX_DELIVERIES`).
+    pub max_deliveries: u32,
 }
 
 impl Default for Config {
@@ -23,6 +35,10 @@ impl Default for Config {
             common: Common::default(),
             batch_size: DEFAULT_BATCH_SIZE,
             pool_size: 4,
+            timeout_grace_ms: 1000,
+            reconcile_interval_ms: 10_000,
+            reconcile_grace_ms: 5000,
+            max_deliveries: 10,
         }
     }
 }

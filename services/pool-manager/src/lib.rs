@@ -1,30 +1,50 @@
-//! The pool manager: a task's state after dispatch, from the workers' reports.
+//! The pool manager: a task's state after dispatch, its deadlines, and pools.
 //!
-//! Reports (`started`, `finished`) are read from the STATUS stream in batches;
-//! each batch becomes at most two guarded statements (`scheduled → running`,
-//! then `scheduled | running → succeeded | failed | timed_out`, or back to
-//! `queued` while attempts remain). A report for another attempt than the
-//! task's current one — late, duplicated, or from a node that was declared
-//! lost — matches no row and changes nothing. What did change is announced
-//! on `taskyard.events.task.<state>` so the scheduler frees the reservation.
+//! Worker reports (`started`, `finished`) are read from the STATUS stream in
+//! batches; each batch becomes at most two guarded statements. An attempt
+//! that fails with attempts left waits out its backoff in `retrying`. A
+//! report for another attempt than the task's current one — late,
+//! duplicated, or from a node declared lost — matches no row and changes
+//! nothing, and a node still running such an attempt is told to kill it.
+//!
+//! Deadlines ride on durable timers (scheduled messages on the TIMERS
+//! stream), so a restart loses none: an attempt past its timeout, a backoff's
+//! end, a delayed start, a placement deadline. Lost nodes (node events) have
+//! their attempts queued again. Cancels come as requests. Messages given up
+//! after their max deliveries become dead letters. A reconciler catches what
+//! a crash between a commit and a publish could lose.
 //!
 //! It also owns pools: their requests (`taskyard.api.pools.<op>`) and the
 //! announcements of their changes.
 //!
 //! # Layout
 //! - [`config`]: the service's settings.
+//! - [`announce`]: events, timers and kills after a transition.
 //! - [`reports`]: from report messages to store calls and events.
+//! - [`timers`]: fired timers.
+//! - [`node_loss`]: lost nodes' attempts.
+//! - [`cancel`]: cancel requests.
+//! - [`dead_letters`]: max-deliveries advisories to `dead_letters` rows.
+//! - [`reconciler`]: the periodic backstop.
 //! - [`pools`]: pool requests.
 
+pub mod announce;
+pub mod cancel;
 pub mod config;
+pub mod dead_letters;
+pub mod node_loss;
 pub mod pools;
+pub mod reconciler;
 pub mod reports;
+pub mod timers;
 
 pub use config::Config;
 
 use anyhow::Context;
 use futures::StreamExt;
-use taskyard_runtime::batching::batches;
+use std::future::Future;
+use std::time::Duration;
+use taskyard_runtime::batching::{Message, batches};
 use taskyard_runtime::{Shutdown, micro, streams};
 use taskyard_store::Store;
 
@@ -41,23 +61,134 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     .await?;
     let js = attached.js.clone();
     let service = attached.service;
+    let announcer = announce::Announcer::new(
+        attached.client.clone(),
+        js.clone(),
+        Duration::from_millis(config.timeout_grace_ms),
+    );
     let pool_requests = pools::serve(&service, store.clone(), js.clone(), shutdown.clone()).await?;
-    let consumer =
-        streams::pull_consumer(&js, streams::STATUS, streams::pool_manager_consumer()).await?;
-    let mut incoming = batches(&consumer, config.batch_size.max(1)).await?;
-    let handler = reports::ReportHandler::new(store, js);
+    let cancels =
+        cancel::serve(&service, store.clone(), announcer.clone(), shutdown.clone()).await?;
+
+    let batch = config.batch_size.max(1);
+    let reports = reports::ReportHandler::new(store.clone(), announcer.clone());
+    let timers = timers::TimerHandler::new(store.clone(), announcer.clone());
+    let node_loss = node_loss::NodeLoss::new(store.clone(), announcer.clone());
+    let dead_letters = dead_letters::DeadLetters::new(store.clone(), js.clone());
+
+    let status = streams::pull_consumer(
+        &js,
+        streams::STATUS,
+        streams::pool_manager_consumer(i64::from(config.max_deliveries.max(1))),
+    )
+    .await?;
+    let fired = streams::pull_consumer(
+        &js,
+        streams::TIMERS,
+        streams::pool_manager_timers_consumer(),
+    )
+    .await?;
+    let nodes =
+        streams::pull_consumer(&js, streams::EVENTS, streams::pool_manager_nodes_consumer())
+            .await?;
+    let advisories = streams::pull_consumer(
+        &js,
+        streams::ADVISORIES,
+        streams::pool_manager_dead_letters_consumer(),
+    )
+    .await?;
+
+    let reconciler = reconciler::Reconciler {
+        store: store.clone(),
+        timers: timers.clone(),
+        node_loss: node_loss.clone(),
+        interval: Duration::from_millis(config.reconcile_interval_ms.max(100)),
+        grace: Duration::from_millis(config.reconcile_grace_ms),
+    };
     tracing::info!("pool manager ready");
+    let mut loops = tokio::task::JoinSet::new();
+    let stop = shutdown.clone();
+    loops.spawn(consume(
+        "reports",
+        batches(&status, batch).await?,
+        stop,
+        move |b| {
+            let reports = reports.clone();
+            async move { reports.handle(b).await }
+        },
+    ));
+    let stop = shutdown.clone();
+    let fired_timers = timers.clone();
+    loops.spawn(consume(
+        "timers",
+        batches(&fired, batch).await?,
+        stop,
+        move |b| {
+            let timers = fired_timers.clone();
+            async move { timers.handle(b).await }
+        },
+    ));
+    let stop = shutdown.clone();
+    loops.spawn(consume(
+        "node events",
+        batches(&nodes, 100).await?,
+        stop,
+        move |b| {
+            let node_loss = node_loss.clone();
+            async move { node_loss.handle(b).await }
+        },
+    ));
+    let stop = shutdown.clone();
+    loops.spawn(consume(
+        "advisories",
+        batches(&advisories, 100).await?,
+        stop,
+        move |b| {
+            let dead_letters = dead_letters.clone();
+            async move { dead_letters.handle(b).await }
+        },
+    ));
+    loops.spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            reconciler.run(shutdown).await;
+            Ok(())
+        }
+    });
+    // The first loop to stop (shutdown, or a consumer that stopped
+    // delivering) stops the service.
+    let first = loops.join_next().await;
+    shutdown.trigger();
+    loops.shutdown().await;
+    pool_requests.await.ok();
+    cancels.await.ok();
+    match first {
+        Some(Ok(result)) => result,
+        Some(Err(err)) => Err(anyhow::anyhow!("a pool manager loop failed: {err}")),
+        None => Ok(()),
+    }
+}
+
+/// Feeds each batch of `incoming` to `handle` until `shutdown`.
+async fn consume<S, F, Fut>(
+    what: &'static str,
+    mut incoming: S,
+    shutdown: Shutdown,
+    mut handle: F,
+) -> anyhow::Result<()>
+where
+    S: futures::Stream<Item = Vec<Message>> + Unpin,
+    F: FnMut(Vec<Message>) -> Fut,
+    Fut: Future<Output = ()>,
+{
     loop {
         let batch = tokio::select! {
-            _ = shutdown.wait() => {
-                pool_requests.await.ok();
-                return Ok(());
-            }
+            _ = shutdown.wait() => return Ok(()),
             batch = incoming.next() => match batch {
                 Some(batch) => batch,
-                None => anyhow::bail!("the status consumer stopped delivering"),
+                None => anyhow::bail!("the {what} consumer stopped delivering"),
             },
         };
-        handler.handle(batch).await;
+        handle(batch).await;
     }
 }

@@ -1,14 +1,16 @@
 //! From workers' reports to guarded transitions and events.
 
-use async_nats::jetstream::{self, AckKind};
+use crate::announce::{Announcer, Kill};
+use async_nats::jetstream::AckKind;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-use taskyard_runtime::batching::{Message, Outgoing, ack_all, publish_all};
+use taskyard_runtime::batching::{Message, ack_all};
 use taskyard_store::Store;
-use taskyard_store::tasks::{FinishReport, StartReport, Transition};
-use taskyard_wire::event::{TaskEvent, TaskEventBatch};
+use taskyard_store::interventions::AttemptHolder;
+use taskyard_store::tasks::{FinishReport, StartReport};
 use taskyard_wire::status::{Outcome, StatusMessage, StatusReport};
-use taskyard_wire::{TaskState, codec, subjects};
+use taskyard_wire::{TaskState, codec};
+use uuid::Uuid;
 
 /// How long a batch that could not be recorded waits before redelivery.
 pub const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -88,56 +90,29 @@ pub fn sort(reports: impl IntoIterator<Item = StatusReport>) -> Sorted {
     sorted
 }
 
-/// Turns transitions into event messages, one per target state.
-pub fn events(transitions: &[Transition]) -> Vec<Outgoing> {
-    let mut by_state: HashMap<TaskState, Vec<TaskEvent>> = HashMap::new();
-    for t in transitions {
-        by_state.entry(t.to).or_default().push(TaskEvent {
-            task_id: t.task_id,
-            pool: t.pool.clone(),
-            attempt: t.attempt,
-            state: t.to,
-            from: Some(t.from),
-            node_id: t.node_id.clone(),
-            reason: t.reason.clone(),
-            at: t.at,
-            request: t.requeued.as_ref().map(|q| q.request.clone()),
-        });
-    }
-    let mut messages = Vec::new();
-    for (state, events) in by_state {
-        for chunk in events.chunks(1000) {
-            messages.push(Outgoing::new(
-                subjects::task_event(state),
-                codec::encode(&TaskEventBatch {
-                    events: chunk.to_vec(),
-                }),
-            ));
-        }
-    }
-    messages
-}
-
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ReportHandler {
     store: Store,
-    js: jetstream::Context,
+    announcer: Announcer,
 }
 
 impl ReportHandler {
-    pub fn new(store: Store, js: jetstream::Context) -> ReportHandler {
-        ReportHandler { store, js }
+    pub fn new(store: Store, announcer: Announcer) -> ReportHandler {
+        ReportHandler { store, announcer }
     }
 
-    /// Records one batch; on failure the batch is redelivered after
-    /// [`RETRY_DELAY`] (every step is idempotent).
+    /// Records one batch. When the batch cannot be recorded, each message
+    /// is tried on its own, so that one message that can never be recorded
+    /// does not hold back the others: it alone is redelivered (after
+    /// [`RETRY_DELAY`]) until its consumer's max deliveries send it to the
+    /// dead letters. Every step is idempotent.
     pub async fn handle(&self, batch: Vec<Message>) {
         let mut reports = Vec::with_capacity(batch.len());
         let mut readable = Vec::with_capacity(batch.len());
         for message in batch {
             match codec::decode::<StatusMessage>(&message.payload) {
                 Ok(status) => {
-                    reports.extend(status.into_reports());
+                    reports.push(status.into_reports());
                     readable.push(message);
                 }
                 Err(err) => {
@@ -146,40 +121,64 @@ impl ReportHandler {
                 }
             }
         }
-        if reports.is_empty() {
+        if readable.is_empty() {
             return;
         }
-        let received = reports.len();
-        let sorted = sort(reports);
-        match self.record(&sorted).await {
-            Ok(moved) => {
-                let stale = received.saturating_sub(moved);
-                if stale > 0 {
-                    metrics::counter!("taskyard_pool_manager_stale_reports_total")
-                        .increment(stale as u64);
-                    tracing::debug!(
-                        stale,
-                        "reports that changed nothing (stale attempt or duplicate)"
-                    );
-                }
-                ack_all(&readable).await;
-            }
-            Err(err) => {
+        match self.record(reports.concat()).await {
+            Ok(()) => ack_all(&readable).await,
+            Err(err) if readable.len() == 1 => {
                 tracing::error!(
                     error = format!("{err:#}"),
-                    reports = readable.len(),
-                    "recording reports failed; will retry"
+                    "recording a report failed; will retry"
                 );
-                for message in &readable {
-                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                let _ = readable[0].ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+            }
+            Err(err) => {
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    messages = readable.len(),
+                    "recording a batch failed; trying its messages one by one"
+                );
+                for (message, reports) in readable.iter().zip(reports) {
+                    match self.record(reports).await {
+                        Ok(()) => {
+                            let _ = message.ack().await;
+                        }
+                        Err(err) => {
+                            tracing::error!(subject = %message.subject, error = format!("{err:#}"), "recording a report failed; will retry");
+                            let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                        }
+                    }
                 }
             }
         }
     }
 
     /// Applies starts, then finishes (a fast task's two reports often share a
-    /// batch), and announces the transitions. Returns how many moved.
-    async fn record(&self, sorted: &Sorted) -> anyhow::Result<usize> {
+    /// batch), announces the transitions, and tells nodes that reported on
+    /// an attempt that is no longer theirs to drop it.
+    async fn record(&self, reports: Vec<StatusReport>) -> anyhow::Result<()> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let received: Vec<(Uuid, u32, String, bool)> = reports
+            .iter()
+            .map(|r| match r {
+                StatusReport::Started {
+                    task_id,
+                    attempt,
+                    node_id,
+                    ..
+                } => (*task_id, *attempt, node_id.clone(), true),
+                StatusReport::Finished {
+                    task_id,
+                    attempt,
+                    node_id,
+                    ..
+                } => (*task_id, *attempt, node_id.clone(), false),
+            })
+            .collect();
+        let sorted = sort(reports);
         let mut transitions = self.store.mark_running(&sorted.starts).await?;
         let finished = self.store.finish_attempts(&sorted.finishes).await?;
         for t in &finished {
@@ -191,16 +190,59 @@ impl ReportHandler {
             );
         }
         transitions.extend(finished);
-        let moved = transitions.len();
-        publish_all(&self.js, events(&transitions)).await?;
-        Ok(moved)
+        self.announcer.announce(&transitions).await?;
+        let moved: HashSet<(Uuid, u32)> =
+            transitions.iter().map(|t| (t.task_id, t.attempt)).collect();
+        let unmoved: Vec<&(Uuid, u32, String, bool)> = received
+            .iter()
+            .filter(|(task, attempt, _, _)| !moved.contains(&(*task, *attempt)))
+            .collect();
+        if !unmoved.is_empty() {
+            metrics::counter!("taskyard_pool_manager_stale_reports_total")
+                .increment(unmoved.len() as u64);
+            self.drop_stale(&unmoved).await?;
+        }
+        Ok(())
+    }
+
+    /// Reports that changed nothing are duplicates, or come from a node that
+    /// runs an attempt which is not the task's current one there (the node
+    /// was declared lost, then came back). Such a node is told to stop it.
+    async fn drop_stale(&self, unmoved: &[&(Uuid, u32, String, bool)]) -> anyhow::Result<()> {
+        let ids: Vec<Uuid> = unmoved.iter().map(|(task, ..)| *task).collect();
+        let holders: HashMap<Uuid, AttemptHolder> = self
+            .store
+            .attempt_holders(&ids)
+            .await?
+            .into_iter()
+            .map(|h| (h.task_id, h))
+            .collect();
+        let kills: Vec<Kill> = unmoved
+            .iter()
+            .filter(|(_, _, _, started)| *started)
+            .filter(|(task, attempt, node, _)| {
+                holders.get(task).is_none_or(|h| {
+                    !(h.live && h.attempt == *attempt && h.node_id.as_deref() == Some(node))
+                })
+            })
+            .map(|(task, attempt, node, _)| Kill {
+                node_id: node.clone(),
+                task_id: *task,
+                attempt: *attempt,
+                reason: format!("attempt {attempt} is no longer this node's to run"),
+            })
+            .collect();
+        if !kills.is_empty() {
+            tracing::info!(kills = kills.len(), "telling nodes to drop stale attempts");
+            self.announcer.kill(&kills).await;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uuid::Uuid;
 
     #[test]
     fn duplicate_reports_are_kept_once() {

@@ -326,7 +326,8 @@ impl SchedulerState {
                         &event.pool,
                     );
                 }
-                state if state.is_terminal() => {
+                // A retry's backoff, like an end, gives the node back.
+                state if state.is_terminal() || state == TaskState::Retrying => {
                     if let Some(queue) = self.queues.get_mut(&event.pool) {
                         queue.remove(event.task_id);
                     }

@@ -203,14 +203,15 @@ pub fn scheduler_consumer() -> consumer::pull::Config {
     }
 }
 
-/// The pool-manager's consumer: every worker report.
-pub fn pool_manager_consumer() -> consumer::pull::Config {
+/// The pool-manager's consumer: every worker report. A report redelivered
+/// `max_deliver` times is given up and kept as a dead letter.
+pub fn pool_manager_consumer(max_deliver: i64) -> consumer::pull::Config {
     consumer::pull::Config {
         durable_name: Some(POOL_MANAGER.to_owned()),
         description: Some("Pool manager: workers' reports".to_owned()),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: Duration::from_secs(30),
-        max_deliver: 10,
+        max_deliver,
         max_ack_pending: 20_000,
         ..Default::default()
     }

@@ -95,6 +95,23 @@ impl Store {
         rows.iter().map(finish_from_row).collect()
     }
 
+    /// Nodes declared lost (or removed) that still hold `scheduled` or
+    /// `running` tasks: their event was missed.
+    pub async fn lost_nodes_with_work(&self) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT t.node_id FROM tasks t LEFT JOIN nodes n ON n.id = t.node_id \
+                 WHERE t.state IN ('scheduled', 'running') \
+                   AND (n.id IS NULL OR n.health = 'lost')",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get("node_id")?))
+            .collect()
+    }
+
     /// The current attempt and node of each task among `ids`, and whether it
     /// is still placed (`scheduled` or `running`).
     pub async fn attempt_holders(&self, ids: &[Uuid]) -> Result<Vec<AttemptHolder>> {

@@ -1,0 +1,104 @@
+//! Messages that could never be handled: when a consumer gives a message up
+//! after its max deliveries, the server publishes an advisory, which the
+//! ADVISORIES stream keeps. Here each one becomes a `dead_letters` row with
+//! the message's subject, raw payload and the reason, and the message is
+//! deleted from its work-queue stream (which would otherwise keep it
+//! forever). The consumer it blocked has moved on already.
+
+use async_nats::jetstream::{self, AckKind};
+use serde::Deserialize;
+use std::time::Duration;
+use taskyard_runtime::batching::Message;
+use taskyard_store::Store;
+use taskyard_store::dead_letters::DeadLetter;
+
+const RETRY_DELAY: Duration = Duration::from_secs(2);
+
+/// `io.nats.jetstream.advisory.v1.max_deliver`, the fields we use.
+#[derive(Debug, Deserialize)]
+struct MaxDeliveries {
+    stream: String,
+    consumer: String,
+    stream_seq: u64,
+    deliveries: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadLetters {
+    store: Store,
+    js: jetstream::Context,
+}
+
+impl DeadLetters {
+    pub fn new(store: Store, js: jetstream::Context) -> DeadLetters {
+        DeadLetters { store, js }
+    }
+
+    pub async fn handle(&self, batch: Vec<Message>) {
+        for message in batch {
+            let advisory = match serde_json::from_slice::<MaxDeliveries>(&message.payload) {
+                Ok(advisory) => advisory,
+                Err(err) => {
+                    tracing::warn!(error = %err, "unreadable advisory skipped");
+                    let _ = message.ack().await;
+                    continue;
+                }
+            };
+            // Other applications' streams are theirs to look after.
+            if !advisory.stream.starts_with("TASKYARD_") {
+                let _ = message.ack().await;
+                continue;
+            }
+            match self.keep(&advisory).await {
+                Ok(()) => {
+                    let _ = message.ack().await;
+                }
+                Err(err) => {
+                    tracing::error!(stream = %advisory.stream, seq = advisory.stream_seq, error = format!("{err:#}"), "keeping a dead letter failed; will retry");
+                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                }
+            }
+        }
+    }
+
+    async fn keep(&self, advisory: &MaxDeliveries) -> anyhow::Result<()> {
+        let stream = self.js.get_stream(&advisory.stream).await?;
+        let reason = format!(
+            "consumer {} gave it up after {} deliveries",
+            advisory.consumer, advisory.deliveries
+        );
+        let (subject, payload, reason) = match stream.get_raw_message(advisory.stream_seq).await {
+            Ok(found) => (found.subject.to_string(), found.payload.to_vec(), reason),
+            // Handled after all (a late ack), or deleted already by an
+            // earlier try of this advisory: what is known is still kept.
+            Err(err) => (
+                String::new(),
+                Vec::new(),
+                format!("{reason}; the message is no longer in the stream ({err})"),
+            ),
+        };
+        let new = self
+            .store
+            .record_dead_letter(&DeadLetter {
+                stream: advisory.stream.clone(),
+                consumer: advisory.consumer.clone(),
+                stream_seq: advisory.stream_seq,
+                subject: subject.clone(),
+                payload,
+                deliveries: advisory.deliveries,
+                reason,
+            })
+            .await?;
+        if new {
+            metrics::counter!("taskyard_pool_manager_dead_letters_total", "stream" => advisory.stream.clone())
+                .increment(1);
+            tracing::warn!(stream = %advisory.stream, seq = advisory.stream_seq, %subject, "message kept as a dead letter");
+        }
+        if !subject.is_empty()
+            && let Err(err) = stream.delete_message(advisory.stream_seq).await
+        {
+            tracing::warn!(stream = %advisory.stream, seq = advisory.stream_seq, error = %err, "cannot delete a dead letter from its stream");
+        }
+        Ok(())
+    }
+}

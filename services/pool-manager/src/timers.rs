@@ -1,0 +1,94 @@
+//! Fired timers: an attempt's deadline, a backoff's end, a delayed start, a
+//! placement deadline.
+//!
+//! Scheduled messages fire on whole seconds; a timer that arrives before it
+//! is due is handed back with a delayed NAK for the rest. Each kind becomes
+//! one guarded statement per batch, so a timer that fires twice, or for an
+//! attempt that is over, changes nothing.
+
+use crate::announce::{Announcer, kills_for};
+use async_nats::jetstream::AckKind;
+use std::time::Duration;
+use taskyard_runtime::batching::{Message, ack_all};
+use taskyard_store::Store;
+use taskyard_wire::codec;
+use taskyard_wire::timer::{Timer, TimerKind};
+
+/// How long a batch of timers that could not be applied waits.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// A timer this close to its due time is applied now.
+const EARLY_TOLERANCE: time::Duration = time::Duration::milliseconds(20);
+
+#[derive(Debug, Clone)]
+pub struct TimerHandler {
+    store: Store,
+    announcer: Announcer,
+}
+
+impl TimerHandler {
+    pub fn new(store: Store, announcer: Announcer) -> TimerHandler {
+        TimerHandler { store, announcer }
+    }
+
+    pub async fn handle(&self, batch: Vec<Message>) {
+        let now = taskyard_wire::now();
+        let mut due = Vec::with_capacity(batch.len());
+        let mut ready = Vec::with_capacity(batch.len());
+        for message in batch {
+            match codec::decode::<Timer>(&message.payload) {
+                Ok(timer) if timer.due_at - now > EARLY_TOLERANCE => {
+                    let rest = (timer.due_at - now).unsigned_abs();
+                    let _ = message.ack_with(AckKind::Nak(Some(rest))).await;
+                }
+                Ok(timer) => {
+                    due.push(timer);
+                    ready.push(message);
+                }
+                Err(err) => {
+                    tracing::warn!(subject = %message.subject, error = %err, "unreadable timer terminated");
+                    let _ = message.ack_with(AckKind::Term).await;
+                }
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        match self.fire(&due).await {
+            Ok(()) => ack_all(&ready).await,
+            Err(err) => {
+                tracing::error!(
+                    error = format!("{err:#}"),
+                    timers = ready.len(),
+                    "applying timers failed; will retry"
+                );
+                for message in &ready {
+                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                }
+            }
+        }
+    }
+
+    /// Applies due timers, kind by kind, and announces what moved.
+    pub async fn fire(&self, timers: &[Timer]) -> anyhow::Result<()> {
+        for kind in TimerKind::ALL {
+            let of_kind: Vec<Timer> = timers.iter().filter(|t| t.kind == kind).cloned().collect();
+            if of_kind.is_empty() {
+                continue;
+            }
+            let transitions = self.store.fire_timers(kind, &of_kind).await?;
+            metrics::counter!("taskyard_pool_manager_timers_fired_total", "kind" => kind.as_str())
+                .increment(of_kind.len() as u64);
+            for t in &transitions {
+                let span = tracing::info_span!("task", task_id = %t.task_id, attempt = t.attempt);
+                span.in_scope(|| {
+                    tracing::info!(timer = kind.as_str(), state = %t.to, reason = t.reason.as_deref(), "timer fired")
+                });
+            }
+            self.announcer.announce(&transitions).await?;
+            if kind == TimerKind::Timeout {
+                self.announcer.kill(&kills_for(&transitions)).await;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,447 @@
+//! Deadlines, retries, dead letters, lost and frozen workers, cancels and
+//! delays, on the real stack: every one rides on durable consumers and
+//! timers, so a restart of the pool manager loses none.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use taskyard_testkit::Signal;
+use taskyard_testkit::wait_until;
+use taskyard_tests::{Cluster, WAIT, WorkerSpec};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// When each transition into `state` happened, oldest first.
+async fn entered(cluster: &Cluster, id: Uuid, state: &str) -> anyhow::Result<Vec<OffsetDateTime>> {
+    let rows = cluster
+        .db
+        .query(
+            "SELECT at FROM task_events WHERE task_id = $1 AND to_state = $2::text::task_state ORDER BY id",
+            &[&id, &state],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+fn millis(d: time::Duration) -> i64 {
+    i64::try_from(d.whole_milliseconds()).unwrap_or(i64::MAX)
+}
+
+#[tokio::test]
+async fn a_worker_kills_an_attempt_at_its_deadline() -> anyhow::Result<()> {
+    let cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
+    let ids = cluster
+        .submit_ok(&json!({"kind": "exec", "spec": {"command": "sleep", "args": ["30"]}, "timeout_ms": 800}))
+        .await?;
+    assert_eq!(cluster.wait_final(ids[0]).await?, "timed_out");
+    let task = cluster.task_json(ids[0]).await?;
+    assert_eq!(
+        task["error"], "timed out after 800 ms",
+        "the worker's own report: {task}"
+    );
+    let ran = entered(&cluster, ids[0], "timed_out").await?[0]
+        - entered(&cluster, ids[0], "running").await?[0];
+    assert!(
+        millis(ran) < 5000,
+        "killed at its deadline, not at the end of the sleep: {ran}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_frozen_worker_s_attempt_is_timed_out_by_the_pool_manager() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(&[]).await?;
+    let worker = cluster.start_worker(&WorkerSpec::new("w1")).await?;
+    let ids = cluster
+        .submit_ok(&json!({"kind": "sleep", "spec": {"ms": 20000}, "timeout_ms": 300}))
+        .await?;
+    cluster.wait_state(ids[0], "running").await?;
+    // Frozen, the worker can neither kill the attempt nor report.
+    worker.signal(Signal::SIGSTOP)?;
+    let state = cluster.wait_final(ids[0]).await;
+    worker.signal(Signal::SIGCONT)?;
+    assert_eq!(state?, "timed_out");
+    let task = cluster.task_json(ids[0]).await?;
+    let error = task["error"].as_str().unwrap_or_default();
+    assert!(error.contains("the pool manager's deadline"), "{error}");
+    assert!(error.contains("no report from node w1"), "{error}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failing_task_is_retried_after_a_growing_backoff() -> anyhow::Result<()> {
+    let cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
+    let ids = cluster
+        .submit_ok(&json!({
+            "kind": "fail", "spec": {"message": "boom"},
+            "max_attempts": 3, "retry_backoff_ms": 1000, "retry_backoff_max_ms": 1500
+        }))
+        .await?;
+    assert_eq!(cluster.wait_final(ids[0]).await?, "failed");
+    let trail = cluster.trail(ids[0]).await?;
+    let to: Vec<&str> = trail.iter().map(|(_, to)| to.as_str()).collect();
+    assert_eq!(
+        to,
+        [
+            "queued",
+            "scheduled",
+            "running",
+            "retrying",
+            "queued",
+            "scheduled",
+            "running",
+            "retrying",
+            "queued",
+            "scheduled",
+            "running",
+            "failed"
+        ]
+    );
+    let reasons = cluster
+        .db
+        .query(
+            "SELECT reason FROM task_events WHERE task_id = $1 AND to_state = 'retrying' ORDER BY id",
+            &[&ids[0]],
+        )
+        .await?;
+    let retrying = entered(&cluster, ids[0], "retrying").await?;
+    let queued = entered(&cluster, ids[0], "queued").await?;
+    // Backoffs: 1000 ms then min(2000, 1500) ms, each jittered into [half, all].
+    for (n, (low, high)) in [(500, 1000), (750, 1500)].into_iter().enumerate() {
+        let reason: String = reasons[n].get(0);
+        let said: i64 = reason
+            .rsplit("retrying in ")
+            .next()
+            .and_then(|rest| rest.strip_suffix(" ms"))
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(-1);
+        assert!((low..=high).contains(&said), "backoff {n}: {reason}");
+        let waited = millis(queued[n + 1] - retrying[n]);
+        // Timers fire on whole seconds: never early, at most a second late.
+        assert!(
+            waited >= said - 50,
+            "backoff {n} waited {waited} ms of {said}"
+        );
+        assert!(
+            waited <= said + 2500,
+            "backoff {n} waited {waited} ms of {said}"
+        );
+    }
+    let attempts = cluster
+        .db
+        .query(
+            "SELECT attempt, node_id, ended_as, reason FROM task_attempts WHERE task_id = $1 ORDER BY attempt",
+            &[&ids[0]],
+        )
+        .await?;
+    assert_eq!(attempts.len(), 3, "every attempt is kept");
+    let ended: Vec<String> = attempts.iter().map(|r| r.get(2)).collect();
+    assert_eq!(ended, ["retrying", "retrying", "failed"]);
+    let node: String = attempts[0].get(1);
+    assert_eq!(node, "w1");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_report_that_can_never_be_recorded_becomes_a_dead_letter_while_others_flow()
+-> anyhow::Result<()> {
+    let cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
+    // A report Postgres refuses every time: text may not hold NUL.
+    let poison = json!({
+        "type": "finished", "task_id": Uuid::now_v7(), "attempt": 1, "node_id": "w1",
+        "outcome": "failed", "result": null, "error": "bad\u{0}byte",
+        "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z"
+    });
+    let bytes = serde_json::to_vec(&poison)?;
+    let js = async_nats::jetstream::new(cluster.nats.clone());
+    js.publish("taskyard.status.w1", bytes.clone().into())
+        .await?
+        .await?;
+    let ids = cluster
+        .submit_ok(&json!([{"kind": "noop"}, {"kind": "echo", "spec": {"x": 1}}]))
+        .await?;
+    for id in &ids {
+        assert_eq!(cluster.wait_final(*id).await?, "succeeded");
+    }
+    let row = wait_until("the dead letter", WAIT, || async {
+        Ok(cluster
+            .db
+            .query_opt(
+                "SELECT stream, consumer, subject, payload, deliveries, reason FROM dead_letters",
+                &[],
+            )
+            .await?)
+    })
+    .await?;
+    assert_eq!(row.get::<_, String>(0), "TASKYARD_STATUS");
+    assert_eq!(row.get::<_, String>(1), "pool-manager");
+    assert_eq!(row.get::<_, String>(2), "taskyard.status.w1");
+    assert_eq!(row.get::<_, Vec<u8>>(3), bytes, "the raw payload is kept");
+    assert_eq!(row.get::<_, i32>(4), 3);
+    let reason: String = row.get(5);
+    assert!(reason.contains("gave it up after 3 deliveries"), "{reason}");
+    // And after it, reports still flow.
+    let later = cluster.submit_ok(&json!({"kind": "noop"})).await?;
+    assert_eq!(cluster.wait_final(later[0]).await?, "succeeded");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_task_on_a_killed_worker_finishes_elsewhere_exactly_once() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(&[]).await?;
+    let first = cluster.start_worker(&WorkerSpec::new("w1")).await?;
+    let ids = cluster
+        .submit_ok(&json!({"kind": "sleep", "spec": {"ms": 1500}, "max_attempts": 2}))
+        .await?;
+    cluster.wait_state(ids[0], "running").await?;
+    cluster.start_worker(&WorkerSpec::new("w2")).await?;
+    first.signal(Signal::SIGKILL)?;
+    assert_eq!(cluster.wait_final(ids[0]).await?, "succeeded");
+    let attempts = cluster
+        .db
+        .query(
+            "SELECT attempt, node_id, ended_as, reason FROM task_attempts WHERE task_id = $1 ORDER BY attempt",
+            &[&ids[0]],
+        )
+        .await?;
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].get::<_, String>(1), "w1");
+    assert_eq!(attempts[0].get::<_, String>(2), "queued");
+    let reason: String = attempts[0].get(3);
+    assert!(reason.contains("node w1 was lost"), "{reason}");
+    assert_eq!(attempts[1].get::<_, String>(1), "w2");
+    assert_eq!(attempts[1].get::<_, String>(2), "succeeded");
+    assert_eq!(entered(&cluster, ids[0], "succeeded").await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lost_worker_s_task_without_attempts_left_fails_with_the_reason() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(&[]).await?;
+    let worker = cluster.start_worker(&WorkerSpec::new("w1")).await?;
+    let ids = cluster
+        .submit_ok(&json!({"kind": "sleep", "spec": {"ms": 30000}}))
+        .await?;
+    cluster.wait_state(ids[0], "running").await?;
+    worker.signal(Signal::SIGKILL)?;
+    assert_eq!(cluster.wait_final(ids[0]).await?, "failed");
+    let task = cluster.task_json(ids[0]).await?;
+    let error = task["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("node w1 was lost (no heartbeat for "),
+        "{error}"
+    );
+    assert!(error.ends_with(" ms) during attempt 1 of 1"), "{error}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_frozen_worker_that_resumes_drops_the_attempt_given_to_another_node() -> anyhow::Result<()>
+{
+    let mut cluster = Cluster::start(&[]).await?;
+    let frozen = cluster.start_worker(&WorkerSpec::new("w1")).await?;
+    let marks = cluster.stack.dir().join("marks");
+    let script = format!("sleep 8 && echo $TASKYARD_ATTEMPT >> {}", marks.display());
+    let ids = cluster
+        .submit_ok(&json!({
+            "kind": "exec", "spec": {"command": "sh", "args": ["-c", script]}, "max_attempts": 2
+        }))
+        .await?;
+    cluster.wait_state(ids[0], "running").await?;
+    cluster.start_worker(&WorkerSpec::new("w2")).await?;
+    frozen.signal(Signal::SIGSTOP)?;
+    let moved = wait_until("the task to move to w2", WAIT, || async {
+        let task = cluster.task_json(ids[0]).await?;
+        Ok((task["attempt"] == 2 && task["node_id"] == "w2").then_some(()))
+    })
+    .await;
+    frozen.signal(Signal::SIGCONT)?;
+    moved?;
+    assert_eq!(cluster.wait_final(ids[0]).await?, "succeeded");
+    // The resumed worker was told to drop attempt 1: only attempt 2 wrote.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let written = std::fs::read_to_string(&marks)?;
+    assert_eq!(
+        written.trim(),
+        "2",
+        "attempt 1 must not have finished its work"
+    );
+    let task = cluster.task_json(ids[0]).await?;
+    assert_eq!(task["node_id"], "w2");
+    assert_eq!(entered(&cluster, ids[0], "succeeded").await?.len(), 1);
+    let log = frozen.log();
+    assert!(log.contains("attempt killed by a control message"), "{log}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn timers_pending_across_a_pool_manager_restart_each_fire_once() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
+    let delayed = cluster
+        .submit_ok(&json!([
+            {"kind": "noop", "delay_ms": 2500},
+            {"kind": "noop", "delay_ms": 3000},
+        ]))
+        .await?;
+    let retried = cluster
+        .submit_ok(&json!({
+            "kind": "fail", "max_attempts": 2, "retry_backoff_ms": 3000, "retry_backoff_max_ms": 3000
+        }))
+        .await?;
+    cluster.wait_state(retried[0], "retrying").await?;
+    let pool_manager = cluster
+        .stack
+        .service("pool-manager")
+        .ok_or_else(|| anyhow::anyhow!("no pool manager"))?;
+    pool_manager.stop(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for id in &delayed {
+        assert_eq!(
+            cluster.state(*id).await?.as_deref(),
+            Some("pending"),
+            "nothing moves while it is down"
+        );
+    }
+    let restarted = OffsetDateTime::now_utc();
+    cluster
+        .stack
+        .spawn(
+            "taskyard-pool-manager",
+            "pool-manager",
+            &taskyard_tests::POOL_MANAGER,
+        )
+        .await?;
+    for id in &delayed {
+        assert_eq!(cluster.wait_final(*id).await?, "succeeded");
+        let queued = entered(&cluster, *id, "queued").await?;
+        assert_eq!(queued.len(), 1, "released once");
+        // By its timer, kept by NATS while the pool manager was down (the
+        // reconciler would wait out its grace of 5 s first).
+        let after = millis(queued[0] - restarted);
+        assert!(after < 4000, "released {after} ms after the restart");
+    }
+    assert_eq!(cluster.wait_final(retried[0]).await?, "failed");
+    assert_eq!(entered(&cluster, retried[0], "retrying").await?.len(), 1);
+    assert_eq!(
+        entered(&cluster, retried[0], "running").await?.len(),
+        2,
+        "retried once"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancel_stops_waiting_and_running_tasks() -> anyhow::Result<()> {
+    let mut spec = WorkerSpec::new("w1");
+    spec.slots = 1;
+    let cluster = Cluster::start(&[spec]).await?;
+    let running = cluster
+        .submit_ok(&json!({"kind": "exec", "spec": {"command": "sleep", "args": ["60"]}}))
+        .await?[0];
+    cluster.wait_state(running, "running").await?;
+    let queued = cluster.submit_ok(&json!({"kind": "noop"})).await?[0];
+    let pending = cluster
+        .submit_ok(&json!({"kind": "noop", "delay_ms": 60000}))
+        .await?[0];
+    cluster.wait_state(queued, "queued").await?;
+    cluster.wait_state(pending, "pending").await?;
+
+    for id in [queued, pending, running] {
+        let reply: Value = cluster.cancel(id, "not needed").await?;
+        assert_eq!(
+            reply,
+            json!({"task_id": id, "state": "cancelled", "cancelled": true})
+        );
+        let task = cluster.task_json(id).await?;
+        assert_eq!(task["state"], "cancelled");
+        assert_eq!(task["error"], "cancelled: not needed");
+    }
+    // The running attempt's process is killed: the node's only slot frees
+    // up, and a new task runs on it.
+    let next = cluster.submit_ok(&json!({"kind": "noop"})).await?[0];
+    assert_eq!(cluster.wait_final(next).await?, "succeeded");
+    // A second cancel changes nothing, and says so.
+    let again: Value = cluster.cancel(running, "twice").await?;
+    assert_eq!(
+        again,
+        json!({"task_id": running, "state": "cancelled", "cancelled": false})
+    );
+    let unknown = Uuid::now_v7();
+    let refused: Value = cluster.cancel(unknown, "who").await?;
+    assert_eq!(refused["error"]["field"], "task_id");
+    assert_eq!(
+        refused["error"]["message"],
+        format!("no task has id {unknown}")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_delayed_task_waits_for_its_time() -> anyhow::Result<()> {
+    let cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
+    let ids = cluster
+        .submit_ok(&json!({"kind": "noop", "delay_ms": 2000}))
+        .await?;
+    assert_eq!(cluster.state(ids[0]).await?.as_deref(), Some("pending"));
+    assert_eq!(cluster.wait_final(ids[0]).await?, "succeeded");
+    let created = entered(&cluster, ids[0], "pending").await?[0];
+    let queued = entered(&cluster, ids[0], "queued").await?[0];
+    let waited = millis(queued - created);
+    assert!(
+        (1950..=4500).contains(&waited),
+        "queued {waited} ms after submission"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_task_unplaced_at_its_schedule_timeout_is_rolled_back() -> anyhow::Result<()> {
+    let mut spec = WorkerSpec::new("w1");
+    spec.slots = 1;
+    let cluster = Cluster::start(&[spec]).await?;
+    let busy = cluster
+        .submit_ok(&json!({"kind": "sleep", "spec": {"ms": 20000}}))
+        .await?[0];
+    cluster.wait_state(busy, "running").await?;
+    let ids = cluster
+        .submit_ok(&json!({"kind": "noop", "schedule_timeout_ms": 1500}))
+        .await?;
+    assert_eq!(cluster.wait_final(ids[0]).await?, "rejected");
+    let task = cluster.task_json(ids[0]).await?;
+    let error = task["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("not placed within its schedule timeout of 1500 ms"),
+        "{error}"
+    );
+    assert_eq!(task["attempt"], 0, "it never ran");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_reconciler_applies_a_timer_that_was_never_set() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
+    // As if the pool manager had committed a retry and died before setting
+    // its timer: a task in `retrying`, due long ago, with no timer anywhere.
+    let id = Uuid::now_v7();
+    cluster
+        .db
+        .execute(
+            "INSERT INTO tasks (id, pool, kind, state, attempt, max_attempts, retry_at, queued_at) \
+             VALUES ($1, 'default', 'noop', 'retrying', 1, 2, now() - interval '1 minute', now())",
+            &[&id],
+        )
+        .await?;
+    // A pool manager whose reconciler passes every half second.
+    cluster
+        .stack
+        .spawn(
+            "taskyard-pool-manager",
+            "pool-manager-2",
+            &[("TASKYARD_RECONCILE_INTERVAL_MS", "500")],
+        )
+        .await?;
+    assert_eq!(cluster.wait_final(id).await?, "succeeded");
+    let trail = cluster.trail(id).await?;
+    let to: Vec<&str> = trail.iter().map(|(_, to)| to.as_str()).collect();
+    assert_eq!(to, ["queued", "scheduled", "running", "succeeded"]);
+    Ok(())
+}
