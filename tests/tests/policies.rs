@@ -171,3 +171,81 @@ async fn a_wfq_pool_shares_work_by_tenant_weight() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_sjf_pool_learns_run_times_per_kind_for_tasks_without_an_estimate()
+-> anyhow::Result<()> {
+    let cluster = Cluster::start(&[WorkerSpec {
+        cpu_millis: 1000,
+        ..WorkerSpec::new("solo")
+    }])
+    .await?;
+    cluster
+        .pools("create", &json!({"name": "learning", "policy": "sjf"}))
+        .await?;
+    let whole = json!({"cpu_millis": 1000, "memory_mb": 16});
+    // History: `sleep` tasks take 600 ms here, `echo` tasks next to nothing.
+    let history = json!([
+        {"kind": "sleep", "spec": {"ms": 600}, "pool": "learning", "resources": whole},
+        {"kind": "echo", "spec": {}, "pool": "learning", "resources": whole},
+        {"kind": "sleep", "spec": {"ms": 600}, "pool": "learning", "resources": whole},
+        {"kind": "echo", "spec": {}, "pool": "learning", "resources": whole},
+    ]);
+    for id in cluster.submit_ok(&history).await? {
+        assert_eq!(cluster.wait_final(id).await?, "succeeded");
+    }
+    let learned = cluster
+        .db
+        .query(
+            "SELECT kind, mean_ms, samples FROM runtime_estimates WHERE pool = 'learning' ORDER BY kind",
+            &[],
+        )
+        .await?;
+    let kinds: Vec<String> = learned.iter().map(|r| r.get(0)).collect();
+    assert_eq!(kinds, ["echo", "sleep"]);
+    let sleep_ms: f64 = learned[1].get(1);
+    assert!((550.0..2000.0).contains(&sleep_ms), "learned {sleep_ms} ms for sleep");
+    let echo_ms: f64 = learned[0].get(1);
+    assert!(echo_ms < 200.0, "learned {echo_ms} ms for echo");
+    // The scheduler re-reads what was learned when tasks succeed, at most
+    // every 5 s.
+    tokio::time::sleep(std::time::Duration::from_millis(5200)).await;
+    let nudge = cluster
+        .submit_ok(&json!({"kind": "noop", "pool": "learning", "resources": whole}))
+        .await?;
+    assert_eq!(cluster.wait_final(nudge[0]).await?, "succeeded");
+    let blocker = cluster
+        .submit_ok(
+            &json!({"kind": "sleep", "spec": {"ms": 800}, "pool": "learning", "resources": whole}),
+        )
+        .await?;
+    cluster.wait_state(blocker[0], "running").await?;
+    // Sleeps first, echoes after, none with an estimate: the learned ones
+    // put the echoes ahead.
+    let sleeps: Vec<serde_json::Value> = (0..2)
+        .map(|_| json!({"kind": "sleep", "spec": {"ms": 300}, "pool": "learning", "resources": whole, "tenant": "slow"}))
+        .collect();
+    let echoes: Vec<serde_json::Value> = (0..2)
+        .map(|_| json!({"kind": "echo", "spec": {}, "pool": "learning", "resources": whole, "tenant": "fast"}))
+        .collect();
+    cluster.submit_ok(&json!(sleeps)).await?;
+    cluster.submit_ok(&json!(echoes)).await?;
+    cluster
+        .wait_count(
+            "all to finish",
+            "SELECT count(*) FROM tasks WHERE pool = 'learning' AND tenant IN ('slow', 'fast') AND state = 'succeeded'",
+            4,
+            WAIT,
+        )
+        .await?;
+    let order = cluster
+        .db
+        .query(
+            "SELECT tenant FROM tasks WHERE pool = 'learning' AND tenant IN ('slow', 'fast') ORDER BY started_at",
+            &[],
+        )
+        .await?;
+    let order: Vec<String> = order.iter().map(|r| r.get(0)).collect();
+    assert_eq!(order, ["fast", "fast", "slow", "slow"]);
+    Ok(())
+}

@@ -32,6 +32,9 @@ use tokio::time::Instant;
 
 /// How long to wait before trying again after Postgres or NATS failed.
 pub const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Learned run-time estimates are re-read at most this often, and only when
+/// tasks have succeeded since (each success may have moved them).
+pub const ESTIMATES_EVERY: Duration = Duration::from_secs(5);
 /// Waiting reasons are written at most this often: under load the head of a
 /// queue changes every round, and the reasons are for people, not for speed.
 pub const REASONS_EVERY: Duration = Duration::from_millis(500);
@@ -72,6 +75,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     let mut retry_at: Option<Instant> = None;
     let mut reasons = Reasons::default();
+    let mut estimates_read = Instant::now();
     loop {
         let wake = retry_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
@@ -82,6 +86,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 };
                 for message in &batch {
                     state.apply(&message.subject, &message.payload);
+                }
+                let succeeded = batch.iter().any(|m| m.subject.ends_with(".succeeded"));
+                if succeeded && estimates_read.elapsed() >= ESTIMATES_EVERY {
+                    estimates_read = Instant::now();
+                    match store.runtime_estimates().await {
+                        Ok(estimates) => state.set_estimates(estimates),
+                        Err(err) => tracing::warn!(error = %err, "reading learned run times failed"),
+                    }
                 }
                 retry_at = schedule(&mut state, &mut dispatcher, &config).await;
                 ack_all(&batch).await;

@@ -116,6 +116,8 @@ pub struct SchedulerState {
     usage: HashMap<String, Usage>,
     /// The reason last recorded for each explained waiting task.
     reasons: HashMap<Uuid, String>,
+    /// Learned run times by (pool, kind), for tasks that give no estimate.
+    estimates: HashMap<(String, String), u64>,
 }
 
 impl Default for SchedulerState {
@@ -144,13 +146,21 @@ impl SchedulerState {
             reservations: HashMap::new(),
             usage: HashMap::new(),
             reasons: HashMap::new(),
+            estimates: HashMap::new(),
         }
+    }
+
+    /// What shortest-job-first has learned; applies to tasks queued from
+    /// now on (and on the next rebuild, to every queued task).
+    pub fn set_estimates(&mut self, estimates: HashMap<(String, String), u64>) {
+        self.estimates = estimates;
     }
 
     /// The state as Postgres has it: pools, known nodes, reservations of
     /// placed tasks, and queued tasks.
     pub async fn rebuild(store: &Store) -> Result<SchedulerState, StoreError> {
         let mut state = SchedulerState::new();
+        state.estimates = store.runtime_estimates().await?;
         state.pools = store
             .list_pools()
             .await?
@@ -196,7 +206,11 @@ impl SchedulerState {
         self.fleet.len()
     }
 
-    fn enqueue(&mut self, task: Waiting, pool: &str) {
+    fn enqueue(&mut self, mut task: Waiting, pool: &str) {
+        if task.request.estimated_runtime_ms.is_none() {
+            let key = (pool.to_owned(), task.request.kind.as_str().to_owned());
+            task.request.estimated_runtime_ms = self.estimates.get(&key).copied();
+        }
         if !self.queues.contains_key(pool) {
             let queue = self.new_queue(pool);
             self.queues.insert(pool.to_owned(), queue);

@@ -412,7 +412,7 @@ WITH input AS (
     WHERE t.id = o.id
     RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
               t.node_selector, t.estimated_runtime_ms, t.attempt, t.state, t.retry_at,
-              t.schedule_timeout_ms, o.old_state AS from_state, o.report_node AS node_id,
+              t.schedule_timeout_ms, t.started_at, o.old_state AS from_state, o.report_node AS node_id,
               o.report_finished AS finished_at, o.start_reported_at,
               CASE WHEN o.backoff_ms IS NOT NULL
                    THEN format('attempt %s of %s %s: %s; retrying %s', t.attempt, t.max_attempts,
@@ -429,6 +429,22 @@ WITH input AS (
            CASE WHEN start_reported_at IS NOT NULL THEN 'running' ELSE from_state END,
            state, finished_at, node_id, reason
     FROM upd
+), learned AS (
+    -- Shortest-job-first learns run times per (pool, kind): an exponentially
+    -- weighted mean (alpha 0.2) that takes a batch's mean as one step per
+    -- run, so a batch of n runs weighs as much as n runs one by one.
+    INSERT INTO runtime_estimates AS e (pool, kind, mean_ms, samples, updated_at)
+    SELECT pool, kind,
+           avg(greatest(extract(epoch FROM finished_at - started_at) * 1000, 0)),
+           count(*), now()
+    FROM upd
+    WHERE state = 'succeeded' AND started_at IS NOT NULL
+    GROUP BY pool, kind
+    ON CONFLICT (pool, kind) DO UPDATE
+    SET mean_ms = e.mean_ms
+                  + (1 - power(0.8, least(excluded.samples, 50))) * (excluded.mean_ms - e.mean_ms),
+        samples = e.samples + excluded.samples,
+        updated_at = now()
 )
 SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
        estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
@@ -659,6 +675,28 @@ impl Store {
             }
         }
         Ok(transitions)
+    }
+
+    /// What shortest-job-first has learned: the mean run time, in
+    /// milliseconds, of each (pool, kind) with successful runs.
+    pub async fn runtime_estimates(
+        &self,
+    ) -> Result<std::collections::HashMap<(String, String), u64>> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT pool, kind, mean_ms FROM runtime_estimates", &[])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let mean: f64 = row.try_get("mean_ms")?;
+                Ok((
+                    (row.try_get("pool")?, row.try_get("kind")?),
+                    // At least 1 ms: a task said to take no time at all would
+                    // always jump the queue.
+                    mean.round().max(1.0) as u64,
+                ))
+            })
+            .collect()
     }
 
     /// Records why queued tasks still wait; unchanged reasons are not written.
