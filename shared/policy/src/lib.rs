@@ -13,16 +13,18 @@
 //!     on a logical clock (its doc states the bound on overtaking).
 //!   - [`queue::wfq`]: [`Wfq`], weighted fair queuing across tenants on
 //!     virtual finish times.
+//!   - [`queue::drf`]: [`Drf`], dominant resource fairness across tenants on
+//!     what they hold now.
 //!   - [`queue::priority`]: [`Priority`], strict priority classes over any
 //!     inner policy.
-//! - [`placement`]: the [`Fleet`] of nodes with their free resources, and
-//!   best-fit placement.
+//! - [`placement`]: the [`Fleet`] of nodes with their free resources, indexed
+//!   by what they have free, and best-fit or spread placement.
 
 pub mod placement;
 pub mod queue;
 
-pub use placement::{Fleet, NodeSlot, Placed, Rules, Verdict};
+pub use placement::{Fleet, NodeSlot, PLACEMENT_WALK, Placed, Rules, Verdict};
 pub use queue::{
-    Fcfs, MAX_LOOKAHEAD, PolicyKind, Priority, QueuePolicy, RoundRobin, Sjf, UnknownPolicy,
+    Drf, Fcfs, MAX_LOOKAHEAD, PolicyKind, Priority, QueuePolicy, RoundRobin, Sjf, UnknownPolicy,
     Waiting, Wfq,
 };

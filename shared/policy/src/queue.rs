@@ -1,14 +1,17 @@
 //! The order in which a pool's waiting tasks are served.
 //!
 //! [`QueuePolicy`] is the interface; each policy lives in its own module:
-//! [`Fcfs`] here, [`RoundRobin`], [`Sjf`], [`Wfq`], and the [`Priority`]
-//! wrapper that puts strict priority classes over any of them.
+//! [`Fcfs`] here, [`RoundRobin`], [`Sjf`], [`Wfq`], [`Drf`], and the
+//! [`Priority`] wrapper that puts strict priority classes over any of them
+//! ([`PolicyKind::build_classed`] builds a policy under it).
 
+pub mod drf;
 pub mod priority;
 pub mod round_robin;
 pub mod sjf;
 pub mod wfq;
 
+pub use drf::Drf;
 pub use priority::Priority;
 pub use round_robin::RoundRobin;
 pub use sjf::Sjf;
@@ -48,18 +51,21 @@ pub enum PolicyKind {
     Sjf,
     /// Weighted fair queuing across tenants.
     Wfq,
+    /// Dominant resource fairness across tenants.
+    Drf,
 }
 
 impl PolicyKind {
     /// Every policy's name, as pools spell it.
-    pub const NAMES: [&'static str; 4] = ["fcfs", "round_robin", "sjf", "wfq"];
+    pub const NAMES: [&'static str; 5] = ["fcfs", "round_robin", "sjf", "wfq", "drf"];
 
     /// Every policy, in the order of [`PolicyKind::NAMES`].
-    pub const ALL: [PolicyKind; 4] = [
+    pub const ALL: [PolicyKind; 5] = [
         PolicyKind::Fcfs,
         PolicyKind::RoundRobin,
         PolicyKind::Sjf,
         PolicyKind::Wfq,
+        PolicyKind::Drf,
     ];
 
     /// The policy a pool names (one of [`PolicyKind::NAMES`]), if this build
@@ -70,6 +76,7 @@ impl PolicyKind {
             "round_robin" => Some(PolicyKind::RoundRobin),
             "sjf" => Some(PolicyKind::Sjf),
             "wfq" => Some(PolicyKind::Wfq),
+            "drf" => Some(PolicyKind::Drf),
             _ => None,
         }
     }
@@ -81,6 +88,7 @@ impl PolicyKind {
             PolicyKind::RoundRobin => "round_robin",
             PolicyKind::Sjf => "sjf",
             PolicyKind::Wfq => "wfq",
+            PolicyKind::Drf => "drf",
         }
     }
 
@@ -90,15 +98,26 @@ impl PolicyKind {
         self.build_with(&BTreeMap::new())
     }
 
-    /// A new, empty queue of this policy; WFQ weighs tenants by `weights`
-    /// (the others ignore them).
+    /// A new, empty queue of this policy; WFQ and DRF weigh tenants by
+    /// `weights` (the others ignore them).
     pub fn build_with(self, weights: &BTreeMap<String, u32>) -> Box<dyn QueuePolicy> {
         match self {
             PolicyKind::Fcfs => Box::new(Fcfs::default()),
             PolicyKind::RoundRobin => Box::new(RoundRobin::default()),
             PolicyKind::Sjf => Box::new(Sjf::default()),
             PolicyKind::Wfq => Box::new(Wfq::new(weights.clone())),
+            PolicyKind::Drf => Box::new(Drf::new(weights.clone())),
         }
+    }
+
+    /// [`PolicyKind::build_with`] under strict priority classes: a
+    /// [`Priority`] queue (on `request.priority`, higher first) whose every
+    /// level is a queue of this policy. It reports this policy's name, and
+    /// forwards [`QueuePolicy::allocated`], [`QueuePolicy::released`] and
+    /// [`QueuePolicy::set_capacity`] to every level (see [`Priority`]).
+    pub fn build_classed(self, weights: &BTreeMap<String, u32>) -> Box<dyn QueuePolicy> {
+        let weights = weights.clone();
+        Box::new(Priority::new(move || self.build_with(&weights)))
     }
 }
 
@@ -172,6 +191,66 @@ pub trait QueuePolicy: Send + std::fmt::Debug {
 
     /// The pool's nodes together hold this much (DRF's denominators).
     fn set_capacity(&mut self, _cpu_millis: u64, _memory_mb: u64) {}
+
+    /// Whether the order depends on what tenants hold, that is whether
+    /// [`QueuePolicy::allocated`] and [`QueuePolicy::released`] matter (and
+    /// a pick charges the task's tenant). Wrappers such as [`Priority`] skip
+    /// their bookkeeping of holdings for policies that answer false.
+    fn weighs_holdings(&self) -> bool {
+        false
+    }
+}
+
+/// A boxed policy is a policy, so that [`Priority`] can hold levels whose
+/// policy is chosen at run time (`Priority<Box<dyn QueuePolicy>>`).
+impl<Q: QueuePolicy + ?Sized> QueuePolicy for Box<Q> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn push(&mut self, task: Waiting) {
+        (**self).push(task);
+    }
+
+    fn remove(&mut self, id: Uuid) -> Option<Waiting> {
+        (**self).remove(id)
+    }
+
+    fn contains(&self, id: Uuid) -> bool {
+        (**self).contains(id)
+    }
+
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    fn is_empty(&self) -> bool {
+        (**self).is_empty()
+    }
+
+    fn pick(&mut self, fits: &mut dyn FnMut(&Waiting) -> bool) -> Option<Waiting> {
+        (**self).pick(fits)
+    }
+
+    fn first(&self, n: usize) -> Vec<&Waiting> {
+        (**self).first(n)
+    }
+
+    fn allocated(&mut self, tenant: &str, resources: &Resources) {
+        (**self).allocated(tenant, resources);
+    }
+
+    fn released(&mut self, tenant: &str, resources: &Resources) {
+        (**self).released(tenant, resources);
+    }
+
+    fn set_capacity(&mut self, cpu_millis: u64, memory_mb: u64) {
+        (**self).set_capacity(cpu_millis, memory_mb);
+    }
+
+    fn weighs_holdings(&self) -> bool {
+        (**self).weighs_holdings()
+    }
 }
 
 /// First come, first served: the lowest creation sequence first (then the

@@ -1,12 +1,15 @@
 //! Property tests for every queue policy, through the public API only.
 
 use proptest::prelude::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use taskyard_policy::queue::sjf::{DEFAULT_AGING_STEP_MS, DEFAULT_ESTIMATE_MS};
 use taskyard_policy::{
-    Fcfs, MAX_LOOKAHEAD, PolicyKind, Priority, QueuePolicy, RoundRobin, Sjf, Waiting, Wfq,
+    Drf, Fcfs, Fleet, MAX_LOOKAHEAD, PolicyKind, Priority, QueuePolicy, RoundRobin, Rules, Sjf,
+    Waiting, Wfq,
 };
 use taskyard_wire::event::PlacementRequest;
+use taskyard_wire::heartbeat::Capacity;
+use taskyard_wire::pool::{PlacementStrategy, selector_matches};
 use taskyard_wire::{Resources, TaskKind};
 use uuid::Uuid;
 
@@ -29,7 +32,8 @@ fn task(
             priority,
             resources: Resources {
                 cpu_millis: cpu,
-                memory_mb: 1,
+                // Varied, so that DRF's shares are not all cpu.
+                memory_mb: id * 37 % 100 + 1,
             },
             node_selector: BTreeMap::new(),
             estimated_runtime_ms: estimate,
@@ -39,13 +43,33 @@ fn task(
 
 const TENANTS: [&str; 4] = ["a", "b", "c", "d"];
 
-/// Every policy under test, by a label for failure messages.
-fn all_policies() -> Vec<(&'static str, Box<dyn QueuePolicy>)> {
-    let weights = BTreeMap::from([
+/// A task fixture with both resources set.
+fn sized(id: u32, seq: i64, tenant: &str, priority: i32, cpu: u32, memory: u32) -> Waiting {
+    let mut t = task(id, seq, tenant, priority, None, cpu);
+    t.request.resources.memory_mb = memory;
+    t
+}
+
+fn test_weights() -> BTreeMap<String, u32> {
+    BTreeMap::from([
         ("a".to_owned(), 3),
         ("b".to_owned(), 1),
         ("c".to_owned(), 2),
-    ]);
+    ])
+}
+
+/// Every policy under priority classes, as `build_classed` makes them.
+fn classed_policies() -> Vec<(String, Box<dyn QueuePolicy>)> {
+    let weights = test_weights();
+    PolicyKind::ALL
+        .iter()
+        .map(|kind| (format!("classed_{kind}"), kind.build_classed(&weights)))
+        .collect()
+}
+
+/// Every policy under test, by a label for failure messages.
+fn all_policies() -> Vec<(&'static str, Box<dyn QueuePolicy>)> {
+    let weights = test_weights();
     let mut out: Vec<(&'static str, Box<dyn QueuePolicy>)> = PolicyKind::ALL
         .iter()
         .zip(PolicyKind::NAMES)
@@ -63,6 +87,7 @@ fn all_policies() -> Vec<(&'static str, Box<dyn QueuePolicy>)> {
         "priority_wfq",
         Box::new(Priority::new(move || Wfq::new(w.clone()))),
     ));
+    out.push(("drf_unweighted", Box::new(Drf::default())));
     out
 }
 
@@ -79,6 +104,81 @@ enum Op {
     Remove(u32),
     /// Pick with room for tasks of at most this much CPU.
     Pick(u32),
+    /// One of the hooks on holdings and capacity (only `op_with_hooks`
+    /// makes these).
+    Hook(Hook),
+}
+
+#[derive(Debug, Clone)]
+enum Hook {
+    Allocated {
+        tenant: usize,
+        cpu: u32,
+        memory: u32,
+    },
+    Released {
+        tenant: usize,
+        cpu: u32,
+        memory: u32,
+    },
+    Capacity {
+        cpu: u64,
+        memory: u64,
+    },
+}
+
+impl Hook {
+    fn apply(&self, queue: &mut dyn QueuePolicy) {
+        match *self {
+            Hook::Allocated {
+                tenant,
+                cpu,
+                memory,
+            } => queue.allocated(
+                TENANTS[tenant],
+                &Resources {
+                    cpu_millis: cpu,
+                    memory_mb: memory,
+                },
+            ),
+            Hook::Released {
+                tenant,
+                cpu,
+                memory,
+            } => queue.released(
+                TENANTS[tenant],
+                &Resources {
+                    cpu_millis: cpu,
+                    memory_mb: memory,
+                },
+            ),
+            Hook::Capacity { cpu, memory } => queue.set_capacity(cpu, memory),
+        }
+    }
+}
+
+fn hook() -> impl Strategy<Value = Hook> {
+    prop_oneof![
+        (0usize..4, 0u32..200, 0u32..200).prop_map(|(tenant, cpu, memory)| Hook::Allocated {
+            tenant,
+            cpu,
+            memory
+        }),
+        (0usize..4, 0u32..200, 0u32..200).prop_map(|(tenant, cpu, memory)| Hook::Released {
+            tenant,
+            cpu,
+            memory
+        }),
+        (0u64..5_000, 0u64..5_000).prop_map(|(cpu, memory)| Hook::Capacity { cpu, memory }),
+    ]
+}
+
+/// `op()` plus the hooks.
+fn op_with_hooks() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => op(),
+        1 => hook().prop_map(Op::Hook),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -97,13 +197,18 @@ fn seqs_of(tasks: &[&Waiting]) -> Vec<Uuid> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
-    /// Across random pushes, removes and picks, every policy holds exactly
-    /// the tasks a plain map would: nothing lost, nothing duplicated, a
-    /// replaced task is returned in its latest version, picks only hand out
-    /// tasks that fit and ask `fits` about at most MAX_LOOKAHEAD tasks.
+    /// Across random pushes, removes, picks and hooks, every policy (alone
+    /// and under priority classes) holds exactly the tasks a plain map
+    /// would: nothing lost, nothing duplicated, a replaced task is returned
+    /// in its latest version, picks only hand out tasks that fit and ask
+    /// `fits` about at most MAX_LOOKAHEAD tasks.
     #[test]
-    fn nothing_lost_or_duplicated(ops in proptest::collection::vec(op(), 0..300)) {
-        for (label, mut queue) in all_policies() {
+    fn nothing_lost_or_duplicated(ops in proptest::collection::vec(op_with_hooks(), 0..300)) {
+        let policies = all_policies()
+            .into_iter()
+            .map(|(label, queue)| (label.to_owned(), queue))
+            .chain(classed_policies());
+        for (label, mut queue) in policies {
             let mut model: BTreeMap<Uuid, Waiting> = BTreeMap::new();
             for op in &ops {
                 match op {
@@ -128,6 +233,7 @@ proptest! {
                             prop_assert_eq!(model.remove(&t.id), Some(t), "{}", label);
                         }
                     }
+                    Op::Hook(hook) => hook.apply(&mut *queue),
                 }
                 prop_assert_eq!(queue.len(), model.len(), "{}", label);
                 for id in 0..40u32 {
@@ -148,9 +254,16 @@ proptest! {
 
     /// When everything fits, `first(n)` lists exactly the tasks the next `n`
     /// picks serve, in that order, for every policy and any queue history.
+    /// (Under priority classes, DRF's lower levels are listed as they stand
+    /// before the higher levels' picks charge their tenants, as `Priority`
+    /// documents, so classed DRF is left out.)
     #[test]
-    fn first_agrees_with_pick_order(ops in proptest::collection::vec(op(), 0..200), n in 0usize..50) {
-        for (label, mut queue) in all_policies() {
+    fn first_agrees_with_pick_order(ops in proptest::collection::vec(op_with_hooks(), 0..200), n in 0usize..50) {
+        let policies = all_policies()
+            .into_iter()
+            .map(|(label, queue)| (label.to_owned(), queue))
+            .chain(classed_policies().into_iter().filter(|(label, _)| label != "classed_drf"));
+        for (label, mut queue) in policies {
             for op in &ops {
                 match op {
                     Op::Push { id, seq, tenant, priority, estimate, cpu } => {
@@ -162,6 +275,7 @@ proptest! {
                     Op::Pick(room) => {
                         queue.pick(&mut |t| t.request.resources.cpu_millis <= *room);
                     }
+                    Op::Hook(hook) => hook.apply(&mut *queue),
                 }
             }
             let listed = seqs_of(&queue.first(n));
@@ -317,6 +431,7 @@ proptest! {
                     }
                     prop_assert_eq!(queue.clock(), clock);
                 }
+                Op::Hook(_) => {}
             }
         }
     }
@@ -522,7 +637,289 @@ proptest! {
                         model.remove(&t.id);
                     }
                 }
+                Op::Hook(_) => {}
             }
+        }
+    }
+
+    /// DRF with two tenants whose dominant resources differ (one asks mostly
+    /// cpu, the other mostly memory), both always backlogged: whenever the
+    /// next task fits, after every pick the weighted dominant shares they
+    /// hold are within one task's weighted dominant share of each other,
+    /// whether tasks finish (oldest first) between picks or not. Alone and
+    /// under priority classes alike.
+    #[test]
+    fn drf_keeps_dominant_shares_within_one_task(
+        cpu_total in 10_000u64..1_000_000,
+        memory_total in 10_000u64..1_000_000,
+        // a: cpu-heavy, b: memory-heavy, as fractions (per mille) of the pool.
+        a_size in (20u64..100, 1u64..20),
+        b_size in (1u64..20, 20u64..100),
+        weights in (1u32..5, 1u32..5),
+        // Per step: does the oldest running task finish before the pick?
+        steps in proptest::collection::vec(any::<bool>(), 1..400),
+        classed in any::<bool>(),
+    ) {
+        let weight_map = BTreeMap::from([("a".to_owned(), weights.0), ("b".to_owned(), weights.1)]);
+        let mut queue: Box<dyn QueuePolicy> = if classed {
+            PolicyKind::Drf.build_classed(&weight_map)
+        } else {
+            Box::new(Drf::new(weight_map))
+        };
+        queue.set_capacity(cpu_total, memory_total);
+        let shape = |size: (u64, u64)| Resources {
+            cpu_millis: (cpu_total * size.0 / 1000) as u32,
+            memory_mb: (memory_total * size.1 / 1000) as u32,
+        };
+        let shapes = [("a", shape(a_size), weights.0), ("b", shape(b_size), weights.1)];
+        let share = |cpu: u64, memory: u64, weight: u32| {
+            (cpu as f64 / cpu_total as f64).max(memory as f64 / memory_total as f64) / f64::from(weight)
+        };
+        let one_task = shapes
+            .iter()
+            .map(|(_, r, w)| share(u64::from(r.cpu_millis), u64::from(r.memory_mb), *w))
+            .fold(0.0, f64::max);
+        let mut id = 0u32;
+        let mut push = |queue: &mut Box<dyn QueuePolicy>, tenant: usize| {
+            id += 1;
+            let (name, r, _) = shapes[tenant];
+            queue.push(sized(id, i64::from(id), name, 0, r.cpu_millis, r.memory_mb));
+        };
+        // A standing backlog of a few tasks each.
+        for _ in 0..3 {
+            push(&mut queue, 0);
+            push(&mut queue, 1);
+        }
+        let mut running: VecDeque<(usize, Resources)> = VecDeque::new();
+        let mut held = [(0u64, 0u64); 2];
+        for finish in steps {
+            if finish && let Some((tenant, r)) = running.pop_front() {
+                queue.released(shapes[tenant].0, &r);
+                held[tenant].0 -= u64::from(r.cpu_millis);
+                held[tenant].1 -= u64::from(r.memory_mb);
+            }
+            let t = queue.pick(&mut |_| true).expect("backlogged");
+            let tenant = usize::from(t.request.tenant == "b");
+            held[tenant].0 += u64::from(t.request.resources.cpu_millis);
+            held[tenant].1 += u64::from(t.request.resources.memory_mb);
+            running.push_back((tenant, t.request.resources));
+            push(&mut queue, tenant);
+            let shares = [0, 1].map(|i| share(held[i].0, held[i].1, shapes[i].2));
+            prop_assert!(
+                (shares[0] - shares[1]).abs() <= one_task + 1e-9,
+                "shares {:?} apart by more than one task ({})", shares, one_task
+            );
+        }
+    }
+
+    /// Under priority classes with every task in one class, DRF serves
+    /// exactly as DRF alone: the wrapper passes every hook on.
+    #[test]
+    fn classed_drf_with_one_class_is_drf(ops in proptest::collection::vec(op_with_hooks(), 0..300)) {
+        let weights = test_weights();
+        let mut alone = Drf::new(weights.clone());
+        let mut classed = PolicyKind::Drf.build_classed(&weights);
+        prop_assert_eq!(classed.name(), "drf");
+        for op in &ops {
+            match op {
+                Op::Push { id, seq, tenant, estimate, cpu, .. } => {
+                    let t = task(*id, *seq, TENANTS[*tenant], 7, *estimate, *cpu);
+                    alone.push(t.clone());
+                    classed.push(t);
+                }
+                Op::Remove(id) => {
+                    let id = Uuid::from_u128(u128::from(*id) + 1);
+                    prop_assert_eq!(alone.remove(id), classed.remove(id));
+                }
+                Op::Pick(room) => {
+                    let fits = |t: &Waiting| t.request.resources.cpu_millis <= *room;
+                    prop_assert_eq!(alone.pick(&mut |t| fits(t)), classed.pick(&mut |t| fits(t)));
+                    // A pick brings the level up to date: the listings agree.
+                    prop_assert_eq!(seqs_of(&alone.first(10)), seqs_of(&classed.first(10)));
+                }
+                Op::Hook(hook) => {
+                    hook.apply(&mut alone);
+                    hook.apply(&mut *classed);
+                }
+            }
+        }
+        for tenant in TENANTS {
+            prop_assert_eq!(alone.dominant_share(tenant), {
+                let mut probe = Drf::new(weights.clone());
+                probe.set_capacity(alone.capacity().0, alone.capacity().1);
+                let (cpu, memory) = alone.held_by(tenant);
+                probe.allocated(tenant, &Resources { cpu_millis: cpu as u32, memory_mb: memory as u32 });
+                probe.dominant_share(tenant)
+            });
+        }
+    }
+
+    /// Classed DRF over several priority levels serves exactly as a plain
+    /// model: the highest level with a head that fits, and within it the
+    /// tenant with the least dominant share of what it holds across all
+    /// levels (picks anywhere, allocations and releases). Queues stay below
+    /// the lookahead so that the model needs no budget.
+    #[test]
+    fn classed_drf_weighs_holdings_across_levels(ops in proptest::collection::vec(op_with_hooks(), 0..300)) {
+        let weights = test_weights();
+        let mut queue = PolicyKind::Drf.build_classed(&weights);
+        let mut tasks: BTreeMap<Uuid, Waiting> = BTreeMap::new();
+        let mut held: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        let mut totals = (1u64, 1u64);
+        let share = |held: (u64, u64), totals: (u64, u64), tenant: &str| {
+            let w = u128::from(weights.get(tenant).copied().unwrap_or(1).max(1));
+            let cpu = (u128::from(held.0) << 64) / (u128::from(totals.0) * w);
+            let memory = (u128::from(held.1) << 64) / (u128::from(totals.1) * w);
+            cpu.max(memory)
+        };
+        for op in &ops {
+            match op {
+                Op::Push { id, seq, tenant, priority, estimate, cpu } => {
+                    if tasks.len() >= MAX_LOOKAHEAD / 2 {
+                        continue;
+                    }
+                    let t = task(*id, *seq, TENANTS[*tenant], *priority, *estimate, *cpu);
+                    tasks.insert(t.id, t.clone());
+                    queue.push(t);
+                }
+                Op::Remove(id) => {
+                    let id = Uuid::from_u128(u128::from(*id) + 1);
+                    prop_assert_eq!(queue.remove(id), tasks.remove(&id));
+                }
+                Op::Pick(room) => {
+                    let fits = |t: &Waiting| t.request.resources.cpu_millis <= *room;
+                    // Heads: each (level, tenant)'s oldest task.
+                    let mut heads: BTreeMap<(std::cmp::Reverse<i32>, &str), &Waiting> = BTreeMap::new();
+                    for t in tasks.values() {
+                        let key = (std::cmp::Reverse(t.request.priority), t.request.tenant.as_str());
+                        let head = heads.entry(key).or_insert(t);
+                        if (t.request.seq, t.id) < (head.request.seq, head.id) {
+                            *head = t;
+                        }
+                    }
+                    let mut candidates: Vec<_> = heads
+                        .iter()
+                        .map(|((level, tenant), head)| {
+                            let h = held.get(tenant).copied().unwrap_or((0, 0));
+                            ((*level, share(h, totals, tenant), *tenant), *head)
+                        })
+                        .collect();
+                    candidates.sort_by(|a, b| a.0.cmp(&b.0));
+                    let expected = candidates.iter().map(|(_, t)| *t).find(|t| fits(t)).map(|t| t.id);
+                    let picked = queue.pick(&mut |t| fits(t));
+                    prop_assert_eq!(picked.as_ref().map(|t| t.id), expected);
+                    if let Some(t) = picked {
+                        tasks.remove(&t.id);
+                        let tenant = TENANTS.iter().find(|n| **n == t.request.tenant).copied().unwrap_or_default();
+                        let h = held.entry(tenant).or_default();
+                        h.0 += u64::from(t.request.resources.cpu_millis);
+                        h.1 += u64::from(t.request.resources.memory_mb);
+                    }
+                }
+                Op::Hook(hook) => {
+                    hook.apply(&mut *queue);
+                    match *hook {
+                        Hook::Allocated { tenant, cpu, memory } => {
+                            let h = held.entry(TENANTS[tenant]).or_default();
+                            h.0 += u64::from(cpu);
+                            h.1 += u64::from(memory);
+                        }
+                        Hook::Released { tenant, cpu, memory } => {
+                            let h = held.entry(TENANTS[tenant]).or_default();
+                            h.0 = h.0.saturating_sub(u64::from(cpu));
+                            h.1 = h.1.saturating_sub(u64::from(memory));
+                        }
+                        Hook::Capacity { cpu, memory } => totals = (cpu.max(1), memory.max(1)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// For every policy under priority classes: when the tasks of some
+    /// classes fit and the others do not, a pick serves a task of the
+    /// highest class that fits, and serves nothing only when no class fits.
+    #[test]
+    fn a_higher_class_is_served_before_a_lower_one(
+        tasks in proptest::collection::vec((0usize..4, 0i32..4, 1u32..100, proptest::option::of(0u64..10_000)), 0..(MAX_LOOKAHEAD - 4)),
+        fitting in proptest::collection::vec(0u8..16, 1..40),
+    ) {
+        for (label, mut queue) in classed_policies() {
+            let mut model: BTreeMap<Uuid, Waiting> = BTreeMap::new();
+            for (i, (tenant, priority, cpu, estimate)) in tasks.iter().enumerate() {
+                let t = task(i as u32, i as i64, TENANTS[*tenant], *priority, *estimate, *cpu);
+                model.insert(t.id, t.clone());
+                queue.push(t);
+            }
+            for mask in &fitting {
+                let fits = |t: &Waiting| mask & (1 << t.request.priority) != 0;
+                let top = model.values().filter(|t| fits(t)).map(|t| t.request.priority).max();
+                let picked = queue.pick(&mut |t| fits(t));
+                prop_assert_eq!(picked.as_ref().map(|t| t.request.priority), top, "{}", label);
+                if let Some(t) = picked {
+                    model.remove(&t.id);
+                }
+            }
+        }
+    }
+
+    /// Placement, over random fleets (up to past the placement walk) and
+    /// random streams of placements and releases, never puts a task where
+    /// it does not fit (so never reserves more than a node offers), never
+    /// outside the selectors, and refuses only when no node has room.
+    #[test]
+    fn placement_never_exceeds_a_nodes_capacity(
+        nodes in proptest::collection::vec((0usize..4, any::<bool>(), 0u32..3), 1..400),
+        ops in proptest::collection::vec((any::<bool>(), 0u32..16_000, 0u32..65_536, any::<usize>()), 0..400),
+        spread in any::<bool>(),
+        selective in any::<bool>(),
+        overcommit in prop_oneof![Just(1.0f64), 1.0f64..3.0],
+    ) {
+        const SHAPES: [(u32, u32, u32); 4] = [(4_000, 8_192, 16), (16_000, 65_536, 32), (32_000, 131_072, 64), (64_000, 262_144, 128)];
+        let gpu = BTreeMap::from([("gpu".to_owned(), "yes".to_owned())]);
+        let none = BTreeMap::new();
+        let mut fleet = Fleet::default();
+        for (i, (shape, labelled, slots_cut)) in nodes.iter().enumerate() {
+            let (cpu, memory, slots) = SHAPES[*shape];
+            let labels = if *labelled { gpu.clone() } else { BTreeMap::new() };
+            // Some nodes have few slots, so that slots run out too.
+            let slots = slots >> (4 * slots_cut);
+            fleet.upsert_labelled(&format!("n{i:03}"), Capacity { cpu_millis: cpu, memory_mb: memory, slots }, labels, true);
+        }
+        let rules = Rules {
+            pool_selector: if selective { &gpu } else { &none },
+            task_selector: &none,
+            strategy: if spread { PlacementStrategy::Spread } else { PlacementStrategy::BestFit },
+            overcommit,
+        };
+        let mut held: Vec<(String, Resources)> = Vec::new();
+        for (release, cpu, memory, k) in ops {
+            if release && !held.is_empty() {
+                let (node, request) = held.swap_remove(k % held.len());
+                fleet.release(&node, &request);
+                continue;
+            }
+            let request = Resources { cpu_millis: cpu, memory_mb: memory };
+            let somewhere = (0..nodes.len())
+                .filter_map(|i| fleet.get(&format!("n{i:03}")))
+                .any(|slot| selector_matches(rules.pool_selector, &slot.labels) && slot.fits_with(&request, overcommit));
+            let placed = fleet.place(&request, &rules);
+            prop_assert_eq!(placed.is_some(), somewhere);
+            prop_assert_eq!(fleet.any_fits_with(&request, &rules), somewhere);
+            if let Some(placed) = placed {
+                let slot = fleet.get(&placed.node_id).cloned().expect("placed on a known node");
+                prop_assert!(slot.fits_with(&request, overcommit));
+                prop_assert!(selector_matches(rules.pool_selector, &slot.labels));
+                fleet.reserve(&placed.node_id, &request);
+                held.push((placed.node_id, request));
+            }
+        }
+        for i in 0..nodes.len() {
+            let slot = fleet.get(&format!("n{i:03}")).cloned().expect("still there");
+            let offers = |v: u32| (f64::from(v) * overcommit) as u64;
+            prop_assert!(slot.reserved_cpu <= offers(slot.capacity.cpu_millis));
+            prop_assert!(slot.reserved_memory <= offers(slot.capacity.memory_mb));
+            prop_assert!(slot.reserved_slots <= slot.capacity.slots);
         }
     }
 }
@@ -635,9 +1032,171 @@ fn policy_names_parse_and_build() {
         assert_eq!(kind.to_string(), name);
         assert_eq!(kind.build().name(), name);
         assert_eq!(kind.build_with(&BTreeMap::new()).name(), name);
+        assert_eq!(kind.build_classed(&BTreeMap::new()).name(), name);
     }
+    assert_eq!(PolicyKind::parse("drf"), Some(PolicyKind::Drf));
     assert_eq!(PolicyKind::parse("lifo"), None);
     let err = "lifo".parse::<PolicyKind>().expect_err("unknown");
     assert!(err.to_string().contains("round_robin"));
     assert_eq!(PolicyKind::default(), PolicyKind::Fcfs);
+}
+
+#[test]
+fn wfq_jain_stays_high_over_a_long_backlog() {
+    let weights = [1u32, 2, 5];
+    let map: BTreeMap<String, u32> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (TENANTS[i].to_owned(), *w))
+        .collect();
+    let mut queue = Wfq::new(map);
+    let backlog = 20_000u32;
+    let mut id = 0;
+    for tenant in TENANTS.iter().take(weights.len()) {
+        for _ in 0..backlog {
+            id += 1;
+            queue.push(task(id, i64::from(id), tenant, 0, Some(250), 1));
+        }
+    }
+    let mut served = [0u32; 3];
+    for pick in 1..=20_000 {
+        let t = queue.pick(&mut |_| true).expect("backlogged");
+        let tenant = TENANTS
+            .iter()
+            .position(|n| *n == t.request.tenant)
+            .expect("known");
+        served[tenant] += 1;
+        if pick % 1000 == 0 {
+            let normalised: Vec<f64> = served
+                .iter()
+                .zip(weights)
+                .map(|(s, w)| f64::from(*s) / f64::from(w))
+                .collect();
+            let jain = jain(&normalised);
+            assert!(
+                jain >= 0.99,
+                "after {pick} picks: jain {jain}, served {served:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn drf_serves_the_lowest_dominant_share_and_charges_picks() {
+    let mut queue = Drf::default();
+    queue.set_capacity(10_000, 10_000);
+    // a asks for cpu, b for memory; a goes first on the name tie.
+    for i in 0..4 {
+        queue.push(sized(i, i64::from(i), "a", 0, 2_000, 100));
+        queue.push(sized(10 + i, 10 + i64::from(i), "b", 0, 100, 1_000));
+    }
+    let order: Vec<String> = (0..6)
+        .filter_map(|_| queue.pick(&mut |_| true))
+        .map(|t| t.request.tenant)
+        .collect();
+    // Shares after each pick: a 0.2, b 0.1, b 0.2, a 0.4, b 0.3, b 0.4.
+    assert_eq!(order, ["a", "b", "b", "a", "b", "b"]);
+    assert_eq!(queue.held_by("a"), (4_000, 200));
+    // a gives back both: its share drops to 0 and it goes next.
+    queue.released(
+        "a",
+        &Resources {
+            cpu_millis: 4_000,
+            memory_mb: 200,
+        },
+    );
+    assert_eq!(queue.dominant_share("a"), 0);
+    assert_eq!(
+        queue
+            .pick(&mut |_| true)
+            .map(|t| t.request.tenant)
+            .as_deref(),
+        Some("a")
+    );
+    // A running task the queue did not pick counts too.
+    queue.allocated(
+        "a",
+        &Resources {
+            cpu_millis: 9_000,
+            memory_mb: 0,
+        },
+    );
+    queue.push(sized(20, 20, "b", 0, 100, 1_000));
+    queue.push(sized(21, 21, "b", 0, 100, 1_000));
+    // a holds 1.1 of the cpu, b 0.4 of the memory: b's two go first.
+    let listed: Vec<&str> = queue
+        .first(3)
+        .iter()
+        .map(|t| t.request.tenant.as_str())
+        .collect();
+    assert_eq!(listed, ["b", "b", "a"]);
+}
+
+#[test]
+fn drf_before_any_capacity_counts_totals_as_one() {
+    let mut queue = Drf::default();
+    assert_eq!(queue.capacity(), (1, 1));
+    queue.set_capacity(0, 0);
+    assert_eq!(queue.capacity(), (1, 1));
+    queue.allocated(
+        "a",
+        &Resources {
+            cpu_millis: 3,
+            memory_mb: 5,
+        },
+    );
+    // 5 MiB against 3 millicores: the raw amounts, memory dominant.
+    assert_eq!(queue.dominant_share("a"), 5u128 << 64);
+}
+
+#[test]
+fn classed_drf_levels_see_what_the_other_levels_charged() {
+    let mut queue = PolicyKind::Drf.build_classed(&BTreeMap::new());
+    queue.set_capacity(10_000, 10_000);
+    // Level 0 exists before the high class runs; b waits there too.
+    queue.push(sized(1, 1, "a", 0, 1_000, 1_000));
+    queue.push(sized(2, 2, "b", 0, 1_000, 1_000));
+    for i in 0..3 {
+        queue.push(sized(10 + i, 10 + i64::from(i), "a", 5, 1_000, 1_000));
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            queue.pick(&mut |_| true).map(|t| t.request.priority),
+            Some(5)
+        );
+    }
+    // a holds three tasks from level 5: level 0 serves b first.
+    assert_eq!(
+        queue
+            .pick(&mut |_| true)
+            .map(|t| t.request.tenant)
+            .as_deref(),
+        Some("b")
+    );
+    // A level made now learns the holdings from the wrapper's ledger.
+    queue.push(sized(20, 20, "a", 3, 1_000, 1_000));
+    queue.push(sized(21, 21, "c", 3, 1_000, 1_000));
+    assert_eq!(
+        queue
+            .pick(&mut |_| true)
+            .map(|t| t.request.tenant)
+            .as_deref(),
+        Some("c")
+    );
+    // Releases reach every level: once a gives everything back, it leads.
+    queue.released(
+        "a",
+        &Resources {
+            cpu_millis: 3_000,
+            memory_mb: 3_000,
+        },
+    );
+    queue.push(sized(22, 22, "c", 3, 1_000, 1_000));
+    assert_eq!(
+        queue
+            .pick(&mut |_| true)
+            .map(|t| t.request.tenant)
+            .as_deref(),
+        Some("a")
+    );
 }

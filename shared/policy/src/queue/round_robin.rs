@@ -3,6 +3,7 @@
 
 use super::{MAX_LOOKAHEAD, QueuePolicy, Waiting};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Round robin across tenants, FCFS (lowest `seq`, then id) within each.
@@ -14,46 +15,90 @@ use uuid::Uuid;
 /// and keeps its place, so it is first in line once room frees up.
 ///
 /// Costs O(log n) per push, remove and served task, plus the bounded
-/// lookahead.
+/// lookahead. Tenants are numbered while they have work, so a pick moves
+/// them through the rotation without comparing or copying their names.
 #[derive(Debug, Default, Clone)]
 pub struct RoundRobin {
-    /// Each tenant's waiting tasks in FCFS order.
-    tenants: BTreeMap<String, BTreeMap<(i64, Uuid), Waiting>>,
-    /// The rotation: turn ticket → tenant; the lowest ticket goes next.
-    rotation: BTreeMap<u64, String>,
-    /// Each tenant's ticket in `rotation` (tenants with waiting work only).
-    ticket_of: BTreeMap<String, u64>,
+    /// Tenants with waiting work, by number; `None` marks a number free for
+    /// the next tenant (in `vacant`).
+    tenants: Vec<Option<Tenant>>,
+    vacant: Vec<u32>,
+    /// Each tenant's number. Lookup only.
+    number_of: HashMap<Arc<str>, u32>,
+    /// The rotation: turn ticket → tenant number; the lowest ticket goes
+    /// next.
+    rotation: BTreeMap<u64, u32>,
     /// The ticket the next tenant to (re)join the rotation gets.
     next_ticket: u64,
-    /// Where each task sits: its tenant and FCFS key. Lookup only.
-    key_of: HashMap<Uuid, (String, (i64, Uuid))>,
+    /// Where each task sits: its tenant's number and FCFS key. Lookup only.
+    key_of: HashMap<Uuid, (u32, (i64, Uuid))>,
+}
+
+/// A tenant with waiting work.
+#[derive(Debug, Clone)]
+struct Tenant {
+    name: Arc<str>,
+    /// Its ticket in the rotation.
+    ticket: u64,
+    /// Its waiting tasks in FCFS order.
+    queue: BTreeMap<(i64, Uuid), Waiting>,
 }
 
 impl RoundRobin {
+    fn tenant(&self, number: u32) -> Option<&Tenant> {
+        self.tenants.get(number as usize)?.as_ref()
+    }
+
+    fn tenant_mut(&mut self, number: u32) -> Option<&mut Tenant> {
+        self.tenants.get_mut(number as usize)?.as_mut()
+    }
+
+    fn new_ticket(&mut self) -> u64 {
+        self.next_ticket += 1;
+        self.next_ticket
+    }
+
     /// Removes a task; if its tenant runs out of work, takes the tenant out
     /// of the rotation and returns the ticket it held.
     fn take(&mut self, id: Uuid) -> Option<(Waiting, Option<u64>)> {
-        let (tenant, key) = self.key_of.remove(&id)?;
-        let queue = self.tenants.get_mut(&tenant)?;
-        let task = queue.remove(&key)?;
-        let mut freed = None;
-        if queue.is_empty() {
-            self.tenants.remove(&tenant);
-            if let Some(ticket) = self.ticket_of.remove(&tenant) {
-                self.rotation.remove(&ticket);
-                freed = Some(ticket);
-            }
+        let (number, key) = self.key_of.remove(&id)?;
+        let tenant = self.tenant_mut(number)?;
+        let task = tenant.queue.remove(&key)?;
+        if !tenant.queue.is_empty() {
+            return Some((task, None));
         }
-        Some((task, freed))
+        let ticket = tenant.ticket;
+        self.rotation.remove(&ticket);
+        if let Some(tenant) = self.tenants[number as usize].take() {
+            self.number_of.remove(&tenant.name);
+            self.vacant.push(number);
+        }
+        Some((task, Some(ticket)))
     }
 
-    fn join(&mut self, tenant: &str, ticket: Option<u64>) {
-        let ticket = ticket.unwrap_or_else(|| {
-            self.next_ticket += 1;
-            self.next_ticket
-        });
-        self.rotation.insert(ticket, tenant.to_owned());
-        self.ticket_of.insert(tenant.to_owned(), ticket);
+    /// A tenant joining the rotation, with `ticket` or at the back.
+    fn join(&mut self, name: &str, ticket: Option<u64>) -> u32 {
+        let ticket = ticket.unwrap_or_else(|| self.new_ticket());
+        let name: Arc<str> = Arc::from(name);
+        let tenant = Tenant {
+            name: name.clone(),
+            ticket,
+            queue: BTreeMap::new(),
+        };
+        let number = match self.vacant.pop() {
+            Some(number) => {
+                self.tenants[number as usize] = Some(tenant);
+                number
+            }
+            None => {
+                self.tenants.push(Some(tenant));
+                // More than u32::MAX tenants at once would not fit in memory.
+                (self.tenants.len() - 1) as u32
+            }
+        };
+        self.number_of.insert(name, number);
+        self.rotation.insert(ticket, number);
+        number
     }
 }
 
@@ -69,13 +114,14 @@ impl QueuePolicy for RoundRobin {
             Some((old, Some(ticket))) if old.request.tenant == task.request.tenant => Some(ticket),
             _ => None,
         };
-        let tenant = task.request.tenant.clone();
+        let number = match self.number_of.get(task.request.tenant.as_str()) {
+            Some(number) => *number,
+            None => self.join(&task.request.tenant, kept),
+        };
         let key = (task.request.seq, task.id);
-        self.key_of.insert(task.id, (tenant.clone(), key));
-        let queue = self.tenants.entry(tenant.clone()).or_default();
-        queue.insert(key, task);
-        if !self.ticket_of.contains_key(&tenant) {
-            self.join(&tenant, kept);
+        self.key_of.insert(task.id, (number, key));
+        if let Some(tenant) = self.tenant_mut(number) {
+            tenant.queue.insert(key, task);
         }
     }
 
@@ -92,18 +138,22 @@ impl QueuePolicy for RoundRobin {
     }
 
     fn pick(&mut self, fits: &mut dyn FnMut(&Waiting) -> bool) -> Option<Waiting> {
-        let id = self
+        let (number, id) = self
             .rotation
             .values()
             .take(MAX_LOOKAHEAD)
-            .filter_map(|tenant| self.tenants.get(tenant)?.values().next())
-            .find(|head| fits(head))
-            .map(|head| head.id)?;
-        let (task, _) = self.take(id)?;
-        let tenant = &task.request.tenant;
-        if let Some(ticket) = self.ticket_of.remove(tenant) {
-            self.rotation.remove(&ticket);
-            self.join(tenant, None);
+            .filter_map(|number| Some((*number, self.tenant(*number)?.queue.values().next()?)))
+            .find(|(_, head)| fits(head))
+            .map(|(number, head)| (number, head.id))?;
+        let (task, freed) = self.take(id)?;
+        // A tenant with work left goes to the back of the rotation.
+        if freed.is_none() {
+            let ticket = self.new_ticket();
+            if let Some(tenant) = self.tenant_mut(number) {
+                let old = std::mem::replace(&mut tenant.ticket, ticket);
+                self.rotation.remove(&old);
+                self.rotation.insert(ticket, number);
+            }
         }
         Some(task)
     }
@@ -114,8 +164,8 @@ impl QueuePolicy for RoundRobin {
         let mut queues: Vec<_> = self
             .rotation
             .values()
-            .filter_map(|tenant| self.tenants.get(tenant))
-            .map(|queue| queue.values())
+            .filter_map(|number| self.tenant(*number))
+            .map(|tenant| tenant.queue.values())
             .collect();
         let mut out = Vec::with_capacity(n.min(self.len()));
         while out.len() < n && !queues.is_empty() {

@@ -1,0 +1,539 @@
+//! The event loop: arrivals and completions in virtual time, driving a
+//! [`QueuePolicy`] and a [`Fleet`] the way the scheduler service does.
+//!
+//! # One step
+//! Time jumps to the next event. Every completion at that instant releases
+//! its task's reservation (`Fleet::release`, then `QueuePolicy::released`);
+//! every arrival is pushed on the queue. Then, as the scheduler's planning
+//! round does, tasks are picked and placed until the queue has nothing that
+//! fits: `queue.pick(fits)` where `fits` asks `Fleet::any_fits_with`, then
+//! `Fleet::place`, then `Fleet::reserve`; the task completes `runtime_ms`
+//! later. Events at the same instant are handled together before the round,
+//! so tasks submitted together compete together. `set_capacity` is called
+//! once, before the first event, with the whole cluster.
+//!
+//! # Invariants
+//! Checked as it runs; the first broken one ends the run with a
+//! [`SimulationError`]:
+//! - the policy serves only tasks that are waiting (none unknown, none twice,
+//!   none already running or done), only tasks its `fits` check accepted,
+//!   and its length matches the number of waiting tasks;
+//! - placement finds a node whenever `any_fits_with` said one had room;
+//! - no node ever holds more CPU, memory or tasks than it offers, counted by
+//!   the simulator on its own and compared with the fleet's count;
+//! - at the end every task has run exactly once and the queue is empty.
+
+use crate::report::{Outcome, PolicyReport, Recorder};
+use crate::workload::{Cluster, Workload, WorkloadError};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use taskyard_policy::{Fleet, PolicyKind, QueuePolicy, Rules, Waiting};
+use taskyard_wire::Resources;
+use taskyard_wire::event::PlacementRequest;
+use taskyard_wire::heartbeat::Capacity;
+use uuid::Uuid;
+
+/// Why a simulation stopped without a report.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulationError {
+    /// The workload cannot run on this cluster.
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    /// An invariant broke: a bug in a policy, in placement or here.
+    #[error("{policy}: invariant broken at {at_ms} ms: {what}")]
+    Invariant {
+        policy: String,
+        at_ms: u64,
+        what: String,
+    },
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    NotArrived,
+    Waiting,
+    Running { node: usize, started_ms: u64 },
+    Done,
+}
+
+/// What one node holds, as the simulator counts it (apart from the fleet).
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    cpu: u64,
+    memory: u64,
+    tasks: u32,
+}
+
+/// Runs `workload` under one of the named policies, built as the scheduler
+/// builds a pool's queue: under strict priority classes on the tasks'
+/// `priority`, weighing tenants by the workload's weights (WFQ, DRF).
+pub fn simulate(
+    workload: &Workload,
+    cluster: &Cluster,
+    policy: PolicyKind,
+) -> Result<PolicyReport, SimulationError> {
+    simulate_queue(workload, cluster, policy.name(), build(policy, workload))
+}
+
+/// The queue a pool of this policy gets.
+fn build(policy: PolicyKind, workload: &Workload) -> Box<dyn QueuePolicy> {
+    policy.build_classed(&workload.tenants)
+}
+
+/// Runs `workload` under every policy in `policies`, in that order.
+pub fn simulate_all(
+    workload: &Workload,
+    cluster: &Cluster,
+    policies: &[PolicyKind],
+) -> Result<Vec<PolicyReport>, SimulationError> {
+    policies
+        .iter()
+        .map(|policy| simulate(workload, cluster, *policy))
+        .collect()
+}
+
+/// Runs `workload` through any queue, reported under `name`.
+pub fn simulate_queue(
+    workload: &Workload,
+    cluster: &Cluster,
+    name: &str,
+    queue: Box<dyn QueuePolicy>,
+) -> Result<PolicyReport, SimulationError> {
+    workload.check()?;
+    workload.check_against(cluster)?;
+    let mut engine = Engine::new(workload, cluster, name, queue);
+    engine.run()?;
+    Ok(engine.recorder.finish(name, workload, cluster))
+}
+
+/// A task's id in the queue: its index in the workload, plus one.
+fn id_of(index: usize) -> Uuid {
+    Uuid::from_u128(index as u128 + 1)
+}
+
+struct Engine<'a> {
+    workload: &'a Workload,
+    cluster: &'a Cluster,
+    policy: String,
+    queue: Box<dyn QueuePolicy>,
+    fleet: Fleet,
+    /// Node ids, by index.
+    nodes: Vec<String>,
+    /// What each node holds, by the simulator's own count.
+    held: Vec<Held>,
+    /// What a node offers: (cpu, memory, tasks).
+    offers: (u64, u64, u32),
+    /// Each task's stage, by workload index.
+    stages: Vec<Stage>,
+    /// Workload indexes in arrival order (ties in file order).
+    arrivals: Vec<usize>,
+    /// How many of `arrivals` have arrived.
+    arrived: usize,
+    /// Completions: (time, workload index), earliest first.
+    completions: BinaryHeap<Reverse<(u64, usize)>>,
+    /// Tasks waiting in the queue.
+    waiting: usize,
+    now: u64,
+    recorder: Recorder,
+}
+
+impl<'a> Engine<'a> {
+    fn new(
+        workload: &'a Workload,
+        cluster: &'a Cluster,
+        policy: &str,
+        mut queue: Box<dyn QueuePolicy>,
+    ) -> Self {
+        let mut fleet = Fleet::default();
+        let width = cluster.nodes.to_string().len();
+        let nodes: Vec<String> = (1..=cluster.nodes)
+            .map(|i| format!("node-{i:0width$}"))
+            .collect();
+        let capacity = Capacity {
+            cpu_millis: cluster.cpu_millis,
+            memory_mb: cluster.memory_mb,
+            slots: cluster.slots,
+        };
+        for node in &nodes {
+            fleet.upsert_labelled(node, capacity, BTreeMap::new(), true);
+        }
+        let (cpu, memory) = cluster.reservable();
+        queue.set_capacity(
+            cpu.saturating_mul(u64::from(cluster.nodes)),
+            memory.saturating_mul(u64::from(cluster.nodes)),
+        );
+        let mut arrivals: Vec<usize> = (0..workload.tasks.len()).collect();
+        arrivals.sort_by_key(|index| (workload.tasks[*index].arrival_ms, *index));
+        Engine {
+            workload,
+            cluster,
+            policy: policy.to_owned(),
+            queue,
+            fleet,
+            held: vec![Held::default(); nodes.len()],
+            nodes,
+            offers: (cpu, memory, cluster.slots),
+            stages: vec![Stage::NotArrived; workload.tasks.len()],
+            arrivals,
+            arrived: 0,
+            completions: BinaryHeap::new(),
+            waiting: 0,
+            now: 0,
+            recorder: Recorder::new(workload, cluster),
+        }
+    }
+
+    fn broken(&self, what: String) -> SimulationError {
+        SimulationError::Invariant {
+            policy: self.policy.clone(),
+            at_ms: self.now,
+            what,
+        }
+    }
+
+    fn next_arrival_ms(&self) -> Option<u64> {
+        self.arrivals
+            .get(self.arrived)
+            .map(|index| self.workload.tasks[*index].arrival_ms)
+    }
+
+    fn run(&mut self) -> Result<(), SimulationError> {
+        loop {
+            let next_completion = self.completions.peek().map(|Reverse((at, _))| *at);
+            let next = match (self.next_arrival_ms(), next_completion) {
+                (Some(a), Some(c)) => a.min(c),
+                (Some(a), None) => a,
+                (None, Some(c)) => c,
+                (None, None) => break,
+            };
+            self.recorder.advance(self.now, next);
+            self.now = next;
+            while let Some(Reverse((at, index))) = self.completions.peek().copied() {
+                if at != self.now {
+                    break;
+                }
+                self.completions.pop();
+                self.complete(index)?;
+            }
+            while self.next_arrival_ms() == Some(self.now) {
+                let index = self.arrivals[self.arrived];
+                self.arrived += 1;
+                self.arrive(index)?;
+            }
+            self.plan()?;
+        }
+        if !self.queue.is_empty() || self.waiting > 0 {
+            return Err(self.broken(format!(
+                "{} tasks still wait with nothing running and nothing to come",
+                self.waiting.max(self.queue.len())
+            )));
+        }
+        if let Some(index) = self.stages.iter().position(|s| *s != Stage::Done) {
+            return Err(self.broken(format!("task {index} never ran")));
+        }
+        Ok(())
+    }
+
+    fn arrive(&mut self, index: usize) -> Result<(), SimulationError> {
+        if self.stages[index] != Stage::NotArrived {
+            return Err(self.broken(format!("task {index} arrived twice")));
+        }
+        let task = &self.workload.tasks[index];
+        let seq = i64::try_from(self.arrived).unwrap_or(i64::MAX);
+        self.queue.push(Waiting {
+            id: id_of(index),
+            attempt: 0,
+            request: PlacementRequest {
+                seq,
+                kind: task.kind,
+                tenant: task.tenant.clone(),
+                priority: task.priority,
+                resources: resources(task.cpu_millis, task.memory_mb),
+                node_selector: BTreeMap::new(),
+                estimated_runtime_ms: task.estimated_runtime_ms,
+            },
+        });
+        self.stages[index] = Stage::Waiting;
+        self.waiting += 1;
+        self.recorder.arrived(&task.tenant);
+        self.check_length()
+    }
+
+    fn check_length(&self) -> Result<(), SimulationError> {
+        if self.queue.len() != self.waiting {
+            return Err(self.broken(format!(
+                "the queue holds {} tasks but {} are waiting",
+                self.queue.len(),
+                self.waiting
+            )));
+        }
+        Ok(())
+    }
+
+    /// Picks and places tasks until none that waits fits.
+    fn plan(&mut self) -> Result<(), SimulationError> {
+        let none = BTreeMap::new();
+        let rules = Rules {
+            pool_selector: &none,
+            task_selector: &none,
+            strategy: self.cluster.strategy,
+            overcommit: self.cluster.overcommit,
+        };
+        loop {
+            let fleet = &self.fleet;
+            let Some(task) = self
+                .queue
+                .pick(&mut |t| fleet.any_fits_with(&t.request.resources, &rules))
+            else {
+                return Ok(());
+            };
+            let index = usize::try_from(task.id.as_u128())
+                .ok()
+                .and_then(|id| id.checked_sub(1))
+                .filter(|index| *index < self.stages.len())
+                .ok_or_else(|| {
+                    self.broken(format!(
+                        "the policy served a task never pushed ({})",
+                        task.id
+                    ))
+                })?;
+            if self.stages[index] != Stage::Waiting {
+                return Err(self.broken(format!(
+                    "the policy served task {index}, which is not waiting ({:?})",
+                    self.stages[index]
+                )));
+            }
+            let request = task.request.resources;
+            if !self.fleet.any_fits_with(&request, &rules) {
+                return Err(self.broken(format!(
+                    "the policy served task {index}, which its fits check refused"
+                )));
+            }
+            let Some(placed) = self.fleet.place(&request, &rules) else {
+                return Err(self.broken(format!(
+                    "no placement for task {index} though a node had room"
+                )));
+            };
+            let node = self
+                .nodes
+                .binary_search(&placed.node_id)
+                .map_err(|_| self.broken(format!("placed on unknown node {}", placed.node_id)))?;
+            self.fleet.reserve(&placed.node_id, &request);
+            self.hold(index, node, &request)?;
+            let spec = &self.workload.tasks[index];
+            self.stages[index] = Stage::Running {
+                node,
+                started_ms: self.now,
+            };
+            self.waiting -= 1;
+            self.check_length()?;
+            self.recorder.started(spec);
+            // `Workload::check` made sure this does not overflow.
+            let ends = self.now.saturating_add(spec.runtime_ms);
+            self.completions.push(Reverse((ends, index)));
+        }
+    }
+
+    /// Counts `request` on `node` and checks it against what the node offers
+    /// and against the fleet's own count.
+    fn hold(
+        &mut self,
+        index: usize,
+        node: usize,
+        request: &Resources,
+    ) -> Result<(), SimulationError> {
+        let held = &mut self.held[node];
+        held.cpu += u64::from(request.cpu_millis);
+        held.memory += u64::from(request.memory_mb);
+        held.tasks += 1;
+        let held = *held;
+        let (cpu, memory, slots) = self.offers;
+        if held.cpu > cpu || held.memory > memory || held.tasks > slots {
+            return Err(self.broken(format!(
+                "task {index} overfills {}: {}m cpu, {} MiB, {} tasks held of {cpu}m, {memory} MiB, {slots} tasks",
+                self.nodes[node], held.cpu, held.memory, held.tasks
+            )));
+        }
+        self.agree(node)
+    }
+
+    /// The fleet's count of a node's reservations matches the simulator's.
+    fn agree(&self, node: usize) -> Result<(), SimulationError> {
+        let held = self.held[node];
+        let id = &self.nodes[node];
+        match self.fleet.get(id) {
+            Some(slot)
+                if slot.reserved_cpu == held.cpu
+                    && slot.reserved_memory == held.memory
+                    && slot.reserved_slots == held.tasks =>
+            {
+                Ok(())
+            }
+            Some(slot) => Err(self.broken(format!(
+                "{id}: the fleet holds {}m, {} MiB, {} tasks; the simulator counts {}m, {} MiB, {} tasks",
+                slot.reserved_cpu,
+                slot.reserved_memory,
+                slot.reserved_slots,
+                held.cpu,
+                held.memory,
+                held.tasks
+            ))),
+            None => Err(self.broken(format!("{id} left the fleet"))),
+        }
+    }
+
+    fn complete(&mut self, index: usize) -> Result<(), SimulationError> {
+        let Stage::Running { node, started_ms } = self.stages[index] else {
+            return Err(self.broken(format!(
+                "task {index} completed while {:?}",
+                self.stages[index]
+            )));
+        };
+        let task = &self.workload.tasks[index];
+        let request = resources(task.cpu_millis, task.memory_mb);
+        self.fleet.release(&self.nodes[node], &request);
+        self.queue.released(&task.tenant, &request);
+        let held = &mut self.held[node];
+        held.cpu = held.cpu.saturating_sub(u64::from(request.cpu_millis));
+        held.memory = held.memory.saturating_sub(u64::from(request.memory_mb));
+        held.tasks = held.tasks.saturating_sub(1);
+        self.agree(node)?;
+        self.stages[index] = Stage::Done;
+        self.recorder.completed(
+            index,
+            task,
+            Outcome {
+                started_ms,
+                ended_ms: self.now,
+            },
+        );
+        Ok(())
+    }
+}
+
+fn resources(cpu_millis: u32, memory_mb: u32) -> Resources {
+    Resources {
+        cpu_millis,
+        memory_mb,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Task;
+    use taskyard_policy::Fcfs;
+    use taskyard_wire::TaskKind;
+
+    fn workload(tasks: usize) -> Workload {
+        Workload {
+            cluster: None,
+            tenants: [("t".to_owned(), 1)].into_iter().collect(),
+            tasks: (0..tasks)
+                .map(|i| Task {
+                    arrival_ms: i as u64,
+                    tenant: "t".to_owned(),
+                    kind: TaskKind::Sleep,
+                    cpu_millis: 1000,
+                    memory_mb: 100,
+                    runtime_ms: 50,
+                    estimated_runtime_ms: None,
+                    priority: 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// Broken on purpose, in one of three ways.
+    #[derive(Debug, Default)]
+    struct Broken {
+        inner: Fcfs,
+        how: &'static str,
+        last: Option<Waiting>,
+        pushed: usize,
+    }
+
+    impl QueuePolicy for Broken {
+        fn name(&self) -> &'static str {
+            "broken"
+        }
+        fn push(&mut self, task: Waiting) {
+            self.pushed += 1;
+            if self.how == "loses" && self.pushed == 3 {
+                return;
+            }
+            self.inner.push(task);
+        }
+        fn remove(&mut self, id: Uuid) -> Option<Waiting> {
+            self.inner.remove(id)
+        }
+        fn contains(&self, id: Uuid) -> bool {
+            self.inner.contains(id)
+        }
+        fn len(&self) -> usize {
+            self.inner.len()
+        }
+        fn pick(&mut self, fits: &mut dyn FnMut(&Waiting) -> bool) -> Option<Waiting> {
+            match self.how {
+                "repeats" => {
+                    if let Some(again) = self.last.take() {
+                        return Some(again);
+                    }
+                    let task = self.inner.pick(fits)?;
+                    self.last = Some(task.clone());
+                    Some(task)
+                }
+                "ignores fits" => self.inner.pick(&mut |_| true),
+                _ => self.inner.pick(fits),
+            }
+        }
+        fn first(&self, n: usize) -> Vec<&Waiting> {
+            self.inner.first(n)
+        }
+    }
+
+    fn run_broken(how: &'static str) -> SimulationError {
+        let queue = Box::new(Broken {
+            how,
+            ..Broken::default()
+        });
+        let cluster = Cluster {
+            nodes: 1,
+            cpu_millis: 2000,
+            memory_mb: 1000,
+            ..Cluster::default()
+        };
+        simulate_queue(&workload(20), &cluster, "broken", queue)
+            .expect_err("a broken policy is caught")
+    }
+
+    #[test]
+    fn a_task_served_twice_is_caught() {
+        let err = run_broken("repeats").to_string();
+        assert!(err.contains("which is not waiting"), "{err}");
+    }
+
+    #[test]
+    fn a_lost_task_is_caught() {
+        let err = run_broken("loses").to_string();
+        assert!(
+            err.contains("the queue holds 0 tasks but 1 are waiting"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn serving_what_does_not_fit_is_caught() {
+        let err = run_broken("ignores fits").to_string();
+        assert!(err.contains("which its fits check refused"), "{err}");
+    }
+
+    #[test]
+    fn an_honest_policy_runs_everything_once() {
+        let queue = Box::new(Broken::default());
+        let report =
+            simulate_queue(&workload(20), &Cluster::of(1), "fcfs", queue).expect("an honest run");
+        assert_eq!(report.tasks, 20);
+    }
+}
