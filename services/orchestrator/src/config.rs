@@ -6,6 +6,8 @@ use taskyard_wire::task::Limits;
 
 /// Most submissions taken from the stream at once.
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
+/// How often dependents and workflows are reconciled with Postgres.
+pub const DEFAULT_RECONCILE_INTERVAL_MS: u64 = 30_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -20,6 +22,11 @@ pub struct Config {
     pub max_submission_bytes: usize,
     /// Postgres connections (`TASKYARD_POOL_SIZE`).
     pub pool_size: usize,
+    /// How often pending tasks whose dependencies ended, and workflows not
+    /// yet over, are looked at in Postgres, in case an event was missed
+    /// (`TASKYARD_RECONCILE_INTERVAL_MS`). Events do the work; this is the
+    /// safety net.
+    pub reconcile_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -31,11 +38,16 @@ impl Default for Config {
             max_spec_bytes: limits.max_spec_bytes,
             max_submission_bytes: limits.max_submission_bytes,
             pool_size: taskyard_store::DEFAULT_POOL_SIZE,
+            reconcile_interval_ms: DEFAULT_RECONCILE_INTERVAL_MS,
         }
     }
 }
 
 impl Config {
+    pub fn reconcile_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.reconcile_interval_ms)
+    }
+
     pub fn limits(&self) -> Limits {
         Limits {
             max_spec_bytes: self.max_spec_bytes,

@@ -2,7 +2,7 @@
 
 use crate::intake::{IdSource, Plan, plan};
 use crate::pool_view::{self, SharedView};
-use crate::recorder::Recorder;
+use crate::recorder::{Recorded, Recorder};
 use async_nats::service::{Request, Service};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -57,8 +57,7 @@ async fn answer(request: Request, recorder: &Recorder, pools: &SharedView, limit
         IdSource::Fresh,
         &pool_view::read(pools),
     );
-    if matches!(&planned, Plan::Record { refusal, .. } if pool_view::is_unknown_pool(refusal.as_ref()))
-    {
+    if matches!(&planned, Plan::Record(p) if pool_view::is_unknown_pool(p.refusal.as_ref())) {
         pool_view::catch_up(pools, recorder.store()).await;
         planned = plan(
             &request.message.payload,
@@ -69,11 +68,18 @@ async fn answer(request: Request, recorder: &Recorder, pools: &SharedView, limit
     }
     let reply = match planned {
         Plan::Unreadable(error) => Ok(SubmitReply::Refused { error }),
-        Plan::Record { rows, refusal } => match recorder.record(vec![rows]).await {
-            Ok(mut ids) => Ok(match refusal {
-                Some(error) => SubmitReply::Refused { error },
+        Plan::Record(planned) => match recorder.record(vec![planned]).await {
+            Ok(mut recorded) => Ok(match recorded.pop() {
+                Some(Recorded {
+                    refusal: Some(error),
+                    ..
+                }) => SubmitReply::Refused { error },
+                Some(Recorded {
+                    ids, workflow_id, ..
+                }) => SubmitReply::Accepted { ids, workflow_id },
                 None => SubmitReply::Accepted {
-                    ids: ids.pop().unwrap_or_default(),
+                    ids: Vec::new(),
+                    workflow_id: None,
                 },
             }),
             Err(err) => {

@@ -31,6 +31,33 @@ pub fn derived_id(origin: StreamOrigin, index: usize) -> Uuid {
     uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
+/// The position given to a workflow in [`derived_id`]: beyond any task's
+/// index (at most `MAX_BATCH_TASKS`), so it never shares a task's id.
+pub const WORKFLOW_INDEX: usize = usize::MAX;
+
+/// What [`derived_from`] derives from a step: its compensation task.
+pub const COMPENSATION: u64 = 0xC0AA_E45A_7E00_0001;
+
+/// An id derived from another one: the same `parent` and `salt` always give
+/// the same id, so a compensation created again after a redelivered event is
+/// the same task. It keeps the parent's time, so it sorts with it.
+pub fn derived_from(parent: Uuid, salt: u64) -> Uuid {
+    let millis = parent
+        .get_timestamp()
+        .map(|ts| {
+            let (seconds, nanos) = ts.to_unix();
+            seconds.saturating_mul(1000) + u64::from(nanos / 1_000_000)
+        })
+        .unwrap_or(0);
+    let (high, low) = parent.as_u64_pair();
+    let mixed = splitmix64(high ^ splitmix64(low ^ splitmix64(salt)));
+    let tail = splitmix64(mixed ^ 0x5A5A_5A5A_5A5A_5A5A);
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&mixed.to_be_bytes());
+    random[8..].copy_from_slice(&tail.to_be_bytes()[..2]);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
 /// A fresh id for a request/reply submission (a retry there is the client's
 /// to make idempotent, with `id` or `idempotency_key`).
 pub fn fresh_id() -> Uuid {
@@ -64,6 +91,25 @@ mod tests {
         };
         assert_ne!(derived_id(origin, 0), derived_id(next, 0));
         assert_eq!(derived_id(origin, 0).get_version_num(), 7);
+    }
+
+    #[test]
+    fn derived_ids_are_stable_and_distinct() {
+        let step = Uuid::now_v7();
+        let undo = derived_from(step, COMPENSATION);
+        assert_eq!(undo, derived_from(step, COMPENSATION));
+        assert_ne!(undo, step);
+        assert_ne!(undo, derived_from(Uuid::now_v7(), COMPENSATION));
+        assert_eq!(undo.get_version_num(), 7);
+        assert_eq!(
+            undo.get_timestamp().map(|t| t.to_unix().0),
+            step.get_timestamp().map(|t| t.to_unix().0)
+        );
+        let origin = StreamOrigin {
+            sequence: 1,
+            published_nanos: 1_764_000_000_000_000_000,
+        };
+        assert_ne!(derived_id(origin, WORKFLOW_INDEX), derived_id(origin, 0));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The orchestrator: every submission goes through here, and leaves as
-//! Postgres rows and `queued` or `rejected` events.
+//! Postgres rows and `queued`, `pending` or `rejected` events; and every
+//! task that ends comes back here, to release or cancel what depends on it.
 //!
 //! Submissions arrive two ways: published on `taskyard.submit` (captured by
 //! the SUBMIT stream, read in batches by a durable consumer), or as requests
@@ -9,23 +10,36 @@
 //! Creation is idempotent. A redelivered stream message gets the same task ids
 //! (derived from its stream sequence and time, see [`ids`]); a task with a known
 //! id or idempotency key is not created twice, and the existing one's id is
-//! reported. A batch (JSON array) is atomic: one invalid task and every task of
-//! the batch is recorded `rejected`, naming the culprit.
+//! reported. A batch (JSON array) or a workflow object is atomic: one invalid
+//! task (or an unknown dependency, or a cycle) and every task of it is
+//! recorded `rejected`, naming the culprit.
+//!
+//! Tasks with dependencies wait in `pending`. A second durable consumer reads
+//! the events of tasks that ended ([`events`]): their dependents are queued
+//! when all their dependencies succeeded, or cancelled when one did not, and
+//! their workflows move on, to `succeeded`, or through compensation to
+//! `failed` ([`progress`]; `docs/workflows.md`).
 //!
 //! # Layout
 //! - [`config`]: the service's settings.
-//! - [`ids`]: deterministic ids for stream submissions.
+//! - [`ids`]: deterministic ids for stream submissions and compensations.
 //! - [`intake`]: from bytes to rows to write (pure).
+//! - [`dag`]: dependency names resolved, cycles refused (pure).
 //! - [`pool_view`]: pools and node sizes, to refuse what could never run.
 //! - [`recorder`]: writes rows in one statement and publishes the events.
 //! - [`stream`]: the SUBMIT consumer loop.
 //! - [`endpoint`]: the request/reply endpoint.
+//! - [`progress`]: release, failure propagation, workflows, compensation.
+//! - [`events`]: the consumer of finished-task events, and reconciliation.
 
 pub mod config;
+pub mod dag;
 pub mod endpoint;
+pub mod events;
 pub mod ids;
 pub mod intake;
 pub mod pool_view;
+pub mod progress;
 pub mod recorder;
 pub mod stream;
 
@@ -61,11 +75,46 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
+    // The event consumer exists before the first reconciliation reads
+    // Postgres, so that nothing falls between the two.
+    let events_consumer = streams::pull_consumer(
+        &js,
+        streams::EVENTS,
+        streams::orchestrator_events_consumer(),
+    )
+    .await?;
+    let progress = progress::Progress::new(recorder.clone(), pools.clone(), config.limits());
+    let dependents = {
+        let shutdown = shutdown.clone();
+        let (batch_size, every) = (config.batch_size, config.reconcile_interval());
+        tokio::spawn(async move {
+            let outcome = events::consume(
+                events_consumer,
+                progress,
+                batch_size,
+                every,
+                shutdown.clone(),
+            )
+            .await;
+            if outcome.is_err() {
+                // Without it no dependent is ever released: stop the whole
+                // service, so that it is restarted rather than half alive.
+                shutdown.trigger();
+            }
+            outcome
+        })
+    };
     let consumer =
         streams::pull_consumer(&js, streams::SUBMIT, streams::orchestrator_consumer()).await?;
     tracing::info!("orchestrator ready");
     let outcome = stream::consume(consumer, recorder, pools, &config, shutdown.clone()).await;
     shutdown.trigger();
     endpoint.await.ok();
-    outcome
+    let dependents = match dependents.await {
+        Ok(outcome) => outcome.context("following finished tasks"),
+        Err(err) => Err(anyhow::anyhow!(
+            "the finished-task consumer panicked: {err}"
+        )),
+    };
+    outcome.and(dependents)
 }

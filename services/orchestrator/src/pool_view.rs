@@ -47,6 +47,33 @@ impl PoolView {
         if task.timeout_ms.is_none() {
             task.timeout_ms = pool.default_timeout_ms;
         }
+        // A task larger than its pool's quota could never be placed either.
+        for (field, asked, quota, unit) in [
+            (
+                "resources.cpu_millis",
+                task.resources.cpu_millis,
+                pool.max_cpu_millis,
+                "m cpu",
+            ),
+            (
+                "resources.memory_mb",
+                task.resources.memory_mb,
+                pool.max_memory_mb,
+                " MiB",
+            ),
+        ] {
+            if let Some(quota) = quota
+                && asked > quota
+            {
+                return Err(Rejection::new(
+                    field,
+                    format!(
+                        "asks for {asked}{unit}, more than pool {}'s quota of {quota}{unit}",
+                        task.pool
+                    ),
+                ));
+            }
+        }
         let rules = Rules {
             pool_selector: &pool.node_selector,
             task_selector: &task.node_selector,
@@ -160,4 +187,39 @@ pub async fn catch_up(view: &SharedView, store: &Store) {
 pub fn read(view: &SharedView) -> std::sync::RwLockReadGuard<'_, PoolView> {
     view.read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskyard_wire::task::{Limits, validate_task};
+
+    #[test]
+    fn a_task_over_its_pool_s_quota_is_refused_with_the_quota() {
+        let mut view = PoolView::with_default_pool();
+        view.apply_pool(PoolEvent {
+            pool: PoolSpec {
+                name: "small".to_owned(),
+                max_memory_mb: Some(512),
+                ..PoolSpec::default_pool()
+            },
+            deleted: false,
+            at: taskyard_wire::now(),
+        });
+        let task = |memory: u32| {
+            validate_task(
+                &serde_json::json!({"kind": "noop", "pool": "small", "resources": {"memory_mb": memory}}),
+                &Limits::default(),
+            )
+            .expect("a valid task")
+        };
+        let refusal = view.admit(&mut task(1024)).expect_err("over the quota");
+        assert_eq!(refusal.field, "resources.memory_mb");
+        assert_eq!(
+            refusal.message,
+            "asks for 1024 MiB, more than pool small's quota of 512 MiB"
+        );
+        // Within the quota, it waits for a node like any other.
+        assert!(view.admit(&mut task(512)).is_ok());
+    }
 }

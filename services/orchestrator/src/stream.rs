@@ -53,7 +53,7 @@ pub async fn consume(
                 IdSource::Stream(origin),
                 &pool_view::read(&pools),
             );
-            if matches!(&planned, Plan::Record { refusal, .. } if pool_view::is_unknown_pool(refusal.as_ref()))
+            if matches!(&planned, Plan::Record(p) if pool_view::is_unknown_pool(p.refusal.as_ref()))
             {
                 pool_view::catch_up(&pools, recorder.store()).await;
                 planned = plan(
@@ -75,11 +75,8 @@ pub async fn consume(
                     metrics::counter!("taskyard_orchestrator_unreadable_total").increment(1);
                     terminate(&message).await;
                 }
-                Plan::Record { rows, refusal } => {
-                    if let Some(refusal) = refusal {
-                        tracing::info!(sequence = origin.sequence, reason = %refusal, "submission rejected");
-                    }
-                    plans.push(rows);
+                Plan::Record(planned) => {
+                    plans.push(planned);
                     recorded.push(message);
                 }
             }
@@ -88,7 +85,15 @@ pub async fn consume(
             continue;
         }
         match recorder.record(plans).await {
-            Ok(_) => ack_all(&recorded).await,
+            Ok(outcomes) => {
+                for (outcome, message) in outcomes.iter().zip(&recorded) {
+                    if let Some(refusal) = &outcome.refusal {
+                        let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+                        tracing::info!(sequence, reason = %refusal, "submission rejected");
+                    }
+                }
+                ack_all(&recorded).await
+            }
             Err(err) => {
                 tracing::error!(error = %err, submissions = recorded.len(), "recording failed; will retry");
                 for message in &recorded {

@@ -36,6 +36,9 @@ pub const EVENTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Durable consumer of the orchestrator on [`SUBMIT`].
 pub const ORCHESTRATOR: &str = "orchestrator";
+/// Durable consumer of the orchestrator on [`EVENTS`] (finished tasks, whose
+/// dependents it releases or cancels).
+pub const ORCHESTRATOR_EVENTS: &str = "orchestrator-events";
 /// Durable consumer of the scheduler on [`EVENTS`].
 pub const SCHEDULER: &str = "scheduler";
 /// Durable consumer of the pool-manager on [`STATUS`].
@@ -170,6 +173,38 @@ pub fn orchestrator_consumer() -> consumer::pull::Config {
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: Duration::from_secs(30),
         max_deliver: 10,
+        max_ack_pending: 20_000,
+        ..Default::default()
+    }
+}
+
+/// The orchestrator's event consumer: tasks that ended, so that their
+/// dependents are released (`succeeded`) or cancelled (the others), and
+/// their workflows moved along.
+///
+/// New events only: the durable remembers its place across restarts, so
+/// only events published before it was first created are never delivered,
+/// and the orchestrator reconciles those from Postgres at start (pending
+/// tasks whose dependencies have ended, workflows not yet over). Deliveries
+/// are unlimited: a batch fails only while Postgres or NATS does, and is
+/// handed back with a delay until they are back.
+pub fn orchestrator_events_consumer() -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(ORCHESTRATOR_EVENTS.to_owned()),
+        description: Some("Orchestrator: finished tasks, for their dependents".to_owned()),
+        filter_subjects: [
+            TaskState::Succeeded,
+            TaskState::Failed,
+            TaskState::TimedOut,
+            TaskState::Cancelled,
+            TaskState::Rejected,
+        ]
+        .iter()
+        .map(|s| subjects::task_event(*s))
+        .collect(),
+        deliver_policy: consumer::DeliverPolicy::New,
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
         max_ack_pending: 20_000,
         ..Default::default()
     }

@@ -107,9 +107,7 @@ impl Store {
                 &[],
             )
             .await?;
-        rows.iter()
-            .map(|row| Ok(row.try_get("node_id")?))
-            .collect()
+        rows.iter().map(|row| Ok(row.try_get("node_id")?)).collect()
     }
 
     /// The current attempt and node of each task among `ids`, and whether it

@@ -18,6 +18,8 @@
 //!   delayed start, placement deadline), and the overdue list.
 //! - [`interventions`]: cancels, and the loss of a node with work on it.
 //! - [`dead_letters`]: messages that could never be handled.
+//! - [`workflows`]: dependency release and failure propagation, workflows
+//!   and their compensation, and the workflow page.
 //! - [`stats`]: aggregate questions (latency percentiles) for benchmarks and dashboards.
 
 pub mod dead_letters;
@@ -27,6 +29,7 @@ pub mod nodes;
 pub mod pools;
 pub mod tasks;
 pub mod timers;
+pub mod workflows;
 
 use deadpool_postgres::{Config, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;

@@ -6,7 +6,8 @@ use taskyard_wire::pool::{PlacementStrategy, PoolSpec};
 use tokio_postgres::Row;
 
 const POOL_COLUMNS: &str = "name, policy, placement, node_selector, max_running, max_cpu_millis, \
-     max_memory_mb, tenant_max_running, default_timeout_ms, overcommit, tenant_weights";
+     max_memory_mb, tenant_max_running, default_timeout_ms, overcommit, tenant_weights, \
+     retry_backoff_ms, retry_backoff_max_ms";
 
 /// What deleting a pool did.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,8 +45,9 @@ impl Store {
             .execute(
                 "INSERT INTO pools (name, policy, placement, node_selector, max_running, \
                      max_cpu_millis, max_memory_mb, tenant_max_running, default_timeout_ms, overcommit, \
-                     tenant_weights) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (name) DO NOTHING",
+                     tenant_weights, retry_backoff_ms, retry_backoff_max_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 ON CONFLICT (name) DO NOTHING",
                 &values.params(),
             )
             .await?;
@@ -61,7 +63,7 @@ impl Store {
                 "UPDATE pools SET policy = $2, placement = $3, node_selector = $4, max_running = $5, \
                      max_cpu_millis = $6, max_memory_mb = $7, tenant_max_running = $8, \
                      default_timeout_ms = $9, overcommit = $10, tenant_weights = $11, \
-                     updated_at = now() \
+                     retry_backoff_ms = $12, retry_backoff_max_ms = $13, updated_at = now() \
                  WHERE name = $1",
                 &values.params(),
             )
@@ -93,7 +95,7 @@ impl Store {
     }
 }
 
-/// A pool as the eleven parameters of its INSERT and UPDATE, in column order.
+/// A pool as the thirteen parameters of its INSERT and UPDATE, in column order.
 struct PoolValues<'a> {
     pool: &'a PoolSpec,
     placement: &'static str,
@@ -101,6 +103,7 @@ struct PoolValues<'a> {
     weights: Value,
     limits: [Option<i32>; 4],
     timeout: Option<i64>,
+    backoff: [i64; 2],
 }
 
 impl<'a> PoolValues<'a> {
@@ -119,10 +122,14 @@ impl<'a> PoolValues<'a> {
             timeout: pool
                 .default_timeout_ms
                 .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+            backoff: [
+                crate::to_i64(pool.retry_backoff_ms),
+                crate::to_i64(pool.retry_backoff_max_ms),
+            ],
         }
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 11] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 13] {
         [
             &self.pool.name,
             &self.pool.policy,
@@ -135,6 +142,8 @@ impl<'a> PoolValues<'a> {
             &self.timeout,
             &self.pool.overcommit,
             &self.weights,
+            &self.backoff[0],
+            &self.backoff[1],
         ]
     }
 }
@@ -160,5 +169,8 @@ fn pool_from_row(row: &Row) -> Result<PoolSpec> {
         default_timeout_ms: timeout.map(|ms| u64::try_from(ms).unwrap_or(0)),
         overcommit: row.try_get("overcommit")?,
         tenant_weights: serde_json::from_value(row.try_get("tenant_weights")?).unwrap_or_default(),
+        retry_backoff_ms: u64::try_from(row.try_get::<_, i64>("retry_backoff_ms")?).unwrap_or(0),
+        retry_backoff_max_ms: u64::try_from(row.try_get::<_, i64>("retry_backoff_max_ms")?)
+            .unwrap_or(0),
     })
 }

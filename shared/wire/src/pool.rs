@@ -72,7 +72,27 @@ pub struct PoolSpec {
     /// backlogged tenants get work in proportion to their weights.
     #[serde(default)]
     pub tenant_weights: BTreeMap<String, u32>,
+    /// Wait before the first retry of tasks that name none, in
+    /// milliseconds; doubled for each further retry.
+    #[serde(default = "default_backoff")]
+    pub retry_backoff_ms: u64,
+    /// Longest wait between attempts of tasks that name none.
+    #[serde(default = "default_backoff_max")]
+    pub retry_backoff_max_ms: u64,
 }
+
+fn default_backoff() -> u64 {
+    DEFAULT_RETRY_BACKOFF_MS
+}
+
+fn default_backoff_max() -> u64 {
+    DEFAULT_RETRY_BACKOFF_MAX_MS
+}
+
+/// A pool's default first backoff.
+pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1000;
+/// A pool's default longest backoff.
+pub const DEFAULT_RETRY_BACKOFF_MAX_MS: u64 = 300_000;
 
 fn default_policy() -> String {
     "fcfs".to_owned()
@@ -105,6 +125,8 @@ impl PoolSpec {
             default_timeout_ms: None,
             overcommit: 1.0,
             tenant_weights: BTreeMap::new(),
+            retry_backoff_ms: DEFAULT_RETRY_BACKOFF_MS,
+            retry_backoff_max_ms: DEFAULT_RETRY_BACKOFF_MAX_MS,
         }
     }
 
@@ -149,6 +171,17 @@ impl PoolSpec {
                 "default_timeout_ms",
                 format!("must be between 1 and {}", crate::task::MAX_TIMEOUT_MS),
             ));
+        }
+        for (field, value) in [
+            ("retry_backoff_ms", self.retry_backoff_ms),
+            ("retry_backoff_max_ms", self.retry_backoff_max_ms),
+        ] {
+            if value > crate::task::MAX_TIMEOUT_MS {
+                return Err(Rejection::new(
+                    field,
+                    format!("must be at most {}", crate::task::MAX_TIMEOUT_MS),
+                ));
+            }
         }
         for (tenant, weight) in &self.tenant_weights {
             if !crate::subjects::is_token(tenant) {

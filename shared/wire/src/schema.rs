@@ -12,6 +12,7 @@ pub fn all() -> Vec<(&'static str, Schema)> {
     vec![
         ("task", schema_for!(crate::task::TaskSubmission)),
         ("batch", schema_for!(Vec<crate::task::TaskSubmission>)),
+        ("workflow", schema_for!(crate::task::WorkflowSubmission)),
         ("exec-spec", schema_for!(crate::task::ExecSpec)),
         ("sleep-spec", schema_for!(crate::task::SleepSpec)),
         ("fail-spec", schema_for!(crate::task::FailSpec)),

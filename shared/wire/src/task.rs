@@ -1,7 +1,9 @@
 //! What a client submits, and the checks that turn it into a [`NewTask`].
 //!
-//! A submission is one JSON object (a task) or a JSON array of them (an atomic
-//! batch: all are created or none). Unknown fields are errors, and every error
+//! A submission is one JSON object (a task), a JSON array of them (an atomic
+//! batch: all are created or none), or a workflow object
+//! `{"workflow": "<name>", "tasks": [...]}` (an atomic batch that is also
+//! tracked as one workflow, with compensation). Unknown fields are errors, and every error
 //! names the field it is about (`tasks[2].resources.cpu_millis`), so a client in
 //! any language can fix its message without reading our code.
 
@@ -214,6 +216,21 @@ pub struct TaskSubmission {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub compensation: Option<Value>,
+}
+
+/// A workflow as a client submits it. See `shared/wire/schemas/workflow.json`.
+///
+/// Its tasks are an atomic batch whose steps name each other in `depends_on`;
+/// Taskyard also records the workflow itself, which ends `succeeded` when
+/// every step did, or runs the `compensation` of its completed steps (in
+/// reverse order of completion) when a step fails for good.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSubmission {
+    /// The workflow's name: 1 to 64 letters, digits, `-` or `_`.
+    pub workflow: String,
+    /// Its steps, in any order.
+    pub tasks: Vec<TaskSubmission>,
 }
 
 /// Input of the `exec` driver.
@@ -648,10 +665,34 @@ pub enum Parsed {
     Unreadable(Rejection),
 }
 
+/// A submission read whole: its tasks, and the workflow they form when it
+/// was a workflow object.
+#[derive(Debug)]
+pub struct Submission {
+    /// The workflow's name as sent (cut to 64 characters when it is not a
+    /// valid name, so that the refusal can still be recorded under it);
+    /// `None` for a task or a batch.
+    pub workflow: Option<String>,
+    /// Its tasks (a workflow's `tasks`).
+    pub parsed: Parsed,
+}
+
 /// Reads a submission: one task object or an array of them (an atomic batch).
+/// A workflow object reads as its tasks; [`read_submission`] also gives its
+/// name.
 pub fn parse_submission(bytes: &[u8], limits: &Limits) -> Parsed {
+    read_submission(bytes, limits).parsed
+}
+
+/// Reads a submission of any shape: a task, a batch, or a workflow object
+/// (an object with a `workflow` or `tasks` field, which a task never has).
+pub fn read_submission(bytes: &[u8], limits: &Limits) -> Submission {
+    let unreadable = |rejection| Submission {
+        workflow: None,
+        parsed: Parsed::Unreadable(rejection),
+    };
     if bytes.len() > limits.max_submission_bytes {
-        return Parsed::Unreadable(Rejection::new(
+        return unreadable(Rejection::new(
             "",
             format!(
                 "submission is {} bytes; the limit is {}",
@@ -662,46 +703,106 @@ pub fn parse_submission(bytes: &[u8], limits: &Limits) -> Parsed {
     }
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(value) => value,
-        Err(err) => {
-            return Parsed::Unreadable(Rejection::new("", format!("not valid JSON: {err}")));
+        Err(err) => return unreadable(Rejection::new("", format!("not valid JSON: {err}"))),
+    };
+    match value {
+        Value::Object(mut object)
+            if object.contains_key("workflow") || object.contains_key("tasks") =>
+        {
+            let name = match object.get("workflow") {
+                Some(Value::String(name)) => name.chars().take(MAX_ECHOED_WORKFLOW).collect(),
+                Some(other) => other
+                    .to_string()
+                    .chars()
+                    .take(MAX_ECHOED_WORKFLOW)
+                    .collect(),
+                None => String::new(),
+            };
+            let tasks = object.remove("tasks");
+            let parsed = read_workflow(&object, tasks, limits).unwrap_or_else(|refused| refused);
+            Submission {
+                workflow: Some(name),
+                parsed,
+            }
+        }
+        value => Submission {
+            workflow: None,
+            parsed: parse_value(value, limits),
+        },
+    }
+}
+
+/// Longest workflow name copied from a refused workflow object.
+const MAX_ECHOED_WORKFLOW: usize = 64;
+
+/// The tasks of a workflow object (without its `tasks`, passed apart).
+/// Errors in the object itself reject every task; a workflow without tasks
+/// has nothing to record.
+fn read_workflow(
+    object: &serde_json::Map<String, Value>,
+    tasks: Option<Value>,
+    limits: &Limits,
+) -> Result<Parsed, Parsed> {
+    let elements = match tasks {
+        Some(Value::Array(elements)) if !elements.is_empty() => elements,
+        Some(Value::Array(_)) => {
+            return Err(Parsed::Unreadable(Rejection::new(
+                "tasks",
+                "a workflow needs at least one task",
+            )));
+        }
+        Some(other) => {
+            return Err(Parsed::Unreadable(Rejection::new(
+                "tasks",
+                format!("must be an array of tasks, not {}", json_type(&other)),
+            )));
+        }
+        None => {
+            return Err(Parsed::Unreadable(Rejection::new(
+                "tasks",
+                "missing field `tasks`",
+            )));
         }
     };
+    let invalid = |rejection| Parsed::Invalid {
+        elements: elements.clone(),
+        rejection,
+    };
+    if let Some(unknown) = object
+        .keys()
+        .find(|key| !matches!(key.as_str(), "workflow" | "tasks"))
+    {
+        return Err(invalid(Rejection::new(
+            unknown.as_str(),
+            format!("unknown field `{unknown}`, expected `workflow` or `tasks`"),
+        )));
+    }
+    match object.get("workflow") {
+        None => {
+            return Err(invalid(Rejection::new(
+                "workflow",
+                "missing field `workflow`",
+            )));
+        }
+        Some(Value::String(name)) => check_token("workflow", name).map_err(invalid)?,
+        Some(other) => {
+            return Err(invalid(Rejection::new(
+                "workflow",
+                format!("must be a string, not {}", json_type(other)),
+            )));
+        }
+    }
+    Ok(parse_elements(elements, limits))
+}
+
+/// Reads a task object or a batch array.
+fn parse_value(value: Value, limits: &Limits) -> Parsed {
     match value {
         Value::Array(elements) => {
             if elements.is_empty() {
                 return Parsed::Unreadable(Rejection::new("", "an empty batch has no task"));
             }
-            if elements.len() > MAX_BATCH_TASKS {
-                return Parsed::Invalid {
-                    rejection: Rejection::new(
-                        "",
-                        format!(
-                            "a batch holds at most {MAX_BATCH_TASKS} tasks; this one has {}",
-                            elements.len()
-                        ),
-                    ),
-                    elements,
-                };
-            }
-            let mut tasks = Vec::with_capacity(elements.len());
-            for (index, element) in elements.iter().enumerate() {
-                match validate_task(element, limits) {
-                    Ok(task) => tasks.push(task),
-                    Err(rejection) => {
-                        return Parsed::Invalid {
-                            elements,
-                            rejection: rejection.in_batch(index),
-                        };
-                    }
-                }
-            }
-            if let Some(rejection) = duplicate_in_batch(&tasks) {
-                return Parsed::Invalid {
-                    elements,
-                    rejection,
-                };
-            }
-            Parsed::Valid(tasks)
+            parse_elements(elements, limits)
         }
         Value::Object(_) => match validate_task(&value, limits) {
             Ok(task) => Parsed::Valid(vec![task]),
@@ -713,11 +814,46 @@ pub fn parse_submission(bytes: &[u8], limits: &Limits) -> Parsed {
         other => Parsed::Unreadable(Rejection::new(
             "",
             format!(
-                "a submission is a task object or an array of tasks, not {}",
+                "a submission is a task object, an array of tasks or a workflow object, not {}",
                 json_type(&other)
             ),
         )),
     }
+}
+
+/// Validates the tasks of a batch or a workflow (at least one).
+fn parse_elements(elements: Vec<Value>, limits: &Limits) -> Parsed {
+    if elements.len() > MAX_BATCH_TASKS {
+        return Parsed::Invalid {
+            rejection: Rejection::new(
+                "",
+                format!(
+                    "a batch holds at most {MAX_BATCH_TASKS} tasks; this one has {}",
+                    elements.len()
+                ),
+            ),
+            elements,
+        };
+    }
+    let mut tasks = Vec::with_capacity(elements.len());
+    for (index, element) in elements.iter().enumerate() {
+        match validate_task(element, limits) {
+            Ok(task) => tasks.push(task),
+            Err(rejection) => {
+                return Parsed::Invalid {
+                    elements,
+                    rejection: rejection.in_batch(index),
+                };
+            }
+        }
+    }
+    if let Some(rejection) = duplicate_in_batch(&tasks) {
+        return Parsed::Invalid {
+            elements,
+            rejection,
+        };
+    }
+    Parsed::Valid(tasks)
 }
 
 /// Two tasks of one batch must not share an id or an idempotency key: one of
@@ -1242,6 +1378,58 @@ mod tests {
         assert_eq!(r.field, "spec.headers.X");
         let r = nats(json!({"subject": "a", "reply_to": "b"})).expect_err("unknown");
         assert_eq!(r.field, "spec.reply_to");
+    }
+
+    #[test]
+    fn a_workflow_object_reads_as_its_tasks_and_name() {
+        let bytes = serde_json::to_vec(&json!({
+            "workflow": "trip",
+            "tasks": [{"kind": "noop", "name": "a"}, {"kind": "noop", "depends_on": ["a"]}]
+        }))
+        .unwrap_or_default();
+        let read = read_submission(&bytes, &Limits::default());
+        assert_eq!(read.workflow.as_deref(), Some("trip"));
+        let Parsed::Valid(tasks) = read.parsed else {
+            panic!("a valid workflow: {:?}", read.parsed);
+        };
+        assert_eq!(tasks[1].depends_on, ["a"]);
+        // A plain task or batch has no workflow.
+        assert!(
+            read_submission(br#"[{"kind":"noop"}]"#, &Limits::default())
+                .workflow
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn workflow_object_errors_are_named() {
+        let read = |value: Value| {
+            let bytes = serde_json::to_vec(&value).unwrap_or_default();
+            read_submission(&bytes, &Limits::default())
+        };
+        let field = |value: Value| match read(value).parsed {
+            Parsed::Invalid { rejection, .. } | Parsed::Unreadable(rejection) => rejection.field,
+            Parsed::Valid(tasks) => panic!("expected a rejection, got {tasks:?}"),
+        };
+        assert_eq!(
+            field(json!({"workflow": "a b", "tasks": [{"kind": "noop"}]})),
+            "workflow"
+        );
+        assert_eq!(field(json!({"tasks": [{"kind": "noop"}]})), "workflow");
+        assert_eq!(
+            field(json!({"workflow": "w", "tasks": [{"kind": "noop"}], "colour": 1})),
+            "colour"
+        );
+        assert_eq!(field(json!({"workflow": "w", "tasks": []})), "tasks");
+        assert_eq!(field(json!({"workflow": "w"})), "tasks");
+        assert_eq!(
+            field(json!({"workflow": "w", "tasks": [{"kind": "noop"}, {"kind": "nope"}]})),
+            "tasks[1].kind"
+        );
+        // A refused workflow keeps its name and its tasks, to record them.
+        let refused = read(json!({"workflow": "w", "tasks": [{"kind": "noop"}, {"kind": "x"}]}));
+        assert_eq!(refused.workflow.as_deref(), Some("w"));
+        assert!(matches!(refused.parsed, Parsed::Invalid { elements, .. } if elements.len() == 2));
     }
 
     #[test]

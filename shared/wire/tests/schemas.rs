@@ -41,7 +41,7 @@ fn examples_parse_as_their_types() {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if name.starts_with("task") || name.starts_with("batch") {
+        if name.starts_with("task") || name.starts_with("batch") || name.starts_with("workflow") {
             match parse_submission(&bytes, &Limits::default()) {
                 Parsed::Valid(tasks) => assert!(!tasks.is_empty()),
                 other => panic!("{name} is not a valid submission: {other:?}"),
