@@ -82,6 +82,10 @@ pub enum Command {
     Tasks(commands::tasks::Tasks),
     /// Show one task with its result and history.
     Task(commands::task::Task),
+    /// Show one workflow with its steps.
+    Workflow(commands::workflow::Workflow),
+    /// Cancel a task: at once while it waits, killed on its node if it runs.
+    Cancel(commands::cancel::Cancel),
     /// List worker nodes with their capacity and reservations.
     Nodes(commands::nodes::Nodes),
     /// Drain, cordon, uncordon or remove one node.
@@ -96,6 +100,8 @@ pub enum Command {
     Bench(commands::bench::Bench),
     /// Apply database migrations.
     Migrate(commands::migrate::Migrate),
+    /// Run the scheduling policies on a workload in virtual time and compare them.
+    Simulate(commands::simulate::Simulate),
 }
 
 impl Cli {
@@ -111,6 +117,8 @@ impl Command {
             Command::Submit(cmd) => cmd.run(global).await,
             Command::Tasks(cmd) => cmd.run(global).await,
             Command::Task(cmd) => cmd.run(global).await,
+            Command::Workflow(cmd) => cmd.run(global).await,
+            Command::Cancel(cmd) => cmd.run(global).await,
             Command::Nodes(cmd) => cmd.run(global).await,
             Command::Node(cmd) => cmd.run(global).await,
             Command::Pools(cmd) => cmd.run(global).await,
@@ -119,6 +127,7 @@ impl Command {
             Command::Up(cmd) => cmd.run(global).await,
             Command::Bench(cmd) => cmd.run().await,
             Command::Migrate(cmd) => cmd.run().await,
+            Command::Simulate(cmd) => cmd.run().await,
         }
     }
 }

@@ -190,6 +190,10 @@ fn pool_create_flags_build_the_definition() {
         "60000",
         "--overcommit",
         "1.5",
+        "--retry-backoff-ms",
+        "250",
+        "--retry-backoff-max-ms",
+        "4000",
     ]) else {
         panic!("expected create");
     };
@@ -210,6 +214,8 @@ fn pool_create_flags_build_the_definition() {
             default_timeout_ms: Some(60000),
             overcommit: 1.5,
             tenant_weights: Default::default(),
+            retry_backoff_ms: 250,
+            retry_backoff_max_ms: 4000,
         }
     );
 

@@ -220,7 +220,7 @@ impl Cluster {
     /// Submits and expects ids.
     pub async fn submit_ok(&self, body: &Value) -> anyhow::Result<Vec<Uuid>> {
         match self.submit(body).await? {
-            SubmitReply::Accepted { ids } => Ok(ids),
+            SubmitReply::Accepted { ids, .. } => Ok(ids),
             SubmitReply::Refused { error } => anyhow::bail!("refused: {error}"),
         }
     }

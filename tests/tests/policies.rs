@@ -173,8 +173,8 @@ async fn a_wfq_pool_shares_work_by_tenant_weight() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn an_sjf_pool_learns_run_times_per_kind_for_tasks_without_an_estimate()
--> anyhow::Result<()> {
+async fn an_sjf_pool_learns_run_times_per_kind_for_tasks_without_an_estimate() -> anyhow::Result<()>
+{
     let cluster = Cluster::start(&[WorkerSpec {
         cpu_millis: 1000,
         ..WorkerSpec::new("solo")
@@ -204,7 +204,10 @@ async fn an_sjf_pool_learns_run_times_per_kind_for_tasks_without_an_estimate()
     let kinds: Vec<String> = learned.iter().map(|r| r.get(0)).collect();
     assert_eq!(kinds, ["echo", "sleep"]);
     let sleep_ms: f64 = learned[1].get(1);
-    assert!((550.0..2000.0).contains(&sleep_ms), "learned {sleep_ms} ms for sleep");
+    assert!(
+        (550.0..2000.0).contains(&sleep_ms),
+        "learned {sleep_ms} ms for sleep"
+    );
     let echo_ms: f64 = learned[0].get(1);
     assert!(echo_ms < 200.0, "learned {echo_ms} ms for echo");
     // The scheduler re-reads what was learned when tasks succeed, at most

@@ -39,7 +39,7 @@ async fn bad_submissions_are_refused_by_name_and_the_next_good_task_runs() -> an
                 assert_eq!(&error.field, field, "{error}");
                 assert!(error.message.contains(message), "{error}");
             }
-            SubmitReply::Accepted { ids } => panic!("{body} was accepted as {ids:?}"),
+            SubmitReply::Accepted { ids, .. } => panic!("{body} was accepted as {ids:?}"),
         }
     }
     let reply = cluster

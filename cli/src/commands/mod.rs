@@ -2,16 +2,19 @@
 //! `async fn run(self, &GlobalOptions) -> anyhow::Result<ExitCode>`.
 
 pub mod bench;
+pub mod cancel;
 pub mod migrate;
 pub mod node;
 pub mod nodes;
 pub mod pool;
 pub mod pools;
 pub mod services;
+pub mod simulate;
 pub mod submit;
 pub mod task;
 pub mod tasks;
 pub mod up;
+pub mod workflow;
 
 /// Prints a service's refusal as `error: field: message` (or without the
 /// field when it names none), as every command that asks a service does.

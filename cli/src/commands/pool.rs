@@ -129,6 +129,13 @@ pub struct PoolFlags {
     /// weights replace all weights.
     #[arg(long = "weight", value_name = "TENANT=N", value_parser = parse_weight)]
     pub weights: Vec<(String, u32)>,
+    /// Wait before the first retry of tasks that name none, in milliseconds
+    /// (doubled for each further retry).
+    #[arg(long, value_name = "MS")]
+    pub retry_backoff_ms: Option<u64>,
+    /// Longest wait between attempts of tasks that name none, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub retry_backoff_max_ms: Option<u64>,
 }
 
 fn parse_weight(text: &str) -> Result<(String, u32), String> {
@@ -180,6 +187,12 @@ impl PoolFlags {
         }
         if let Some(overcommit) = self.overcommit {
             spec.overcommit = overcommit;
+        }
+        if let Some(ms) = self.retry_backoff_ms {
+            spec.retry_backoff_ms = ms;
+        }
+        if let Some(ms) = self.retry_backoff_max_ms {
+            spec.retry_backoff_max_ms = ms;
         }
     }
 }
@@ -338,6 +351,14 @@ pub fn render(pool: &PoolSpec) -> String {
                 .map_or_else(|| "none".to_owned(), format_ms),
         ),
         ("overcommit", pool.overcommit.to_string()),
+        (
+            "retry backoff",
+            format!(
+                "{}, doubling up to {}",
+                format_ms(pool.retry_backoff_ms),
+                format_ms(pool.retry_backoff_max_ms)
+            ),
+        ),
         (
             "tenant weights",
             if pool.tenant_weights.is_empty() {

@@ -216,7 +216,13 @@ impl Submit {
         let reply = submit(&client, payload).await?;
         let (reply, raw) = reply;
         let ids = match reply {
-            SubmitReply::Accepted { ids } => ids,
+            SubmitReply::Accepted { ids, workflow_id } => {
+                if let (Some(workflow), false) = (workflow_id, self.json) {
+                    // On stderr: stdout stays one task id per line.
+                    eprintln!("workflow {workflow} (see `taskyard workflow {workflow}`)");
+                }
+                ids
+            }
             SubmitReply::Refused { error } => {
                 if self.json {
                     println!("{}", String::from_utf8_lossy(&raw));

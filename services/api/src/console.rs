@@ -149,7 +149,7 @@ pub async fn task_page(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Html<String>, PageError> {
     let Path(id) = id?;
-    let TaskDetail { task, events } = load_task(&state.store, &id).await?;
+    let TaskDetail { task, events, .. } = load_task(&state.store, &id).await?;
     let now = taskyard_wire::now();
     let body = html! {
         p { a href="/" { "← all tasks" } }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use std::time::Duration;
 use taskyard_wire::Rejection;
 use taskyard_wire::codec::{self, DecodeError};
-use taskyard_wire::control::{NodeReply, NodeRequest};
+use taskyard_wire::control::{CancelReply, CancelRequest, NodeReply, NodeRequest};
 use taskyard_wire::pool::PoolReply;
 use taskyard_wire::subjects;
 
@@ -23,6 +23,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const POOL_OWNER: &str = "pool manager";
 /// Who owns nodes, as error messages name it.
 pub const NODE_OWNER: &str = "resource manager";
+/// Who cancels tasks, as error messages name it.
+pub const CANCEL_OWNER: &str = "pool manager";
 
 /// Why a request got no usable reply.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +168,29 @@ pub async fn nodes(
         timeout,
     )
     .await
+}
+
+/// Asks the pool manager to cancel task `task_id`.
+pub async fn cancel(
+    client: &async_nats::Client,
+    task_id: uuid::Uuid,
+    reason: Option<String>,
+    timeout: Duration,
+) -> Result<CancelReply, RequestError> {
+    let body = codec::encode(&CancelRequest { task_id, reason });
+    request(
+        client,
+        CANCEL_OWNER,
+        subjects::API_CANCEL.to_owned(),
+        body.into(),
+        timeout,
+    )
+    .await
+}
+
+/// Whether a pool manager's refusal of a cancel means "there is no such task".
+pub fn is_task_not_found(error: &Rejection) -> bool {
+    error.field == "task_id" && error.message.starts_with("no task has id")
 }
 
 /// Whether a pool manager's refusal means "there is no such pool".

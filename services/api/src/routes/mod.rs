@@ -5,12 +5,14 @@
 //!
 //! [`ApiError`]: crate::ApiError
 
+pub mod dead_letters;
 pub mod health;
 pub mod nodes;
 pub mod pools;
 pub mod services;
 pub mod summary;
 pub mod tasks;
+pub mod workflows;
 
 use crate::AppState;
 use axum::Router;
@@ -27,6 +29,9 @@ pub fn router() -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(tasks::MAX_BODY_BYTES)),
         )
         .route("/api/v1/tasks/{id}", get(tasks::get_one))
+        .route("/api/v1/workflows/{id}", get(workflows::get_one))
+        .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/api/v1/dead-letters", get(dead_letters::list))
         .route("/api/v1/nodes", get(nodes::list))
         .route(
             "/api/v1/nodes/{id}",

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use taskyard_store::Store;
 use taskyard_store::tasks::{EventRow, TaskFilter, TaskRow};
+use taskyard_store::workflows::TaskLinks;
+use taskyard_wire::control::CancelReply;
 use taskyard_wire::reply::SubmitReply;
 use taskyard_wire::{TaskState, codec, subjects};
 use uuid::Uuid;
@@ -26,10 +28,12 @@ pub const DEFAULT_LIMIT: u32 = 50;
 /// Most tasks per page.
 pub const MAX_LIMIT: u32 = 1000;
 
-/// `201 {"ids": [...]}`.
+/// `201 {"ids": [...]}`, with `"workflow_id"` for a workflow.
 #[derive(Debug, Serialize)]
 pub struct Submitted {
     pub ids: Vec<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<Uuid>,
 }
 
 /// `POST /api/v1/tasks`: forwards the body (a task or an array of tasks)
@@ -39,7 +43,9 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     match forward_submission(&state.nats, body?).await? {
-        SubmitReply::Accepted { ids } => Ok((StatusCode::CREATED, Json(Submitted { ids }))),
+        SubmitReply::Accepted { ids, workflow_id } => {
+            Ok((StatusCode::CREATED, Json(Submitted { ids, workflow_id })))
+        }
         SubmitReply::Refused { error } => Err(ApiError::InvalidTask {
             field: error.field,
             message: error.message,
@@ -76,11 +82,14 @@ pub async fn forward_submission(
     })
 }
 
-/// A task with its history: the task row's fields plus `events`.
+/// A task with its history: the task row's fields, its place in a DAG
+/// (`name`, `workflow_id`, `depends_on`, `compensates`), plus `events`.
 #[derive(Debug, Serialize)]
 pub struct TaskDetail {
     #[serde(flatten)]
     pub task: TaskRow,
+    #[serde(flatten)]
+    pub links: TaskLinks,
     /// Every transition, oldest first.
     pub events: Vec<EventRow>,
 }
@@ -103,9 +112,17 @@ pub fn parse_task_id(raw: &str) -> Result<Uuid, ApiError> {
 /// A task and its history, or `not_found`.
 pub async fn load_task(store: &Store, raw_id: &str) -> Result<TaskDetail, ApiError> {
     let id = parse_task_id(raw_id)?;
-    let (task, events) = tokio::try_join!(store.get_task(id), store.task_events(id))?;
+    let (task, links, events) = tokio::try_join!(
+        store.get_task(id),
+        store.task_links(id),
+        store.task_events(id)
+    )?;
     let task = task.ok_or_else(|| ApiError::NotFound(format!("no task has the id {id}")))?;
-    Ok(TaskDetail { task, events })
+    Ok(TaskDetail {
+        task,
+        links: links.unwrap_or_default(),
+        events,
+    })
 }
 
 /// Query of `GET /api/v1/tasks`; everything is optional and an empty value
@@ -223,5 +240,55 @@ mod tests {
         assert_eq!(field(params("", "1001", "")).as_deref(), Some("limit"));
         assert_eq!(field(params("", "", "x")).as_deref(), Some("before"));
         assert!(params("timed_out", "1000", "7").filter().is_ok());
+    }
+}
+
+/// The body of a cancel: optional, `{"reason": "..."}`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A task after a cancel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CancelOutcome {
+    pub task_id: Uuid,
+    /// `cancelled`, or the final state it had already reached.
+    pub state: taskyard_wire::TaskState,
+    /// Whether this request cancelled it.
+    pub cancelled: bool,
+}
+
+/// `POST /api/v1/tasks/{id}/cancel`: a waiting task is cancelled at once, a
+/// running one is killed on its node. A task that had already ended is
+/// reported with `cancelled: false`.
+pub async fn cancel(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    body: Option<Json<CancelBody>>,
+) -> Result<Json<CancelOutcome>, ApiError> {
+    let Path(raw) = id?;
+    let id = parse_task_id(&raw)?;
+    let reason = body.and_then(|Json(body)| body.reason);
+    match crate::requests::cancel(&state.nats, id, reason, crate::requests::REQUEST_TIMEOUT).await?
+    {
+        CancelReply::Done {
+            task_id,
+            state,
+            cancelled,
+        } => Ok(Json(CancelOutcome {
+            task_id,
+            state,
+            cancelled,
+        })),
+        CancelReply::Refused { error } if crate::requests::is_task_not_found(&error) => {
+            Err(ApiError::NotFound(error.message))
+        }
+        CancelReply::Refused { error } => Err(ApiError::Refused {
+            field: error.field,
+            message: error.message,
+        }),
     }
 }

@@ -10,3 +10,4 @@ mod process;
 mod services;
 mod submit;
 mod tasks;
+mod workflows;
