@@ -21,7 +21,7 @@ async fn an_sjf_pool_runs_short_tasks_ahead_of_long_ones_submitted_earlier() -> 
     // A blocker holds the node while the rest queue up behind it.
     let blocker = cluster
         .submit_ok(
-            &json!({"kind": "sleep", "spec": {"ms": 800}, "pool": "quick", "resources": whole}),
+            &json!({"kind": "sleep", "spec": {"ms": 2000}, "pool": "quick", "resources": whole}),
         )
         .await?;
     wait_until("the blocker to start", WAIT, || async {
@@ -34,8 +34,22 @@ async fn an_sjf_pool_runs_short_tasks_ahead_of_long_ones_submitted_earlier() -> 
     let short: Vec<serde_json::Value> = (0..3)
         .map(|_| json!({"kind": "sleep", "spec": {"ms": 20}, "pool": "quick", "resources": whole, "estimated_runtime_ms": 50, "tenant": "short"}))
         .collect();
-    cluster.submit_ok(&json!(long)).await?;
+    let long = cluster.submit_ok(&json!(long)).await?;
     cluster.submit_ok(&json!(short)).await?;
+    // While the blocker runs, each long task says where it stands: behind
+    // the three short ones in the SJF order.
+    let first_long = long[0];
+    let expected = "pool quick: no node with 1000m cpu and 16 MiB free; \
+                    the most free has 0m cpu and 4080 MiB (number 4 in the sjf order)";
+    let explained = wait_until(expected, WAIT, || async {
+        let task = cluster.task_json(first_long).await?;
+        Ok((task["wait_reason"] == expected).then_some(()))
+    })
+    .await;
+    if let Err(err) = explained {
+        let task = cluster.task_json(first_long).await?;
+        anyhow::bail!("{err}; the task says {}", task["wait_reason"]);
+    }
     cluster
         .wait_count(
             "all to finish",
@@ -44,6 +58,19 @@ async fn an_sjf_pool_runs_short_tasks_ahead_of_long_ones_submitted_earlier() -> 
             WAIT,
         )
         .await?;
+    // Why it ran there: the policy's pick, then the node's score.
+    let placed: String = cluster
+        .db
+        .query_one(
+            "SELECT reason FROM task_events WHERE task_id = $1 AND to_state = 'scheduled'",
+            &[&first_long],
+        )
+        .await?
+        .get(0);
+    assert!(
+        placed.starts_with("picked by sjf in pool quick (priority 0); best fit, score 0m cpu left"),
+        "{placed}"
+    );
     let order = cluster
         .db
         .query(

@@ -191,7 +191,7 @@ async fn labels_decide_membership_and_a_relabelled_node_moves() -> anyhow::Resul
     .await?;
     assert_eq!(
         reason,
-        "pool zone-b: no node carries the labels it asks for"
+        "pool zone-b: no node carries the labels it asks for (number 1 in the fcfs order)"
     );
     // The node is relabelled (its worker restarted with zone=b) and joins.
     let worker = cluster

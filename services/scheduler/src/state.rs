@@ -118,6 +118,9 @@ pub struct SchedulerState {
     reasons: HashMap<Uuid, String>,
     /// Learned run times by (pool, kind), for tasks that give no estimate.
     estimates: HashMap<(String, String), u64>,
+    /// Nodes or pools changed since the queues were last told their pools'
+    /// capacity.
+    capacity_stale: bool,
 }
 
 impl Default for SchedulerState {
@@ -147,6 +150,7 @@ impl SchedulerState {
             usage: HashMap::new(),
             reasons: HashMap::new(),
             estimates: HashMap::new(),
+            capacity_stale: true,
         }
     }
 
@@ -227,7 +231,31 @@ impl SchedulerState {
             .get(pool)
             .map(|spec| spec.tenant_weights.clone())
             .unwrap_or_default();
-        self.policy_of(pool).build_with(&weights)
+        let mut queue = self.policy_of(pool).build_classed(&weights);
+        if let Some(spec) = self.pools.get(pool) {
+            let (cpu, memory) = self.fleet.capacity_of(&spec.node_selector, spec.overcommit);
+            queue.set_capacity(cpu, memory);
+        }
+        // What tenants hold already counts for policies that weigh it (DRF);
+        // from now on picks charge themselves and releases are passed on.
+        for reservation in self.reservations.values().filter(|r| r.pool == pool) {
+            queue.allocated(&reservation.tenant, &reservation.resources);
+        }
+        queue
+    }
+
+    /// Tells every queue how much its pool's nodes hold, when nodes or pools
+    /// changed since it was last told (DRF divides by it).
+    fn refresh_capacity(&mut self) {
+        if !std::mem::take(&mut self.capacity_stale) {
+            return;
+        }
+        for (pool, queue) in &mut self.queues {
+            if let Some(spec) = self.pools.get(pool) {
+                let (cpu, memory) = self.fleet.capacity_of(&spec.node_selector, spec.overcommit);
+                queue.set_capacity(cpu, memory);
+            }
+        }
     }
 
     /// The policy a pool names; one this build does not know (a newer pool
@@ -261,6 +289,9 @@ impl SchedulerState {
                 .release(&reservation.node_id, &reservation.resources);
             if let Some(usage) = self.usage.get_mut(&reservation.pool) {
                 usage.remove(&reservation.tenant, &reservation.resources);
+            }
+            if let Some(queue) = self.queues.get_mut(&reservation.pool) {
+                queue.released(&reservation.tenant, &reservation.resources);
             }
         }
     }
@@ -300,6 +331,7 @@ impl SchedulerState {
             .get(&name)
             .map(|p| (p.policy.clone(), p.tenant_weights.clone()));
         let after = Some((event.pool.policy.clone(), event.pool.tenant_weights.clone()));
+        self.capacity_stale = true;
         self.pools.insert(name.clone(), event.pool);
         if before != after
             && let Some(old) = self.queues.remove(&name)
@@ -360,6 +392,7 @@ impl SchedulerState {
     }
 
     pub fn apply_node(&mut self, event: &NodeEvent) {
+        self.capacity_stale = true;
         match event.kind {
             NodeEventKind::Registered | NodeEventKind::Updated | NodeEventKind::Alive => {
                 self.fleet.upsert_labelled(
@@ -398,6 +431,7 @@ impl SchedulerState {
     /// their resources. A pool at its quota, or one that does not exist,
     /// places nothing.
     pub fn plan_round(&mut self, max: usize) -> Vec<Decision> {
+        self.refresh_capacity();
         let mut decisions = Vec::new();
         let mut pools: Vec<String> = self
             .queues
@@ -429,10 +463,21 @@ impl SchedulerState {
                 }) else {
                     return false;
                 };
-                let Some(placed) = fleet.place(&task.request.resources, &rules(spec, &task)) else {
+                let Some(mut placed) = fleet.place(&task.request.resources, &rules(spec, &task))
+                else {
+                    // The pick charged the tenant (DRF); it did not get the space.
+                    queue.released(&task.request.tenant, &task.request.resources);
                     queue.push(task);
                     return false;
                 };
+                // "Why did this run there" answers both halves: the policy's
+                // pick, then the node's score.
+                placed.reason = format!(
+                    "picked by {} in pool {pool} (priority {}); {}",
+                    queue.name(),
+                    task.request.priority,
+                    placed.reason
+                );
                 let reservation = Reservation {
                     node_id: placed.node_id.clone(),
                     pool: pool.clone(),
@@ -472,13 +517,15 @@ impl SchedulerState {
 
     /// Why the tasks at the head of each queue still wait, for those whose
     /// reason changed since it was last recorded. A task that fits and only
-    /// waits its turn gets "waiting its turn", which does not change as the
-    /// queue moves, so a busy queue costs no writes.
+    /// waits its turn gets its place in the policy's order; only the first
+    /// [`EXPLAINED_PER_POOL`] of each pool are explained, and the caller
+    /// writes at most every [`crate::REASONS_EVERY`], so a busy queue costs
+    /// a bounded number of writes.
     pub fn changed_wait_reasons(&mut self) -> Vec<(Uuid, String)> {
         let mut changed = Vec::new();
         for (pool, queue) in &self.queues {
             let usage = self.usage.get(pool).cloned().unwrap_or_default();
-            for task in queue.first(EXPLAINED_PER_POOL) {
+            for (place, task) in queue.first(EXPLAINED_PER_POOL).into_iter().enumerate() {
                 let reason = match self.pools.get(pool) {
                     None => {
                         format!("pool {pool} does not exist; create it or resubmit to another pool")
@@ -487,13 +534,15 @@ impl SchedulerState {
                         .refuses(spec, &task.request.tenant, &task.request.resources)
                         .unwrap_or_else(|| {
                             let rules = rules(spec, task);
+                            let place = place + 1;
+                            let policy = queue.name();
                             if self.fleet.any_fits_with(&task.request.resources, &rules) {
                                 format!(
-                                    "waiting its turn in the {} queue of pool {pool}",
-                                    queue.name()
+                                    "waiting its turn: number {place} in the {policy} order of pool {pool}"
                                 )
                             } else {
-                                self.fleet.why_not(&task.request.resources, &rules, pool)
+                                let lacks = self.fleet.why_not(&task.request.resources, &rules, pool);
+                                format!("{lacks} (number {place} in the {policy} order)")
                             }
                         }),
                 };
@@ -641,6 +690,97 @@ mod tests {
             at: taskyard_wire::now(),
         });
         assert_eq!(state.plan_round(10).len(), 2, "two more under the new cap");
+    }
+
+    fn with(mut event: TaskEvent, tenant: &str, priority: i32) -> TaskEvent {
+        if let Some(request) = event.request.as_mut() {
+            request.tenant = tenant.to_owned();
+            request.priority = priority;
+        }
+        event
+    }
+
+    fn set_policy(state: &mut SchedulerState, policy: &str) {
+        let mut pool = PoolSpec::default_pool();
+        pool.policy = policy.to_owned();
+        state.apply_pool(PoolEvent {
+            pool,
+            deleted: false,
+            at: taskyard_wire::now(),
+        });
+    }
+
+    #[test]
+    fn a_higher_priority_class_goes_first_under_every_policy() {
+        for policy in PolicyKind::NAMES {
+            let mut state = SchedulerState::new();
+            set_policy(&mut state, policy);
+            state.apply_tasks(&TaskEventBatch {
+                events: vec![
+                    with(queued(1, 1, 0, 600), "a", 0),
+                    with(queued(2, 2, 0, 600), "b", 5),
+                ],
+            });
+            node(&mut state, "n1", 1000);
+            let round = state.plan_round(10);
+            assert_eq!(round.len(), 1, "{policy}");
+            assert_eq!(round[0].task.id, Uuid::from_u128(2), "{policy}");
+        }
+    }
+
+    #[test]
+    fn a_waiting_task_knows_its_place_in_the_policy_s_order() {
+        let mut state = SchedulerState::new();
+        set_policy(&mut state, "sjf");
+        node(&mut state, "n1", 1000);
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![queued(1, 1, 0, 1000), queued(2, 2, 0, 100)],
+        });
+        let reasons: HashMap<Uuid, String> = state.changed_wait_reasons().into_iter().collect();
+        assert_eq!(
+            reasons[&Uuid::from_u128(2)],
+            "waiting its turn: number 2 in the sjf order of pool default"
+        );
+        assert_eq!(state.plan_round(1).len(), 1);
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![queued(3, 3, 0, 100)],
+        });
+        let reasons: HashMap<Uuid, String> = state.changed_wait_reasons().into_iter().collect();
+        assert_eq!(
+            reasons[&Uuid::from_u128(3)],
+            "pool default: no node with 100m cpu and 10 MiB free; \
+             the most free has 0m cpu and 990 MiB (number 2 in the sjf order)"
+        );
+    }
+
+    #[test]
+    fn drf_serves_the_tenant_holding_less_of_the_pool_first() {
+        let mut state = SchedulerState::new();
+        node(&mut state, "n1", 1000);
+        set_policy(&mut state, "drf");
+        // Tenant a already holds 600m of the pool's 1000m.
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![with(queued(1, 1, 0, 600), "a", 0)],
+        });
+        assert_eq!(state.plan_round(10).len(), 1);
+        // a submitted first, but b holds nothing: b goes next.
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![
+                with(queued(2, 2, 0, 100), "a", 0),
+                with(queued(3, 3, 0, 100), "b", 0),
+            ],
+        });
+        let round = state.plan_round(1);
+        assert_eq!(round[0].task.id, Uuid::from_u128(3));
+        // Once a's 600m is given back, a holds less than b and goes next.
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![with(finished(1, 1), "a", 0)],
+        });
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![with(queued(4, 4, 0, 100), "b", 0)],
+        });
+        let round = state.plan_round(1);
+        assert_eq!(round[0].task.id, Uuid::from_u128(2));
     }
 
     #[test]

@@ -515,15 +515,21 @@ impl Fleet {
             view.find(&self.nodes, request, rules.strategy, rules.task_selector)
         })?;
         let slot = &self.nodes.get(&node_id)?.slot;
-        let strategy = match rules.strategy {
-            PlacementStrategy::BestFit => "best fit",
-            PlacementStrategy::Spread => "spread",
+        let free_cpu = slot.free_cpu_with(rules.overcommit);
+        // The score each strategy ranks members by, so the reason shows why
+        // this node won.
+        let score = match rules.strategy {
+            PlacementStrategy::BestFit => format!(
+                "best fit, score {}m cpu left after it (least wins)",
+                free_cpu.saturating_sub(u64::from(request.cpu_millis))
+            ),
+            PlacementStrategy::Spread => format!("spread, score {free_cpu}m cpu free (most wins)"),
         };
         Some(Placed {
             node_id: node_id.to_string(),
             reason: format!(
-                "{strategy}: {}m cpu and {} MiB free of {}m and {} MiB",
-                slot.free_cpu_with(rules.overcommit),
+                "{score}: {}m cpu and {} MiB free of {}m and {} MiB",
+                free_cpu,
                 slot.free_memory_with(rules.overcommit),
                 slot.capacity.cpu_millis,
                 slot.capacity.memory_mb
@@ -543,6 +549,27 @@ impl Fleet {
             )
             .is_some()
         })
+    }
+
+    /// What the schedulable member nodes of a pool hold together, under its
+    /// over-commit factor: `(cpu_millis, memory_mb)`. Looks at every node:
+    /// policies that weigh shares (DRF) need it when the fleet changes, not
+    /// per decision.
+    pub fn capacity_of(
+        &self,
+        pool_selector: &BTreeMap<String, String>,
+        overcommit: f64,
+    ) -> (u64, u64) {
+        self.nodes
+            .values()
+            .map(|node| &node.slot)
+            .filter(|slot| slot.schedulable && selector_matches(pool_selector, &slot.labels))
+            .fold((0, 0), |(cpu, memory), slot| {
+                (
+                    cpu + scaled(slot.capacity.cpu_millis, overcommit),
+                    memory + scaled(slot.capacity.memory_mb, overcommit),
+                )
+            })
     }
 
     /// Whether `request` could ever run on a member node, whatever is
