@@ -9,9 +9,13 @@ use uuid::Uuid;
 pub const DEFAULT_ESTIMATE_MS: u64 = 60_000;
 
 /// How much a task's effective estimate drops, in milliseconds, for every
-/// task served while it waits, unless the constructor says otherwise: one
-/// second per pick.
-pub const DEFAULT_AGING_STEP_MS: u64 = 1_000;
+/// task served while it waits, unless the constructor says otherwise: 10 ms
+/// per pick. So a task estimated at a minute is overtaken by later, shorter
+/// tasks for at most 6,000 picks. The simulator chose it (docs/simulator.md):
+/// at 1 s per pick a busy pool gained more than any estimate within seconds
+/// and SJF served in arrival order; at 10 ms mean turnaround fell by 29%
+/// with no worse p99 wait.
+pub const DEFAULT_AGING_STEP_MS: u64 = 10;
 
 /// Shortest estimated runtime first, with aging.
 ///
