@@ -138,6 +138,51 @@ impl Cluster {
         Ok(handle)
     }
 
+    /// Starts the api service on a free loopback port and returns its base
+    /// URL once `/healthz` answers.
+    pub async fn start_api(&mut self) -> anyhow::Result<String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .context("finding a free port for the api")?
+            .local_addr()?
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        self.stack
+            .spawn("taskyard-api", "api", &[("TASKYARD_HTTP_ADDR", &addr)])
+            .await?;
+        let base = format!("http://{addr}");
+        let http = reqwest::Client::new();
+        wait_until("the api to answer /healthz", WAIT, || async {
+            let answered = http
+                .get(format!("{base}/healthz"))
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await
+                .is_ok();
+            Ok(answered.then_some(()))
+        })
+        .await?;
+        Ok(base)
+    }
+
+    /// Runs the `taskyard` CLI against this cluster's NATS; returns its exit
+    /// code and standard output.
+    pub async fn taskyard(&self, args: &[&str]) -> anyhow::Result<(i32, String)> {
+        let output = tokio::time::timeout(
+            WAIT,
+            tokio::process::Command::new(taskyard_testkit::bin_path("taskyard"))
+                .args(["--nats-url", &self.stack.nats_url])
+                .args(args)
+                .output(),
+        )
+        .await
+        .context("the taskyard CLI did not finish in time")?
+        .context("running the taskyard CLI")?;
+        Ok((
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        ))
+    }
+
     /// Waits until the micro service `taskyard-<name>` answers `$SRV.PING`.
     pub async fn wait_for_service(&self, name: &str) -> anyhow::Result<()> {
         let subject = format!("$SRV.PING.taskyard-{name}");

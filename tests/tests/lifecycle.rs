@@ -445,3 +445,96 @@ async fn the_reconciler_applies_a_timer_that_was_never_set() -> anyhow::Result<(
     assert_eq!(to, ["queued", "scheduled", "running", "succeeded"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn operators_cancel_and_read_dead_letters_through_the_rest_api_and_the_cli()
+-> anyhow::Result<()> {
+    // No worker: every task waits in its queue.
+    let mut cluster = Cluster::start(&[]).await?;
+    let api = cluster.start_api().await?;
+    let http = reqwest::Client::new();
+    let ids = cluster
+        .submit_ok(&json!([{"kind": "noop"}, {"kind": "noop"}]))
+        .await?;
+    for id in &ids {
+        cluster.wait_state(*id, "queued").await?;
+    }
+
+    let cancel = |id: String, body: Value| {
+        let http = http.clone();
+        let url = format!("{api}/api/v1/tasks/{id}/cancel");
+        async move {
+            let response = http.post(url).json(&body).send().await?;
+            let status = response.status().as_u16();
+            anyhow::Ok((status, response.json::<Value>().await?))
+        }
+    };
+    let (status, body) = cancel(ids[0].to_string(), json!({"reason": "not needed"})).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"task_id": ids[0], "state": "cancelled", "cancelled": true})
+    );
+    assert_eq!(
+        cluster.task_json(ids[0]).await?["error"],
+        "cancelled: not needed"
+    );
+    let (status, body) = cancel(ids[0].to_string(), json!({})).await?;
+    assert_eq!((status, body["cancelled"].clone()), (200, json!(false)));
+    let unknown = Uuid::now_v7();
+    let (status, body) = cancel(unknown.to_string(), json!({})).await?;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        format!("no task has id {unknown}")
+    );
+    let (status, body) = cancel("not-a-uuid".to_owned(), json!({})).await?;
+    assert_eq!(status, 400, "{body}");
+
+    // The CLI asks the pool manager directly.
+    let (code, stdout) = cluster
+        .taskyard(&["cancel", &ids[1].to_string(), "--reason", "from the shell"])
+        .await?;
+    assert_eq!(
+        (code, stdout.trim()),
+        (0, format!("{} cancelled", ids[1]).as_str())
+    );
+    assert_eq!(
+        cluster.task_json(ids[1]).await?["error"],
+        "cancelled: from the shell"
+    );
+    let (code, stdout) = cluster.taskyard(&["cancel", &ids[1].to_string()]).await?;
+    assert_eq!(
+        (code, stdout.trim()),
+        (
+            0,
+            format!("{} had already ended: cancelled", ids[1]).as_str()
+        )
+    );
+
+    // Dead letters, newest first, with the payload as text.
+    cluster
+        .db
+        .execute(
+            "INSERT INTO dead_letters (stream, consumer, stream_seq, subject, payload, deliveries, reason) \
+             VALUES ('TASKYARD_STATUS', 'pool-manager', 7, 'taskyard.status.w1', '{\"bad\"', 3, 'gave it up')",
+            &[],
+        )
+        .await?;
+    let letters: Value = http
+        .get(format!("{api}/api/v1/dead-letters"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let letter = &letters["dead_letters"][0];
+    assert_eq!(letter["subject"], "taskyard.status.w1");
+    assert_eq!(letter["payload"], "{\"bad\"");
+    assert_eq!(letter["deliveries"], 3);
+    let refused = http
+        .get(format!("{api}/api/v1/dead-letters?limit=0"))
+        .send()
+        .await?;
+    assert_eq!(refused.status().as_u16(), 400);
+    Ok(())
+}
