@@ -25,6 +25,14 @@ pub const DEFAULT_ACK_WAIT_MS: u64 = 30_000;
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 30_000;
 /// Bytes of stdout, and of stderr, kept per `exec` attempt.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 64 * 1024;
+/// Lines of stdout and stderr streamed per `exec` attempt (task logs).
+pub const DEFAULT_LOG_MAX_LINES: u64 = 10_000;
+/// Bytes of one task log line kept; longer lines are cut and marked.
+pub const DEFAULT_LOG_MAX_LINE_BYTES: usize = 4096;
+/// Longest a task log line waits before it is published.
+pub const DEFAULT_LOG_FLUSH_INTERVAL_MS: u64 = 200;
+/// Task log lines that make a batch go out at once.
+pub const DEFAULT_LOG_FLUSH_LINES: usize = 100;
 /// Shortest accepted ack wait: progress acks go out every third of it, and a
 /// shorter one would have NATS redeliver running attempts on any hiccup.
 pub const MIN_ACK_WAIT_MS: u64 = 300;
@@ -77,6 +85,17 @@ pub struct Config {
     /// neighbours. When the host gives the worker no cgroup v2 memory
     /// controller, the worker says so once at start and runs without.
     pub memory_limits: bool,
+    /// Lines of stdout and stderr (together) streamed as task logs per `exec`
+    /// attempt; past it, one last line says how many were dropped. 0 turns
+    /// task logs off. The bounded `result` capture is not affected.
+    pub log_max_lines: u64,
+    /// Bytes of one task log line kept; the rest of a longer line is dropped
+    /// and the line ends with `[taskyard: line cut at N bytes]`.
+    pub log_max_line_bytes: usize,
+    /// Longest a task log line waits before it is published, in milliseconds.
+    pub log_flush_interval_ms: u64,
+    /// Task log lines that make a batch go out before the interval.
+    pub log_flush_lines: usize,
 }
 
 impl Default for Config {
@@ -94,6 +113,10 @@ impl Default for Config {
             work_dir: None,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             memory_limits: true,
+            log_max_lines: DEFAULT_LOG_MAX_LINES,
+            log_max_line_bytes: DEFAULT_LOG_MAX_LINE_BYTES,
+            log_flush_interval_ms: DEFAULT_LOG_FLUSH_INTERVAL_MS,
+            log_flush_lines: DEFAULT_LOG_FLUSH_LINES,
         }
     }
 }
@@ -118,6 +141,7 @@ pub struct Settings {
     pub work_dir: PathBuf,
     pub max_output_bytes: usize,
     pub memory_limits: bool,
+    pub logs: crate::logs::LogSettings,
 }
 
 /// Every problem found in a [`Config`], reported together.
@@ -168,6 +192,15 @@ impl Config {
         if self.max_output_bytes == 0 {
             problems.push("max_output_bytes must be at least 1".to_owned());
         }
+        if self.log_max_line_bytes == 0 {
+            problems.push("log_max_line_bytes must be at least 1".to_owned());
+        }
+        if self.log_flush_interval_ms == 0 {
+            problems.push("log_flush_interval_ms must be at least 1".to_owned());
+        }
+        if self.log_flush_lines == 0 {
+            problems.push("log_flush_lines must be at least 1".to_owned());
+        }
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -194,6 +227,12 @@ impl Config {
             work_dir,
             max_output_bytes: self.max_output_bytes,
             memory_limits: self.memory_limits,
+            logs: crate::logs::LogSettings {
+                max_lines: self.log_max_lines,
+                max_line_bytes: self.log_max_line_bytes,
+                flush_interval: Duration::from_millis(self.log_flush_interval_ms),
+                flush_lines: self.log_flush_lines,
+            },
         })
     }
 }
@@ -314,10 +353,15 @@ mod tests {
             assert_eq!(config.labels.get("zone").map(String::as_str), Some("eu"));
             assert_eq!(config.ack_wait_ms, DEFAULT_ACK_WAIT_MS);
             assert!(config.memory_limits, "memory limits are on by default");
+            assert_eq!(config.log_max_lines, DEFAULT_LOG_MAX_LINES);
+            jail.set_env("TASKYARD_LOG_MAX_LINES", "5");
+            jail.set_env("TASKYARD_LOG_MAX_LINE_BYTES", "80");
             jail.set_env("TASKYARD_MEMORY_LIMITS", "false");
             let config: Config =
                 taskyard_runtime::config::load(None).map_err(figment::Error::from)?;
             assert!(!config.memory_limits);
+            assert_eq!(config.log_max_lines, 5);
+            assert_eq!(config.log_max_line_bytes, 80);
             Ok(())
         });
     }

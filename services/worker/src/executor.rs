@@ -288,6 +288,7 @@ impl Worker {
                         timeout: dispatch.timeout_ms.map(Duration::from_millis),
                         kill: self.kills.arm(key, &self.kill),
                         memory_mb: Some(dispatch.resources.memory_mb),
+                        attempt: Some(key),
                     };
                     let scratch = format!("{}-{}", dispatch.task_id, dispatch.attempt);
                     drivers::run(job, &scratch, &self.env, &limits).await

@@ -24,6 +24,7 @@
 //! - [`executor`]: the dispatch loop: concurrency, progress acks, duplicate
 //!   dispatches, reports, drain.
 //! - [`ledger`]: running attempts and a bounded memory of finished ones.
+//! - [`logs`]: `exec` output as task log lines on `taskyard.logs.<node>`.
 //! - [`drivers`]: how each kind of task runs ([`drivers::exec`],
 //!   [`drivers::http`], [`drivers::nats`], [`drivers::builtin`]).
 
@@ -36,6 +37,7 @@ pub mod executor;
 pub mod heartbeat;
 pub mod kill_switch;
 pub mod ledger;
+pub mod logs;
 pub mod reporter;
 
 pub use config::Config;
@@ -87,6 +89,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("creating the dispatch consumer of node {node}"))?;
+    let dispatch_consumer = streams::worker_consumer(node);
+    taskyard_runtime::lag::spawn_lag_watch(
+        js.clone(),
+        &[(streams::DISPATCH, &dispatch_consumer)],
+        shutdown.clone(),
+    );
     tracing::info!(
         node,
         cpu_millis = settings.capacity.cpu_millis,
@@ -111,6 +119,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         cgroups: memory_cgroups(&settings),
         nats: Some(client.clone()),
         http: drivers::http::client().context("building the HTTP client of http tasks")?,
+        logs: Some(logs::LogPublisher::new(js.clone(), node, settings.logs)),
     };
 
     let state = Arc::new(heartbeat::NodeState::default());

@@ -20,6 +20,11 @@ pub const DISPATCH: &str = "TASKYARD_DISPATCH";
 /// Worker reports (started, finished). Work queue.
 pub const STATUS: &str = "TASKYARD_STATUS";
 
+/// Output lines of `exec` attempts. Limits retention (kept for
+/// [`LOGS_MAX_AGE`]): the pool manager stores them in Postgres, and anyone
+/// may read the stream while they are fresh.
+pub const LOGS: &str = "TASKYARD_LOGS";
+
 /// Durable timers: scheduled messages, and what they deliver when they fire.
 /// Work queue, with message schedules allowed.
 pub const TIMERS: &str = "TASKYARD_TIMERS";
@@ -34,6 +39,9 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long events are kept.
 pub const EVENTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
+/// How long output lines are kept in [`LOGS`] (Postgres keeps them after).
+pub const LOGS_MAX_AGE: Duration = Duration::from_secs(3600);
+
 /// Durable consumer of the orchestrator on [`SUBMIT`].
 pub const ORCHESTRATOR: &str = "orchestrator";
 /// Durable consumer of the orchestrator on [`EVENTS`] (finished tasks, whose
@@ -47,6 +55,8 @@ pub const POOL_MANAGER: &str = "pool-manager";
 pub const POOL_MANAGER_TIMERS: &str = "pool-manager-timers";
 /// Durable consumer of the pool-manager on [`EVENTS`] (lost nodes).
 pub const POOL_MANAGER_NODES: &str = "pool-manager-nodes";
+/// Durable consumer of the pool-manager on [`LOGS`] (stores output lines).
+pub const POOL_MANAGER_LOGS: &str = "pool-manager-logs";
 /// Durable consumer of the pool-manager on [`ADVISORIES`].
 pub const POOL_MANAGER_DEAD_LETTERS: &str = "pool-manager-dead-letters";
 
@@ -124,6 +134,16 @@ pub fn stream_configs(replicas: usize) -> Vec<stream::Config> {
             ..Default::default()
         },
         stream::Config {
+            name: LOGS.to_owned(),
+            description: Some("Output lines of exec attempts".to_owned()),
+            subjects: vec![subjects::LOGS_ALL.to_owned()],
+            retention: stream::RetentionPolicy::Limits,
+            max_age: LOGS_MAX_AGE,
+            duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+        stream::Config {
             name: TIMERS.to_owned(),
             description: Some("Durable timers: deadlines, backoffs, delayed starts".to_owned()),
             subjects: vec![subjects::TIMERS_ALL.to_owned()],
@@ -159,7 +179,7 @@ pub async fn ensure_streams(
 }
 
 fn stream_name(name: &str) -> &'static str {
-    [SUBMIT, EVENTS, DISPATCH, STATUS, TIMERS, ADVISORIES]
+    [SUBMIT, EVENTS, DISPATCH, STATUS, LOGS, TIMERS, ADVISORIES]
         .into_iter()
         .find(|known| *known == name)
         .unwrap_or("unknown")
@@ -282,6 +302,21 @@ pub fn pool_manager_nodes_consumer() -> consumer::pull::Config {
         deliver_policy: consumer::DeliverPolicy::New,
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: Duration::from_secs(30),
+        ..Default::default()
+    }
+}
+
+/// The pool-manager's log consumer: every output line, stored in Postgres.
+/// Deliveries are unlimited: a batch fails only while Postgres does, and is
+/// handed back with a delay until it is back (the stream's max age bounds
+/// how long). Storing is idempotent on `(task, attempt, seq)`.
+pub fn pool_manager_logs_consumer() -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(POOL_MANAGER_LOGS.to_owned()),
+        description: Some("Pool manager: output lines of exec attempts".to_owned()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_ack_pending: 20_000,
         ..Default::default()
     }
 }

@@ -20,12 +20,14 @@
 //! - [`control`]: messages to one node (drain), and node requests.
 //! - [`timer`]: durable timers (deadlines, backoffs, delayed starts).
 //! - [`codec`]: the one place that turns messages into bytes and back.
+//! - [`logs`]: worker → pool-manager output lines of `exec` attempts.
 
 pub mod codec;
 pub mod control;
 pub mod dispatch;
 pub mod event;
 pub mod heartbeat;
+pub mod logs;
 pub mod pool;
 pub mod reply;
 pub mod schema;

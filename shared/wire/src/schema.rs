@@ -27,6 +27,7 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("dispatch", schema_for!(crate::dispatch::DispatchMessage)),
         ("status-report", schema_for!(crate::status::StatusMessage)),
         ("heartbeat", schema_for!(crate::heartbeat::Heartbeat)),
+        ("log-batch", schema_for!(crate::logs::LogBatch)),
         ("control", schema_for!(crate::control::Control)),
         ("node-request", schema_for!(crate::control::NodeRequest)),
         ("node-reply", schema_for!(crate::control::NodeReply)),

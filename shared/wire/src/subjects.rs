@@ -71,6 +71,14 @@ pub fn timer_fire(kind: &str, task: &uuid::Uuid) -> String {
     format!("taskyard.timers.fire.{kind}.{task}")
 }
 
+/// Output lines of every node (the LOGS stream).
+pub const LOGS_ALL: &str = "taskyard.logs.>";
+
+/// Where a worker publishes its attempts' output lines: `taskyard.logs.<node>`.
+pub fn logs(node_id: &str) -> String {
+    format!("taskyard.logs.{node_id}")
+}
+
 /// Heartbeats of all nodes (core NATS).
 pub const HEARTBEAT_ALL: &str = "taskyard.nodes.heartbeat.>";
 

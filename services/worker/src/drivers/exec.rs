@@ -14,6 +14,7 @@
 
 use super::{DriverEnv, End, Interrupt, Limits, Ran};
 use crate::cgroup::AttemptCgroup;
+use crate::logs::LineWriter;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -22,10 +23,12 @@ use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use taskyard_wire::logs::LogStream;
 use taskyard_wire::task::ExecSpec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// How long output is still read after the command's group was killed. Only a
 /// process that left the group (`setsid`) can keep a pipe open that long.
@@ -126,8 +129,22 @@ async fn run_in(
             }
         });
     }
-    let stdout = Capture::start(child.stdout.take(), env.max_output_bytes);
-    let stderr = Capture::start(child.stderr.take(), env.max_output_bytes);
+    // Task logs: lines as they come, apart from (and not bounding) the
+    // captured output of the result.
+    let log = match (&env.logs, limits.attempt) {
+        (Some(publisher), Some((task_id, attempt))) => publisher.start(task_id, attempt),
+        _ => None,
+    };
+    let stdout = Capture::start(
+        child.stdout.take(),
+        env.max_output_bytes,
+        log.as_ref().map(|log| log.writer(LogStream::Stdout)),
+    );
+    let stderr = Capture::start(
+        child.stderr.take(),
+        env.max_output_bytes,
+        log.as_ref().map(|log| log.writer(LogStream::Stderr)),
+    );
 
     let interrupted = tokio::select! {
         status = child.wait() => Err(status),
@@ -155,6 +172,10 @@ async fn run_in(
         cgroup.remove().await;
     }
     let (stdout, stderr) = tokio::join!(stdout.finish(), stderr.finish());
+    // Before the report: the log is stored ahead of the final state.
+    if let Some(log) = log {
+        log.finish().await;
+    }
     let status = match status {
         Ok(status) => status,
         Err(err) => {
@@ -254,12 +275,14 @@ struct Capture {
 }
 
 impl Capture {
-    fn start<R>(pipe: Option<R>, max: usize) -> Capture
+    fn start<R>(pipe: Option<R>, max: usize, lines: Option<LineWriter>) -> Capture
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
         let captured = Arc::new(Mutex::new(Captured::default()));
-        let reader = pipe.map(|pipe| tokio::spawn(read_bounded(pipe, max, captured.clone())));
+        let reader = pipe.map(|pipe| {
+            tokio::spawn(read_bounded(pipe, max, captured.clone(), lines).in_current_span())
+        });
         Capture { captured, reader }
     }
 
@@ -278,20 +301,37 @@ impl Capture {
     }
 }
 
-/// Reads `pipe` to its end, keeping the first `max` bytes. It reads on past
-/// the limit so that the command never blocks on a full pipe.
-async fn read_bounded<R: AsyncRead + Unpin>(mut pipe: R, max: usize, into: Arc<Mutex<Captured>>) {
+/// Reads `pipe` to its end, keeping the first `max` bytes, and hands every
+/// byte to `lines` (task logs). It reads on past the limit so that the
+/// command never blocks on a full pipe.
+async fn read_bounded<R: AsyncRead + Unpin>(
+    mut pipe: R,
+    max: usize,
+    into: Arc<Mutex<Captured>>,
+    mut lines: Option<LineWriter>,
+) {
     let mut chunk = vec![0u8; READ_CHUNK];
     loop {
         let n = match pipe.read(&mut chunk).await {
-            Ok(0) => return,
+            Ok(0) => {
+                if let Some(lines) = lines.take() {
+                    lines.close();
+                }
+                return;
+            }
             Ok(n) => n,
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(err) => {
                 tracing::debug!(error = %err, "output pipe failed");
+                if let Some(lines) = lines.take() {
+                    lines.close();
+                }
                 return;
             }
         };
+        if let Some(lines) = &mut lines {
+            lines.write(&chunk[..n]);
+        }
         let mut captured = into.lock().unwrap_or_else(PoisonError::into_inner);
         let room = max.saturating_sub(captured.bytes.len());
         let kept = n.min(room);
@@ -355,6 +395,58 @@ mod tests {
         assert_eq!(text(&ran, "stdout"), "hello\n");
         assert_eq!(text(&ran, "stderr"), "oops\n");
         assert_eq!(ran.result["stdout_truncated"], false);
+    }
+
+    #[tokio::test]
+    async fn output_lines_stream_as_task_logs_and_the_result_is_unchanged() {
+        use crate::logs::{LogPublisher, LogSettings, cut_marker, dropped_marker};
+        let mut f = fixture();
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let settings = LogSettings {
+            max_lines: 4,
+            max_line_bytes: 8,
+            flush_interval: Duration::from_millis(50),
+            flush_lines: 100,
+        };
+        f.env.logs = Some(LogPublisher::to_channel(sender, "n1", settings));
+        let limits = Limits {
+            attempt: Some((uuid::Uuid::from_u128(9), 3)),
+            ..Limits::default()
+        };
+        let script = "echo first; sleep 0.3; echo err >&2; sleep 0.3; \
+                      echo a-very-long-line; printf 'x\\ny\\nz'";
+        let ran = f.run(sh(script), &limits).await;
+        assert_eq!(ran.end, End::Succeeded, "{ran:?}");
+        assert_eq!(text(&ran, "stdout"), "first\na-very-long-line\nx\ny\nz");
+        assert_eq!(text(&ran, "stderr"), "err\n");
+        let mut batches = Vec::new();
+        while let Ok(batch) = receiver.try_recv() {
+            batches.push(batch);
+        }
+        assert!(
+            batches.len() >= 3,
+            "lines go out while it runs: {batches:?}"
+        );
+        assert!(
+            batches
+                .iter()
+                .all(|b| b.task_id == uuid::Uuid::from_u128(9) && b.attempt == 3)
+        );
+        let lines: Vec<(u64, LogStream, String)> = batches
+            .into_iter()
+            .flat_map(|b| b.lines)
+            .map(|l| (l.seq, l.stream, l.line))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                (1, LogStream::Stdout, "first".to_owned()),
+                (2, LogStream::Stderr, "err".to_owned()),
+                (3, LogStream::Stdout, format!("a-very-l{}", cut_marker(8))),
+                (4, LogStream::Stdout, "x".to_owned()),
+                (5, LogStream::Stderr, dropped_marker(2, 4)),
+            ]
+        );
     }
 
     #[tokio::test]

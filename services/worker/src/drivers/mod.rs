@@ -41,6 +41,9 @@ pub struct DriverEnv {
     pub nats: Option<async_nats::Client>,
     /// One HTTP client for every `http` attempt, so connections are pooled.
     pub http: reqwest::Client,
+    /// Where `exec` attempts stream their output lines (task logs); `None`
+    /// when they stream nothing.
+    pub logs: Option<crate::logs::LogPublisher>,
 }
 
 impl DriverEnv {
@@ -52,6 +55,7 @@ impl DriverEnv {
             cgroups: None,
             nats: None,
             http: http::client()?,
+            logs: None,
         })
     }
 }
@@ -68,6 +72,9 @@ pub struct Limits {
     /// The task's memory reservation in MiB, enforced on `exec` when the
     /// worker has cgroups.
     pub memory_mb: Option<u32>,
+    /// The task and attempt being run, which names its log lines; without
+    /// it an `exec` attempt streams no task logs.
+    pub attempt: Option<(uuid::Uuid, u32)>,
 }
 
 /// Why an attempt was cut short.
