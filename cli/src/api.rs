@@ -48,6 +48,8 @@ impl ApiError {
 pub struct ApiClient {
     base: String,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer <token>` with every call.
+    token: Option<String>,
 }
 
 impl ApiClient {
@@ -59,6 +61,27 @@ impl ApiClient {
                 .timeout(REQUEST_TIMEOUT)
                 .build()
                 .unwrap_or_default(),
+            token: None,
+        }
+    }
+
+    /// The same client, sending `token` (if any) as a bearer with every call.
+    pub fn with_token(mut self, token: Option<String>) -> ApiClient {
+        self.token = token.filter(|t| !t.trim().is_empty());
+        self
+    }
+
+    /// The token this client sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// `request` with this client's bearer token, if it has one: for calls
+    /// made with another `reqwest` client (streams, say).
+    pub fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
@@ -66,9 +89,7 @@ impl ApiClient {
     pub async fn get_value(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiError> {
         let url = format!("{}{path}", self.base);
         let response = self
-            .http
-            .get(&url)
-            .query(query)
+            .authorize(self.http.get(&url).query(query))
             .send()
             .await
             .map_err(|source| {
@@ -100,10 +121,17 @@ impl ApiClient {
             Some(error) => Err(ApiError::Refused {
                 status: status.as_u16(),
                 code: error["code"].as_str().unwrap_or_default().to_owned(),
-                message: error["message"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| status.to_string()),
+                message: {
+                    let message = error["message"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| status.to_string());
+                    if status == reqwest::StatusCode::UNAUTHORIZED {
+                        format!("{message} (pass --token or set TASKYARD_TOKEN)")
+                    } else {
+                        message
+                    }
+                },
             }),
             None => Err(ApiError::Unexpected {
                 url,
@@ -130,6 +158,28 @@ impl ApiClient {
         self.get(&format!("/api/v1/tasks/{id}"), &[]).await
     }
 
+    /// The base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /api/v1/tasks/{id}/logs`: one page of a task's log lines.
+    pub async fn task_logs(
+        &self,
+        id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<LogPageView, ApiError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        let (page, _) = self
+            .get(&format!("/api/v1/tasks/{id}/logs"), &query)
+            .await?;
+        Ok(page)
+    }
+
     /// `GET /api/v1/tasks`, typed and raw.
     pub async fn tasks(&self, query: &[(&str, String)]) -> Result<(TaskPage, Value), ApiError> {
         self.get("/api/v1/tasks", query).await
@@ -139,6 +189,23 @@ impl ApiClient {
     pub async fn nodes(&self) -> Result<(NodeList, Value), ApiError> {
         self.get("/api/v1/nodes", &[]).await
     }
+}
+
+/// One page of `GET /api/v1/tasks/{id}/logs`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogPageView {
+    pub lines: Vec<LogLineView>,
+    pub next_after: Option<String>,
+    pub finished: bool,
+}
+
+/// One log line, in a page or in an `event: line` of the live stream.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LogLineView {
+    pub attempt: u32,
+    pub seq: u64,
+    pub stream: String,
+    pub line: String,
 }
 
 /// A task as `GET /api/v1/tasks[/{id}]` shows it.

@@ -14,7 +14,7 @@
 //! - [`Cli`], [`GlobalOptions`] and [`Command`]: the argument grammar. Each
 //!   subcommand is one struct in [`commands`] with an async `run`; adding one
 //!   is a module, a variant and a match arm.
-//! - [`commands`]: `up`, `submit`, `tasks`, `task`, `nodes`, `node`, `pools`,
+//! - [`commands`]: `up`, `submit`, `tasks`, `task`, `logs`, `nodes`, `node`, `pools`,
 //!   `pool`, `services`, `bench`, `migrate`.
 //! - [`bus`]: the NATS connection of the commands that talk to services.
 //! - [`labels`]: `KEY=VALUE` arguments (node selectors).
@@ -69,6 +69,23 @@ pub struct GlobalOptions {
         value_name = "URL"
     )]
     pub api_url: String,
+    /// Bearer token for the REST API (from `taskyard token create`); not
+    /// needed by a `taskyard up` stack, whose API runs open on loopback.
+    #[arg(
+        long,
+        global = true,
+        env = "TASKYARD_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+}
+
+impl GlobalOptions {
+    /// A client of the REST API at `--api-url`, sending `--token`.
+    pub fn api(&self) -> api::ApiClient {
+        api::ApiClient::new(&self.api_url).with_token(self.token.clone())
+    }
 }
 
 /// The subcommands.
@@ -82,6 +99,8 @@ pub enum Command {
     Tasks(commands::tasks::Tasks),
     /// Show one task with its result and history.
     Task(commands::task::Task),
+    /// Print a task's output lines; `-f` follows it until it ends.
+    Logs(commands::logs::Logs),
     /// Show one workflow with its steps.
     Workflow(commands::workflow::Workflow),
     /// Cancel a task: at once while it waits, killed on its node if it runs.
@@ -100,6 +119,9 @@ pub enum Command {
     Bench(commands::bench::Bench),
     /// Apply database migrations.
     Migrate(commands::migrate::Migrate),
+    /// Create, list or revoke the REST API's bearer tokens (in Postgres).
+    #[command(subcommand)]
+    Token(commands::token::Token),
     /// Run the scheduling policies on a workload in virtual time and compare them.
     Simulate(commands::simulate::Simulate),
 }
@@ -118,6 +140,7 @@ impl Command {
             Command::Tasks(cmd) => cmd.run(global).await,
             Command::Task(cmd) => cmd.run(global).await,
             Command::Workflow(cmd) => cmd.run(global).await,
+            Command::Logs(cmd) => cmd.run(global).await,
             Command::Cancel(cmd) => cmd.run(global).await,
             Command::Nodes(cmd) => cmd.run(global).await,
             Command::Node(cmd) => cmd.run(global).await,
@@ -127,6 +150,7 @@ impl Command {
             Command::Up(cmd) => cmd.run(global).await,
             Command::Bench(cmd) => cmd.run().await,
             Command::Migrate(cmd) => cmd.run().await,
+            Command::Token(cmd) => cmd.run().await,
             Command::Simulate(cmd) => cmd.run().await,
         }
     }

@@ -377,3 +377,44 @@ fn node_and_services_commands_parse() {
         Command::Pools(_)
     ));
 }
+
+#[test]
+fn token_commands_and_the_global_token_parse() {
+    use taskyard_cli::commands::token::Token;
+    use taskyard_store::tokens::Role;
+    let cli = parse(&[
+        "token",
+        "create",
+        "--name",
+        "ci",
+        "--role",
+        "operator",
+        "--database-url",
+        "postgres://db/x",
+    ])
+    .expect("valid arguments");
+    match cli.command {
+        Command::Token(Token::Create(create)) => {
+            assert_eq!(create.name, "ci");
+            assert_eq!(create.role, Role::Operator);
+            assert_eq!(create.database.database_url, "postgres://db/x");
+        }
+        other => panic!("expected token create, got {other:?}"),
+    }
+    assert!(parse(&["token", "create", "--name", "ci", "--role", "root"]).is_err());
+    assert!(matches!(
+        parse(&["token", "revoke", "ci"]).expect("valid").command,
+        Command::Token(Token::Revoke(_))
+    ));
+    let cli = parse(&["tasks", "--token", "ty_abc"]).expect("valid arguments");
+    assert_eq!(cli.global.token.as_deref(), Some("ty_abc"));
+    assert_eq!(cli.global.api().token(), Some("ty_abc"));
+}
+
+#[test]
+fn up_runs_the_api_open_only_on_loopback() {
+    use taskyard_cli::commands::up::api_auth;
+    assert_eq!(api_auth("127.0.0.1:8080".parse().expect("addr")), "off");
+    assert_eq!(api_auth("[::1]:8080".parse().expect("addr")), "off");
+    assert_eq!(api_auth("0.0.0.0:8080".parse().expect("addr")), "required");
+}

@@ -5,7 +5,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use std::process::Output;
 use std::time::Duration;
-use taskyard_api::{AppState, app};
+use taskyard_api::{AppState, AuthMode, app};
 use taskyard_store::Store;
 use taskyard_store::tasks::TaskInsert;
 use taskyard_testkit::TestStack;
@@ -33,7 +33,7 @@ impl Env {
             .await
             .expect("bind port 0");
         let api_url = format!("http://{}", listener.local_addr().expect("an address"));
-        let router = app(AppState::new(store.clone(), nats.clone()));
+        let router = app(AppState::new(store.clone(), nats.clone(), AuthMode::Off));
         tokio::spawn(async move { axum::serve(listener, router).await });
         Env {
             store,

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cancel;
+pub mod logs;
 pub mod migrate;
 pub mod node;
 pub mod nodes;
@@ -13,6 +14,7 @@ pub mod simulate;
 pub mod submit;
 pub mod task;
 pub mod tasks;
+pub mod token;
 pub mod up;
 pub mod workflow;
 

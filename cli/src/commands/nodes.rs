@@ -1,7 +1,6 @@
 //! `taskyard nodes`: the worker nodes.
 
 use crate::GlobalOptions;
-use crate::api::ApiClient;
 use crate::display::{Table, format_age};
 use clap::Args;
 use std::process::ExitCode;
@@ -15,7 +14,7 @@ pub struct Nodes {
 
 impl Nodes {
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
-        let api = ApiClient::new(&global.api_url);
+        let api = global.api();
         let (list, raw) = api.nodes().await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&raw)?);

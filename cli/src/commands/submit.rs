@@ -242,7 +242,7 @@ impl Submit {
             return Ok(ExitCode::SUCCESS);
         };
         let timeout = self.wait_timeout.map(Duration::from_secs);
-        let api = ApiClient::new(&global.api_url);
+        let api = global.api();
         wait_for(ids, events, &api, timeout).await
     }
 }

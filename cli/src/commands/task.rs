@@ -1,7 +1,7 @@
 //! `taskyard task ID`: one task, its result and its history.
 
 use crate::GlobalOptions;
-use crate::api::{ApiClient, TaskView};
+use crate::api::TaskView;
 use crate::display::{Table, format_ms, format_opt_time, format_time, run_duration};
 use clap::Args;
 use serde_json::Value;
@@ -21,7 +21,7 @@ pub struct Task {
 
 impl Task {
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
-        let api = ApiClient::new(&global.api_url);
+        let api = global.api();
         let (task, raw) = api.task(&self.id).await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&raw)?);

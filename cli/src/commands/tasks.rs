@@ -1,7 +1,6 @@
 //! `taskyard tasks`: a table of tasks, newest first.
 
 use crate::GlobalOptions;
-use crate::api::ApiClient;
 use crate::display::{Table, format_time, run_duration};
 use clap::Args;
 use std::process::ExitCode;
@@ -42,7 +41,7 @@ impl Tasks {
     }
 
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
-        let api = ApiClient::new(&global.api_url);
+        let api = global.api();
         let (page, raw) = api.tasks(&self.query()).await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&raw)?);

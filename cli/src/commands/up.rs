@@ -62,12 +62,16 @@ impl Up {
         for service in CONTROL_PLANE {
             stack.spawn(service, service, &[next_metrics()])?;
         }
+        // On loopback the API runs open, as a development stack; anywhere
+        // else it needs tokens (and would refuse to start open).
+        let auth = api_auth(self.http_addr);
         stack.spawn(
             "api",
             "api",
             &[
                 next_metrics(),
                 ("TASKYARD_HTTP_ADDR", self.http_addr.to_string()),
+                ("TASKYARD_AUTH", auth.to_owned()),
             ],
         )?;
         let workers = self.workers.max(1);
@@ -92,6 +96,17 @@ impl Up {
         println!("Taskyard is up.");
         println!("  console:  {console}");
         println!("  REST API: {console}api/v1/tasks");
+        if auth == "off" {
+            println!(
+                "  auth:     off (TASKYARD_AUTH=off: the API listens on loopback only, and \
+                 anyone on this machine can use it)"
+            );
+        } else {
+            println!(
+                "  auth:     required; create a token with `taskyard token create --name me \
+                 --role admin` and pass it as --token or TASKYARD_TOKEN"
+            );
+        }
         println!("  submit:   taskyard submit --kind sleep --spec '{{\"ms\": 500}}' --wait");
         println!("  logs:     {}", stack.log_dir().display());
         println!(
@@ -128,6 +143,15 @@ impl Up {
         }
         stack.stop().await;
         Ok(code)
+    }
+}
+
+/// `TASKYARD_AUTH` of the api `up` starts: `off` on loopback, else `required`.
+pub fn api_auth(http_addr: SocketAddr) -> &'static str {
+    if http_addr.ip().is_loopback() {
+        "off"
+    } else {
+        "required"
     }
 }
 

@@ -1,7 +1,6 @@
 //! `taskyard workflow ID`: one workflow, its state and its steps.
 
 use crate::GlobalOptions;
-use crate::api::ApiClient;
 use crate::display::{Table, format_opt_time, format_time, run_duration};
 use clap::Args;
 use serde::Deserialize;
@@ -63,7 +62,7 @@ pub struct StepView {
 
 impl Workflow {
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
-        let api = ApiClient::new(&global.api_url);
+        let api = global.api();
         let raw = api
             .get_value(&format!("/api/v1/workflows/{}", self.id), &[])
             .await?;

@@ -19,6 +19,9 @@ pub struct Config {
     /// Address of the HTTP listener for the API and the console
     /// (`TASKYARD_HTTP_ADDR`); port 0 picks a free port, which is logged.
     pub http_addr: SocketAddr,
+    /// Whether requests need a bearer token (`TASKYARD_AUTH`): `required`
+    /// (the default) or `off`, which only a loopback `http_addr` may use.
+    pub auth: AuthMode,
 }
 
 impl Default for Config {
@@ -26,7 +29,55 @@ impl Default for Config {
         Config {
             common: Common::default(),
             http_addr: DEFAULT_HTTP_ADDR,
+            auth: AuthMode::Required,
         }
+    }
+}
+
+/// Whether the API asks for a token (`TASKYARD_AUTH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Every request but `/healthz`, `/metrics`, `/login` and the console's
+    /// assets needs a token of a role that allows it.
+    #[default]
+    Required,
+    /// Anyone who can reach the listener may do anything: allowed only on
+    /// a loopback address.
+    Off,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Required => "required",
+            AuthMode::Off => "off",
+        }
+    }
+}
+
+/// A configuration the api refuses to start with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `TASKYARD_AUTH=off` on an address other machines can reach.
+    #[error(
+        "TASKYARD_AUTH=off is allowed only on a loopback address, and TASKYARD_HTTP_ADDR is \
+         {addr}: anyone who can reach it could run and cancel tasks. Keep TASKYARD_AUTH=required \
+         and create a token with `taskyard token create --name NAME --role admin`, or listen \
+         on 127.0.0.1"
+    )]
+    OpenOnNetwork { addr: SocketAddr },
+}
+
+impl Config {
+    /// Refuses what must not run: auth off on a non-loopback address.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.auth == AuthMode::Off && !self.http_addr.ip().is_loopback() {
+            return Err(ConfigError::OpenOnNetwork {
+                addr: self.http_addr,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -54,6 +105,34 @@ mod tests {
                 taskyard_runtime::config::load(None).map_err(figment::Error::from)?;
             assert_eq!(config.http_addr.to_string(), "0.0.0.0:9090");
             assert_eq!(config.common.nats_url, "nats://elsewhere:4222");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn auth_is_required_unless_turned_off_on_loopback() {
+        figment::Jail::expect_with(|jail| {
+            let config: Config =
+                taskyard_runtime::config::load(None).map_err(figment::Error::from)?;
+            assert_eq!(config.auth, AuthMode::Required);
+            assert_eq!(config.check(), Ok(()));
+            jail.set_env("TASKYARD_AUTH", "off");
+            let config: Config =
+                taskyard_runtime::config::load(None).map_err(figment::Error::from)?;
+            assert_eq!(config.auth, AuthMode::Off);
+            assert_eq!(config.check(), Ok(()));
+            jail.set_env("TASKYARD_HTTP_ADDR", "0.0.0.0:8080");
+            let config: Config =
+                taskyard_runtime::config::load(None).map_err(figment::Error::from)?;
+            assert!(matches!(
+                config.check(),
+                Err(ConfigError::OpenOnNetwork { .. })
+            ));
+            jail.set_env("TASKYARD_AUTH", "maybe");
+            let err = taskyard_runtime::config::load::<Config>(None)
+                .err()
+                .unwrap_or_default();
+            assert!(err.to_lowercase().contains("auth"), "{err}");
             Ok(())
         });
     }

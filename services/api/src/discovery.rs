@@ -23,7 +23,7 @@ pub const INFO_SUBJECT: &str = "$SRV.INFO";
 pub const STATS_SUBJECT: &str = "$SRV.STATS";
 
 /// One instance of a micro service, as `GET /api/v1/services` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ServiceInstance {
     /// The service's name, shared by its replicas (`taskyard-api`).
     pub name: String,
@@ -33,6 +33,7 @@ pub struct ServiceInstance {
     pub description: String,
     /// When the instance started, as it reports it.
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started: Option<Timestamp>,
     /// Milliseconds since `started` (absent when it reported no readable time).
     pub uptime_ms: Option<u64>,
@@ -44,7 +45,7 @@ pub struct ServiceInstance {
 }
 
 /// The counts of one endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EndpointStats {
     pub name: String,
     pub subject: String,

@@ -38,6 +38,16 @@ pub enum ApiError {
     /// The body is larger than we accept (413 `payload_too_large`).
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// No token, or one that is unknown or revoked (401 `unauthorized`,
+    /// with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The token's role does not allow this (403 `forbidden`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The path exists but not with this method (405 `method_not_allowed`).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// A service we depend on did not answer (503 `unavailable`).
     #[error("{0}")]
     Unavailable(String),
@@ -64,6 +74,9 @@ impl ApiError {
             | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
             ApiError::Refused { .. } => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -78,6 +91,9 @@ impl ApiError {
             ApiError::Refused { .. } => "refused",
             ApiError::BadRequest { .. } | ApiError::BadBody(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -117,14 +133,15 @@ impl ApiError {
 }
 
 /// The JSON body of an error response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     pub error: ErrorDetail<'a>,
 }
 
 /// `{"code", "message", "field"?}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
+    /// Stable, for programs: `bad_request`, `not_found`, `unauthorized`, …
     pub code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'a str>,
@@ -141,7 +158,14 @@ impl IntoResponse for ApiError {
                 message: self.public_message(),
             },
         };
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if let ApiError::Unauthorized(_) = self {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"taskyard\""),
+            );
+        }
+        response
     }
 }
 

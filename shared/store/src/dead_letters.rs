@@ -18,7 +18,7 @@ pub struct DeadLetter {
 
 /// A kept message, as the API shows it (the payload as text when it is
 /// UTF-8, which every Taskyard message is).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterRow {
     pub id: i64,
     pub stream: String,
@@ -29,6 +29,7 @@ pub struct DeadLetterRow {
     pub deliveries: i32,
     pub reason: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
 }
 
@@ -65,13 +66,24 @@ impl Store {
 
     /// The newest dead letters first.
     pub async fn list_dead_letters(&self, limit: u32) -> Result<Vec<DeadLetterRow>> {
+        self.list_dead_letters_before(limit, None).await
+    }
+
+    /// The newest dead letters first, older than the id `before` when given
+    /// (cursor pagination).
+    pub async fn list_dead_letters_before(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<DeadLetterRow>> {
         let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT id, stream, consumer, stream_seq, subject, \
                         payload, deliveries, reason, at \
-                 FROM dead_letters ORDER BY id DESC LIMIT $1",
-                &[&i64::from(limit)],
+                 FROM dead_letters WHERE ($2::bigint IS NULL OR id < $2) \
+                 ORDER BY id DESC LIMIT $1",
+                &[&i64::from(limit), &before],
             )
             .await?;
         rows.iter()

@@ -9,8 +9,9 @@ use taskyard_wire::Timestamp;
 use taskyard_wire::heartbeat::{Capacity, Heartbeat};
 
 /// A node's health as the resource-manager judges it from heartbeats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = NodeHealth)]
 pub enum Health {
     Alive,
     Suspect,
@@ -39,7 +40,7 @@ impl Health {
 }
 
 /// A node as the registry keeps it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NodeRow {
     pub id: String,
     pub hostname: String,
@@ -59,19 +60,23 @@ pub struct NodeRow {
     pub net_rx_bytes_per_s: i64,
     pub net_tx_bytes_per_s: i64,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub started_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub registered_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_heartbeat_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub health_changed_at: Timestamp,
     /// CPU and memory held by tasks placed there (scheduled or running).
     pub reserved: Reserved,
 }
 
 /// What placed tasks hold on a node.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct Reserved {
     pub cpu_millis: i64,
     pub memory_mb: i64,

@@ -28,7 +28,7 @@ pub const DEAD_STATES: [TaskState; 4] = [
 ];
 
 /// Where a workflow is in its life (`workflows.state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkflowState {
     /// Its steps run as their dependencies allow.
@@ -93,7 +93,7 @@ pub struct WorkflowInsert {
 }
 
 /// A workflow as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WorkflowRow {
     pub id: Uuid,
     pub name: String,
@@ -102,14 +102,16 @@ pub struct WorkflowRow {
     /// Why it was rejected, or which step failed first.
     pub error: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
 }
 
 /// One step of a workflow (a compensation task is a step too, with
 /// `compensates` set).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WorkflowStep {
     pub id: Uuid,
     pub name: Option<String>,
@@ -125,17 +127,21 @@ pub struct WorkflowStep {
     pub has_compensation: bool,
     pub error: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub queued_at: Option<Timestamp>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
 }
 
 /// A workflow with its steps, in creation order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WorkflowDetail {
     #[serde(flatten)]
     pub workflow: WorkflowRow,
@@ -143,7 +149,7 @@ pub struct WorkflowDetail {
 }
 
 /// A task's place in a DAG.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct TaskLinks {
     pub name: Option<String>,
     pub workflow_id: Option<Uuid>,

@@ -99,7 +99,9 @@ impl TaskKind {
 }
 
 /// Resources a task reserves on its node while it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// CPU in millicores (1000 = one core).

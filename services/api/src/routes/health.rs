@@ -12,7 +12,7 @@ pub const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `{"status": "ok", "database": "ok", "nats": "ok"}`; a failed dependency
 /// reads `"unavailable"` (the cause is logged, not shown).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,
     pub database: &'static str,
@@ -20,6 +20,11 @@ pub struct Health {
 }
 
 /// `GET /healthz`: 200 when both answer, 503 otherwise.
+#[utoipa::path(get, path = "/healthz", tag = "cluster", security(()),
+    responses(
+        (status = 200, description = "Postgres and NATS answer", body = Health),
+        (status = 503, description = "one does not", body = Health),
+    ))]
 pub async fn get(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let database = match tokio::time::timeout(DATABASE_CHECK_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => true,

@@ -2,6 +2,7 @@
 //! on one node (drain, cordon, uncordon, remove), which the resource manager
 //! performs at our request over NATS.
 
+use crate::error::ErrorBody;
 use crate::requests::{self, NodeOp};
 use crate::{ApiError, AppState};
 use axum::Json;
@@ -12,18 +13,26 @@ use taskyard_store::nodes::NodeRow;
 use taskyard_wire::control::NodeReply;
 
 /// `{"nodes": [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeList {
     pub nodes: Vec<NodeRow>,
 }
 
 /// `GET /api/v1/nodes`: every node, with what placed tasks reserve on it.
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes",
+    responses((status = 200, description = "every node", body = NodeList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<NodeList>, ApiError> {
     let nodes = state.store.list_nodes().await?;
     Ok(Json(NodeList { nodes }))
 }
 
 /// `GET /api/v1/nodes/{id}`.
+#[utoipa::path(get, path = "/api/v1/nodes/{id}", tag = "nodes",
+    params(("id" = String, Path, description = "the node's id")),
+    responses(
+        (status = 200, description = "the node", body = NodeRow),
+        (status = 404, description = "no such node", body = ErrorBody),
+    ))]
 pub async fn get_one(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -35,7 +44,7 @@ pub async fn get_one(
 }
 
 /// A node after an operation: the resource manager's answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NodeOutcome {
     pub node_id: String,
     pub health: String,
@@ -46,6 +55,14 @@ pub struct NodeOutcome {
 
 /// `POST /api/v1/nodes/{id}/drain`: no new work, and the worker finishes
 /// what it runs and leaves.
+#[utoipa::path(post, path = "/api/v1/nodes/{id}/drain", tag = "nodes",
+    params(("id" = String, Path, description = "the node's id")),
+    responses(
+        (status = 200, description = "the node after the operation", body = NodeOutcome),
+        (status = 404, description = "no such node", body = ErrorBody),
+        (status = 409, description = "refused in its state", body = ErrorBody),
+        (status = 503, description = "the resource manager did not answer", body = ErrorBody),
+    ))]
 pub async fn drain(
     state: State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -54,6 +71,13 @@ pub async fn drain(
 }
 
 /// `POST /api/v1/nodes/{id}/cordon`: no new work; running tasks go on.
+#[utoipa::path(post, path = "/api/v1/nodes/{id}/cordon", tag = "nodes",
+    params(("id" = String, Path, description = "the node's id")),
+    responses(
+        (status = 200, description = "the node after the operation", body = NodeOutcome),
+        (status = 404, description = "no such node", body = ErrorBody),
+        (status = 503, description = "the resource manager did not answer", body = ErrorBody),
+    ))]
 pub async fn cordon(
     state: State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -62,6 +86,13 @@ pub async fn cordon(
 }
 
 /// `POST /api/v1/nodes/{id}/uncordon`: new work again.
+#[utoipa::path(post, path = "/api/v1/nodes/{id}/uncordon", tag = "nodes",
+    params(("id" = String, Path, description = "the node's id")),
+    responses(
+        (status = 200, description = "the node after the operation", body = NodeOutcome),
+        (status = 404, description = "no such node", body = ErrorBody),
+        (status = 503, description = "the resource manager did not answer", body = ErrorBody),
+    ))]
 pub async fn uncordon(
     state: State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -71,6 +102,14 @@ pub async fn uncordon(
 
 /// `DELETE /api/v1/nodes/{id}`: forgets the node; refused (409) while it is
 /// alive and not drained.
+#[utoipa::path(delete, path = "/api/v1/nodes/{id}", tag = "nodes",
+    params(("id" = String, Path, description = "the node's id")),
+    responses(
+        (status = 200, description = "the node, removed", body = NodeOutcome),
+        (status = 404, description = "no such node", body = ErrorBody),
+        (status = 409, description = "alive and not drained", body = ErrorBody),
+        (status = 503, description = "the resource manager did not answer", body = ErrorBody),
+    ))]
 pub async fn remove(
     state: State<AppState>,
     id: Result<Path<String>, PathRejection>,

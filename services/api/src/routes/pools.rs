@@ -6,6 +6,7 @@
 //! "no such pool" is a 404, any other a 400 `invalid_pool` naming the field,
 //! and a pool manager that does not answer a 503.
 
+use crate::error::ErrorBody;
 use crate::requests::{self, ListPools, PoolName, PoolOp};
 use crate::{ApiError, AppState};
 use axum::Json;
@@ -20,12 +21,17 @@ use taskyard_wire::codec;
 use taskyard_wire::pool::{PoolReply, PoolSpec};
 
 /// `{"pools": [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PoolList {
     pub pools: Vec<PoolSpec>,
 }
 
 /// `GET /api/v1/pools`: every pool.
+#[utoipa::path(get, path = "/api/v1/pools", tag = "pools",
+    responses(
+        (status = 200, description = "every pool", body = PoolList),
+        (status = 503, description = "the pool manager did not answer", body = ErrorBody),
+    ))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<PoolList>, ApiError> {
     let pools = list_pools(&state.nats, requests::REQUEST_TIMEOUT).await?;
     Ok(Json(PoolList { pools }))
@@ -45,6 +51,12 @@ pub async fn list_pools(
 }
 
 /// `GET /api/v1/pools/{name}`.
+#[utoipa::path(get, path = "/api/v1/pools/{name}", tag = "pools",
+    params(("name" = String, Path, description = "the pool's name")),
+    responses(
+        (status = 200, description = "the pool", body = PoolSpec),
+        (status = 404, description = "no such pool", body = ErrorBody),
+    ))]
 pub async fn get_one(
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,
@@ -56,6 +68,12 @@ pub async fn get_one(
 
 /// `POST /api/v1/pools`: creates the pool the body defines; 201 with the
 /// pool as created (defaults filled in) and its `Location`.
+#[utoipa::path(post, path = "/api/v1/pools", tag = "pools",
+    request_body = PoolSpec,
+    responses(
+        (status = 201, description = "created, with defaults filled in", body = PoolSpec),
+        (status = 400, description = "refused, naming the field", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -72,6 +90,14 @@ pub async fn create(
 
 /// `PUT /api/v1/pools/{name}`: replaces the pool's definition with the body,
 /// whose `name` must be the path's or absent.
+#[utoipa::path(put, path = "/api/v1/pools/{name}", tag = "pools",
+    params(("name" = String, Path, description = "the pool's name")),
+    request_body = PoolSpec,
+    responses(
+        (status = 200, description = "the pool as updated", body = PoolSpec),
+        (status = 400, description = "refused, naming the field", body = ErrorBody),
+        (status = 404, description = "no such pool", body = ErrorBody),
+    ))]
 pub async fn update(
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,
@@ -84,6 +110,13 @@ pub async fn update(
 }
 
 /// `DELETE /api/v1/pools/{name}`: 200 with the pool as it was.
+#[utoipa::path(delete, path = "/api/v1/pools/{name}", tag = "pools",
+    params(("name" = String, Path, description = "the pool's name")),
+    responses(
+        (status = 200, description = "the pool as it was", body = PoolSpec),
+        (status = 400, description = "refused (tasks still use it)", body = ErrorBody),
+        (status = 404, description = "no such pool", body = ErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,

@@ -7,13 +7,18 @@ use axum::extract::State;
 use serde::Serialize;
 
 /// `{"services": [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServiceList {
     pub services: Vec<ServiceInstance>,
 }
 
 /// `GET /api/v1/services`: every instance that answers `$SRV.INFO` and
 /// `$SRV.STATS` within [`DISCOVERY_WINDOW`] (so it takes that long).
+#[utoipa::path(get, path = "/api/v1/services", tag = "cluster",
+    responses(
+        (status = 200, description = "every micro service instance on the bus", body = ServiceList),
+        (status = 503, description = "NATS is unreachable", body = crate::error::ErrorBody),
+    ))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<ServiceList>, ApiError> {
     let services = discovery::discover(&state.nats, DISCOVERY_WINDOW)
         .await

@@ -12,13 +12,15 @@ use taskyard_wire::TaskState;
 /// `{"states": {"queued": n, ...}, "nodes": {"alive": n, ...}}`. Every state
 /// and every health is present, with 0 when nothing is in it, so clients need
 /// no list of names of their own.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub states: BTreeMap<&'static str, i64>,
     pub nodes: BTreeMap<&'static str, i64>,
 }
 
 /// `GET /api/v1/summary`.
+#[utoipa::path(get, path = "/api/v1/summary", tag = "cluster",
+    responses((status = 200, description = "tasks per state, nodes per health", body = Summary)))]
 pub async fn get(State(state): State<AppState>) -> Result<Json<Summary>, ApiError> {
     Ok(Json(summarize(&state.store).await?))
 }

@@ -1,5 +1,7 @@
-//! `/api/v1/tasks`: submit, get one with its history, list.
+//! `/api/v1/tasks`: submit, get one with its history, list, cancel, retry,
+//! and a task's events page by page.
 
+use crate::error::ErrorBody;
 use crate::{ApiError, AppState};
 use async_nats::{RequestErrorKind, client::Request};
 use axum::Json;
@@ -29,7 +31,7 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 1000;
 
 /// `201 {"ids": [...]}`, with `"workflow_id"` for a workflow.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Submitted {
     pub ids: Vec<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,6 +40,17 @@ pub struct Submitted {
 
 /// `POST /api/v1/tasks`: forwards the body (a task or an array of tasks)
 /// verbatim to the orchestrator and relays its answer.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks",
+    tag = "tasks",
+    request_body(content = Object, description = "a task, an array of tasks (an atomic batch) or a workflow; see the README's task fields"),
+    responses(
+        (status = 201, description = "created", body = Submitted),
+        (status = 400, description = "refused, naming the field", body = ErrorBody),
+        (status = 503, description = "the orchestrator did not answer", body = ErrorBody),
+    )
+)]
 pub async fn submit(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -84,7 +97,7 @@ pub async fn forward_submission(
 
 /// A task with its history: the task row's fields, its place in a DAG
 /// (`name`, `workflow_id`, `depends_on`, `compensates`), plus `events`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskDetail {
     #[serde(flatten)]
     pub task: TaskRow,
@@ -95,6 +108,17 @@ pub struct TaskDetail {
 }
 
 /// `GET /api/v1/tasks/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{id}",
+    tag = "tasks",
+    params(("id" = String, Path, description = "the task's id (a UUID)")),
+    responses(
+        (status = 200, description = "the task and its history", body = TaskDetail),
+        (status = 400, description = "not a UUID", body = ErrorBody),
+        (status = 404, description = "no such task", body = ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -127,15 +151,23 @@ pub async fn load_task(store: &Store, raw_id: &str) -> Result<TaskDetail, ApiErr
 
 /// Query of `GET /api/v1/tasks`; everything is optional and an empty value
 /// counts as absent (so a plain HTML form can send every field).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only tasks in this state.
     pub state: Option<String>,
     /// Only tasks of this pool.
     pub pool: Option<String>,
-    /// Page size, 1 to [`MAX_LIMIT`]; [`DEFAULT_LIMIT`] when absent.
+    /// Only tasks of this tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Page size, 1 to 1000; 50 when absent.
     pub limit: Option<String>,
-    /// Only tasks older than this `seq` (the previous page's `next_before`).
+    /// The previous page's `next_cursor` (opaque).
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Only tasks older than this `seq` (the previous page's `next_before`;
+    /// kept for older clients, `cursor` is preferred).
     pub before: Option<String>,
 }
 
@@ -161,6 +193,9 @@ impl ListParams {
                     )
                 })?,
         };
+        let from_cursor = present(&self.cursor)
+            .map(|raw| decode_cursor(TASKS_CURSOR, raw, "cursor"))
+            .transpose()?;
         let before_seq = present(&self.before)
             .map(|raw| {
                 raw.parse::<i64>().map_err(|_| {
@@ -170,10 +205,12 @@ impl ListParams {
                     )
                 })
             })
-            .transpose()?;
+            .transpose()?
+            .or(from_cursor);
         Ok(TaskFilter {
             state,
             pool: present(&self.pool).map(str::to_owned),
+            tenant: present(&self.tenant).map(str::to_owned),
             before_seq,
             limit,
         })
@@ -185,14 +222,26 @@ fn present(value: &Option<String>) -> Option<&str> {
 }
 
 /// One page of tasks, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskPage {
     pub tasks: Vec<TaskRow>,
-    /// Pass as `before` to get the next page; `null` when this page is the last.
+    /// Pass as `cursor` to get the next page; `null` when this page is the last.
+    pub next_cursor: Option<String>,
+    /// The same place as a `seq`, for `before` (older clients).
     pub next_before: Option<i64>,
 }
 
-/// `GET /api/v1/tasks?state=&pool=&limit=&before=`.
+/// `GET /api/v1/tasks?state=&pool=&tenant=&limit=&cursor=`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks",
+    tag = "tasks",
+    params(ListParams),
+    responses(
+        (status = 200, description = "one page of tasks, newest first", body = TaskPage),
+        (status = 400, description = "a bad parameter, named", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -206,7 +255,11 @@ pub async fn list(
     } else {
         None
     };
-    Ok(Json(TaskPage { tasks, next_before }))
+    Ok(Json(TaskPage {
+        tasks,
+        next_cursor: next_before.map(|seq| encode_cursor(TASKS_CURSOR, seq)),
+        next_before,
+    }))
 }
 
 #[cfg(test)]
@@ -218,7 +271,9 @@ mod tests {
         ListParams {
             state: some(state),
             pool: some(""),
+            tenant: None,
             limit: some(limit),
+            cursor: None,
             before: some(before),
         }
     }
@@ -244,7 +299,7 @@ mod tests {
 }
 
 /// The body of a cancel: optional, `{"reason": "..."}`.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
     #[serde(default)]
@@ -252,7 +307,7 @@ pub struct CancelBody {
 }
 
 /// A task after a cancel.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CancelOutcome {
     pub task_id: Uuid,
     /// `cancelled`, or the final state it had already reached.
@@ -264,6 +319,19 @@ pub struct CancelOutcome {
 /// `POST /api/v1/tasks/{id}/cancel`: a waiting task is cancelled at once, a
 /// running one is killed on its node. A task that had already ended is
 /// reported with `cancelled: false`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/cancel",
+    tag = "tasks",
+    params(("id" = String, Path, description = "the task's id")),
+    request_body(content = Option<CancelBody>, description = "optional: `{\"reason\": \"...\"}`"),
+    responses(
+        (status = 200, description = "cancelled, or already ended", body = CancelOutcome),
+        (status = 404, description = "no such task", body = ErrorBody),
+        (status = 409, description = "refused in its state", body = ErrorBody),
+        (status = 503, description = "the pool manager did not answer", body = ErrorBody),
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -290,5 +358,242 @@ pub async fn cancel(
             field: error.field,
             message: error.message,
         }),
+    }
+}
+
+/// The kind of a cursor of `GET /api/v1/tasks` (a `seq`).
+pub const TASKS_CURSOR: &str = "tasks";
+/// The kind of a cursor of `GET /api/v1/tasks/{id}/events` (an event id).
+pub const EVENTS_CURSOR: &str = "events";
+
+/// An opaque cursor: the page's kind and position, base64url. Clients pass
+/// it back as they got it; its content may change between versions.
+pub fn encode_cursor(kind: &str, position: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{position}"))
+}
+
+/// The position in a cursor of `kind`, or a 400 naming `field`.
+pub fn decode_cursor(kind: &str, raw: &str, field: &str) -> Result<i64, ApiError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| {
+            let (k, n) = text.split_once(':')?;
+            (k == kind).then(|| n.parse::<i64>().ok()).flatten()
+        })
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                field,
+                format!(
+                    "`{raw}` is not a cursor of this list: pass the `next_cursor` of the last page"
+                ),
+            )
+        })
+}
+
+/// `201 {"id": "..."}`: the new task a retry created.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Retried {
+    /// The new task.
+    pub id: Uuid,
+    /// The task it re-runs (also in the new task's `labels.retry_of`).
+    pub retry_of: Uuid,
+}
+
+/// States a task may be retried from: it ended without succeeding.
+pub const RETRYABLE: [TaskState; 4] = [
+    TaskState::Failed,
+    TaskState::TimedOut,
+    TaskState::Cancelled,
+    TaskState::Rejected,
+];
+
+/// The submission that re-runs `task`: the same kind, spec, pool, tenant,
+/// resources and limits, a new id, and `labels.retry_of` naming the old one.
+/// Its idempotency key is not carried over (it would find the old task).
+pub fn retry_submission(task: &TaskRow) -> serde_json::Value {
+    let mut labels = match &task.labels {
+        serde_json::Value::Object(map) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    labels.insert("retry_of".to_owned(), task.id.to_string().into());
+    let mut submission = serde_json::json!({
+        "kind": task.kind,
+        "spec": task.spec,
+        "pool": task.pool,
+        "tenant": task.tenant,
+        "priority": task.priority,
+        "max_attempts": task.max_attempts,
+        "labels": labels,
+        "node_selector": task.node_selector,
+    });
+    // A rejected row may hold no resources (it was never admitted): let the
+    // pool's defaults apply rather than asking for nothing.
+    if task.resources.cpu_millis > 0 && task.resources.memory_mb > 0 {
+        submission["resources"] = serde_json::json!(task.resources);
+    }
+    if let Some(timeout) = task.timeout_ms {
+        submission["timeout_ms"] = timeout.into();
+    }
+    if let Some(estimate) = task.estimated_runtime_ms {
+        submission["estimated_runtime_ms"] = estimate.into();
+    }
+    submission
+}
+
+/// `POST /api/v1/tasks/{id}/retry`: submits a copy of a task that ended
+/// failed, timed out, cancelled or rejected, through the orchestrator like
+/// any submission. 409 while the task has not ended (or if it succeeded).
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/retry",
+    tag = "tasks",
+    params(("id" = String, Path, description = "the task to re-run")),
+    responses(
+        (status = 201, description = "the new task", body = Retried),
+        (status = 400, description = "the orchestrator refused the copy", body = ErrorBody),
+        (status = 404, description = "no such task", body = ErrorBody),
+        (status = 409, description = "the task has not ended, or succeeded", body = ErrorBody),
+        (status = 503, description = "the orchestrator did not answer", body = ErrorBody),
+    )
+)]
+pub async fn retry(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<(StatusCode, Json<Retried>), ApiError> {
+    let Path(raw) = id?;
+    let id = parse_task_id(&raw)?;
+    let task = state
+        .store
+        .get_task(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no task has the id {id}")))?;
+    if !RETRYABLE.contains(&task.state) {
+        let why = if task.state == TaskState::Succeeded {
+            "it succeeded"
+        } else {
+            "it has not ended"
+        };
+        return Err(ApiError::Refused {
+            field: "state".to_owned(),
+            message: format!(
+                "task {id} is {}: {why}; only a task that ended failed, timed_out, cancelled \
+                 or rejected can be retried",
+                task.state.as_str()
+            ),
+        });
+    }
+    let body = Bytes::from(codec::encode(&retry_submission(&task)));
+    match forward_submission(&state.nats, body).await? {
+        SubmitReply::Accepted { ids, .. } => {
+            let new = ids.first().copied().ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!(
+                    "the orchestrator accepted a retry without an id"
+                ))
+            })?;
+            Ok((
+                StatusCode::CREATED,
+                Json(Retried {
+                    id: new,
+                    retry_of: id,
+                }),
+            ))
+        }
+        SubmitReply::Refused { error } => Err(ApiError::InvalidTask {
+            field: error.field,
+            message: error.message,
+        }),
+    }
+}
+
+/// Query of `GET /api/v1/tasks/{id}/events`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventParams {
+    /// Page size, 1 to 1000; 50 when absent.
+    pub limit: Option<String>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// One page of a task's history, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventPage {
+    pub task_id: Uuid,
+    pub events: Vec<EventRow>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/tasks/{id}/events?limit=&cursor=`: the task's transitions,
+/// oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{id}/events",
+    tag = "tasks",
+    params(("id" = String, Path, description = "the task's id"), EventParams),
+    responses(
+        (status = 200, description = "one page of the task's history", body = EventPage),
+        (status = 400, description = "a bad parameter, named", body = ErrorBody),
+        (status = 404, description = "no such task", body = ErrorBody),
+    )
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    params: Result<Query<EventParams>, QueryRejection>,
+) -> Result<Json<EventPage>, ApiError> {
+    let Path(raw) = id?;
+    let Query(params) = params?;
+    let id = parse_task_id(&raw)?;
+    let limit = match present(&params.limit) {
+        None => DEFAULT_LIMIT,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "limit",
+                    format!("`{raw}` is not a page size: use 1 to {MAX_LIMIT}"),
+                )
+            })?,
+    };
+    let after = present(&params.cursor)
+        .map(|raw| decode_cursor(EVENTS_CURSOR, raw, "cursor"))
+        .transpose()?;
+    if state.store.get_task(id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no task has the id {id}")));
+    }
+    let events = state.store.task_events_page(id, after, limit).await?;
+    let next_cursor = if events.len() >= limit as usize {
+        events.last().map(|e| encode_cursor(EVENTS_CURSOR, e.id))
+    } else {
+        None
+    };
+    Ok(Json(EventPage {
+        task_id: id,
+        events,
+        next_cursor,
+    }))
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_keep_to_their_list() {
+        let cursor = encode_cursor(TASKS_CURSOR, 42);
+        assert_eq!(
+            decode_cursor(TASKS_CURSOR, &cursor, "cursor").ok(),
+            Some(42)
+        );
+        let err = decode_cursor(EVENTS_CURSOR, &cursor, "cursor").expect_err("another list");
+        assert_eq!(err.field(), Some("cursor"));
+        assert!(decode_cursor(TASKS_CURSOR, "!!", "cursor").is_err());
     }
 }

@@ -10,6 +10,12 @@ use uuid::Uuid;
 /// `GET /api/v1/workflows/{id}`: the workflow (state, first error) and
 /// every step in creation order, compensations included (they carry
 /// `compensates`).
+#[utoipa::path(get, path = "/api/v1/workflows/{id}", tag = "workflows",
+    params(("id" = String, Path, description = "the workflow's id")),
+    responses(
+        (status = 200, description = "the workflow and its steps", body = WorkflowDetail),
+        (status = 404, description = "no such workflow", body = crate::error::ErrorBody),
+    ))]
 pub async fn get_one(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,

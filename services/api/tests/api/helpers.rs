@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::Value;
-use taskyard_api::{AppState, app};
+use taskyard_api::{AppState, AuthMode, app};
 use taskyard_store::Store;
 use taskyard_store::tasks::TaskInsert;
 use taskyard_testkit::TestStack;
@@ -23,8 +23,16 @@ pub struct TestApp {
 
 impl TestApp {
     /// A stack with its own database (migrated) and a NATS connection; no
-    /// orchestrator runs, so submissions find no responder.
+    /// orchestrator runs, so submissions find no responder. Auth is off (as
+    /// on loopback): `tests/api/auth.rs` turns it on with [`start_with`].
+    ///
+    /// [`start_with`]: TestApp::start_with
     pub async fn start() -> TestApp {
+        TestApp::start_with(AuthMode::Off).await
+    }
+
+    /// As [`TestApp::start`], with auth `auth`.
+    pub async fn start_with(auth: AuthMode) -> TestApp {
         let stack = TestStack::start().await.expect("start the test stack");
         let store = Store::connect_and_migrate(&stack.database_url, 4)
             .await
@@ -33,7 +41,7 @@ impl TestApp {
             .await
             .expect("connect to NATS");
         TestApp {
-            state: AppState::new(store.clone(), nats),
+            state: AppState::new(store.clone(), nats, auth),
             store,
             _stack: stack,
         }
