@@ -51,3 +51,36 @@ if [ ! -x "$PG_BIN_DIR/postgres" ]; then
     fi
 fi
 say "postgres $("$PG_BIN_DIR/postgres" --version | awk '{print $3}')"
+
+# The console's browser test (tests/tests/console_browser.rs): Debian's
+# Chromium and its driver, and playwright-core (pinned in
+# tests/browser/package-lock.json; it downloads no browser).
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing chromium and chromium-driver"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }
+    else
+        say "chromium not found at /usr/bin/chromium; install Debian's chromium and chromium-driver" >&2
+        exit 1
+    fi
+fi
+say "$(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+
+BROWSER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/browser"
+if ! command -v npm >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing nodejs and npm"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null
+    else
+        say "npm not found; install Node.js 20 or later" >&2
+        exit 1
+    fi
+fi
+# npm ci only when node_modules is missing or older than the lock file.
+if [ ! -f "$BROWSER_DIR/node_modules/.package-lock.json" ] \
+    || [ "$BROWSER_DIR/package-lock.json" -nt "$BROWSER_DIR/node_modules/.package-lock.json" ]; then
+    say "npm ci --prefix tests/browser"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$BROWSER_DIR" --no-audit --no-fund --loglevel=error >/dev/null
+fi
+say "playwright-core $(node -p "require('$BROWSER_DIR/node_modules/playwright-core/package.json').version" 2>/dev/null)"

@@ -16,7 +16,8 @@
 //! - [`error`]: [`ApiError`], the one error type of every handler, and its
 //!   JSON body `{"error": {"code", "message"}}`.
 //! - [`readable`]: how durations and times read for people (the CLI uses it too).
-//! - [`routes`]: the JSON API: `tasks` (submit, get, list), `nodes` (list,
+//! - [`routes`]: the JSON API: `tasks` (submit, get, list, cancel, retry,
+//!   events), `tenants`, `nodes` (list,
 //!   get, drain, cordon, uncordon, remove), `pools` (list, get, create,
 //!   update, delete), `services`, `summary` and `health` (`/healthz`).
 //! - [`requests`]: typed NATS requests to the pool manager and the resource
@@ -24,18 +25,29 @@
 //! - [`discovery`]: the NATS micro services on the bus (`$SRV.INFO` and
 //!   `$SRV.STATS`), shared with the CLI.
 //! - [`console`]: the server-rendered HTML pages (`/` and `/tasks/{id}`).
+//!   Its pages: overview (`/`), tasks (`/tasks`, with the submit form), a task
+//!   (`/tasks/{id}`: timeline, attempts, live log, cancel / retry), nodes
+//!   (`/nodes`, with resource history), pools (`/pools`, editable), workflows
+//!   (`/workflows`, with the DAG) and dead letters, updated live from the
+//!   event stream over server-sent events (`/console/events`); its script and
+//!   stylesheet are built into the binary (`/assets/`).
 //! - [`telemetry`]: the request counter middleware.
+//! - [`auth`]: bearer tokens and roles (the middleware), and `/login`.
+//! - [`openapi`]: the OpenAPI document (`/api/v1/openapi.json`), derived
+//!   from the handlers and their response types.
 
+pub mod auth;
 pub mod config;
 pub mod console;
 pub mod discovery;
 pub mod error;
+pub mod openapi;
 pub mod readable;
 pub mod requests;
 pub mod routes;
 pub mod telemetry;
 
-pub use config::Config;
+pub use config::{AuthMode, Config};
 pub use error::ApiError;
 
 use anyhow::Context;
@@ -51,11 +63,15 @@ pub struct AppState {
     /// Submissions, pool requests and node operations go over NATS
     /// request/reply to the services that own them.
     pub nats: async_nats::Client,
+    /// Whether requests need a token (see [`auth`]).
+    pub auth: AuthMode,
 }
 
 impl AppState {
-    pub fn new(store: Store, nats: async_nats::Client) -> AppState {
-        AppState { store, nats }
+    /// `auth` is said explicitly: there is no default that could leave an
+    /// API open by accident.
+    pub fn new(store: Store, nats: async_nats::Client, auth: AuthMode) -> AppState {
+        AppState { store, nats, auth }
     }
 }
 
@@ -64,6 +80,14 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(routes::router())
         .merge(console::router())
+        .merge(auth::router())
+        .merge(openapi::router())
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .layer(axum::middleware::from_fn(telemetry::count_requests))
         .with_state(state)
 }
@@ -72,6 +96,7 @@ pub fn app(state: AppState) -> Router {
 /// (applying migrations) and NATS, registers as a micro service, and serves
 /// [`app`] on `config.http_addr`, finishing in-flight requests on shutdown.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    config.check()?;
     let common = &config.common;
     let store = Store::connect_and_migrate(&common.database_url, taskyard_store::DEFAULT_POOL_SIZE)
         .await
@@ -91,8 +116,20 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("reading the HTTP listener's address")?;
+    match config.auth {
+        AuthMode::Required => {
+            tracing::info!(%addr, "authentication required: requests need a bearer token");
+        }
+        AuthMode::Off => {
+            tracing::warn!(
+                %addr,
+                "authentication is OFF (TASKYARD_AUTH=off): anyone on this machine can use the \
+                 API and the console, with every right"
+            );
+        }
+    }
     tracing::info!(%addr, "listening; web console at http://{addr}/");
-    axum::serve(listener, app(AppState::new(store, client)))
+    axum::serve(listener, app(AppState::new(store, client, config.auth)))
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await
         .context("serving HTTP")?;

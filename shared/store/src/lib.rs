@@ -18,17 +18,23 @@
 //!   delayed start, placement deadline), and the overdue list.
 //! - [`interventions`]: cancels, and the loss of a node with work on it.
 //! - [`dead_letters`]: messages that could never be handled.
+//! - [`logs`]: output lines of `exec` attempts, stored in batches and read in pages.
 //! - [`workflows`]: dependency release and failure propagation, workflows
 //!   and their compensation, and the workflow page.
+//! - [`tokens`]: the REST API's bearer tokens, kept hashed.
+//! - [`console`]: the web console's reads: filtered task pages, throughput and latency per minute, pool loads, node history, workflows.
 //! - [`stats`]: aggregate questions (latency percentiles) for benchmarks and dashboards.
 
+pub mod console;
 pub mod dead_letters;
 pub mod interventions;
+pub mod logs;
 pub mod migrate;
 pub mod nodes;
 pub mod pools;
 pub mod tasks;
 pub mod timers;
+pub mod tokens;
 pub mod workflows;
 
 use deadpool_postgres::{Config, ManagerConfig, Pool, RecyclingMethod, Runtime};

@@ -12,8 +12,44 @@ async fn the_console_lists_recent_tasks() {
         html.contains(&format!("href=\"/tasks/{}\"", ids[0])),
         "{html}"
     );
-    assert!(html.contains("http-equiv=\"refresh\""));
+    // Live without reloading: the script swaps the live regions.
+    assert!(!html.contains("http-equiv=\"refresh\""));
+    assert!(html.contains("/assets/console.js"), "{html}");
+    assert!(html.contains("data-live"), "{html}");
     assert!(html.contains("No worker has sent a heartbeat yet."));
+    assert!(html.contains("Throughput"), "{html}");
+
+    let (status, html) = app.get_html("/tasks?kind=render").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No tasks match."), "{html}");
+    let (status, html) = app
+        .get_html(&format!("/tasks?q={}", &ids[0].to_string()[..13]))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(&format!("href=\"/tasks/{}\"", ids[0])),
+        "{html}"
+    );
+    assert!(html.contains("form class=\"submit\""), "{html}");
+    let (status, html) = app.get_html("/tasks?state=bogus").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+}
+
+#[tokio::test]
+async fn every_console_page_renders() {
+    let app = TestApp::start().await;
+    app.insert(vec![task("render")]).await;
+    for page in ["/nodes", "/workflows", "/dead-letters", "/pools"] {
+        let (status, html) = app.get_html(page).await;
+        assert_eq!(status, StatusCode::OK, "{page}: {html}");
+        assert!(html.contains("<nav>"), "{page}: {html}");
+    }
+    let (status, _) = app
+        .get_html(&format!("/workflows/{}", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.get_html("/nodes/nowhere").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -242,7 +242,7 @@ async fn the_console_shows_pools_escaped_and_survives_without_a_pool_manager() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, html) = app.get_html("/").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains(r#"href="/?pool=gpu""#), "{html}");
+    assert!(html.contains(r#"href="/tasks?pool=gpu""#), "{html}");
     assert!(
         html.contains("&lt;b&gt;zone&lt;/b&gt;=&lt;i&gt;eu&lt;/i&gt;"),
         "{html}"
