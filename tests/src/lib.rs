@@ -22,6 +22,8 @@ pub struct WorkerSpec {
     pub slots: u32,
     /// Node labels, as `TASKYARD_LABELS__<KEY>` settings.
     pub labels: Vec<(String, String)>,
+    /// Further `TASKYARD_*` settings of the worker process.
+    pub env: Vec<(String, String)>,
 }
 
 impl WorkerSpec {
@@ -32,7 +34,14 @@ impl WorkerSpec {
             memory_mb: 4096,
             slots: 64,
             labels: Vec::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// The same worker with one more setting (`TASKYARD_LOG_MAX_LINES`, ...).
+    pub fn env(mut self, key: &str, value: &str) -> WorkerSpec {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// The same worker with a label.
@@ -47,6 +56,9 @@ pub struct Cluster {
     pub stack: TestStack,
     pub nats: async_nats::Client,
     pub db: tokio_postgres::Client,
+    /// Where each service serves its Prometheus metrics (`host:port`), by
+    /// its log name (`scheduler`, `worker-w1`, ...).
+    pub metrics: std::collections::BTreeMap<String, String>,
 }
 
 /// Resource-manager thresholds and sampling short enough for tests.
@@ -60,9 +72,10 @@ const FAST_HEALTH: [(&str, &str); 3] = [
 /// deliveries (not ten), so the dead letter test is quick; the reconciler
 /// passes once at start and then every 30 s, so that tests of timers see
 /// the timers, not the backstop.
-pub const POOL_MANAGER: [(&str, &str); 2] = [
+pub const POOL_MANAGER: [(&str, &str); 3] = [
     ("TASKYARD_MAX_DELIVERIES", "3"),
     ("TASKYARD_RECONCILE_INTERVAL_MS", "30000"),
+    ("TASKYARD_CENSUS_INTERVAL_MS", "500"),
 ];
 
 impl Cluster {
@@ -71,24 +84,30 @@ impl Cluster {
     /// worker's node is registered.
     pub async fn start(workers: &[WorkerSpec]) -> anyhow::Result<Cluster> {
         let mut stack = TestStack::start().await?;
-        for service in ["orchestrator", "scheduler"] {
+        let mut metrics = std::collections::BTreeMap::new();
+        let services: [(&str, &[(&str, &str)]); 4] = [
+            ("orchestrator", &[]),
+            ("scheduler", &[]),
+            ("pool-manager", &POOL_MANAGER),
+            ("resource-manager", &FAST_HEALTH),
+        ];
+        for (service, extra) in services {
+            let addr = free_addr()?;
+            let mut env = vec![("TASKYARD_METRICS_ADDR", addr.as_str())];
+            env.extend_from_slice(extra);
             stack
-                .spawn(&format!("taskyard-{service}"), service, &[])
+                .spawn(&format!("taskyard-{service}"), service, &env)
                 .await?;
+            metrics.insert(service.to_owned(), addr);
         }
-        stack
-            .spawn("taskyard-pool-manager", "pool-manager", &POOL_MANAGER)
-            .await?;
-        stack
-            .spawn(
-                "taskyard-resource-manager",
-                "resource-manager",
-                &FAST_HEALTH,
-            )
-            .await?;
         let nats = async_nats::connect(&stack.nats_url).await?;
         let db = stack.db().await?;
-        let mut cluster = Cluster { stack, nats, db };
+        let mut cluster = Cluster {
+            stack,
+            nats,
+            db,
+            metrics,
+        };
         for worker in workers {
             cluster.start_worker(worker).await?;
         }
@@ -119,10 +138,12 @@ impl Cluster {
             ("TASKYARD_HEARTBEAT_INTERVAL_MS", "250"),
         ];
         env.extend(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let handle = self
-            .stack
-            .spawn("taskyard-worker", &format!("worker-{}", spec.node_id), &env)
-            .await?;
+        env.extend(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let metrics_addr = free_addr()?;
+        env.push(("TASKYARD_METRICS_ADDR", metrics_addr.as_str()));
+        let name = format!("worker-{}", spec.node_id);
+        let handle = self.stack.spawn("taskyard-worker", &name, &env).await?;
+        self.metrics.insert(name, metrics_addr);
         let node = spec.node_id.clone();
         wait_until(&format!("node {node} to be alive"), WAIT, || async {
             let row = self
@@ -141,14 +162,21 @@ impl Cluster {
     /// Starts the api service on a free loopback port and returns its base
     /// URL once `/healthz` answers.
     pub async fn start_api(&mut self) -> anyhow::Result<String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .context("finding a free port for the api")?
-            .local_addr()?
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = free_addr()?;
+        let metrics_addr = free_addr()?;
         self.stack
-            .spawn("taskyard-api", "api", &[("TASKYARD_HTTP_ADDR", &addr)])
+            .spawn(
+                "taskyard-api",
+                "api",
+                &[
+                    ("TASKYARD_HTTP_ADDR", &addr),
+                    ("TASKYARD_METRICS_ADDR", &metrics_addr),
+                    // Loopback only, so the API may run open for these tests.
+                    ("TASKYARD_AUTH", "off"),
+                ],
+            )
             .await?;
+        self.metrics.insert("api".to_owned(), metrics_addr);
         let base = format!("http://{addr}");
         let http = reqwest::Client::new();
         wait_until("the api to answer /healthz", WAIT, || async {
@@ -366,4 +394,11 @@ impl Cluster {
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
+}
+
+/// A loopback address with a port free now (the OS picks it; a service
+/// started right after binds it).
+pub fn free_addr() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.to_string())
 }

@@ -106,6 +106,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     };
     let consumer =
         streams::pull_consumer(&js, streams::SUBMIT, streams::orchestrator_consumer()).await?;
+    taskyard_runtime::lag::spawn_lag_watch(
+        js.clone(),
+        &[
+            (streams::SUBMIT, streams::ORCHESTRATOR),
+            (streams::EVENTS, streams::ORCHESTRATOR_EVENTS),
+        ],
+        shutdown.clone(),
+    );
     tracing::info!("orchestrator ready");
     let outcome = stream::consume(consumer, recorder, pools, &config, shutdown.clone()).await;
     shutdown.trigger();

@@ -27,6 +27,9 @@ pub struct Config {
     /// Deliveries of a worker report before it is kept as a dead letter
     /// (`TASKYARD_MAX_DELIVERIES`).
     pub max_deliveries: u32,
+    /// How often tasks are counted by pool and state for the `taskyard_tasks`
+    /// metric (`TASKYARD_CENSUS_INTERVAL_MS`).
+    pub census_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -39,6 +42,7 @@ impl Default for Config {
             reconcile_interval_ms: 10_000,
             reconcile_grace_ms: 5000,
             max_deliveries: 10,
+            census_interval_ms: 15_000,
         }
     }
 }

@@ -25,18 +25,22 @@
 //! - [`node_loss`]: lost nodes' attempts.
 //! - [`cancel`]: cancel requests.
 //! - [`dead_letters`]: max-deliveries advisories to `dead_letters` rows.
+//! - [`logs`]: task log lines (LOGS stream) to `task_logs` rows.
 //! - [`reconciler`]: the periodic backstop.
 //! - [`pools`]: pool requests.
 
 pub mod announce;
 pub mod cancel;
+pub mod census;
 pub mod config;
 pub mod dead_letters;
+pub mod logs;
 pub mod node_loss;
 pub mod pools;
 pub mod reconciler;
 pub mod reports;
 pub mod timers;
+pub mod timings;
 
 pub use config::Config;
 
@@ -75,6 +79,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let timers = timers::TimerHandler::new(store.clone(), announcer.clone());
     let node_loss = node_loss::NodeLoss::new(store.clone(), announcer.clone());
     let dead_letters = dead_letters::DeadLetters::new(store.clone(), js.clone());
+    let log_store = logs::LogStore::new(store.clone());
 
     let status = streams::pull_consumer(
         &js,
@@ -98,6 +103,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     )
     .await?;
 
+    let log_lines =
+        streams::pull_consumer(&js, streams::LOGS, streams::pool_manager_logs_consumer()).await?;
+
     let reconciler = reconciler::Reconciler {
         store: store.clone(),
         timers: timers.clone(),
@@ -105,6 +113,22 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         interval: Duration::from_millis(config.reconcile_interval_ms.max(100)),
         grace: Duration::from_millis(config.reconcile_grace_ms),
     };
+    taskyard_runtime::lag::spawn_lag_watch(
+        js.clone(),
+        &[
+            (streams::STATUS, streams::POOL_MANAGER),
+            (streams::TIMERS, streams::POOL_MANAGER_TIMERS),
+            (streams::EVENTS, streams::POOL_MANAGER_NODES),
+            (streams::ADVISORIES, streams::POOL_MANAGER_DEAD_LETTERS),
+            (streams::LOGS, streams::POOL_MANAGER_LOGS),
+        ],
+        shutdown.clone(),
+    );
+    census::spawn(
+        store.clone(),
+        Duration::from_millis(config.census_interval_ms.max(100)),
+        shutdown.clone(),
+    );
     tracing::info!("pool manager ready");
     let mut loops = tokio::task::JoinSet::new();
     let stop = shutdown.clone();
@@ -146,6 +170,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         move |b| {
             let dead_letters = dead_letters.clone();
             async move { dead_letters.handle(b).await }
+        },
+    ));
+    let stop = shutdown.clone();
+    loops.spawn(consume(
+        "task logs",
+        batches(&log_lines, batch).await?,
+        stop,
+        move |b| {
+            let log_store = log_store.clone();
+            async move { log_store.handle(b).await }
         },
     ));
     loops.spawn({

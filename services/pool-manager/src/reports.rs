@@ -190,6 +190,7 @@ impl ReportHandler {
             );
         }
         transitions.extend(finished);
+        crate::timings::record(&transitions, &sorted.finishes);
         self.announcer.announce(&transitions).await?;
         let moved: HashSet<(Uuid, u32)> =
             transitions.iter().map(|t| (t.task_id, t.attempt)).collect();

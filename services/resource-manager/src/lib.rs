@@ -18,6 +18,7 @@
 //! - [`requests`]: operators' node requests.
 
 pub mod config;
+pub mod node_metrics;
 pub mod registry;
 pub mod requests;
 
@@ -97,6 +98,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             }
             _ = sample.tick() => {
                 let beats: Vec<Heartbeat> = to_sample.drain().map(|(_, beat)| beat).collect();
+                node_metrics::record_heartbeats(&beats);
+                node_metrics::record_health(&registry);
                 if let Err(err) = store.record_samples(&beats).await {
                     tracing::warn!(error = %err, "recording node samples failed");
                 }

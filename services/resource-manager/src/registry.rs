@@ -42,6 +42,11 @@ impl Registry {
         self.nodes.len()
     }
 
+    /// How many known nodes are in `health`.
+    pub fn count_with(&self, health: Health) -> usize {
+        self.nodes.values().filter(|k| k.health == health).count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

@@ -59,6 +59,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let consumer =
         streams::pull_consumer(&js, streams::EVENTS, streams::scheduler_consumer()).await?;
     let mut events = batches(&consumer, config.batch_size.max(1)).await?;
+    taskyard_runtime::lag::spawn_lag_watch(
+        js.clone(),
+        &[(streams::EVENTS, streams::SCHEDULER)],
+        shutdown.clone(),
+    );
     let mut state = state::SchedulerState::rebuild(&store)
         .await
         .context("rebuilding the scheduler's state from Postgres")?;

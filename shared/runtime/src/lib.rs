@@ -11,6 +11,7 @@
 //! - [`config`]: the layered configuration loader and the settings every
 //!   service has ([`config::Common`]).
 //! - [`telemetry`]: tracing and metrics set-up.
+//! - [`lag`]: consumer lag as metrics.
 //! - [`nats`]: connecting to NATS and checking the server is fit for us.
 //! - [`streams`]: every JetStream stream and consumer, declared idempotently.
 //! - [`batching`]: pulling messages in batches and publishing many at once.
@@ -19,6 +20,7 @@
 
 pub mod batching;
 pub mod config;
+pub mod lag;
 pub mod micro;
 pub mod nats;
 pub mod shutdown;
@@ -71,7 +73,7 @@ where
     };
     runtime.block_on(async move {
         telemetry::init_tracing(service, config.common().log_format);
-        if let Err(err) = telemetry::init_metrics(config.common().metrics_addr) {
+        if let Err(err) = telemetry::init_metrics(service, config.common().metrics_addr) {
             tracing::error!(error = %err, "cannot start the metrics exporter");
             return ExitCode::FAILURE;
         }

@@ -52,4 +52,25 @@ impl Store {
             .await?;
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
+
+    /// How many tasks each pool has in each state (the metrics' census).
+    /// Reads the `(pool, state)` index only.
+    pub async fn pool_state_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT pool, state::text AS state, count(*) AS n FROM tasks GROUP BY pool, state",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("pool")?,
+                    row.try_get("state")?,
+                    row.try_get("n")?,
+                ))
+            })
+            .collect()
+    }
 }
