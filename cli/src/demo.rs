@@ -44,13 +44,44 @@ pub fn batch(round: u64) -> Value {
     Value::Array(tasks)
 }
 
+/// Every this many rounds the demo also submits a small workflow, so the
+/// workflows page has a DAG to show (and, now and then, a saga rolled back).
+pub const WORKFLOW_EVERY: u64 = 10;
+
+/// A four-step workflow: two bookings in parallel, then a check, then an
+/// invoice. Every third one's check fails, so its bookings are compensated.
+pub fn workflow(round: u64) -> Value {
+    let check = if round % 3 == 0 {
+        json!({"name": "check", "kind": "fail", "spec": {"message": "demo: the card was declined"},
+               "depends_on": ["flight", "hotel"]})
+    } else {
+        json!({"name": "check", "kind": "sleep", "spec": {"ms": 500}, "depends_on": ["flight", "hotel"]})
+    };
+    json!({
+        "workflow": format!("demo-trip-{round}"),
+        "tasks": [
+            {"name": "flight", "kind": "sleep", "spec": {"ms": 800}, "tenant": "billing",
+             "compensation": {"kind": "echo", "spec": {"cancel": "flight"}}},
+            {"name": "hotel", "kind": "exec", "tenant": "billing",
+             "spec": {"command": "sh", "args": ["-c", "echo booking hotel; sleep 0.5; echo booked"]},
+             "compensation": {"kind": "echo", "spec": {"cancel": "hotel"}}},
+            check,
+            {"name": "invoice", "kind": "echo", "spec": {"trip": round}, "depends_on": ["check"]}
+        ]
+    })
+}
+
 /// Submits a batch every [`INTERVAL`] until cancelled.
 pub async fn run(nats: async_nats::Client) {
     let mut round = 0u64;
     let mut warned = false;
     loop {
         round += 1;
-        let body = batch(round);
+        let body = if round % WORKFLOW_EVERY == 1 {
+            workflow(round)
+        } else {
+            batch(round)
+        };
         let payload = serde_json::to_vec(&body).unwrap_or_default();
         let outcome = tokio::time::timeout(
             Duration::from_secs(10),
@@ -70,5 +101,34 @@ pub async fn run(nats: async_nats::Client) {
             _ => {}
         }
         tokio::time::sleep(INTERVAL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskyard_wire::task::{Limits, Parsed, read_submission};
+
+    fn check(body: &Value) -> Option<String> {
+        let bytes = serde_json::to_vec(body).expect("json");
+        let read = read_submission(&bytes, &Limits::default());
+        match read.parsed {
+            Parsed::Valid(tasks) => {
+                assert!(!tasks.is_empty());
+                read.workflow
+            }
+            Parsed::Invalid { rejection, .. } => panic!("refused: {rejection} in {body}"),
+            Parsed::Unreadable(rejection) => panic!("unreadable: {rejection}"),
+        }
+    }
+
+    #[test]
+    fn every_demo_submission_is_one_the_orchestrator_accepts() {
+        for round in 1..200 {
+            assert_eq!(check(&batch(round)), None);
+        }
+        for round in [1, 3] {
+            assert_eq!(check(&workflow(round)), Some(format!("demo-trip-{round}")));
+        }
     }
 }
