@@ -92,7 +92,7 @@ pub struct NodePoint {
 }
 
 /// A workflow in the list, with its step count.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WorkflowSummary {
     pub id: Uuid,
     pub name: String,
@@ -101,8 +101,10 @@ pub struct WorkflowSummary {
     pub error: Option<String>,
     pub steps: i64,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
 }
 

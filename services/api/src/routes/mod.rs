@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(tasks::MAX_BODY_BYTES)),
         )
         .route("/api/v1/tasks/{id}", get(tasks::get_one))
+        .route("/api/v1/workflows", get(workflows::list))
         .route("/api/v1/workflows/{id}", get(workflows::get_one))
         .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/api/v1/tasks/{id}/retry", post(tasks::retry))

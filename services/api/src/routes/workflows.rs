@@ -1,11 +1,57 @@
-//! `/api/v1/workflows/{id}`: one workflow with its steps.
+//! `/api/v1/workflows`: the newest workflows, and one with its steps.
 
 use crate::{ApiError, AppState};
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use taskyard_store::console::WorkflowSummary;
 use taskyard_store::workflows::WorkflowDetail;
 use uuid::Uuid;
+
+/// Most workflows one list shows.
+pub const MAX_LIMIT: u32 = 1000;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// How many, newest first (1 to 1000, default 100).
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+/// `{"workflows": [...]}`, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkflowList {
+    pub workflows: Vec<WorkflowSummary>,
+}
+
+/// `GET /api/v1/workflows?limit=N`: the newest workflows with their state,
+/// first error and step count.
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows",
+    params(ListParams),
+    responses(
+        (status = 200, description = "the newest workflows", body = WorkflowList),
+        (status = 400, description = "a bad limit", body = crate::error::ErrorBody),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<WorkflowList>, ApiError> {
+    let Query(params) = params.map_err(|err| ApiError::bad_request("query", err.body_text()))?;
+    if params.limit == 0 || params.limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let workflows = state.store.list_workflows(params.limit).await?;
+    Ok(Json(WorkflowList { workflows }))
+}
 
 /// `GET /api/v1/workflows/{id}`: the workflow (state, first error) and
 /// every step in creation order, compensations included (they carry

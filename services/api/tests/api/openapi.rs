@@ -172,6 +172,11 @@ async fn real_responses_match_the_document() {
             "/api/v1/tenants",
             StatusCode::OK,
         ),
+        (
+            "/api/v1/workflows".to_owned(),
+            "/api/v1/workflows",
+            StatusCode::OK,
+        ),
         ("/healthz".to_owned(), "/healthz", StatusCode::OK),
     ];
     for (uri, path, expected) in cases {

@@ -389,3 +389,37 @@ async fn reconciliation_lists_only_dependencies_with_work_to_do() {
     let (_, body) = app.get_json(&format!("/api/v1/workflows/{w}")).await;
     assert_eq!(body["state"], "rejected");
 }
+
+#[tokio::test]
+async fn workflows_are_listed_newest_first_with_their_step_counts() {
+    let app = TestApp::start().await;
+    let older = workflow(&app, "older").await;
+    let newer = workflow(&app, "newer").await;
+    app.insert(vec![
+        TaskInsert {
+            workflow_id: Some(newer),
+            ..task("default")
+        },
+        TaskInsert {
+            workflow_id: Some(newer),
+            ..task("default")
+        },
+    ])
+    .await;
+    let (status, body) = app.get_json("/api/v1/workflows").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed = body["workflows"].as_array().expect("a list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["id"], newer.to_string());
+    assert_eq!(listed[0]["name"], "newer");
+    assert_eq!(listed[0]["steps"], 2);
+    assert_eq!(listed[0]["state"], "running");
+    assert_eq!(listed[1]["id"], older.to_string());
+    assert_eq!(listed[1]["steps"], 0);
+    let (status, body) = app.get_json("/api/v1/workflows?limit=1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["workflows"].as_array().map(Vec::len), Some(1));
+    let (status, body) = app.get_json("/api/v1/workflows?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "limit");
+}
