@@ -456,12 +456,53 @@ fn remove_stale_pid_file(data_dir: &Path) -> Result<(), DevstackError> {
             pid,
         }),
         _ => {
+            // The postmaster is gone, but backends it left (a SIGKILL of the
+            // group reaches them a moment apart) may still be attached to its
+            // shared memory, and a new postmaster then refuses to start.
+            if let Some(shmid) = shared_memory_id(&text) {
+                wait_detached(shmid, OLD_BACKENDS_TIMEOUT);
+            }
             tracing::info!(path = %pid_file.display(), "removing stale postmaster.pid");
             std::fs::remove_file(&pid_file).map_err(DevstackError::io(format!(
                 "removing {}",
                 pid_file.display()
             )))
         }
+    }
+}
+
+/// How long a start waits for a dead postmaster's backends to let go of its
+/// shared memory.
+const OLD_BACKENDS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The System V shared memory id a postmaster.pid records (its seventh line
+/// is `key id`).
+fn shared_memory_id(pid_file: &str) -> Option<u64> {
+    pid_file
+        .lines()
+        .nth(6)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// How many processes are attached to segment `shmid` (`None` once it is
+/// gone), from `/proc/sysvipc/shm`.
+fn attached_to(shmid: u64) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/sysvipc/shm").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1)?.parse::<u64>().ok()? == shmid).then(|| fields.get(6)?.parse().ok())?
+    })
+}
+
+/// Waits until nothing is attached to `shmid`, or `timeout` passes (the
+/// start then fails with Postgres's own message).
+fn wait_detached(shmid: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while attached_to(shmid).is_some_and(|n| n > 0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -612,6 +653,14 @@ mod tests {
             std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
             "port still accepts after drop"
         );
+    }
+
+    #[test]
+    fn the_shared_memory_id_is_read_from_the_pid_file() {
+        let pid_file =
+            "4242\n/data\n1700000000\n5432\n/run\n127.0.0.1\n  10115049   5439533\nready   \n";
+        assert_eq!(shared_memory_id(pid_file), Some(5_439_533));
+        assert_eq!(shared_memory_id("4242\n/data\n"), None);
     }
 
     #[tokio::test]
