@@ -213,7 +213,7 @@ impl Recorder {
         if transitions.is_empty() {
             return Ok(());
         }
-        let events = transitions.iter().map(transition_event).collect();
+        let events = transitions.iter().map(Transition::event).collect();
         self.publish(events).await?;
         let timers: Vec<Timer> = transitions
             .iter()
@@ -283,16 +283,3 @@ fn creation_timer(task: &CreatedTask) -> Option<Timer> {
     })
 }
 
-fn transition_event(t: &Transition) -> TaskEvent {
-    TaskEvent {
-        task_id: t.task_id,
-        pool: t.pool.clone(),
-        attempt: t.attempt,
-        state: t.to,
-        from: Some(t.from),
-        node_id: t.node_id.clone(),
-        reason: t.reason.clone(),
-        at: t.at,
-        request: t.requeued.as_ref().map(|q| q.request.clone()),
-    }
-}

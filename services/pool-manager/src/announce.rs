@@ -143,17 +143,7 @@ pub fn kills_for(transitions: &[Transition]) -> Vec<Kill> {
 pub fn events(transitions: &[Transition]) -> Vec<Outgoing> {
     let mut by_state: HashMap<TaskState, Vec<TaskEvent>> = HashMap::new();
     for t in transitions {
-        by_state.entry(t.to).or_default().push(TaskEvent {
-            task_id: t.task_id,
-            pool: t.pool.clone(),
-            attempt: t.attempt,
-            state: t.to,
-            from: Some(t.from),
-            node_id: t.node_id.clone(),
-            reason: t.reason.clone(),
-            at: t.at,
-            request: t.requeued.as_ref().map(|q| q.request.clone()),
-        });
+        by_state.entry(t.to).or_default().push(t.event());
     }
     let mut messages = Vec::new();
     for (state, events) in by_state {

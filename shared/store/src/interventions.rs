@@ -1,13 +1,14 @@
 //! Transitions nobody's report asked for: an operator's cancel, and the loss
 //! of a node with work on it.
 
-use crate::tasks::{Transition, finish_from_row};
+use crate::tasks::{Transition, finish_from_row, returned_task, transition_columns};
 use crate::{Result, Store};
 use uuid::Uuid;
 
 /// Any live task → `cancelled`. Returns the old state and node, so that a
 /// running attempt can be killed where it runs.
-const CANCEL: &str = "
+const CANCEL: &str = concat!(
+    "
 WITH old AS (
     SELECT id, state AS old_state, node_id AS old_node
     FROM tasks
@@ -19,22 +20,23 @@ WITH old AS (
         error = $2
     FROM old o
     WHERE t.id = o.id
-    RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
-              t.schedule_timeout_ms, t.state, o.old_state AS from_state,
+    RETURNING ",
+    returned_task!(),
+    ", o.old_state AS from_state,
               o.old_node AS node_id, t.finished_at, t.error AS reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id, reason)
     SELECT id, attempt, from_state, state, finished_at, node_id, reason FROM upd
 )
-SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
-       estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
-       state::text AS state, from_state::text AS from_state, node_id, finished_at, reason
-FROM upd";
+SELECT ",
+    transition_columns!(),
+    " FROM upd"
+);
 
 /// The attempts on a lost node end: `queued` again while attempts remain,
 /// else `failed`, with the reason.
-const NODE_LOST: &str = "
+const NODE_LOST: &str = concat!(
+    "
 WITH old AS (
     SELECT id, state AS old_state
     FROM tasks
@@ -50,9 +52,9 @@ WITH old AS (
                        t.attempt, t.max_attempts)
     FROM old o
     WHERE t.id = o.id
-    RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
-              t.schedule_timeout_ms, t.state, o.old_state AS from_state,
+    RETURNING ",
+    returned_task!(),
+    ", o.old_state AS from_state,
               $1::text AS node_id, now() AS finished_at,
               CASE WHEN t.state = 'queued' THEN t.error || '; queued again'
                    ELSE t.error END AS reason
@@ -60,10 +62,10 @@ WITH old AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id, reason)
     SELECT id, attempt, from_state, state, finished_at, node_id, reason FROM upd
 )
-SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
-       estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
-       state::text AS state, from_state::text AS from_state, node_id, finished_at, reason
-FROM upd";
+SELECT ",
+    transition_columns!(),
+    " FROM upd"
+);
 
 /// Where a task stands, for deciding what to tell a node about an attempt.
 #[derive(Debug, Clone, PartialEq)]

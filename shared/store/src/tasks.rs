@@ -194,6 +194,23 @@ pub struct Transition {
     pub due: Option<Timestamp>,
 }
 
+impl Transition {
+    /// The event that announces it.
+    pub fn event(&self) -> taskyard_wire::event::TaskEvent {
+        taskyard_wire::event::TaskEvent {
+            task_id: self.task_id,
+            pool: self.pool.clone(),
+            attempt: self.attempt,
+            state: self.to,
+            from: Some(self.from),
+            node_id: self.node_id.clone(),
+            reason: self.reason.clone(),
+            at: self.at,
+            request: self.requeued.as_ref().map(|q| q.request.clone()),
+        }
+    }
+}
+
 /// A task placed on a node (its reservation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlacedTask {
@@ -378,6 +395,28 @@ macro_rules! backoff_ms {
 }
 pub(crate) use backoff_ms;
 
+/// What a transition statement's `UPDATE ... RETURNING` gives of the task,
+/// before its own `from_state, node_id, finished_at, reason`.
+macro_rules! returned_task {
+    () => {
+        "t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
+              t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
+              t.schedule_timeout_ms, t.state"
+    };
+}
+pub(crate) use returned_task;
+
+/// The columns a transition statement selects from its `upd`, as
+/// [`finish_from_row`] reads them.
+macro_rules! transition_columns {
+    () => {
+        "id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
+       estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
+       state::text AS state, from_state::text AS from_state, node_id, finished_at, reason"
+    };
+}
+pub(crate) use transition_columns;
+
 /// An attempt that ends badly while attempts remain sends the task to
 /// `retrying` until its backoff has passed (or straight back to `queued` when
 /// the backoff is zero); otherwise the outcome is final.
@@ -454,11 +493,9 @@ WITH input AS (
         samples = e.samples + excluded.samples,
         updated_at = now()
 )
-SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
-       estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
-       state::text AS state, from_state::text AS from_state, node_id, finished_at, reason,
-       start_reported_at
-FROM upd"
+SELECT ",
+    transition_columns!(),
+    ", start_reported_at FROM upd"
 );
 
 impl Store {

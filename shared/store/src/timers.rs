@@ -5,7 +5,9 @@
 //! Each is a guarded batch statement like every other transition: a timer
 //! that fires twice, late, or for an attempt that is over matches no row.
 
-use crate::tasks::{Transition, backoff_ms, finish_from_row, placement_deadline};
+use crate::tasks::{
+    Transition, backoff_ms, finish_from_row, placement_deadline, returned_task, transition_columns,
+};
 use crate::{Result, Store, to_i32, to_u32};
 use taskyard_wire::timer::{Timer, TimerKind};
 use taskyard_wire::{TaskState, Timestamp};
@@ -40,9 +42,9 @@ WITH input AS (
         node_id = CASE WHEN o.backoff_ms IS NULL THEN t.node_id END
     FROM old o
     WHERE t.id = o.id
-    RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
-              t.schedule_timeout_ms, t.state, o.old_state AS from_state,
+    RETURNING ",
+    returned_task!(),
+    ", o.old_state AS from_state,
               o.old_node AS node_id, now() AS finished_at,
               CASE WHEN o.backoff_ms IS NOT NULL
                    THEN format('attempt %s of %s %s; retrying %s', t.attempt, t.max_attempts,
@@ -54,14 +56,14 @@ WITH input AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id, reason)
     SELECT id, attempt, from_state, state, finished_at, node_id, reason FROM upd
 )
-SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
-       estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
-       state::text AS state, from_state::text AS from_state, node_id, finished_at, reason
-FROM upd"
+SELECT ",
+    transition_columns!(),
+    " FROM upd"
 );
 
 /// `retrying → queued` once the backoff is over.
-const END_BACKOFF: &str = "
+const END_BACKOFF: &str = concat!(
+    "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::int[]) AS i(id, attempt)
 ), upd AS (
@@ -69,45 +71,47 @@ WITH input AS (
     SET state = 'queued', retry_at = NULL, queued_at = now()
     FROM input i
     WHERE t.id = i.id AND t.state = 'retrying' AND t.attempt = i.attempt
-    RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
-              t.schedule_timeout_ms, t.state, 'retrying'::text AS from_state,
+    RETURNING ",
+    returned_task!(),
+    ", 'retrying'::text AS from_state,
               NULL::text AS node_id, now() AS finished_at,
               'backoff over'::text AS reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
     SELECT id, attempt, 'retrying', 'queued', finished_at, reason FROM upd
 )
-SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
-       estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
-       state::text AS state, from_state, node_id, finished_at, reason
-FROM upd";
+SELECT ",
+    transition_columns!(),
+    " FROM upd"
+);
 
 /// `pending → queued` for delayed tasks whose time has come and whose
 /// dependencies (if any) all succeeded.
-const START_DELAYED: &str = "
+const START_DELAYED: &str = concat!(
+    "
 WITH upd AS (
     UPDATE tasks t
     SET state = 'queued', queued_at = now()
     WHERE t.id = ANY($1) AND t.state = 'pending' AND t.run_at <= now() + interval '1 second'
       AND NOT EXISTS (SELECT 1 FROM tasks d
                       WHERE d.id = ANY(t.depends_on) AND d.state <> 'succeeded')
-    RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
-              t.schedule_timeout_ms, t.state, 'pending'::text AS from_state,
+    RETURNING ",
+    returned_task!(),
+    ", 'pending'::text AS from_state,
               NULL::text AS node_id, now() AS finished_at,
               format('its start time %s has come', t.run_at) AS reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
     SELECT id, attempt, 'pending', 'queued', finished_at, reason FROM upd
 )
-SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
-       estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
-       state::text AS state, from_state, node_id, finished_at, reason
-FROM upd";
+SELECT ",
+    transition_columns!(),
+    " FROM upd"
+);
 
 /// `queued → rejected` for tasks still unplaced at their placement deadline.
-const MISS_PLACEMENT: &str = "
+const MISS_PLACEMENT: &str = concat!(
+    "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::int[]) AS i(id, attempt)
 ), upd AS (
@@ -121,18 +125,18 @@ WITH input AS (
       AND t.schedule_timeout_ms IS NOT NULL
       AND t.queued_at + t.schedule_timeout_ms * interval '1 millisecond'
           <= now() + interval '1 second'
-    RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
-              t.schedule_timeout_ms, t.state, 'queued'::text AS from_state,
+    RETURNING ",
+    returned_task!(),
+    ", 'queued'::text AS from_state,
               NULL::text AS node_id, t.finished_at, t.error AS reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
     SELECT id, attempt, 'queued', 'rejected', finished_at, reason FROM upd
 )
-SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
-       estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
-       state::text AS state, from_state, node_id, finished_at, reason
-FROM upd";
+SELECT ",
+    transition_columns!(),
+    " FROM upd"
+);
 
 /// Every timer that should have fired `grace` ago: the reconciler's list,
 /// for timers lost between a commit and their publish.

@@ -10,7 +10,7 @@
 //! The statements re-read the states they depend on instead of trusting the
 //! event that triggered them, so callers may pass any candidate ids.
 
-use crate::tasks::{Transition, finish_from_row, parse_state};
+use crate::tasks::{Transition, finish_from_row, parse_state, returned_task, transition_columns};
 use crate::{Result, Store, StoreError};
 use serde::Serialize;
 use serde_json::Value;
@@ -187,15 +187,6 @@ pub struct Unsettled {
     pub open_workflows: Vec<Uuid>,
 }
 
-/// The columns every transition below returns, as [`finish_from_row`] reads them.
-macro_rules! transition_columns {
-    () => {
-        "id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
-       estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
-       state::text AS state, from_state::text AS from_state, node_id, finished_at, reason"
-    };
-}
-
 /// How a task is named in reasons: `name (id)`, or its id.
 macro_rules! label {
     ($t:literal) => {
@@ -242,9 +233,9 @@ WITH upd AS (
       AND (t.run_at IS NULL OR t.run_at <= now())
       AND NOT EXISTS (SELECT 1 FROM tasks d
                       WHERE d.id = ANY(t.depends_on) AND d.state <> 'succeeded')
-    RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
-              t.schedule_timeout_ms, t.state, 'pending'::task_state AS from_state,
+    RETURNING ",
+    returned_task!(),
+    ", 'pending'::task_state AS from_state,
               NULL::text AS node_id, now() AS finished_at,
               CASE WHEN cardinality(t.depends_on) = 1 THEN 'its dependency succeeded'
                    ELSE format('its %s dependencies succeeded', cardinality(t.depends_on))
@@ -267,9 +258,9 @@ const QUEUED_DEPENDENTS: &str = concat!(
 SELECT ",
     transition_columns!(),
     "
-FROM (SELECT t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-             t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
-             t.schedule_timeout_ms, t.state, 'pending'::task_state AS from_state,
+FROM (SELECT ",
+    returned_task!(),
+    ", 'pending'::task_state AS from_state,
              NULL::text AS node_id, t.queued_at AS finished_at,
              'its dependencies succeeded (announced again)'::text AS reason
       FROM tasks t
@@ -334,9 +325,9 @@ WITH RECURSIVE dead AS (
     SET state = 'cancelled', finished_at = now(), error = w.reason
     FROM why w
     WHERE t.id = w.id AND t.state = 'pending'
-    RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
-              t.schedule_timeout_ms, t.state, 'pending'::task_state AS from_state,
+    RETURNING ",
+    returned_task!(),
+    ", 'pending'::task_state AS from_state,
               NULL::text AS node_id, t.finished_at, t.error AS reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
@@ -388,9 +379,9 @@ WITH old AS (
         error = o.why
     FROM old o
     WHERE t.id = o.id
-    RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
-              t.schedule_timeout_ms, t.state, o.old_state AS from_state,
+    RETURNING ",
+    returned_task!(),
+    ", o.old_state AS from_state,
               NULL::text AS node_id, t.finished_at, t.error AS reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
