@@ -5,6 +5,7 @@ use super::{Page, layout, query_escape, run_duration, see_other, state_badge};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::readable::format_time;
+use crate::routes::paging::page_size;
 use crate::routes::tasks::forward_submission;
 use axum::Form;
 use axum::extract::rejection::QueryRejection;
@@ -44,6 +45,8 @@ pub struct TasksQuery {
     pub limit: Option<String>,
 }
 
+/// A filter as typed in the form: blank counts as absent, and spaces
+/// around it do not count.
 fn present(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
@@ -89,16 +92,7 @@ impl TasksQuery {
                 })
             })
             .transpose()?;
-        let limit = match present(&self.limit) {
-            None => PAGE_SIZE,
-            Some(raw) => raw
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                .ok_or_else(|| {
-                    ApiError::bad_request("limit", format!("use 1 to {MAX_PAGE_SIZE}"))
-                })?,
-        };
+        let limit = page_size(present(&self.limit), PAGE_SIZE, MAX_PAGE_SIZE)?;
         Ok(ConsoleFilter {
             state,
             pool: present(&self.pool).map(str::to_owned),

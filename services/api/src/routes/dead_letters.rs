@@ -2,6 +2,7 @@
 //! deliveries, with their raw payload and why (kept by the pool manager).
 
 use crate::error::ErrorBody;
+use crate::routes::paging::{check_limit, decode_cursor, encode_cursor, next_position};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -52,29 +53,19 @@ pub async fn list(
     params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let Query(params) = params.map_err(|err| ApiError::bad_request("query", err.body_text()))?;
-    if params.limit == 0 || params.limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    check_limit(params.limit, MAX_LIMIT)?;
     let before = params
         .cursor
         .as_deref()
         .filter(|c| !c.is_empty())
-        .map(|raw| crate::routes::tasks::decode_cursor(DEAD_LETTERS_CURSOR, raw, "cursor"))
+        .map(|raw| decode_cursor(DEAD_LETTERS_CURSOR, raw, "cursor"))
         .transpose()?;
     let dead_letters = state
         .store
         .list_dead_letters_before(params.limit, before)
         .await?;
-    let next_cursor = if dead_letters.len() >= params.limit as usize {
-        dead_letters
-            .last()
-            .map(|d| crate::routes::tasks::encode_cursor(DEAD_LETTERS_CURSOR, d.id))
-    } else {
-        None
-    };
+    let next_cursor = next_position(&dead_letters, params.limit, |d| d.id)
+        .map(|id| encode_cursor(DEAD_LETTERS_CURSOR, id));
     Ok(Json(DeadLetterList {
         dead_letters,
         next_cursor,

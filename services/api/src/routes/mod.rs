@@ -9,6 +9,7 @@ pub mod dead_letters;
 pub mod health;
 pub mod logs;
 pub mod nodes;
+pub mod paging;
 pub mod pools;
 pub mod services;
 pub mod summary;

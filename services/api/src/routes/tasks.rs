@@ -2,6 +2,7 @@
 //! and a task's events page by page.
 
 use crate::error::ErrorBody;
+use crate::routes::paging::{decode_cursor, encode_cursor, next_position, page_size, present};
 use crate::{ApiError, AppState};
 use async_nats::{RequestErrorKind, client::Request};
 use axum::Json;
@@ -180,19 +181,7 @@ impl ListParams {
                     .map_err(|err| ApiError::bad_request("state", err.to_string()))
             })
             .transpose()?;
-        let limit = match present(&self.limit) {
-            None => DEFAULT_LIMIT,
-            Some(raw) => raw
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "limit",
-                        format!("`{raw}` is not a page size: use 1 to {MAX_LIMIT}"),
-                    )
-                })?,
-        };
+        let limit = page_size(present(&self.limit), DEFAULT_LIMIT, MAX_LIMIT)?;
         let from_cursor = present(&self.cursor)
             .map(|raw| decode_cursor(TASKS_CURSOR, raw, "cursor"))
             .transpose()?;
@@ -215,10 +204,6 @@ impl ListParams {
             limit,
         })
     }
-}
-
-fn present(value: &Option<String>) -> Option<&str> {
-    value.as_deref().filter(|v| !v.is_empty())
 }
 
 /// One page of tasks, newest first.
@@ -249,12 +234,7 @@ pub async fn list(
     let Query(params) = params?;
     let filter = params.filter()?;
     let tasks = state.store.list_tasks(&filter).await?;
-    // A short page is the last one; a full page may have more behind it.
-    let next_before = if tasks.len() >= filter.limit as usize {
-        tasks.last().map(|task| task.seq)
-    } else {
-        None
-    };
+    let next_before = next_position(&tasks, filter.limit, |task| task.seq);
     Ok(Json(TaskPage {
         tasks,
         next_cursor: next_before.map(|seq| encode_cursor(TASKS_CURSOR, seq)),
@@ -365,34 +345,6 @@ pub async fn cancel(
 pub const TASKS_CURSOR: &str = "tasks";
 /// The kind of a cursor of `GET /api/v1/tasks/{id}/events` (an event id).
 pub const EVENTS_CURSOR: &str = "events";
-
-/// An opaque cursor: the page's kind and position, base64url. Clients pass
-/// it back as they got it; its content may change between versions.
-pub fn encode_cursor(kind: &str, position: i64) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{position}"))
-}
-
-/// The position in a cursor of `kind`, or a 400 naming `field`.
-pub fn decode_cursor(kind: &str, raw: &str, field: &str) -> Result<i64, ApiError> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| {
-            let (k, n) = text.split_once(':')?;
-            (k == kind).then(|| n.parse::<i64>().ok()).flatten()
-        })
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                field,
-                format!(
-                    "`{raw}` is not a cursor of this list: pass the `next_cursor` of the last page"
-                ),
-            )
-        })
-}
 
 /// `201 {"id": "..."}`: the new task a retry created.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -549,19 +501,7 @@ pub async fn events(
     let Path(raw) = id?;
     let Query(params) = params?;
     let id = parse_task_id(&raw)?;
-    let limit = match present(&params.limit) {
-        None => DEFAULT_LIMIT,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "limit",
-                    format!("`{raw}` is not a page size: use 1 to {MAX_LIMIT}"),
-                )
-            })?,
-    };
+    let limit = page_size(present(&params.limit), DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = present(&params.cursor)
         .map(|raw| decode_cursor(EVENTS_CURSOR, raw, "cursor"))
         .transpose()?;
@@ -569,31 +509,11 @@ pub async fn events(
         return Err(ApiError::NotFound(format!("no task has the id {id}")));
     }
     let events = state.store.task_events_page(id, after, limit).await?;
-    let next_cursor = if events.len() >= limit as usize {
-        events.last().map(|e| encode_cursor(EVENTS_CURSOR, e.id))
-    } else {
-        None
-    };
+    let next_cursor =
+        next_position(&events, limit, |e| e.id).map(|id| encode_cursor(EVENTS_CURSOR, id));
     Ok(Json(EventPage {
         task_id: id,
         events,
         next_cursor,
     }))
-}
-
-#[cfg(test)]
-mod retry_tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_keep_to_their_list() {
-        let cursor = encode_cursor(TASKS_CURSOR, 42);
-        assert_eq!(
-            decode_cursor(TASKS_CURSOR, &cursor, "cursor").ok(),
-            Some(42)
-        );
-        let err = decode_cursor(EVENTS_CURSOR, &cursor, "cursor").expect_err("another list");
-        assert_eq!(err.field(), Some("cursor"));
-        assert!(decode_cursor(TASKS_CURSOR, "!!", "cursor").is_err());
-    }
 }

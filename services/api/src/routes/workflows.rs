@@ -1,5 +1,6 @@
 //! `/api/v1/workflows`: the newest workflows, and one with its steps.
 
+use crate::routes::paging::check_limit;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -43,12 +44,7 @@ pub async fn list(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<WorkflowList>, ApiError> {
     let Query(params) = params.map_err(|err| ApiError::bad_request("query", err.body_text()))?;
-    if params.limit == 0 || params.limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    check_limit(params.limit, MAX_LIMIT)?;
     let workflows = state.store.list_workflows(params.limit).await?;
     Ok(Json(WorkflowList { workflows }))
 }
