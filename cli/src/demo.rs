@@ -51,7 +51,7 @@ pub const WORKFLOW_EVERY: u64 = 10;
 /// A four-step workflow: two bookings in parallel, then a check, then an
 /// invoice. Every third one's check fails, so its bookings are compensated.
 pub fn workflow(round: u64) -> Value {
-    let check = if round % 3 == 0 {
+    let check = if round.is_multiple_of(3) {
         json!({"name": "check", "kind": "fail", "spec": {"message": "demo: the card was declined"},
                "depends_on": ["flight", "hotel"]})
     } else {

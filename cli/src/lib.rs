@@ -27,6 +27,7 @@
 pub mod api;
 pub mod bus;
 pub mod commands;
+pub mod database;
 pub mod demo;
 pub mod display;
 pub mod labels;

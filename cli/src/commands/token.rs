@@ -4,32 +4,11 @@
 //! API: the first admin token cannot come from an API that needs one. The
 //! token itself is printed once, at creation; only its SHA-256 is stored.
 
+use crate::database::Database;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
-use taskyard_store::Store;
 use taskyard_store::tokens::{CreateTokenError, Role};
-
-/// The database every `token` subcommand writes to.
-#[derive(Debug, Clone, Args)]
-pub struct Database {
-    /// Postgres, where the tokens' hashes are kept.
-    #[arg(
-        long,
-        env = "TASKYARD_DATABASE_URL",
-        default_value = taskyard_runtime::config::DEFAULT_DATABASE_URL,
-        value_name = "URL"
-    )]
-    pub database_url: String,
-}
-
-impl Database {
-    async fn connect(&self) -> anyhow::Result<Store> {
-        Store::connect_and_migrate(&self.database_url, 1)
-            .await
-            .with_context(|| format!("connecting to {}", crate::stack::redact(&self.database_url)))
-    }
-}
 
 #[derive(Debug, Subcommand)]
 pub enum Token {
