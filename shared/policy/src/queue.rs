@@ -6,6 +6,7 @@
 //! ([`PolicyKind::build_classed`] builds a policy under it).
 
 pub mod drf;
+mod numbering;
 pub mod priority;
 pub mod round_robin;
 pub mod sjf;

@@ -1,6 +1,7 @@
 //! Dominant Resource Fairness across tenants: the tenant holding the least of
 //! the resource it uses most goes next.
 
+use super::numbering::{Named, Numbering};
 use super::wfq::DEFAULT_WEIGHT;
 use super::{MAX_LOOKAHEAD, QueuePolicy, Waiting};
 use std::collections::{BTreeMap, BTreeSet, HashMap, btree_map};
@@ -59,12 +60,8 @@ pub struct Drf {
     cpu_total: u64,
     /// The pool's memory in MiB (at least 1).
     memory_total: u64,
-    /// Every tenant that holds resources or has waiting work, by number;
-    /// `None` marks a number free for the next new tenant (in `vacant`).
-    tenants: Vec<Option<Tenant>>,
-    vacant: Vec<u32>,
-    /// Each tenant's number. Lookup only.
-    number_of: HashMap<Arc<str>, u32>,
+    /// Every tenant that holds resources or has waiting work, by number.
+    tenants: Numbering<Tenant>,
     /// Tenants with waiting work, by `(dominant share, name)`, with their
     /// number.
     order: BTreeSet<(u128, Arc<str>, u32)>,
@@ -93,6 +90,12 @@ impl Tenant {
     }
 }
 
+impl Named for Tenant {
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+}
+
 impl Default for Drf {
     fn default() -> Self {
         Drf::new(BTreeMap::new())
@@ -107,9 +110,7 @@ impl Drf {
             weights,
             cpu_total: 1,
             memory_total: 1,
-            tenants: Vec::new(),
-            vacant: Vec::new(),
-            number_of: HashMap::new(),
+            tenants: Numbering::default(),
             order: BTreeSet::new(),
             key_of: HashMap::new(),
         }
@@ -122,9 +123,9 @@ impl Drf {
 
     /// What a tenant holds now: `(cpu_millis, memory_mb)`.
     pub fn held_by(&self, tenant: &str) -> (u64, u64) {
-        self.number_of
-            .get(tenant)
-            .and_then(|number| self.tenant(*number))
+        self.tenants
+            .number(tenant)
+            .and_then(|number| self.tenant(number))
             .map_or((0, 0), |t| (t.cpu_held, t.memory_held))
     }
 
@@ -150,51 +151,35 @@ impl Drf {
     }
 
     fn tenant(&self, number: u32) -> Option<&Tenant> {
-        self.tenants.get(number as usize)?.as_ref()
+        self.tenants.get(number)
     }
 
     fn tenant_mut(&mut self, number: u32) -> Option<&mut Tenant> {
-        self.tenants.get_mut(number as usize)?.as_mut()
+        self.tenants.get_mut(number)
     }
 
     /// The tenant's number, giving it one (holding nothing, without work) if
     /// it has none.
     fn number(&mut self, name: &str) -> u32 {
-        if let Some(number) = self.number_of.get(name) {
-            return *number;
+        if let Some(number) = self.tenants.number(name) {
+            return number;
         }
-        let name: Arc<str> = Arc::from(name);
         let tenant = Tenant {
-            name: name.clone(),
-            weight: weight_in(&self.weights, &name),
+            name: Arc::from(name),
+            weight: weight_in(&self.weights, name),
             cpu_held: 0,
             memory_held: 0,
             share: 0,
             queue: BTreeMap::new(),
         };
-        let number = match self.vacant.pop() {
-            Some(number) => {
-                self.tenants[number as usize] = Some(tenant);
-                number
-            }
-            None => {
-                self.tenants.push(Some(tenant));
-                // More than u32::MAX tenants at once would not fit in memory.
-                (self.tenants.len() - 1) as u32
-            }
-        };
-        self.number_of.insert(name, number);
-        number
+        self.tenants.insert(tenant)
     }
 
     /// Forgets a tenant that holds nothing and waits for nothing, so that
     /// tenants come and go without the queue growing.
     fn forget_if_idle(&mut self, number: u32) {
-        if self.tenant(number).is_some_and(Tenant::is_idle)
-            && let Some(tenant) = self.tenants[number as usize].take()
-        {
-            self.number_of.remove(&tenant.name);
-            self.vacant.push(number);
+        if self.tenant(number).is_some_and(Tenant::is_idle) {
+            self.tenants.remove(number);
         }
     }
 
@@ -364,7 +349,7 @@ impl QueuePolicy for Drf {
     fn released(&mut self, tenant: &str, resources: &Resources) {
         // A tenant that holds nothing has nothing to give back (and must not
         // get an entry).
-        let Some(number) = self.number_of.get(tenant).copied() else {
+        let Some(number) = self.tenants.number(tenant) else {
             return;
         };
         self.adjust(number, |cpu, memory| {
@@ -385,15 +370,12 @@ impl QueuePolicy for Drf {
         (self.cpu_total, self.memory_total) = totals;
         // Every share changes: recompute them and rebuild the index.
         self.order.clear();
-        for (number, tenant) in self.tenants.iter_mut().enumerate() {
-            let Some(tenant) = tenant else {
-                continue;
-            };
+        for (number, tenant) in self.tenants.iter_mut() {
             tenant.share =
                 dominant_share((tenant.cpu_held, tenant.memory_held), totals, tenant.weight);
             if !tenant.queue.is_empty() {
                 self.order
-                    .insert((tenant.share, tenant.name.clone(), number as u32));
+                    .insert((tenant.share, tenant.name.clone(), number));
             }
         }
     }
@@ -420,7 +402,7 @@ mod tests {
         queue.push(waiting(1, 10));
         let picked = queue.pick(&mut |_| true);
         assert!(picked.is_some());
-        assert_eq!(queue.number_of.len(), 1, "only the picked task's tenant");
+        assert_eq!(queue.tenants.len(), 1, "only the picked task's tenant");
         assert_eq!(queue.held_by("t"), (10, 1));
         queue.released(
             "t",
@@ -429,8 +411,8 @@ mod tests {
                 memory_mb: 1,
             },
         );
-        assert!(queue.number_of.is_empty());
-        assert!(queue.tenants.iter().all(Option::is_none));
+        assert_eq!(queue.tenants.len(), 0);
+        assert_eq!(queue.tenants.iter().count(), 0, "every tenant forgotten");
         assert!(queue.order.is_empty());
     }
 }

@@ -1,5 +1,6 @@
 //! Strict priority classes over any inner policy.
 
+use super::numbering::{Named, Numbering};
 use super::{MAX_LOOKAHEAD, QueuePolicy, Waiting};
 use std::cell::Cell;
 use std::cmp::Reverse;
@@ -72,13 +73,9 @@ struct Level<P> {
 /// What each tenant holds, and which tenants changed when.
 #[derive(Debug, Default)]
 struct Ledger {
-    /// Tenants by number; `None` marks a number free for reuse (in
-    /// `vacant`). A tenant keeps its number while it holds something or
-    /// some level has yet to learn of its last change.
-    accounts: Vec<Option<Account>>,
-    vacant: Vec<u32>,
-    /// Each tenant's number. Lookup only.
-    number_of: HashMap<Arc<str>, u32>,
+    /// Tenants by number. A tenant keeps its number while it holds
+    /// something or some level has yet to learn of its last change.
+    accounts: Numbering<Account>,
     /// Counts changes.
     epoch: u64,
     /// Tenant numbers under the epoch of their latest change, back to the
@@ -95,15 +92,21 @@ struct Account {
     changed_at: Option<u64>,
 }
 
+impl Named for Account {
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+}
+
 impl Ledger {
     fn account(&self, number: u32) -> Option<&Account> {
-        self.accounts.get(number as usize)?.as_ref()
+        self.accounts.get(number)
     }
 
     fn held_by(&self, tenant: &str) -> (u64, u64) {
-        self.number_of
-            .get(tenant)
-            .and_then(|number| self.account(*number))
+        self.accounts
+            .number(tenant)
+            .and_then(|number| self.account(number))
             .map_or((0, 0), |account| account.held)
     }
 
@@ -111,41 +114,23 @@ impl Ledger {
     fn holdings(&self) -> impl Iterator<Item = (u32, &Account)> {
         self.accounts
             .iter()
-            .enumerate()
-            .filter_map(|(number, account)| Some((number as u32, account.as_ref()?)))
             .filter(|(_, account)| account.held != (0, 0))
     }
 
     /// Changes what `tenant` holds and records the change; returns the
     /// tenant's number.
     fn change(&mut self, tenant: &str, change: impl FnOnce(&mut (u64, u64))) -> u32 {
-        let number = match self.number_of.get(tenant) {
-            Some(number) => *number,
-            None => {
-                let name: Arc<str> = Arc::from(tenant);
-                let account = Account {
-                    name: name.clone(),
-                    held: (0, 0),
-                    changed_at: None,
-                };
-                let number = match self.vacant.pop() {
-                    Some(number) => {
-                        self.accounts[number as usize] = Some(account);
-                        number
-                    }
-                    None => {
-                        self.accounts.push(Some(account));
-                        // More than u32::MAX tenants would not fit in memory.
-                        (self.accounts.len() - 1) as u32
-                    }
-                };
-                self.number_of.insert(name, number);
-                number
-            }
+        let number = match self.accounts.number(tenant) {
+            Some(number) => number,
+            None => self.accounts.insert(Account {
+                name: Arc::from(tenant),
+                held: (0, 0),
+                changed_at: None,
+            }),
         };
         let epoch = self.epoch + 1;
-        let slot = &mut self.accounts[number as usize];
-        if let Some(account) = slot.as_mut() {
+        let mut forget = false;
+        if let Some(account) = self.accounts.get_mut(number) {
             let before = account.held;
             change(&mut account.held);
             if account.held != before {
@@ -154,13 +139,14 @@ impl Ledger {
                 }
                 self.changed.insert(epoch, number);
                 self.epoch = epoch;
-            } else if account.held == (0, 0) && account.changed_at.is_none() {
+            } else {
                 // A tenant holding nothing that no level has to hear about
                 // (one just made for a change that changed nothing).
-                self.number_of.remove(&account.name);
-                *slot = None;
-                self.vacant.push(number);
+                forget = account.held == (0, 0) && account.changed_at.is_none();
             }
+        }
+        if forget {
+            self.accounts.remove(number);
         }
         number
     }
@@ -173,16 +159,12 @@ impl Ledger {
                 break;
             }
             let number = entry.remove();
-            let Some(slot) = self.accounts.get_mut(number as usize) else {
+            let Some(account) = self.accounts.get_mut(number) else {
                 continue;
             };
-            if let Some(account) = slot.as_mut() {
-                account.changed_at = None;
-                if account.held == (0, 0) {
-                    self.number_of.remove(&account.name);
-                    *slot = None;
-                    self.vacant.push(number);
-                }
+            account.changed_at = None;
+            if account.held == (0, 0) {
+                self.accounts.remove(number);
             }
         }
     }
@@ -433,7 +415,7 @@ impl<P: QueuePolicy> QueuePolicy for Priority<P> {
     }
 
     fn released(&mut self, tenant: &str, resources: &Resources) {
-        if !self.ledger.number_of.contains_key(tenant) {
+        if self.ledger.accounts.number(tenant).is_none() {
             // Nothing held, nothing to give back.
             return;
         }
@@ -484,13 +466,13 @@ mod tests {
         }
         assert!(queue.pick(&mut |_| true).is_some());
         // Only the tenant of the picked task is left, holding it.
-        assert_eq!(queue.ledger.number_of.len(), 1);
+        assert_eq!(queue.ledger.accounts.len(), 1);
         assert_eq!(queue.held_by("t"), (10, 1));
         assert!(queue.ledger.changed.is_empty());
         queue.released("t", &resources(10, 1));
         queue.remove(Uuid::from_u128(3));
         assert!(queue.is_empty());
-        assert!(queue.ledger.number_of.is_empty());
+        assert_eq!(queue.ledger.accounts.len(), 0);
         assert!(queue.ledger.changed.is_empty());
     }
 
@@ -503,7 +485,7 @@ mod tests {
         queue.push(waiting(1, 10));
         assert!(queue.pick(&mut |_| true).is_some());
         assert_eq!(queue.held_by("t"), (0, 0));
-        assert!(queue.ledger.number_of.is_empty());
+        assert_eq!(queue.ledger.accounts.len(), 0);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Round robin across tenants: each tenant with waiting work takes the next
 //! turn, and within a tenant tasks go first come, first served.
 
+use super::numbering::{Named, Numbering};
 use super::{MAX_LOOKAHEAD, QueuePolicy, Waiting};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,12 +20,8 @@ use uuid::Uuid;
 /// them through the rotation without comparing or copying their names.
 #[derive(Debug, Default, Clone)]
 pub struct RoundRobin {
-    /// Tenants with waiting work, by number; `None` marks a number free for
-    /// the next tenant (in `vacant`).
-    tenants: Vec<Option<Tenant>>,
-    vacant: Vec<u32>,
-    /// Each tenant's number. Lookup only.
-    number_of: HashMap<Arc<str>, u32>,
+    /// Tenants with waiting work, by number.
+    tenants: Numbering<Tenant>,
     /// The rotation: turn ticket → tenant number; the lowest ticket goes
     /// next.
     rotation: BTreeMap<u64, u32>,
@@ -44,13 +41,19 @@ struct Tenant {
     queue: BTreeMap<(i64, Uuid), Waiting>,
 }
 
+impl Named for Tenant {
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+}
+
 impl RoundRobin {
     fn tenant(&self, number: u32) -> Option<&Tenant> {
-        self.tenants.get(number as usize)?.as_ref()
+        self.tenants.get(number)
     }
 
     fn tenant_mut(&mut self, number: u32) -> Option<&mut Tenant> {
-        self.tenants.get_mut(number as usize)?.as_mut()
+        self.tenants.get_mut(number)
     }
 
     fn new_ticket(&mut self) -> u64 {
@@ -69,34 +72,19 @@ impl RoundRobin {
         }
         let ticket = tenant.ticket;
         self.rotation.remove(&ticket);
-        if let Some(tenant) = self.tenants[number as usize].take() {
-            self.number_of.remove(&tenant.name);
-            self.vacant.push(number);
-        }
+        self.tenants.remove(number);
         Some((task, Some(ticket)))
     }
 
     /// A tenant joining the rotation, with `ticket` or at the back.
     fn join(&mut self, name: &str, ticket: Option<u64>) -> u32 {
         let ticket = ticket.unwrap_or_else(|| self.new_ticket());
-        let name: Arc<str> = Arc::from(name);
         let tenant = Tenant {
-            name: name.clone(),
+            name: Arc::from(name),
             ticket,
             queue: BTreeMap::new(),
         };
-        let number = match self.vacant.pop() {
-            Some(number) => {
-                self.tenants[number as usize] = Some(tenant);
-                number
-            }
-            None => {
-                self.tenants.push(Some(tenant));
-                // More than u32::MAX tenants at once would not fit in memory.
-                (self.tenants.len() - 1) as u32
-            }
-        };
-        self.number_of.insert(name, number);
+        let number = self.tenants.insert(tenant);
         self.rotation.insert(ticket, number);
         number
     }
@@ -114,8 +102,8 @@ impl QueuePolicy for RoundRobin {
             Some((old, Some(ticket))) if old.request.tenant == task.request.tenant => Some(ticket),
             _ => None,
         };
-        let number = match self.number_of.get(task.request.tenant.as_str()) {
-            Some(number) => *number,
+        let number = match self.tenants.number(&task.request.tenant) {
+            Some(number) => number,
             None => self.join(&task.request.tenant, kept),
         };
         let key = (task.request.seq, task.id);
