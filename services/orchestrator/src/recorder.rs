@@ -282,4 +282,3 @@ fn creation_timer(task: &CreatedTask) -> Option<Timer> {
         due_at,
     })
 }
-
