@@ -432,8 +432,13 @@ WITH input AS (
     -- rescan the whole batch for every row: quadratic in the batch size.)
     SELECT t.id, t.state AS old_state, i.node_id AS report_node, i.outcome, i.result,
            i.error, i.started_at AS report_started, i.finished_at AS report_finished,
-           -- A start reported in the same batch is recorded by this statement.
-           CASE WHEN t.state = 'scheduled' THEN i.start_reported_at END AS start_reported_at,
+           -- A finish of an attempt still `scheduled` records its start too:
+           -- at the start report's time when it came in the same batch, else
+           -- at the start the finish report gives (the start report may be
+           -- in another pool manager's batch, or lost; either way the
+           -- attempt ran, and its history says so).
+           CASE WHEN t.state = 'scheduled'
+                THEN coalesce(i.start_reported_at, i.started_at) END AS start_reported_at,
            CASE WHEN i.outcome <> 'succeeded' AND t.attempt < t.max_attempts
                 THEN ",
     backoff_ms!(),
@@ -663,8 +668,9 @@ impl Store {
     }
 
     /// `scheduled | running → succeeded | failed | timed_out`, or back to
-    /// `queued` when the attempt failed and attempts remain. A report that
-    /// carries `start_reported_at` also records `scheduled → running`.
+    /// `queued` when the attempt failed and attempts remain. The finish of an
+    /// attempt still `scheduled` also records `scheduled → running`, at
+    /// `start_reported_at` when given, else at the report's `started_at`.
     pub async fn finish_attempts(&self, reports: &[FinishReport]) -> Result<Vec<Transition>> {
         if reports.is_empty() {
             return Ok(Vec::new());
