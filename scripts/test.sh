@@ -7,6 +7,14 @@ cd "$(dirname "$0")/.."
 
 scripts/ensure-deps.sh
 
+# A test run builds from scratch once: incremental caches would only double
+# the target folder (many gigabytes) on a machine whose disk may be small.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+avail_kib=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "${avail_kib:-0}" -lt $((4 * 1024 * 1024)) ]; then
+    echo "[test] warning: only $((avail_kib / 1024)) MiB free here; a full build needs about 4 GiB" >&2
+fi
+
 # The end-to-end tests start the service binaries as processes.
 cargo build --workspace --bins --quiet
 
