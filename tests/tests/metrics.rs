@@ -124,6 +124,11 @@ async fn every_service_exposes_the_series_the_dashboard_draws() -> anyhow::Resul
                     |v| v == 0.0,
                 ),
                 (
+                    "taskyard_scheduler_held_nodes",
+                    vec![("pool", "default")],
+                    |v| v == 0.0,
+                ),
+                (
                     "taskyard_consumer_pending",
                     vec![("consumer", "scheduler")],
                     |v| v >= 0.0,

@@ -2,7 +2,10 @@
 //! reservations, and what each pool holds against its quotas.
 
 use std::collections::HashMap;
-use taskyard_policy::{Fleet, Placed, PolicyKind, QueuePolicy, Rules, Waiting};
+use taskyard_policy::{
+    Fleet, HeadHold, Placed, PolicyKind, PoolRules, QueuePolicy, Turn, Waiting, release_hold,
+    take_turn,
+};
 use taskyard_store::nodes::Health;
 use taskyard_store::{Store, StoreError};
 use taskyard_wire::event::{NodeEvent, NodeEventKind, TaskEventBatch};
@@ -121,6 +124,9 @@ pub struct SchedulerState {
     /// Nodes or pools changed since the queues were last told their pools'
     /// capacity.
     capacity_stale: bool,
+    /// Per pool, the node held for a task that fits nowhere now (see
+    /// [`taskyard_policy::turn`]).
+    holds: HashMap<String, HeadHold>,
 }
 
 impl Default for SchedulerState {
@@ -129,10 +135,9 @@ impl Default for SchedulerState {
     }
 }
 
-fn rules<'a>(pool: &'a PoolSpec, task: &'a Waiting) -> Rules<'a> {
-    Rules {
-        pool_selector: &pool.node_selector,
-        task_selector: &task.request.node_selector,
+fn pool_rules(pool: &PoolSpec) -> PoolRules<'_> {
+    PoolRules {
+        node_selector: &pool.node_selector,
         strategy: pool.placement,
         overcommit: pool.overcommit,
     }
@@ -151,6 +156,7 @@ impl SchedulerState {
             reasons: HashMap::new(),
             estimates: HashMap::new(),
             capacity_stale: true,
+            holds: HashMap::new(),
         }
     }
 
@@ -272,9 +278,15 @@ impl SchedulerState {
         })
     }
 
+    /// Holds a reservation known from Postgres or the events.
     fn hold(&mut self, id: Uuid, reservation: Reservation) {
         self.fleet
             .reserve(&reservation.node_id, &reservation.resources);
+        self.account(id, reservation);
+    }
+
+    /// Counts a reservation the fleet already holds against its pool.
+    fn account(&mut self, id: Uuid, reservation: Reservation) {
         self.usage
             .entry(reservation.pool.clone())
             .or_default()
@@ -432,6 +444,7 @@ impl SchedulerState {
     /// places nothing.
     pub fn plan_round(&mut self, max: usize) -> Vec<Decision> {
         self.refresh_capacity();
+        self.forget_stale_holds();
         let mut decisions = Vec::new();
         let mut pools: Vec<String> = self
             .queues
@@ -451,23 +464,30 @@ impl SchedulerState {
                 };
                 let empty = Usage::default();
                 let usage = self.usage.get(pool).unwrap_or(&empty);
+                let mut hold = self.holds.remove(pool);
                 if usage.pool_full(spec).is_some() {
+                    // Its head could not go even on a free node: hold nothing.
+                    release_hold(&mut self.fleet, &mut hold);
                     return false;
                 }
-                let fleet = &self.fleet;
-                let Some(task) = queue.pick(&mut |t| {
-                    usage
-                        .refuses(spec, &t.request.tenant, &t.request.resources)
-                        .is_none()
-                        && fleet.any_fits_with(&t.request.resources, &rules(spec, t))
+                let turn = take_turn(
+                    queue.as_mut(),
+                    &mut self.fleet,
+                    &mut hold,
+                    pool_rules(spec),
+                    &mut |t| {
+                        usage
+                            .refuses(spec, &t.request.tenant, &t.request.resources)
+                            .is_none()
+                    },
+                );
+                if let Some(hold) = hold {
+                    self.holds.insert(pool.clone(), hold);
+                }
+                let Some(Turn { task, mut placed }) = turn.unwrap_or_else(|err| {
+                    tracing::error!(pool = %pool, task_id = %err.task, "{err}; the pool waits for the next round");
+                    None
                 }) else {
-                    return false;
-                };
-                let Some(mut placed) = fleet.place(&task.request.resources, &rules(spec, &task))
-                else {
-                    // The pick charged the tenant (DRF); it did not get the space.
-                    queue.released(&task.request.tenant, &task.request.resources);
-                    queue.push(task);
                     return false;
                 };
                 // "Why did this run there" answers both halves: the policy's
@@ -485,7 +505,7 @@ impl SchedulerState {
                     attempt: task.attempt + 1,
                     resources: task.request.resources,
                 };
-                self.hold(task.id, reservation);
+                self.account(task.id, reservation);
                 decisions.push(Decision {
                     pool: pool.clone(),
                     task,
@@ -495,6 +515,28 @@ impl SchedulerState {
             });
         }
         decisions
+    }
+
+    /// Lets go of the holds of pools that are gone and of tasks no longer
+    /// queued (cancelled, or queued again elsewhere), whose pool may not
+    /// take another turn soon to notice.
+    fn forget_stale_holds(&mut self) {
+        let stale: Vec<String> = self
+            .holds
+            .iter()
+            .filter(|(pool, hold)| {
+                !self.pools.contains_key(*pool)
+                    || !self
+                        .queues
+                        .get(*pool)
+                        .is_some_and(|queue| queue.contains(hold.task.id))
+            })
+            .map(|(pool, _)| pool.clone())
+            .collect();
+        for pool in stale {
+            let mut hold = self.holds.remove(&pool);
+            release_hold(&mut self.fleet, &mut hold);
+        }
     }
 
     /// Forgets a decision that the database did not take (the task was no
@@ -533,10 +575,28 @@ impl SchedulerState {
                     Some(spec) => usage
                         .refuses(spec, &task.request.tenant, &task.request.resources)
                         .unwrap_or_else(|| {
-                            let rules = rules(spec, task);
+                            let in_pool = pool_rules(spec);
+                            let rules = in_pool.for_task(task);
                             let place = place + 1;
                             let policy = queue.name();
-                            if self.fleet.any_fits_with(&task.request.resources, &rules) {
+                            let held = self
+                                .holds
+                                .get(pool)
+                                .filter(|hold| hold.task.id == task.id)
+                                .and_then(|hold| {
+                                    let short = self.fleet.shortfall_on(
+                                        &hold.node_id,
+                                        &task.request.resources,
+                                        &rules,
+                                    )?;
+                                    Some((&hold.node_id, short))
+                                })
+                                .filter(|(_, short)| !short.is_none());
+                            if let Some((node, short)) = held {
+                                format!(
+                                    "node {node} is held for it, as it fits nowhere now: no new work goes there until {short} more is free (number {place} in the {policy} order of pool {pool})"
+                                )
+                            } else if self.fleet.any_fits_with(&task.request.resources, &rules) {
                                 format!(
                                     "waiting its turn: number {place} in the {policy} order of pool {pool}"
                                 )
@@ -559,6 +619,8 @@ impl SchedulerState {
         for (pool, queue) in &self.queues {
             metrics::gauge!("taskyard_scheduler_queue_depth", "pool" => pool.clone())
                 .set(queue.len() as f64);
+            let held = f64::from(u8::from(self.holds.contains_key(pool)));
+            metrics::gauge!("taskyard_scheduler_held_nodes", "pool" => pool.clone()).set(held);
         }
         for (pool, usage) in &self.usage {
             metrics::gauge!("taskyard_scheduler_pool_running", "pool" => pool.clone())
@@ -642,6 +704,91 @@ mod tests {
         let round = state.plan_round(10);
         assert_eq!(round.len(), 1);
         assert_eq!(round[0].task.id, Uuid::from_u128(2));
+    }
+
+    /// Two nodes of 2000m run four 1000m tasks; a 2000m task then waits
+    /// with 1000m tasks queued behind it, and one of them overtakes it.
+    #[test]
+    fn a_large_task_holds_a_node_and_is_placed_when_it_drains() {
+        let mut state = SchedulerState::new();
+        node(&mut state, "n1", 2000);
+        node(&mut state, "n2", 2000);
+        state.apply_tasks(&TaskEventBatch {
+            events: (1..=4).map(|i| queued(i, i as i64, 0, 1000)).collect(),
+        });
+        let mut on: HashMap<Uuid, String> = state
+            .plan_round(10)
+            .into_iter()
+            .map(|d| (d.task.id, d.placed.node_id))
+            .collect();
+        assert_eq!(on.len(), 4);
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![queued(10, 10, 0, 2000), queued(11, 11, 0, 1000)],
+        });
+        assert!(state.plan_round(10).is_empty());
+        assert!(state.holds.is_empty(), "nothing overtook it yet");
+
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![finished(1, 1)],
+        });
+        on.remove(&Uuid::from_u128(1));
+        let round = state.plan_round(10);
+        assert_eq!(round.len(), 1);
+        assert_eq!(round[0].task.id, Uuid::from_u128(11));
+        on.insert(round[0].task.id, round[0].placed.node_id.clone());
+        let held = state
+            .holds
+            .get("default")
+            .expect("the overtaken task holds a node");
+        assert_eq!(held.task.id, Uuid::from_u128(10));
+        let held_node = held.node_id.clone();
+        let reasons: HashMap<Uuid, String> = state.changed_wait_reasons().into_iter().collect();
+        assert_eq!(
+            reasons.get(&Uuid::from_u128(10)).map(String::as_str),
+            Some(
+                format!(
+                    "node {held_node} is held for it, as it fits nowhere now: no new work goes \
+                     there until 2000m cpu more is free (number 1 in the fcfs order of pool default)"
+                )
+                .as_str()
+            )
+        );
+
+        // One task on the held node ends: task 12 fits there but may not go.
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![queued(12, 12, 0, 1000)],
+        });
+        let there: Vec<Uuid> = on
+            .iter()
+            .filter(|(_, node)| **node == held_node)
+            .map(|(id, _)| *id)
+            .collect();
+        let [first, second] = there[..] else {
+            panic!("two tasks run on the held node: {on:?}");
+        };
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![finished(first.as_u128(), 1)],
+        });
+        assert!(
+            state.plan_round(10).is_empty(),
+            "the held node takes no small task"
+        );
+
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![finished(second.as_u128(), 1)],
+        });
+        let round = state.plan_round(10);
+        assert_eq!(round.len(), 1);
+        assert_eq!(round[0].task.id, Uuid::from_u128(10));
+        assert_eq!(round[0].placed.node_id, held_node);
+        assert!(
+            round[0].placed.reason.starts_with(
+                "picked by fcfs in pool default (priority 0); on the node held for it"
+            ),
+            "{}",
+            round[0].placed.reason
+        );
+        assert!(state.holds.is_empty());
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //! resources and runtime estimates). For each policy in [`PolicyKind::ALL`],
 //! built with [`PolicyKind::build_classed`] as the scheduler is to build it, and
 //! each placement strategy, the bench times 100,000 decisions. One decision
-//! is what the scheduler does per task:
+//! is what the scheduler does per task, one `take_turn`:
 //!
 //! 1. `queue.pick`, asking `fleet.any_fits_with` about each task it offers;
 //! 2. `fleet.place` for the picked task;
-//! 3. `fleet.reserve` on the chosen node.
+//! 3. `fleet.reserve` on the chosen node;
+//! 4. when the first task offered lacked room, holding a node for it (and,
+//!    in later turns, placing it there once it fits).
 //!
 //! So that the fleet does not fill up, the oldest placed task finishes
 //! (`fleet.release` and `queue.released`) once more than [`RUNNING`] of the
@@ -30,7 +32,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
-use taskyard_policy::{Fleet, Placed, PolicyKind, QueuePolicy, Rules, Waiting};
+use taskyard_policy::{
+    Fleet, HeadHold, PolicyKind, PoolRules, QueuePolicy, Rules, Turn, Unplaceable, Waiting,
+    take_turn,
+};
 use taskyard_wire::event::PlacementRequest;
 use taskyard_wire::heartbeat::Capacity;
 use taskyard_wire::pool::PlacementStrategy;
@@ -210,9 +215,8 @@ fn run(
     scale: &Scale,
 ) -> Row {
     let none = BTreeMap::new();
-    let rules = Rules {
-        pool_selector: &none,
-        task_selector: &none,
+    let rules = PoolRules {
+        node_selector: &none,
         strategy,
         overcommit: 1.0,
     };
@@ -220,7 +224,14 @@ fn run(
     let mut fleet = pristine.clone();
     // Builds the fleet's index for these rules now, not in the first
     // decision.
-    fleet.any_fits_with(&Resources::default(), &rules);
+    let index_rules = Rules {
+        pool_selector: &none,
+        task_selector: &none,
+        strategy,
+        overcommit: 1.0,
+    };
+    fleet.any_fits_with(&Resources::default(), &index_rules);
+    let mut hold = None;
     let mut queue = kind.build_classed(weights);
     queue.set_capacity(capacity.0, capacity.1);
     for task in tasks {
@@ -240,21 +251,17 @@ fn run(
             }
         }
         let start = Instant::now();
-        let placed = decide(&mut *queue, &mut fleet, &rules);
+        let turn = decide(&mut *queue, &mut fleet, &mut hold, rules);
         let elapsed = start.elapsed();
         total += elapsed;
         samples.push(u32::try_from(elapsed.as_nanos()).unwrap_or(u32::MAX));
-        match placed {
-            Some((task, Some(placed))) => {
+        match turn {
+            Ok(Some(Turn { task, placed })) => {
                 running.push_back((placed.node_id, task.request.tenant, task.request.resources));
             }
-            Some((task, None)) => {
-                // Cannot happen (the pick asked any_fits_with); counted, and
-                // the task goes back as the scheduler would put it.
-                unplaced += 1;
-                queue.push(task);
-            }
-            None => unplaced += 1,
+            // Nothing fits now (a node is being held), or, which cannot
+            // happen, the policy served what did not fit: counted.
+            Ok(None) | Err(_) => unplaced += 1,
         }
     }
     Row {
@@ -268,20 +275,16 @@ fn run(
     }
 }
 
-/// One decision: pick, place, reserve. Kept out of line so that a profile
+/// One decision: the scheduler's turn. Kept out of line so that a profile
 /// can tell it from the setup.
 #[inline(never)]
 fn decide(
     queue: &mut dyn QueuePolicy,
     fleet: &mut Fleet,
-    rules: &Rules<'_>,
-) -> Option<(Waiting, Option<Placed>)> {
-    let task = queue.pick(&mut |t| fleet.any_fits_with(&t.request.resources, rules))?;
-    let placed = fleet.place(&task.request.resources, rules);
-    if let Some(placed) = &placed {
-        fleet.reserve(&placed.node_id, &task.request.resources);
-    }
-    Some((task, placed))
+    hold: &mut Option<HeadHold>,
+    rules: PoolRules<'_>,
+) -> Result<Option<Turn>, Unplaceable> {
+    take_turn(queue, fleet, hold, rules, &mut |_| true)
 }
 
 fn mean_ns(row: &Row) -> f64 {

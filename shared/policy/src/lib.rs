@@ -19,12 +19,18 @@
 //!     inner policy.
 //! - [`placement`]: the [`Fleet`] of nodes with their free resources, indexed
 //!   by what they have free, and best-fit or spread placement.
+//! - [`turn`]: one pool's turn, pick then place ([`take_turn`]), holding a
+//!   node for a task that fits nowhere now so that it cannot be overtaken
+//!   for ever.
 
 pub mod placement;
 pub mod queue;
+pub mod turn;
 
+pub use placement::held::{HOLD_CANDIDATES, Shortfall};
 pub use placement::{Fleet, NodeSlot, PLACEMENT_WALK, Placed, Rules, Verdict};
 pub use queue::{
     Drf, Fcfs, MAX_LOOKAHEAD, PolicyKind, Priority, QueuePolicy, RoundRobin, Sjf, UnknownPolicy,
     Waiting, Wfq,
 };
+pub use turn::{HeadHold, PoolRules, Turn, Unplaceable, release_hold, take_turn};

@@ -9,6 +9,7 @@
 //! placement follows and what it costs.
 
 mod free_index;
+pub mod held;
 
 use free_index::{Free, FreeIndex, Group};
 use std::cmp::Reverse;
@@ -74,6 +75,10 @@ pub struct NodeSlot {
     pub schedulable: bool,
     /// Its labels, which decide pool membership.
     pub labels: BTreeMap<String, String>,
+    /// Kept for a waiting task that fits nowhere now (see
+    /// [`crate::turn`]): it takes no other new work until that task is
+    /// placed, so that smaller tasks cannot keep it full for ever.
+    pub held: bool,
 }
 
 impl NodeSlot {
@@ -194,6 +199,7 @@ impl View {
     /// The node's `(free cpu, free memory)` if it belongs in this view.
     fn free_of(&self, slot: &NodeSlot) -> Option<Free> {
         (slot.schedulable
+            && !slot.held
             && slot.free_slots() > 0
             && selector_matches(&self.pool_selector, &slot.labels))
         .then(|| {
@@ -346,6 +352,7 @@ impl Fleet {
                     reserved_slots: 0,
                     schedulable,
                     labels: labels.unwrap_or_default(),
+                    held: false,
                 },
             );
         }
@@ -394,6 +401,7 @@ impl Fleet {
                 reserved_slots: 0,
                 schedulable: false,
                 labels: BTreeMap::new(),
+                held: false,
             };
             hold(&mut slot);
             self.add(node_id, slot);

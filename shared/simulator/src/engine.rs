@@ -5,10 +5,11 @@
 //! Time jumps to the next event. Every completion at that instant releases
 //! its task's reservation (`Fleet::release`, then `QueuePolicy::released`);
 //! every arrival is pushed on the queue. Then, as the scheduler's planning
-//! round does, tasks are picked and placed until the queue has nothing that
-//! fits: `queue.pick(fits)` where `fits` asks `Fleet::any_fits_with`, then
-//! `Fleet::place`, then `Fleet::reserve`; the task completes `runtime_ms`
-//! later. Events at the same instant are handled together before the round,
+//! round does, the scheduler's own turn (`taskyard_policy::take_turn`) runs
+//! until the queue has nothing that fits: `queue.pick(fits)` where `fits`
+//! asks `Fleet::any_fits_with`, then `Fleet::place`, then `Fleet::reserve`,
+//! with a node held for a head task that fits nowhere now; the task
+//! completes `runtime_ms` later. Events at the same instant are handled together before the round,
 //! so tasks submitted together compete together. `set_capacity` is called
 //! once, before the first event, with the whole cluster.
 //!
@@ -18,7 +19,8 @@
 //! - the policy serves only tasks that are waiting (none unknown, none twice,
 //!   none already running or done), only tasks its `fits` check accepted,
 //!   and its length matches the number of waiting tasks;
-//! - placement finds a node whenever `any_fits_with` said one had room;
+//! - placement finds a node whenever `any_fits_with` said one had room
+//!   (else the policy served what its fits check refused);
 //! - no node ever holds more CPU, memory or tasks than it offers, counted by
 //!   the simulator on its own and compared with the fleet's count;
 //! - at the end every task has run exactly once and the queue is empty.
@@ -27,7 +29,9 @@ use crate::report::{Outcome, PolicyReport, Recorder};
 use crate::workload::{Cluster, Workload, WorkloadError};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use taskyard_policy::{Fleet, PolicyKind, QueuePolicy, Rules, Waiting};
+use taskyard_policy::{
+    Fleet, HeadHold, PolicyKind, PoolRules, QueuePolicy, Turn, Waiting, take_turn,
+};
 use taskyard_wire::Resources;
 use taskyard_wire::event::PlacementRequest;
 use taskyard_wire::heartbeat::Capacity;
@@ -118,6 +122,8 @@ struct Engine<'a> {
     policy: String,
     queue: Box<dyn QueuePolicy>,
     fleet: Fleet,
+    /// The node held for a task that fits nowhere now.
+    hold: Option<HeadHold>,
     /// Node ids, by index.
     nodes: Vec<String>,
     /// What each node holds, by the simulator's own count.
@@ -171,6 +177,7 @@ impl<'a> Engine<'a> {
             policy: policy.to_owned(),
             queue,
             fleet,
+            hold: None,
             held: vec![Held::default(); nodes.len()],
             nodes,
             offers: (cpu, memory, cluster.slots),
@@ -271,21 +278,30 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Picks and places tasks until none that waits fits.
+    /// Picks and places tasks until none that waits fits, by the scheduler's
+    /// own turn (`take_turn`), holding a node for a head that fits nowhere.
     fn plan(&mut self) -> Result<(), SimulationError> {
         let none = BTreeMap::new();
-        let rules = Rules {
-            pool_selector: &none,
-            task_selector: &none,
+        let rules = PoolRules {
+            node_selector: &none,
             strategy: self.cluster.strategy,
             overcommit: self.cluster.overcommit,
         };
         loop {
-            let fleet = &self.fleet;
-            let Some(task) = self
-                .queue
-                .pick(&mut |t| fleet.any_fits_with(&t.request.resources, &rules))
-            else {
+            let turn = take_turn(
+                self.queue.as_mut(),
+                &mut self.fleet,
+                &mut self.hold,
+                rules,
+                &mut |_| true,
+            )
+            .map_err(|err| {
+                let index = err.task.as_u128().saturating_sub(1);
+                self.broken(format!(
+                    "the policy served task {index}, which its fits check refused"
+                ))
+            })?;
+            let Some(Turn { task, placed }) = turn else {
                 return Ok(());
             };
             let index = usize::try_from(task.id.as_u128())
@@ -305,21 +321,12 @@ impl<'a> Engine<'a> {
                 )));
             }
             let request = task.request.resources;
-            if !self.fleet.any_fits_with(&request, &rules) {
-                return Err(self.broken(format!(
-                    "the policy served task {index}, which its fits check refused"
-                )));
-            }
-            let Some(placed) = self.fleet.place(&request, &rules) else {
-                return Err(self.broken(format!(
-                    "no placement for task {index} though a node had room"
-                )));
-            };
             let node = self
                 .nodes
                 .binary_search(&placed.node_id)
                 .map_err(|_| self.broken(format!("placed on unknown node {}", placed.node_id)))?;
-            self.fleet.reserve(&placed.node_id, &request);
+            // The turn reserved it on the fleet; `hold` checks the node had
+            // room by the simulator's own count.
             self.hold(index, node, &request)?;
             let spec = &self.workload.tasks[index];
             self.stages[index] = Stage::Running {
@@ -506,6 +513,58 @@ mod tests {
         };
         simulate_queue(&workload(20), &cluster, "broken", queue)
             .expect_err("a broken policy is caught")
+    }
+
+    /// A whole-node task amid a stream of small ones that keeps every node
+    /// busy: without a held node, each core that frees is refilled by a
+    /// small task and the large one waits until the stream ends (55 s).
+    #[test]
+    fn a_whole_node_task_is_not_starved_by_a_stream_of_small_ones() {
+        let small = |i: u64| Task {
+            arrival_ms: i * 125,
+            tenant: "small".to_owned(),
+            kind: TaskKind::Sleep,
+            cpu_millis: 1000,
+            memory_mb: 100,
+            runtime_ms: 1000,
+            estimated_runtime_ms: Some(1000),
+            priority: 0,
+        };
+        let mut tasks: Vec<Task> = (0..480).map(small).collect();
+        tasks.push(Task {
+            tenant: "big".to_owned(),
+            cpu_millis: 4000,
+            ..small(40)
+        });
+        let workload = Workload {
+            cluster: None,
+            tenants: [("small".to_owned(), 1), ("big".to_owned(), 1)]
+                .into_iter()
+                .collect(),
+            tasks,
+        };
+        let cluster = Cluster {
+            nodes: 2,
+            cpu_millis: 4000,
+            memory_mb: 8000,
+            ..Cluster::default()
+        };
+        for policy in PolicyKind::ALL {
+            let report = simulate(&workload, &cluster, policy).expect("a clean run");
+            assert_eq!(report.tasks, 481, "{policy}");
+            let big = report
+                .tenants
+                .iter()
+                .find(|t| t.tenant == "big")
+                .expect("the big tenant is reported");
+            // The first small task to overtake it (125 ms on) sets the
+            // hold; the held node's tasks then end within their 1 s run.
+            assert!(
+                big.mean_wait_ms <= 1125.0,
+                "{policy}: the whole-node task waited {} ms",
+                big.mean_wait_ms
+            );
+        }
     }
 
     #[test]

@@ -94,6 +94,8 @@ pub struct PolicyReport {
     pub tasks: usize,
     pub mean_wait_ms: f64,
     pub p99_wait_ms: u64,
+    /// The longest any task waited: where starvation shows.
+    pub max_wait_ms: u64,
     pub mean_turnaround_ms: f64,
     pub makespan_ms: u64,
     pub cpu_utilisation: f64,
@@ -318,6 +320,7 @@ impl Recorder {
             tasks: runs.len(),
             mean_wait_ms: mean(&mut runs.iter().map(wait)),
             p99_wait_ms: p99,
+            max_wait_ms: waits.last().copied().unwrap_or(0),
             mean_turnaround_ms: mean(&mut runs.iter().map(turnaround)),
             makespan_ms: makespan,
             cpu_utilisation: utilisation(used(|t| t.cpu_millis), cluster.total_cpu_millis()),
