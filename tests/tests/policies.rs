@@ -279,3 +279,85 @@ async fn an_sjf_pool_learns_run_times_per_kind_for_tasks_without_an_estimate() -
     assert_eq!(order, ["fast", "fast", "slow", "slow"]);
     Ok(())
 }
+
+/// A task that needs the whole node, overtaken by smaller ones once, gets
+/// the node held for it: it starts as soon as the node drains, before the
+/// smaller tasks queued behind it.
+#[tokio::test]
+async fn a_whole_node_task_gets_the_node_held_instead_of_being_overtaken() -> anyhow::Result<()> {
+    let cluster = Cluster::start(&[WorkerSpec {
+        cpu_millis: 2000,
+        ..WorkerSpec::new("solo")
+    }])
+    .await?;
+    let created = cluster.pools("create", &json!({"name": "mixed"})).await?;
+    assert!(matches!(created, PoolReply::One { .. }), "{created:?}");
+    let task = |name: &str, cpu: u32, ms: u32| {
+        json!({"kind": "sleep", "spec": {"ms": ms}, "pool": "mixed", "tenant": name,
+               "resources": {"cpu_millis": cpu, "memory_mb": 16}})
+    };
+    // Two half-node tasks that end one after the other.
+    let running = cluster
+        .submit_ok(&json!([task("a1", 1000, 1000), task("a2", 1000, 2500)]))
+        .await?;
+    for id in &running {
+        wait_until("the first tasks to start", WAIT, || async {
+            Ok((cluster.task_json(*id).await?["state"] == "running").then_some(()))
+        })
+        .await?;
+    }
+    let big = cluster.submit_ok(&task("big", 2000, 50)).await?[0];
+    cluster
+        .submit_ok(&json!([
+            task("s1", 1000, 1500),
+            task("s2", 1000, 1500),
+            task("s3", 1000, 1500)
+        ]))
+        .await?;
+    // When a1 ends, s1 takes its core and the node is held for the big task.
+    let explained = wait_until("the big task's node to be held", WAIT, || async {
+        let reason = cluster.task_json(big).await?["wait_reason"].clone();
+        Ok(reason
+            .as_str()
+            .is_some_and(|r| {
+                r.contains("is held for it") && r.contains("until 2000m cpu more is free")
+            })
+            .then_some(()))
+    })
+    .await;
+    if let Err(err) = explained {
+        let task = cluster.task_json(big).await?;
+        anyhow::bail!("{err}; the task says {}", task["wait_reason"]);
+    }
+    cluster
+        .wait_count(
+            "all to finish",
+            "SELECT count(*) FROM tasks WHERE pool = 'mixed' AND state = 'succeeded'",
+            6,
+            WAIT,
+        )
+        .await?;
+    let order = cluster
+        .db
+        .query(
+            "SELECT tenant FROM tasks WHERE pool = 'mixed' ORDER BY started_at",
+            &[],
+        )
+        .await?;
+    let order: Vec<String> = order.iter().map(|r| r.get(0)).collect();
+    let at = |name: &str| order.iter().position(|t| t == name);
+    assert!(
+        at("s1") < at("big") && at("big") < at("s2") && at("big") < at("s3"),
+        "s1 overtook once, then the big task went first: {order:?}"
+    );
+    let placed: String = cluster
+        .db
+        .query_one(
+            "SELECT reason FROM task_events WHERE task_id = $1 AND to_state = 'scheduled'",
+            &[&big],
+        )
+        .await?
+        .get(0);
+    assert!(placed.contains("on the node held for it"), "{placed}");
+    Ok(())
+}

@@ -221,3 +221,25 @@ fn a_bad_field_in_a_workload_file_is_named() {
     assert_eq!(err.field(), Some("tasks[1].memory_mb"));
     assert!(err.to_string().contains("line 5"), "{err}");
 }
+
+/// The documented whole-node workload (docs/simulator.md, finding 4): under
+/// every policy, the whole-node tasks wait about a second, not until the
+/// stream of small tasks ends (18.5 s on average before nodes were held).
+#[test]
+fn the_documented_whole_node_tasks_are_not_starved() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/workloads/whole-node.json");
+    let workload = Workload::load(&path).expect("the documented workload reads");
+    let cluster = workload.cluster_or_default();
+    for policy in PolicyKind::ALL {
+        let report = simulate(&workload, &cluster, policy).expect("runs");
+        let big = report
+            .tenants
+            .iter()
+            .find(|t| t.tenant == "big")
+            .expect("the big tenant is reported");
+        assert_eq!(big.tasks, 3, "{policy}");
+        assert!(big.mean_wait_ms < 1500.0, "{policy}: {}", big.mean_wait_ms);
+        assert!(report.max_wait_ms < 2500, "{policy}: {}", report.max_wait_ms);
+    }
+}
