@@ -88,9 +88,12 @@ async fn every_service_exposes_the_series_the_dashboard_draws() -> anyhow::Resul
     }])
     .await?;
     cluster.start_api().await?;
-    let tasks: Vec<_> = (0..5)
+    // One id chosen by the client, not a UUIDv7: its wait still counts
+    // (it is measured from `created_at`).
+    let mut tasks: Vec<_> = (0..4)
         .map(|_| json!({"kind": "sleep", "spec": {"ms": 20}}))
         .collect();
+    tasks.push(json!({"id": uuid::Uuid::from_u128(0x5eed), "kind": "sleep", "spec": {"ms": 20}}));
     let ids = cluster.submit_ok(&json!(tasks)).await?;
     for id in &ids {
         assert_eq!(cluster.wait_final(*id).await?, "succeeded");

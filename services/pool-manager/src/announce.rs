@@ -175,6 +175,7 @@ mod tests {
             at: taskyard_wire::now(),
             requeued: None,
             due: due.then(taskyard_wire::now),
+            created_at: taskyard_wire::now(),
         }
     }
 

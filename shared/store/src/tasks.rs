@@ -192,6 +192,8 @@ pub struct Transition {
     /// attempt's deadline, a retry's end of backoff, a queued task's
     /// placement deadline. A timer is set for it.
     pub due: Option<Timestamp>,
+    /// When the task was submitted (`tasks.created_at`).
+    pub created_at: Timestamp,
 }
 
 impl Transition {
@@ -373,13 +375,13 @@ WITH input AS (
     FROM input i
     WHERE t.id = i.id AND t.state = 'scheduled' AND t.attempt = i.attempt
       AND t.node_id = i.node_id
-    RETURNING t.id, t.pool, t.attempt, t.node_id, i.at,
+    RETURNING t.id, t.pool, t.attempt, t.node_id, i.at, t.created_at,
               i.at + t.timeout_ms * interval '1 millisecond' AS due
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id)
     SELECT id, attempt, 'scheduled', 'running', at, node_id FROM upd
 )
-SELECT id, pool, attempt, node_id, at, due FROM upd";
+SELECT id, pool, attempt, node_id, at, created_at, due FROM upd";
 
 /// The wait before the next attempt of `t` (a task row joined to its pool
 /// `p`), in milliseconds: the backoff doubles with each attempt up to its
@@ -401,7 +403,7 @@ macro_rules! returned_task {
     () => {
         "t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
               t.node_selector, t.estimated_runtime_ms, t.attempt, t.retry_at,
-              t.schedule_timeout_ms, t.state"
+              t.schedule_timeout_ms, t.state, t.created_at"
     };
 }
 pub(crate) use returned_task;
@@ -412,7 +414,8 @@ macro_rules! transition_columns {
     () => {
         "id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, node_selector,
        estimated_runtime_ms, attempt, retry_at, schedule_timeout_ms,
-       state::text AS state, from_state::text AS from_state, node_id, finished_at, reason"
+       state::text AS state, from_state::text AS from_state, node_id, finished_at, reason,
+       created_at"
     };
 }
 pub(crate) use transition_columns;
@@ -462,9 +465,9 @@ WITH input AS (
         node_id = CASE WHEN o.backoff_ms IS NULL THEN t.node_id END
     FROM old o
     WHERE t.id = o.id
-    RETURNING t.id, t.seq, t.pool, t.tenant, t.kind, t.priority, t.cpu_millis, t.memory_mb,
-              t.node_selector, t.estimated_runtime_ms, t.attempt, t.state, t.retry_at,
-              t.schedule_timeout_ms, t.started_at, o.old_state AS from_state, o.report_node AS node_id,
+    RETURNING ",
+    returned_task!(),
+    ", t.started_at, o.old_state AS from_state, o.report_node AS node_id,
               o.report_finished AS finished_at, o.start_reported_at,
               CASE WHEN o.backoff_ms IS NOT NULL
                    THEN format('attempt %s of %s %s: %s; retrying %s', t.attempt, t.max_attempts,
@@ -662,6 +665,7 @@ impl Store {
                     at: row.try_get("at")?,
                     requeued: None,
                     due: row.try_get("due")?,
+                    created_at: row.try_get("created_at")?,
                 })
             })
             .collect()
@@ -1095,6 +1099,7 @@ pub(crate) fn finish_from_row(row: &Row) -> Result<Transition> {
         at: row.try_get("finished_at")?,
         requeued,
         due,
+        created_at: row.try_get("created_at")?,
     })
 }
 
