@@ -111,7 +111,11 @@ impl Cluster {
         for worker in workers {
             cluster.start_worker(worker).await?;
         }
-        cluster.wait_for_service("orchestrator").await?;
+        // Its `$SRV.PING` answers before its endpoint subscribes: a
+        // submission in between would find no responders.
+        cluster
+            .wait_for_endpoint("orchestrator", taskyard_wire::subjects::API_SUBMIT)
+            .await?;
         Ok(cluster)
     }
 
@@ -209,6 +213,29 @@ impl Cluster {
             output.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&output.stdout).into_owned(),
         ))
+    }
+
+    /// Waits until service `name` lists `subject` among its endpoints in
+    /// `$SRV.INFO`. The endpoint's subscription went out on the service's
+    /// connection before the reply that lists it, so requests now find it.
+    pub async fn wait_for_endpoint(&self, name: &str, subject: &str) -> anyhow::Result<()> {
+        let info = format!("$SRV.INFO.taskyard-{name}");
+        wait_until(&format!("{name} to serve {subject}"), WAIT, || async {
+            let Ok(Ok(reply)) = tokio::time::timeout(
+                Duration::from_millis(500),
+                self.nats.request(info.clone(), "".into()),
+            )
+            .await
+            else {
+                return Ok(None);
+            };
+            let info: Value = serde_json::from_slice(&reply.payload)?;
+            let serves = info["endpoints"]
+                .as_array()
+                .is_some_and(|endpoints| endpoints.iter().any(|e| e["subject"] == subject));
+            Ok(serves.then_some(()))
+        })
+        .await
     }
 
     /// Waits until the micro service `taskyard-<name>` answers `$SRV.PING`.
