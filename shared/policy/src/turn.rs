@@ -98,15 +98,13 @@ pub fn take_turn(
     let request = current.task.request.resources;
     let still_fits_there =
         fleet.could_take(&current.node_id, &request, &rules.for_task(&current.task));
-    if !queue.contains(current.task.id) || !still_fits_there {
-        // Placed elsewhere, cancelled, or its node changed: hold afresh
-        // when next needed.
+    if !queue.contains(current.task.id) || !still_fits_there || !admits(&current.task) {
+        // Placed elsewhere, cancelled, its node changed, or a quota holds
+        // it back now (room would not help): hold afresh when next needed.
         fleet.set_held(&current.node_id, false);
         return pick_and_place(queue, fleet, hold, rules, admits);
     }
-    let ready = admits(&current.task)
-        .then(|| fleet.place_held(&current.node_id, &request, &rules.for_task(&current.task)))
-        .flatten();
+    let ready = fleet.place_held(&current.node_id, &request, &rules.for_task(&current.task));
     let Some(placed) = ready else {
         *hold = Some(current);
         return pick_and_place(queue, fleet, hold, rules, admits);
@@ -424,6 +422,24 @@ mod tests {
         .expect("nothing served wrongly");
         assert_eq!(turn.map(|t| t.task.request.seq), Some(11));
         assert!(hold.is_none());
+    }
+
+    #[test]
+    fn a_held_task_that_a_quota_holds_back_lets_go_of_its_node() {
+        let HeldPair {
+            mut fleet,
+            mut queue,
+            mut hold,
+            held,
+            ..
+        } = held_pair();
+        let turn = take_turn(&mut queue, &mut fleet, &mut hold, rules(), &mut |t| {
+            t.request.seq != 10
+        })
+        .expect("nothing served wrongly");
+        assert!(turn.is_none());
+        assert!(hold.is_none());
+        assert!(fleet.get(&held).is_some_and(|n| !n.held));
     }
 
     #[test]

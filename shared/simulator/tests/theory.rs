@@ -240,6 +240,10 @@ fn the_documented_whole_node_tasks_are_not_starved() {
             .expect("the big tenant is reported");
         assert_eq!(big.tasks, 3, "{policy}");
         assert!(big.mean_wait_ms < 1500.0, "{policy}: {}", big.mean_wait_ms);
-        assert!(report.max_wait_ms < 2500, "{policy}: {}", report.max_wait_ms);
+        assert!(
+            report.max_wait_ms < 2500,
+            "{policy}: {}",
+            report.max_wait_ms
+        );
     }
 }
