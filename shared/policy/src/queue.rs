@@ -305,7 +305,7 @@ impl QueuePolicy for Fcfs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use taskyard_wire::{Resources, TaskKind};

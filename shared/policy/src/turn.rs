@@ -201,30 +201,10 @@ pub fn release_hold(fleet: &mut Fleet, hold: &mut Option<HeadHold>) -> Option<Uu
 mod tests {
     use super::*;
     use crate::queue::Fcfs;
-    use taskyard_wire::event::PlacementRequest;
+    use crate::queue::tests::waiting;
     use taskyard_wire::heartbeat::Capacity;
-    use taskyard_wire::{Resources, TaskKind};
 
     const NONE: &BTreeMap<String, String> = &BTreeMap::new();
-
-    fn task(seq: i64, cpu: u32) -> Waiting {
-        Waiting {
-            id: Uuid::from_u128(seq as u128),
-            attempt: 0,
-            request: PlacementRequest {
-                seq,
-                kind: TaskKind::Noop,
-                tenant: "t".to_owned(),
-                priority: 0,
-                resources: Resources {
-                    cpu_millis: cpu,
-                    memory_mb: 100,
-                },
-                node_selector: BTreeMap::new(),
-                estimated_runtime_ms: None,
-            },
-        }
-    }
 
     fn rules() -> PoolRules<'static> {
         PoolRules {
@@ -248,7 +228,7 @@ mod tests {
         let mut queue = Fcfs::default();
         let mut running: BTreeMap<String, Vec<Waiting>> = BTreeMap::new();
         for seq in 1..=4 {
-            queue.push(task(seq, 1000));
+            queue.push(waiting(seq, 1000));
         }
         let mut hold = None;
         while let Some(turn) = take_turn(&mut queue, &mut fleet, &mut hold, rules(), &mut |_| true)
@@ -290,8 +270,8 @@ mod tests {
     /// 1000m task behind it (seq 11) took a freed core.
     fn held_pair() -> HeldPair {
         let (mut fleet, mut queue, mut running) = full_pair();
-        queue.push(task(10, 2000));
-        queue.push(task(11, 1000));
+        queue.push(waiting(10, 2000));
+        queue.push(waiting(11, 1000));
         let mut hold = None;
         assert!(turn(&mut fleet, &mut queue, &mut hold).is_none());
         assert!(hold.is_none(), "nothing overtook the head yet");
@@ -329,8 +309,8 @@ mod tests {
             held,
             other,
         } = held_pair();
-        queue.push(task(12, 1000));
-        queue.push(task(13, 1000));
+        queue.push(waiting(12, 1000));
+        queue.push(waiting(13, 1000));
 
         // Room on the other node goes to the small tasks behind (backfill).
         finish(&mut fleet, &mut running, &other);
@@ -388,8 +368,8 @@ mod tests {
 
         // A second large task is overtaken and holds a node; cancelling it
         // lets that node take small tasks again.
-        queue.push(task(20, 2000));
-        queue.push(task(21, 1000));
+        queue.push(waiting(20, 2000));
+        queue.push(waiting(21, 1000));
         finish(&mut fleet, &mut running, &held);
         let small = turn(&mut fleet, &mut queue, &mut hold).expect("task 21 goes");
         assert_eq!(small.task.request.seq, 21);
@@ -401,7 +381,7 @@ mod tests {
         assert_eq!(second.task.request.seq, 20);
         finish(&mut fleet, &mut running, &second.node_id);
         assert!(queue.remove(second.task.id).is_some());
-        queue.push(task(22, 1000));
+        queue.push(waiting(22, 1000));
         let small = turn(&mut fleet, &mut queue, &mut hold).expect("task 22 goes");
         assert_eq!(small.task.request.seq, 22);
         assert_eq!(small.placed.node_id, second.node_id);
@@ -412,8 +392,8 @@ mod tests {
     #[test]
     fn a_head_refused_by_a_quota_holds_nothing() {
         let (mut fleet, mut queue, mut running) = full_pair();
-        queue.push(task(10, 2000));
-        queue.push(task(11, 1000));
+        queue.push(waiting(10, 2000));
+        queue.push(waiting(11, 1000));
         finish(&mut fleet, &mut running, "a");
         let mut hold = None;
         let turn = take_turn(&mut queue, &mut fleet, &mut hold, rules(), &mut |t| {
@@ -458,7 +438,7 @@ mod tests {
         assert!(fleet.get(&held).is_some_and(|n| !n.held));
 
         // Overtaken again, it holds the node that still takes work.
-        queue.push(task(30, 1000));
+        queue.push(waiting(30, 1000));
         finish(&mut fleet, &mut running, &other);
         let small = turn(&mut fleet, &mut queue, &mut hold).expect("task 30 goes");
         assert_eq!(small.placed.node_id, other);
