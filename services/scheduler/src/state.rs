@@ -127,6 +127,11 @@ pub struct SchedulerState {
     /// Per pool, the node held for a task that fits nowhere now (see
     /// [`taskyard_policy::turn`]).
     holds: HashMap<String, HeadHold>,
+    /// Placements decided so far, and the count as each pool last saw it
+    /// at the end of its turn: more since then were other pools' (which
+    /// may have taken room its head waits for).
+    placements: u64,
+    placements_seen: HashMap<String, u64>,
 }
 
 impl Default for SchedulerState {
@@ -157,6 +162,8 @@ impl SchedulerState {
             estimates: HashMap::new(),
             capacity_stale: true,
             holds: HashMap::new(),
+            placements: 0,
+            placements_seen: HashMap::new(),
         }
     }
 
@@ -470,6 +477,7 @@ impl SchedulerState {
                     release_hold(&mut self.fleet, &mut hold);
                     return false;
                 }
+                let seen = self.placements_seen.get(pool).copied();
                 let turn = take_turn(
                     queue.as_mut(),
                     &mut self.fleet,
@@ -480,10 +488,15 @@ impl SchedulerState {
                             .refuses(spec, &t.request.tenant, &t.request.resources)
                             .is_none()
                     },
+                    seen.is_some_and(|seen| self.placements > seen),
                 );
                 if let Some(hold) = hold {
                     self.holds.insert(pool.clone(), hold);
                 }
+                if matches!(turn, Ok(Some(_))) {
+                    self.placements += 1;
+                }
+                self.placements_seen.insert(pool.clone(), self.placements);
                 let Some(Turn { task, mut placed }) = turn.unwrap_or_else(|err| {
                     tracing::error!(pool = %pool, task_id = %err.task, "{err}; the pool waits for the next round");
                     None
@@ -789,6 +802,74 @@ mod tests {
             round[0].placed.reason
         );
         assert!(state.holds.is_empty());
+    }
+
+    /// Pools that share a node: a whole-node task of one pool is held for
+    /// when the other pool's tasks keep taking the room it waits for.
+    #[test]
+    fn a_task_overtaken_by_another_pool_holds_a_node_too() {
+        let mut state = SchedulerState::new();
+        node(&mut state, "n1", 2000);
+        let mut other = PoolSpec::default_pool();
+        other.name = "other".to_owned();
+        state.apply_pool(PoolEvent {
+            pool: other,
+            deleted: false,
+            at: taskyard_wire::now(),
+        });
+        let in_pool = |mut event: TaskEvent, pool: &str| {
+            event.pool = pool.to_owned();
+            event
+        };
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![
+                in_pool(queued(1, 1, 0, 1000), "other"),
+                in_pool(queued(2, 2, 0, 1000), "other"),
+            ],
+        });
+        assert_eq!(state.plan_round(10).len(), 2);
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![
+                queued(10, 10, 0, 2000),
+                in_pool(queued(3, 3, 0, 1000), "other"),
+            ],
+        });
+        assert!(state.plan_round(10).is_empty());
+
+        // A core frees; the other pool's task takes it, and the default
+        // pool's head sees it was overtaken.
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![in_pool(finished(1, 1), "other")],
+        });
+        let round = state.plan_round(10);
+        assert_eq!(
+            round.iter().map(|d| d.task.id).collect::<Vec<_>>(),
+            [Uuid::from_u128(3)]
+        );
+        state.plan_round(10);
+        let held = state
+            .holds
+            .get("default")
+            .expect("the overtaken head holds n1");
+        assert_eq!(
+            (held.task.id, held.node_id.as_str()),
+            (Uuid::from_u128(10), "n1")
+        );
+
+        // The other pool's next task may not refill n1; the head goes once
+        // it drains.
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![
+                in_pool(queued(4, 4, 0, 1000), "other"),
+                in_pool(finished(2, 1), "other"),
+            ],
+        });
+        assert!(state.plan_round(10).is_empty());
+        state.apply_tasks(&TaskEventBatch {
+            events: vec![in_pool(finished(3, 1), "other")],
+        });
+        let round = state.plan_round(10);
+        assert_eq!(round.first().map(|d| d.task.id), Some(Uuid::from_u128(10)));
     }
 
     #[test]

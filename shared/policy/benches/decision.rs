@@ -284,7 +284,7 @@ fn decide(
     hold: &mut Option<HeadHold>,
     rules: PoolRules<'_>,
 ) -> Result<Option<Turn>, Unplaceable> {
-    take_turn(queue, fleet, hold, rules, &mut |_| true)
+    take_turn(queue, fleet, hold, rules, &mut |_| true, false)
 }
 
 fn mean_ns(row: &Row) -> f64 {

@@ -3,15 +3,20 @@
 //! otherwise be overtaken for ever.
 //!
 //! # Holding a node for the head
-//! A policy may pass over tasks that do not fit now ([`MAX_LOOKAHEAD`]), so
-//! that one large task does not stop smaller ones behind it. Alone, that
-//! starves the large task: while small tasks keep arriving, every node that
-//! frees a little is refilled before it frees enough. So when the first task
-//! the policy offers is refused for lack of room (not for a quota) and a
-//! task behind it is placed instead, the turn holds one node for it ([`Fleet::node_to_hold`]): the held node takes no
+//! A policy may pass over tasks that do not fit now
+//! ([`crate::MAX_LOOKAHEAD`]), so that one large task does not stop smaller
+//! ones behind it. Alone, that starves the large task: while small tasks
+//! keep arriving, every node that frees a little is refilled before it frees
+//! enough. So when the first task the policy offers is refused for lack of
+//! room (not for a quota) and a task behind it is placed instead, the turn
+//! holds one node for it ([`Fleet::node_to_hold`]): the held node takes no
 //! other new work, its tasks finish, and the task is placed there as soon as
 //! it fits — or on any other node that frees enough first. Tasks behind it
 //! go on filling the other nodes meanwhile (backfill).
+//!
+//! Other pools overtake too, where pools share nodes: the caller says when
+//! anything was placed elsewhere since the pool's last turn
+//! (`placed_elsewhere`), and that counts as overtaking.
 //!
 //! A pool holds at most one node at a time, so holds cost at most one node
 //! per pool of idle room while a node drains. The wait they bound is the
@@ -84,16 +89,22 @@ impl std::error::Error for Unplaceable {}
 /// now.
 ///
 /// The held task, once it fits on its node and `admits` agrees, goes before
-/// anything else.
+/// anything else. `placed_elsewhere`: other pools placed tasks since this
+/// pool's last turn, which may have taken room its head waits for.
 pub fn take_turn(
     queue: &mut dyn QueuePolicy,
     fleet: &mut Fleet,
     hold: &mut Option<HeadHold>,
     rules: PoolRules<'_>,
     admits: &mut dyn FnMut(&Waiting) -> bool,
+    placed_elsewhere: bool,
 ) -> Result<Option<Turn>, Unplaceable> {
+    let ordinary = Ordinary {
+        rules,
+        placed_elsewhere,
+    };
     let Some(current) = hold.take() else {
-        return pick_and_place(queue, fleet, hold, rules, admits);
+        return ordinary.take(queue, fleet, hold, admits);
     };
     let request = current.task.request.resources;
     let still_fits_there =
@@ -102,12 +113,12 @@ pub fn take_turn(
         // Placed elsewhere, cancelled, its node changed, or a quota holds
         // it back now (room would not help): hold afresh when next needed.
         fleet.set_held(&current.node_id, false);
-        return pick_and_place(queue, fleet, hold, rules, admits);
+        return ordinary.take(queue, fleet, hold, admits);
     }
     let ready = fleet.place_held(&current.node_id, &request, &rules.for_task(&current.task));
     let Some(placed) = ready else {
         *hold = Some(current);
-        return pick_and_place(queue, fleet, hold, rules, admits);
+        return ordinary.take(queue, fleet, hold, admits);
     };
     fleet.set_held(&current.node_id, false);
     // Served through the policy's own pick while it is within reach, so
@@ -129,65 +140,75 @@ pub fn take_turn(
 }
 
 /// The ordinary turn: the policy's pick among tasks that fit now, then a hold
-/// for the first task it offered if that one lacked room, a task behind it
-/// was placed instead, and nothing is held yet.
-fn pick_and_place(
-    queue: &mut dyn QueuePolicy,
-    fleet: &mut Fleet,
-    hold: &mut Option<HeadHold>,
-    rules: PoolRules<'_>,
-    admits: &mut dyn FnMut(&Waiting) -> bool,
-) -> Result<Option<Turn>, Unplaceable> {
-    // The policy offers tasks in its order, so the first offered is its
-    // head. Cloned only when refused for room: the common turn clones
-    // nothing.
-    let mut offered_first = true;
-    let mut lacking_room: Option<Waiting> = None;
-    let picked = {
-        let fleet = &*fleet;
-        queue.pick(&mut |task| {
-            let first = std::mem::take(&mut offered_first);
-            if !admits(task) {
-                return false;
-            }
-            let fits = fleet.any_fits_with(&task.request.resources, &rules.for_task(task));
-            if first && !fits {
-                lacking_room = Some(task.clone());
-            }
-            fits
-        })
-    };
-    let turn = match picked {
-        None => None,
-        Some(task) => match fleet.place(&task.request.resources, &rules.for_task(&task)) {
-            Some(placed) => {
-                fleet.reserve(&placed.node_id, &task.request.resources);
-                if hold.as_ref().is_some_and(|h| h.task.id == task.id) {
-                    // Another node freed enough first.
-                    release_hold(fleet, hold);
+/// for the first task it offered if that one lacked room, was overtaken (a
+/// task behind it was placed instead, or tasks of other pools were), and
+/// nothing is held yet.
+struct Ordinary<'a> {
+    rules: PoolRules<'a>,
+    placed_elsewhere: bool,
+}
+
+impl Ordinary<'_> {
+    fn take(
+        &self,
+        queue: &mut dyn QueuePolicy,
+        fleet: &mut Fleet,
+        hold: &mut Option<HeadHold>,
+        admits: &mut dyn FnMut(&Waiting) -> bool,
+    ) -> Result<Option<Turn>, Unplaceable> {
+        let rules = self.rules;
+        // The policy offers tasks in its order, so the first offered is its
+        // head. Cloned only when refused for room: the common turn clones
+        // nothing.
+        let mut offered_first = true;
+        let mut lacking_room: Option<Waiting> = None;
+        let picked = {
+            let fleet = &*fleet;
+            queue.pick(&mut |task| {
+                let first = std::mem::take(&mut offered_first);
+                if !admits(task) {
+                    return false;
                 }
-                Some(Turn { task, placed })
-            }
-            None => {
-                let id = task.id;
-                queue.released(&task.request.tenant, &task.request.resources);
-                queue.push(task);
-                return Err(Unplaceable { task: id });
-            }
-        },
-    };
-    if hold.is_none()
-        && turn.is_some()
-        && let Some(head) = lacking_room
-        && let Some(node_id) = fleet.node_to_hold(&head.request.resources, &rules.for_task(&head))
-    {
-        fleet.set_held(&node_id, true);
-        *hold = Some(HeadHold {
-            task: head,
-            node_id,
-        });
+                let fits = fleet.any_fits_with(&task.request.resources, &rules.for_task(task));
+                if first && !fits {
+                    lacking_room = Some(task.clone());
+                }
+                fits
+            })
+        };
+        let turn = match picked {
+            None => None,
+            Some(task) => match fleet.place(&task.request.resources, &rules.for_task(&task)) {
+                Some(placed) => {
+                    fleet.reserve(&placed.node_id, &task.request.resources);
+                    if hold.as_ref().is_some_and(|h| h.task.id == task.id) {
+                        // Another node freed enough first.
+                        release_hold(fleet, hold);
+                    }
+                    Some(Turn { task, placed })
+                }
+                None => {
+                    let id = task.id;
+                    queue.released(&task.request.tenant, &task.request.resources);
+                    queue.push(task);
+                    return Err(Unplaceable { task: id });
+                }
+            },
+        };
+        if hold.is_none()
+            && (turn.is_some() || self.placed_elsewhere)
+            && let Some(head) = lacking_room
+            && let Some(node_id) =
+                fleet.node_to_hold(&head.request.resources, &rules.for_task(&head))
+        {
+            fleet.set_held(&node_id, true);
+            *hold = Some(HeadHold {
+                task: head,
+                node_id,
+            });
+        }
+        Ok(turn)
     }
-    Ok(turn)
 }
 
 /// Lets go of a hold whose pool is gone or whose task is no longer queued.
@@ -231,8 +252,15 @@ mod tests {
             queue.push(waiting(seq, 1000));
         }
         let mut hold = None;
-        while let Some(turn) = take_turn(&mut queue, &mut fleet, &mut hold, rules(), &mut |_| true)
-            .expect("fcfs serves what fits")
+        while let Some(turn) = take_turn(
+            &mut queue,
+            &mut fleet,
+            &mut hold,
+            rules(),
+            &mut |_| true,
+            false,
+        )
+        .expect("fcfs serves what fits")
         {
             running
                 .entry(turn.placed.node_id)
@@ -245,7 +273,7 @@ mod tests {
     }
 
     fn turn(fleet: &mut Fleet, queue: &mut Fcfs, hold: &mut Option<HeadHold>) -> Option<Turn> {
-        take_turn(queue, fleet, hold, rules(), &mut |_| true).expect("fcfs serves what fits")
+        take_turn(queue, fleet, hold, rules(), &mut |_| true, false).expect("fcfs serves what fits")
     }
 
     fn finish(fleet: &mut Fleet, running: &mut BTreeMap<String, Vec<Waiting>>, node: &str) {
@@ -396,9 +424,14 @@ mod tests {
         queue.push(waiting(11, 1000));
         finish(&mut fleet, &mut running, "a");
         let mut hold = None;
-        let turn = take_turn(&mut queue, &mut fleet, &mut hold, rules(), &mut |t| {
-            t.request.seq != 10
-        })
+        let turn = take_turn(
+            &mut queue,
+            &mut fleet,
+            &mut hold,
+            rules(),
+            &mut |t| t.request.seq != 10,
+            false,
+        )
         .expect("nothing served wrongly");
         assert_eq!(turn.map(|t| t.task.request.seq), Some(11));
         assert!(hold.is_none());
@@ -413,9 +446,14 @@ mod tests {
             held,
             ..
         } = held_pair();
-        let turn = take_turn(&mut queue, &mut fleet, &mut hold, rules(), &mut |t| {
-            t.request.seq != 10
-        })
+        let turn = take_turn(
+            &mut queue,
+            &mut fleet,
+            &mut hold,
+            rules(),
+            &mut |t| t.request.seq != 10,
+            false,
+        )
         .expect("nothing served wrongly");
         assert!(turn.is_none());
         assert!(hold.is_none());

@@ -294,6 +294,8 @@ impl<'a> Engine<'a> {
                 &mut self.hold,
                 rules,
                 &mut |_| true,
+                // One pool: nothing is placed elsewhere.
+                false,
             )
             .map_err(|err| {
                 let index = err.task.as_u128().saturating_sub(1);
