@@ -8,7 +8,7 @@ use futures::StreamExt;
 use std::collections::HashSet;
 use std::time::Duration;
 use taskyard_runtime::Shutdown;
-use taskyard_runtime::batching::{Message, ack_all, batches};
+use taskyard_runtime::batching::{Message, ack_all, batches, nak_all};
 use taskyard_wire::codec;
 use taskyard_wire::event::TaskEventBatch;
 
@@ -85,9 +85,7 @@ async fn handle(progress: &Progress, batch: Vec<Message>) {
                 events = finished.len(),
                 "handling finished tasks failed; will retry"
             );
-            for message in &readable {
-                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-            }
+            nak_all(&readable, RETRY_DELAY).await;
         }
     }
 }

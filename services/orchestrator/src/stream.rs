@@ -10,7 +10,7 @@ use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt;
 use std::time::Duration;
 use taskyard_runtime::Shutdown;
-use taskyard_runtime::batching::{Message, ack_all, batches};
+use taskyard_runtime::batching::{Message, ack_all, batches, nak_all};
 
 /// How long a batch that could not be recorded waits before redelivery.
 pub const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -96,9 +96,7 @@ pub async fn consume(
             }
             Err(err) => {
                 tracing::error!(error = %err, submissions = recorded.len(), "recording failed; will retry");
-                for message in &recorded {
-                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-                }
+                nak_all(&recorded, RETRY_DELAY).await;
             }
         }
     }

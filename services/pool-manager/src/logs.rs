@@ -9,7 +9,7 @@
 
 use async_nats::jetstream::AckKind;
 use std::time::Duration;
-use taskyard_runtime::batching::Message;
+use taskyard_runtime::batching::{Message, ack_all, nak_all};
 use taskyard_store::Store;
 use taskyard_store::logs::NewLogLine;
 use taskyard_wire::codec;
@@ -62,11 +62,7 @@ impl LogStore {
                     metrics::counter!(METRIC_DROPPED, "reason" => "duplicate").increment(skipped);
                 }
                 tracing::debug!(stored, skipped, "task log lines stored");
-                for message in readable {
-                    if let Err(err) = message.ack().await {
-                        tracing::debug!(error = %err, "cannot ack a log message; it comes back and is skipped");
-                    }
-                }
+                ack_all(&readable).await;
             }
             Err(err) => {
                 tracing::error!(
@@ -74,9 +70,7 @@ impl LogStore {
                     lines = lines.len(),
                     "storing task log lines failed; will retry"
                 );
-                for message in readable {
-                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-                }
+                nak_all(&readable, RETRY_DELAY).await;
             }
         }
     }

@@ -9,7 +9,7 @@
 use crate::announce::{Announcer, kills_for};
 use async_nats::jetstream::AckKind;
 use std::time::Duration;
-use taskyard_runtime::batching::{Message, ack_all};
+use taskyard_runtime::batching::{Message, ack_all, nak_all};
 use taskyard_store::Store;
 use taskyard_wire::codec;
 use taskyard_wire::timer::{Timer, TimerKind};
@@ -61,9 +61,7 @@ impl TimerHandler {
                     timers = ready.len(),
                     "applying timers failed; will retry"
                 );
-                for message in &ready {
-                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-                }
+                nak_all(&ready, RETRY_DELAY).await;
             }
         }
     }

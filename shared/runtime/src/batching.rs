@@ -134,3 +134,14 @@ pub async fn ack_all(messages: &[Message]) {
         }
     }
 }
+
+/// Hands every message back, to be redelivered after `delay` (what could
+/// not be handled now, such as while Postgres is away). A failed NAK needs
+/// nothing more: the message comes back once its ack wait runs out.
+pub async fn nak_all(messages: &[Message], delay: Duration) {
+    for message in messages {
+        let _ = message
+            .ack_with(async_nats::jetstream::AckKind::Nak(Some(delay)))
+            .await;
+    }
+}
