@@ -7,7 +7,7 @@
 //! A cursor (`next_after`, or an event's `id`) is opaque to clients; today it
 //! reads `<attempt>-<seq>`, the last line seen.
 
-use crate::routes::tasks::parse_task_id;
+use crate::routes::tasks::{existing_task, parse_task_id};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -103,10 +103,7 @@ async fn task_state(
     store: &Store,
     id: Uuid,
 ) -> Result<(TaskState, Option<taskyard_wire::Timestamp>), ApiError> {
-    let task = store
-        .get_task(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no task has the id {id}")))?;
+    let task = existing_task(store, id).await?;
     Ok((task.state, task.finished_at))
 }
 

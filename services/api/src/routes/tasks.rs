@@ -134,6 +134,16 @@ pub fn parse_task_id(raw: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::bad_request("id", format!("`{raw}` is not a task id (a UUID)")))
 }
 
+/// The answer for an id no task has.
+fn no_task(id: Uuid) -> ApiError {
+    ApiError::NotFound(format!("no task has the id {id}"))
+}
+
+/// The task with this id, or `not_found`.
+pub async fn existing_task(store: &Store, id: Uuid) -> Result<TaskRow, ApiError> {
+    store.get_task(id).await?.ok_or_else(|| no_task(id))
+}
+
 /// A task and its history, or `not_found`.
 pub async fn load_task(store: &Store, raw_id: &str) -> Result<TaskDetail, ApiError> {
     let id = parse_task_id(raw_id)?;
@@ -142,7 +152,7 @@ pub async fn load_task(store: &Store, raw_id: &str) -> Result<TaskDetail, ApiErr
         store.task_links(id),
         store.task_events(id)
     )?;
-    let task = task.ok_or_else(|| ApiError::NotFound(format!("no task has the id {id}")))?;
+    let task = task.ok_or_else(|| no_task(id))?;
     Ok(TaskDetail {
         task,
         links: links.unwrap_or_default(),
@@ -418,11 +428,7 @@ pub async fn retry(
 ) -> Result<(StatusCode, Json<Retried>), ApiError> {
     let Path(raw) = id?;
     let id = parse_task_id(&raw)?;
-    let task = state
-        .store
-        .get_task(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no task has the id {id}")))?;
+    let task = existing_task(&state.store, id).await?;
     if !RETRYABLE.contains(&task.state) {
         let why = if task.state == TaskState::Succeeded {
             "it succeeded"
@@ -505,9 +511,7 @@ pub async fn events(
     let after = present(&params.cursor)
         .map(|raw| decode_cursor(EVENTS_CURSOR, raw, "cursor"))
         .transpose()?;
-    if state.store.get_task(id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no task has the id {id}")));
-    }
+    existing_task(&state.store, id).await?;
     let events = state.store.task_events_page(id, after, limit).await?;
     let next_cursor =
         next_position(&events, limit, |e| e.id).map(|id| encode_cursor(EVENTS_CURSOR, id));
