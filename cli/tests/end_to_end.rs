@@ -1,64 +1,19 @@
 //! The `taskyard` binary against a real NATS and Postgres, with the API
 //! served in-process and a stand-in orchestrator where one is needed.
 
+mod support;
+
 use futures::StreamExt;
 use serde_json::{Value, json};
-use std::process::Output;
 use std::time::Duration;
-use taskyard_api::{AppState, AuthMode, app};
-use taskyard_store::Store;
+use support::{Env, stderr, stdout};
+use taskyard_api::AuthMode;
 use taskyard_store::tasks::TaskInsert;
-use taskyard_testkit::TestStack;
 use taskyard_wire::event::{TaskEvent, TaskEventBatch};
 use taskyard_wire::{TaskState, codec, subjects};
 use uuid::Uuid;
 
-struct Env {
-    store: Store,
-    nats: async_nats::Client,
-    api_url: String,
-    stack: TestStack,
-}
-
 impl Env {
-    async fn start() -> Env {
-        let stack = TestStack::start().await.expect("start the test stack");
-        let store = Store::connect_and_migrate(&stack.database_url, 4)
-            .await
-            .expect("connect and migrate");
-        let nats = async_nats::connect(&stack.nats_url)
-            .await
-            .expect("connect to NATS");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind port 0");
-        let api_url = format!("http://{}", listener.local_addr().expect("an address"));
-        let router = app(AppState::new(store.clone(), nats.clone(), AuthMode::Off));
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        Env {
-            store,
-            nats,
-            api_url,
-            stack,
-        }
-    }
-
-    /// Runs `taskyard ARGS` against this stack.
-    async fn taskyard(&self, args: &[&str]) -> Output {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_taskyard"))
-            .args([
-                "--nats-url",
-                &self.stack.nats_url,
-                "--api-url",
-                &self.api_url,
-            ])
-            .args(args)
-            .kill_on_drop(true)
-            .output()
-            .await
-            .expect("run taskyard")
-    }
-
     async fn insert(&self, state: TaskState, error: Option<&str>) -> Uuid {
         let id = Uuid::now_v7();
         let task = TaskInsert {
@@ -120,17 +75,9 @@ impl Env {
     }
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[tokio::test]
 async fn reads_tasks_and_nodes_from_the_api() {
-    let env = Env::start().await;
+    let env = Env::start(AuthMode::Off).await;
     let id = env.insert(TaskState::Rejected, Some("bad <spec>")).await;
 
     let tasks = env.taskyard(&["tasks", "--state", "rejected"]).await;
@@ -155,7 +102,7 @@ async fn reads_tasks_and_nodes_from_the_api() {
 
 #[tokio::test]
 async fn api_errors_are_shown_as_their_message() {
-    let env = Env::start().await;
+    let env = Env::start(AuthMode::Off).await;
     let bad = env.taskyard(&["task", "bogus"]).await;
     assert_eq!(bad.status.code(), Some(1));
     assert_eq!(
@@ -185,7 +132,7 @@ async fn api_errors_are_shown_as_their_message() {
 
 #[tokio::test]
 async fn a_submission_without_an_orchestrator_fails() {
-    let env = Env::start().await;
+    let env = Env::start(AuthMode::Off).await;
     let output = env.taskyard(&["submit", "--kind", "noop"]).await;
     assert_eq!(output.status.code(), Some(1));
     assert!(
@@ -197,7 +144,7 @@ async fn a_submission_without_an_orchestrator_fails() {
 
 #[tokio::test]
 async fn a_refusal_names_the_field() {
-    let env = Env::start().await;
+    let env = Env::start(AuthMode::Off).await;
     let refusal = json!({"error": {"field": "spec.ms", "message": "missing field `ms`"}});
     env.orchestrator(refusal, vec![]).await;
     let output = env.taskyard(&["submit", "--kind", "sleep"]).await;
@@ -207,7 +154,7 @@ async fn a_refusal_names_the_field() {
 
 #[tokio::test]
 async fn wait_counts_events_and_exits_2_when_some_failed() {
-    let env = Env::start().await;
+    let env = Env::start(AuthMode::Off).await;
     let (good, bad) = (Uuid::now_v7(), Uuid::now_v7());
     env.orchestrator(
         json!({"ids": [good, bad]}),
@@ -234,7 +181,7 @@ async fn wait_counts_events_and_exits_2_when_some_failed() {
 
 #[tokio::test]
 async fn wait_reconciles_through_the_api_when_events_are_missed() {
-    let env = Env::start().await;
+    let env = Env::start(AuthMode::Off).await;
     // Terminal in the database, but no event is ever published.
     let id = env.insert(TaskState::Rejected, Some("refused")).await;
     env.orchestrator(json!({"ids": [id]}), vec![]).await;
@@ -251,7 +198,7 @@ async fn wait_reconciles_through_the_api_when_events_are_missed() {
 
 #[tokio::test]
 async fn wait_gives_up_after_its_timeout() {
-    let env = Env::start().await;
+    let env = Env::start(AuthMode::Off).await;
     let id = env.insert(TaskState::Queued, None).await;
     env.orchestrator(json!({"ids": [id]}), vec![]).await;
     let output = env
@@ -297,7 +244,7 @@ impl Env {
 
 #[tokio::test]
 async fn pools_are_changed_through_the_pool_manager() {
-    let env = Env::start().await;
+    let env = Env::start(AuthMode::Off).await;
     let mut stored: Option<Value> = None;
     env.stand_in("taskyard.api.pools.*", move |op, body| match op {
         "create" | "update" => {
@@ -361,7 +308,7 @@ async fn pools_are_changed_through_the_pool_manager() {
 
 #[tokio::test]
 async fn node_commands_and_services_talk_nats_directly() {
-    let env = Env::start().await;
+    let env = Env::start(AuthMode::Off).await;
     let nobody = env.taskyard(&["node", "drain", "node-1"]).await;
     assert_eq!(nobody.status.code(), Some(1));
     assert!(
