@@ -3,11 +3,13 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use taskyard_api::{AppState, AuthMode, app};
 use taskyard_store::Store;
 use taskyard_store::tasks::TaskInsert;
 use taskyard_testkit::TestStack;
 use taskyard_wire::TaskState;
+use taskyard_wire::heartbeat::{Capacity, Heartbeat, Usage};
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -148,6 +150,27 @@ pub fn rejected(pool: &str, reason: &str) -> TaskInsert {
 }
 
 /// The `code` of an error body.
+/// A heartbeat of a 4-core, 8 GiB node in zone `a` running `running` tasks.
+pub fn heartbeat(node: &str, running: u32) -> Heartbeat {
+    let now = taskyard_wire::now();
+    Heartbeat {
+        node_id: node.to_owned(),
+        hostname: "host-a".to_owned(),
+        version: "0.1.0".to_owned(),
+        started_at: now,
+        capacity: Capacity {
+            cpu_millis: 4000,
+            memory_mb: 8192,
+            slots: 8,
+        },
+        usage: Usage::default(),
+        running,
+        labels: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
+        draining: false,
+        at: now,
+    }
+}
+
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
 }

@@ -1,28 +1,6 @@
-use crate::helpers::{TestApp, code, message};
+use crate::helpers::{TestApp, code, heartbeat, message};
 use axum::http::StatusCode;
 use serde_json::json;
-use std::collections::BTreeMap;
-use taskyard_wire::heartbeat::{Capacity, Heartbeat, Usage};
-
-fn heartbeat(node: &str) -> Heartbeat {
-    let now = taskyard_wire::now();
-    Heartbeat {
-        node_id: node.to_owned(),
-        hostname: "host-a".to_owned(),
-        version: "0.1.0".to_owned(),
-        started_at: now,
-        capacity: Capacity {
-            cpu_millis: 4000,
-            memory_mb: 8192,
-            slots: 8,
-        },
-        usage: Usage::default(),
-        running: 0,
-        labels: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
-        draining: false,
-        at: now,
-    }
-}
 
 #[tokio::test]
 async fn nodes_are_listed_and_fetched_by_id() {
@@ -32,7 +10,7 @@ async fn nodes_are_listed_and_fetched_by_id() {
     assert_eq!(body["nodes"], serde_json::json!([]));
 
     app.store
-        .record_heartbeats(&[heartbeat("node-a"), heartbeat("node-b")])
+        .record_heartbeats(&[heartbeat("node-a", 0), heartbeat("node-b", 0)])
         .await
         .expect("record heartbeats");
     let (_, body) = app.get_json("/api/v1/nodes").await;
@@ -149,7 +127,7 @@ async fn without_a_resource_manager_node_operations_are_unavailable() {
 #[tokio::test]
 async fn the_console_marks_cordoned_nodes_and_shows_disk_free() {
     let app = TestApp::start().await;
-    let mut beat = heartbeat("node-a");
+    let mut beat = heartbeat("node-a", 0);
     beat.usage.disk_total_mb = 40_960;
     beat.usage.disk_free_mb = 20_992;
     app.store

@@ -1,13 +1,11 @@
 //! The OpenAPI document against real responses: each body validates against
 //! the schema the document gives for its path, method and status.
 
-use crate::helpers::{TestApp, stand_in, task};
+use crate::helpers::{TestApp, heartbeat, stand_in, task};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use taskyard_store::dead_letters::DeadLetter;
 use taskyard_store::tasks::Placement;
-use taskyard_wire::heartbeat::{Capacity, Heartbeat, Usage};
 
 /// Validates `body` against the response schema of `method path` for
 /// `status` in `doc`, resolving `#/components/schemas/...` in the document.
@@ -38,26 +36,6 @@ fn assert_conforms(doc: &Value, method: &str, path: &str, status: StatusCode, bo
         "{method} {path} {status} does not match its schema:\n{}\n{body:#}",
         errors.join("\n")
     );
-}
-
-fn heartbeat(node: &str) -> Heartbeat {
-    let now = taskyard_wire::now();
-    Heartbeat {
-        node_id: node.to_owned(),
-        hostname: "host-a".to_owned(),
-        version: "0.1.0".to_owned(),
-        started_at: now,
-        capacity: Capacity {
-            cpu_millis: 4000,
-            memory_mb: 8192,
-            slots: 8,
-        },
-        usage: Usage::default(),
-        running: 1,
-        labels: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
-        draining: false,
-        at: now,
-    }
 }
 
 #[tokio::test]
@@ -98,7 +76,7 @@ async fn real_responses_match_the_document() {
         .await
         .expect("schedule");
     app.store
-        .record_heartbeats(&[heartbeat("node-a")])
+        .record_heartbeats(&[heartbeat("node-a", 1)])
         .await
         .expect("a node");
     app.store
