@@ -158,8 +158,9 @@ impl Ordinary<'_> {
     ) -> Result<Option<Turn>, Unplaceable> {
         let rules = self.rules;
         // The policy offers tasks in its order, so the first offered is its
-        // head. Cloned only when refused for room: the common turn clones
-        // nothing.
+        // head. Cloned only when refused for room while nothing is held: the
+        // common turn, and every turn while a node is held, clone nothing.
+        let may_hold = hold.is_none();
         let mut offered_first = true;
         let mut lacking_room: Option<Waiting> = None;
         let picked = {
@@ -170,7 +171,7 @@ impl Ordinary<'_> {
                     return false;
                 }
                 let fits = fleet.any_fits_with(&task.request.resources, &rules.for_task(task));
-                if first && !fits {
+                if first && !fits && may_hold {
                     lacking_room = Some(task.clone());
                 }
                 fits
@@ -212,10 +213,10 @@ impl Ordinary<'_> {
 }
 
 /// Lets go of a hold whose pool is gone or whose task is no longer queued.
-pub fn release_hold(fleet: &mut Fleet, hold: &mut Option<HeadHold>) -> Option<Uuid> {
-    let current = hold.take()?;
-    fleet.set_held(&current.node_id, false);
-    Some(current.task.id)
+pub fn release_hold(fleet: &mut Fleet, hold: &mut Option<HeadHold>) {
+    if let Some(current) = hold.take() {
+        fleet.set_held(&current.node_id, false);
+    }
 }
 
 #[cfg(test)]
