@@ -6,7 +6,7 @@ use crate::recorder::{Recorded, Recorder};
 use async_nats::service::{Request, Service};
 use futures::StreamExt;
 use std::sync::Arc;
-use taskyard_runtime::Shutdown;
+use taskyard_runtime::{Shutdown, error_throttled};
 use taskyard_wire::reply::SubmitReply;
 use taskyard_wire::task::Limits;
 use taskyard_wire::{codec, subjects};
@@ -50,6 +50,22 @@ pub async fn serve(
     }))
 }
 
+fn reply_for(recorded: Option<Recorded>) -> SubmitReply {
+    match recorded {
+        Some(Recorded {
+            refusal: Some(error),
+            ..
+        }) => SubmitReply::Refused { error },
+        Some(Recorded {
+            ids, workflow_id, ..
+        }) => SubmitReply::Accepted { ids, workflow_id },
+        None => SubmitReply::Accepted {
+            ids: Vec::new(),
+            workflow_id: None,
+        },
+    }
+}
+
 async fn answer(request: Request, recorder: &Recorder, pools: &SharedView, limits: &Limits) {
     let mut planned = plan(
         &request.message.payload,
@@ -68,28 +84,34 @@ async fn answer(request: Request, recorder: &Recorder, pools: &SharedView, limit
     }
     let reply = match planned {
         Plan::Unreadable(error) => Ok(SubmitReply::Refused { error }),
-        Plan::Record(planned) => match recorder.record(vec![planned]).await {
-            Ok(mut recorded) => Ok(match recorded.pop() {
-                Some(Recorded {
-                    refusal: Some(error),
-                    ..
-                }) => SubmitReply::Refused { error },
-                Some(Recorded {
-                    ids, workflow_id, ..
-                }) => SubmitReply::Accepted { ids, workflow_id },
-                None => SubmitReply::Accepted {
-                    ids: Vec::new(),
-                    workflow_id: None,
-                },
-            }),
-            Err(err) => {
-                tracing::error!(error = %err, "cannot record a submission");
-                Err(async_nats::service::error::Error {
-                    status: "cannot record the submission now; retry".to_owned(),
-                    code: 503,
-                })
+        Plan::Record(mut planned) => {
+            match recorder.record(std::slice::from_mut(&mut planned)).await {
+                Ok(mut recorded) => Ok(reply_for(recorded.pop())),
+                // Asking again would fail again: refuse it, and record it
+                // refused like any other refusal (what can be kept of it).
+                Err(err) if err.is_poison() => {
+                    let reason = err.refusal();
+                    metrics::counter!("taskyard_orchestrator_poison_total").increment(1);
+                    tracing::warn!(%reason, "a submission Postgres cannot store was refused");
+                    planned.quarantine(&reason);
+                    if let Err(err) = recorder.record(std::slice::from_mut(&mut planned)).await {
+                        tracing::warn!(error = %err, "cannot record a refused submission");
+                    }
+                    Ok(reply_for(Some(Recorded {
+                        ids: Vec::new(),
+                        workflow_id: None,
+                        refusal: planned.refusal.take(),
+                    })))
+                }
+                Err(err) => {
+                    error_throttled!(error = %err, "cannot record a submission");
+                    Err(async_nats::service::error::Error {
+                        status: "cannot record the submission now; retry".to_owned(),
+                        code: 503,
+                    })
+                }
             }
-        },
+        }
     };
     let response = reply.map(|reply| codec::encode(&reply).into());
     if let Err(err) = request.respond(response).await {

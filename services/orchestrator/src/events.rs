@@ -1,16 +1,19 @@
 //! The orchestrator's consumer of task events: finished tasks, in batches,
 //! for [`Progress`]; and the periodic reconciliation.
 
-use crate::progress::Progress;
+use crate::progress::{Progress, ProgressError};
+use crate::stream::dead_letter;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::time::Duration;
-use taskyard_runtime::Shutdown;
 use taskyard_runtime::batching::{Message, ack_all, batches, nak_all};
-use taskyard_wire::codec;
+use taskyard_runtime::poison::Bisection;
+use taskyard_runtime::{Shutdown, error_throttled, warn_throttled};
 use taskyard_wire::event::TaskEventBatch;
+use taskyard_wire::{TaskState, codec};
+use uuid::Uuid;
 
 /// How long a batch that could not be handled waits before redelivery.
 pub const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -37,7 +40,7 @@ pub async fn consume(
             _ = shutdown.wait() => return Ok(()),
             _ = sweep.tick() => {
                 if let Err(err) = progress.reconcile().await {
-                    tracing::warn!(error = %err, "reconciling dependents and workflows failed; will try again");
+                    warn_throttled!(error = %err, "reconciling dependents and workflows failed; will try again");
                 }
             }
             batch = incoming.next() => match batch {
@@ -49,27 +52,30 @@ pub async fn consume(
 }
 
 /// Handles one batch of event messages; acks it, or hands it back for a
-/// retry when Postgres or NATS failed (every step is idempotent).
+/// retry when Postgres or NATS failed (every step is idempotent). A message
+/// whose events Postgres refuses on their own is kept as a dead letter, and
+/// the rest of the batch handled.
 async fn handle(progress: &Progress, batch: Vec<Message>) {
-    let mut finished = Vec::new();
+    let mut finished: Vec<Vec<(Uuid, TaskState)>> = Vec::with_capacity(batch.len());
     let mut seen = HashSet::new();
     let mut readable = Vec::with_capacity(batch.len());
     for message in batch {
         match codec::decode::<TaskEventBatch>(&message.payload) {
             Ok(events) => {
-                finished.extend(
+                finished.push(
                     events
                         .events
                         .into_iter()
                         .filter(|e| e.state.is_terminal() && seen.insert(e.task_id))
-                        .map(|e| (e.task_id, e.state)),
+                        .map(|e| (e.task_id, e.state))
+                        .collect(),
                 );
                 readable.push(message);
             }
             Err(err) => {
-                tracing::warn!(subject = %message.subject, error = %err, "unreadable task event terminated");
+                warn_throttled!(subject = %message.subject, error = %err, "unreadable task event terminated");
                 if let Err(err) = message.ack_with(AckKind::Term).await {
-                    tracing::warn!(error = %err, "terminating an event failed");
+                    warn_throttled!(error = %err, "terminating an event failed");
                 }
             }
         }
@@ -77,15 +83,39 @@ async fn handle(progress: &Progress, batch: Vec<Message>) {
     let redelivered = readable
         .iter()
         .any(|m| m.info().map(|info| info.delivered > 1).unwrap_or(true));
-    match progress.finished(&finished, redelivered).await {
-        Ok(()) => ack_all(&readable).await,
-        Err(err) => {
-            tracing::error!(
-                error = %err,
-                events = finished.len(),
-                "handling finished tasks failed; will retry"
-            );
-            nak_all(&readable, RETRY_DELAY).await;
+    let mut bisection = Bisection::new(readable.len(), ProgressError::is_poison);
+    while let Some(part) = bisection.next_part() {
+        let result = progress
+            .finished(&finished[part.clone()].concat(), redelivered)
+            .await;
+        bisection.record(part, result);
+    }
+    let isolated = bisection.finish();
+    for (range, ()) in &isolated.recorded {
+        ack_all(&readable[range.clone()]).await;
+    }
+    for (index, err) in &isolated.poison {
+        let message = &readable[*index];
+        let letter = dead_letter(message, &err.refusal());
+        match progress.store().record_dead_letter(&letter).await {
+            Ok(_) => {
+                tracing::warn!(subject = %message.subject, reason = %letter.reason, "task events Postgres refused were kept as a dead letter");
+                if let Err(err) = message.ack_with(AckKind::Term).await {
+                    warn_throttled!(error = %err, "terminating an event failed");
+                }
+            }
+            Err(err) => {
+                error_throttled!(error = %err, "keeping a dead letter failed; will retry");
+                nak_all(std::slice::from_ref(message), RETRY_DELAY).await;
+            }
         }
+    }
+    if let Some(err) = &isolated.retry_error {
+        let retry: Vec<Message> = isolated
+            .retry_indices()
+            .map(|i| readable[i].clone())
+            .collect();
+        error_throttled!(error = %err, messages = retry.len(), "handling finished tasks failed; will retry");
+        nak_all(&retry, RETRY_DELAY).await;
     }
 }

@@ -100,6 +100,31 @@ impl Planned {
         self.refusal = Some(rejection);
     }
 
+    /// Refuses a submission that Postgres would not store (`reason` is its
+    /// refusal), keeping of each task only what cannot have been the cause:
+    /// its id, kind, pool, tenant and numbers. The spec, labels, names,
+    /// dependencies and workflow are dropped; the raw submission is in the
+    /// stream or the client's hands, and the reason says what Postgres
+    /// objected to.
+    pub fn quarantine(&mut self, reason: &str) {
+        self.workflow = None;
+        self.existing.clear();
+        for row in &mut self.rows {
+            row.spec = Value::Null;
+            row.labels = Value::Object(Default::default());
+            row.node_selector = Value::Object(Default::default());
+            row.name = None;
+            row.workflow_id = None;
+            row.depends_on.clear();
+            row.compensation = None;
+            row.compensates = None;
+        }
+        self.refuse(Rejection::new(
+            "",
+            format!("Postgres cannot store this submission: {reason}"),
+        ));
+    }
+
     /// Applies what Postgres says of the existing tasks named in
     /// `depends_on`: one that does not exist, or that ended without
     /// succeeding, refuses the submission (the task could never run, and a

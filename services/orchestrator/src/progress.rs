@@ -40,6 +40,27 @@ pub enum ProgressError {
     Record(#[from] RecordError),
 }
 
+impl ProgressError {
+    /// Whether Postgres refused what the events hold (see
+    /// `taskyard_runtime::poison`).
+    pub fn is_poison(&self) -> bool {
+        match self {
+            ProgressError::Store(err) => err.is_poison(),
+            ProgressError::Record(err) => err.is_poison(),
+            ProgressError::Publish(_) => false,
+        }
+    }
+
+    /// Postgres's reason, for a dead letter.
+    pub fn refusal(&self) -> String {
+        match self {
+            ProgressError::Store(err) => err.refusal(),
+            ProgressError::Record(err) => err.refusal(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Moves dependents and workflows along. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Progress {
@@ -55,6 +76,10 @@ impl Progress {
             pools,
             limits,
         }
+    }
+
+    pub fn store(&self) -> &taskyard_store::Store {
+        self.recorder.store()
     }
 
     /// Handles tasks that ended (`(id, state)`, as their events say):
@@ -129,11 +154,11 @@ impl Progress {
         let due = store.compensations_due(workflows).await?;
         if !due.is_empty() {
             // The pool view's guard is released before anything is awaited.
-            let plans = {
+            let mut plans = {
                 let pools = pool_view::read(&self.pools);
                 compensation_plans(&due, &self.limits, &pools)
             };
-            self.recorder.record(plans).await?;
+            self.recorder.record(&mut plans).await?;
         }
         for id in store.finish_failed_workflows(workflows).await? {
             tracing::info_span!("workflow", workflow_id = %id).in_scope(|| {

@@ -24,6 +24,22 @@ pub enum RecordError {
     Publish(#[from] BatchError),
 }
 
+impl RecordError {
+    /// Whether Postgres refused what the submissions hold: recording them
+    /// again unchanged would fail again ([`taskyard_runtime::poison`]).
+    pub fn is_poison(&self) -> bool {
+        matches!(self, RecordError::Store(err) if err.is_poison())
+    }
+
+    /// What to tell the client, or keep in the dead letter, of a refusal.
+    pub fn refusal(&self) -> String {
+        match self {
+            RecordError::Store(err) => err.refusal(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// What became of one submission.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
@@ -57,8 +73,8 @@ impl Recorder {
     /// another), publishes their events and sets their timers. Every step
     /// is idempotent, so a batch that fails half way is simply recorded
     /// again.
-    pub async fn record(&self, mut plans: Vec<Planned>) -> Result<Vec<Recorded>, RecordError> {
-        self.check_existing(&mut plans).await?;
+    pub async fn record(&self, plans: &mut [Planned]) -> Result<Vec<Recorded>, RecordError> {
+        self.check_existing(plans).await?;
         let workflows: Vec<_> = plans.iter().filter_map(|p| p.workflow.clone()).collect();
         // Before the tasks, which reference their workflow.
         self.store.insert_workflows(&workflows).await?;
@@ -123,7 +139,7 @@ impl Recorder {
         }
 
         let mut recorded = Vec::with_capacity(plans.len());
-        for plan in &plans {
+        for plan in plans.iter() {
             let ids: Vec<Uuid> = plan
                 .rows
                 .iter()

@@ -23,6 +23,47 @@ struct MaxDeliveries {
     deliveries: u32,
 }
 
+/// Keeps `message` as a dead letter now, with `reason`, and terminates it:
+/// what a consumer does with a message that can never be recorded (its
+/// batch's statement refused it on its own, see
+/// `taskyard_runtime::poison`), rather than redeliver it until its max
+/// deliveries. If Postgres cannot take the dead letter either, the message
+/// is handed back to be tried again.
+pub async fn keep_now(store: &Store, message: &Message, reason: &str) {
+    let info = message.info().ok();
+    let letter = DeadLetter {
+        stream: info
+            .as_ref()
+            .map(|i| i.stream.to_owned())
+            .unwrap_or_default(),
+        consumer: info
+            .as_ref()
+            .map(|i| i.consumer.to_owned())
+            .unwrap_or_default(),
+        stream_seq: info.as_ref().map(|i| i.stream_sequence).unwrap_or(0),
+        subject: message.subject.to_string(),
+        payload: message.payload.to_vec(),
+        deliveries: info
+            .map(|i| u32::try_from(i.delivered).unwrap_or(0))
+            .unwrap_or(0),
+        reason: reason.to_owned(),
+    };
+    match store.record_dead_letter(&letter).await {
+        Ok(_) => {
+            metrics::counter!("taskyard_pool_manager_dead_letters_total", "stream" => letter.stream.clone())
+                .increment(1);
+            tracing::warn!(stream = %letter.stream, seq = letter.stream_seq, subject = %letter.subject, %reason, "a message Postgres refused was kept as a dead letter");
+            if let Err(err) = message.ack_with(AckKind::Term).await {
+                tracing::warn!(error = %err, "cannot terminate a dead letter");
+            }
+        }
+        Err(err) => {
+            taskyard_runtime::error_throttled!(error = %err, "keeping a dead letter failed; will retry");
+            let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DeadLetters {
     store: Store,

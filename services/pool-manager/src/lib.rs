@@ -26,6 +26,7 @@
 //! - [`cancel`]: cancel requests.
 //! - [`dead_letters`]: max-deliveries advisories to `dead_letters` rows.
 //! - [`logs`]: task log lines (LOGS stream) to `task_logs` rows.
+//! - [`salvage`]: what can be kept of a report or log line Postgres refuses.
 //! - [`reconciler`]: the periodic backstop.
 //! - [`pools`]: pool requests.
 
@@ -39,6 +40,7 @@ pub mod node_loss;
 pub mod pools;
 pub mod reconciler;
 pub mod reports;
+pub mod salvage;
 pub mod timers;
 pub mod timings;
 
@@ -51,6 +53,20 @@ use std::time::Duration;
 use taskyard_runtime::batching::{Message, batches};
 use taskyard_runtime::{Shutdown, micro, streams};
 use taskyard_store::Store;
+
+/// Whether Postgres refused a batch for what it holds (see
+/// `taskyard_runtime::poison`), through the context the handlers add.
+pub(crate) fn blames_input(err: &anyhow::Error) -> bool {
+    taskyard_store::blames_input(err.as_ref())
+}
+
+/// Postgres's own reason for a refusal, for a dead letter.
+pub(crate) fn refusal(err: &anyhow::Error) -> String {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<taskyard_store::StoreError>())
+        .map(taskyard_store::StoreError::refusal)
+        .unwrap_or_else(|| format!("{err:#}"))
+}
 
 /// Runs the pool manager until `shutdown`.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {

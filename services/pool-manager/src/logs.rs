@@ -4,14 +4,17 @@
 //! A pulled batch of messages is one insert (`unnest`); a line stored before
 //! (a redelivered or republished batch) is skipped by its key `(task,
 //! attempt, seq)`, so delivery is at least once and storage exactly once. A
-//! message that cannot be read is dropped; a batch Postgres refuses is handed
-//! back with a delay, to be stored once Postgres is back.
+//! message that cannot be read is dropped; a batch that fails while Postgres
+//! is away is handed back with a delay, to be stored once Postgres is back.
 
+use crate::{dead_letters, salvage};
 use async_nats::jetstream::AckKind;
 use std::time::Duration;
 use taskyard_runtime::batching::{Message, ack_all, nak_all};
-use taskyard_store::Store;
+use taskyard_runtime::poison::Bisection;
+use taskyard_runtime::{error_throttled, warn_throttled};
 use taskyard_store::logs::NewLogLine;
+use taskyard_store::{Store, StoreError};
 use taskyard_wire::codec;
 use taskyard_wire::logs::LogBatch;
 
@@ -33,47 +36,79 @@ impl LogStore {
         LogStore { store }
     }
 
+    /// Stores a batch in one insert; a batch Postgres refuses for what some
+    /// message holds has its culprits isolated and the rest stored, and a
+    /// culprit is stored with its NUL characters replaced ([`salvage`]) or
+    /// else kept as a dead letter.
     pub async fn handle(&self, batch: Vec<Message>) {
-        let mut lines = Vec::new();
+        let mut lines: Vec<Vec<NewLogLine>> = Vec::with_capacity(batch.len());
         let mut readable = Vec::with_capacity(batch.len());
         for message in batch {
             match codec::decode::<LogBatch>(&message.payload) {
                 Ok(logs) => {
-                    lines.extend(rows(logs));
+                    lines.push(rows(logs).collect());
                     readable.push(message);
                 }
                 Err(err) => {
                     metrics::counter!(METRIC_DROPPED, "reason" => "unreadable").increment(1);
-                    tracing::warn!(subject = %message.subject, error = %err, "dropping a log message that cannot be read");
+                    warn_throttled!(subject = %message.subject, error = %err, "dropping a log message that cannot be read");
                     if let Err(err) = message.ack_with(AckKind::Term).await {
-                        tracing::warn!(error = %err, "cannot terminate an unreadable log message");
+                        warn_throttled!(error = %err, "cannot terminate an unreadable log message");
                     }
                 }
             }
         }
-        if readable.is_empty() {
-            return;
+        let mut bisection = Bisection::new(readable.len(), StoreError::is_poison);
+        while let Some(part) = bisection.next_part() {
+            let flat: Vec<NewLogLine> = lines[part.clone()].iter().flatten().cloned().collect();
+            let result = self.store.insert_log_lines(&flat).await;
+            bisection.record(part, result.map(|stored| (stored, flat.len())));
         }
-        match self.store.insert_log_lines(&lines).await {
-            Ok(stored) => {
-                metrics::counter!(METRIC_STORED).increment(stored);
-                let skipped = (lines.len() as u64).saturating_sub(stored);
-                if skipped > 0 {
-                    metrics::counter!(METRIC_DROPPED, "reason" => "duplicate").increment(skipped);
+        let mut isolated = bisection.finish();
+        for (range, (stored, count)) in &isolated.recorded {
+            count_stored(*stored, *count);
+            ack_all(&readable[range.clone()]).await;
+        }
+        for (index, err) in std::mem::take(&mut isolated.poison) {
+            let mut scrubbed = std::mem::take(&mut lines[index]);
+            let again = if salvage::scrub_lines(&mut scrubbed) {
+                self.store.insert_log_lines(&scrubbed).await
+            } else {
+                Err(err)
+            };
+            match again {
+                Ok(stored) => {
+                    count_stored(stored, scrubbed.len());
+                    tracing::warn!(subject = %readable[index].subject, "log lines Postgres refused were stored with their NUL characters replaced");
+                    ack_all(&readable[index..=index]).await;
                 }
-                tracing::debug!(stored, skipped, "task log lines stored");
-                ack_all(&readable).await;
+                Err(err) if err.is_poison() => {
+                    dead_letters::keep_now(&self.store, &readable[index], &err.refusal()).await;
+                }
+                Err(err) => {
+                    error_throttled!(error = %err, "storing task log lines failed; will retry");
+                    nak_all(&readable[index..=index], RETRY_DELAY).await;
+                }
             }
-            Err(err) => {
-                tracing::error!(
-                    error = format!("{err:#}"),
-                    lines = lines.len(),
-                    "storing task log lines failed; will retry"
-                );
-                nak_all(&readable, RETRY_DELAY).await;
-            }
+        }
+        if let Some(err) = &isolated.retry_error {
+            let retry: Vec<Message> = isolated
+                .retry_indices()
+                .map(|i| readable[i].clone())
+                .collect();
+            error_throttled!(error = %err, messages = retry.len(), "storing task log lines failed; will retry");
+            nak_all(&retry, RETRY_DELAY).await;
         }
     }
+}
+
+fn count_stored(stored: u64, lines: usize) {
+    metrics::counter!(METRIC_STORED).increment(stored);
+    let skipped = (lines as u64).saturating_sub(stored);
+    if skipped > 0 {
+        metrics::counter!(METRIC_DROPPED, "reason" => "duplicate").increment(skipped);
+    }
+    tracing::debug!(stored, skipped, "task log lines stored");
 }
 
 fn rows(batch: LogBatch) -> impl Iterator<Item = NewLogLine> {

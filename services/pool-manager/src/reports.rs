@@ -1,10 +1,13 @@
 //! From workers' reports to guarded transitions and events.
 
 use crate::announce::{Announcer, Kill};
+use crate::{blames_input, dead_letters, refusal, salvage};
 use async_nats::jetstream::AckKind;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-use taskyard_runtime::batching::{Message, ack_all};
+use taskyard_runtime::batching::{Message, ack_all, nak_all};
+use taskyard_runtime::poison::Bisection;
+use taskyard_runtime::{error_throttled, warn_throttled};
 use taskyard_store::Store;
 use taskyard_store::interventions::AttemptHolder;
 use taskyard_store::tasks::{FinishReport, StartReport};
@@ -101,11 +104,13 @@ impl ReportHandler {
         ReportHandler { store, announcer }
     }
 
-    /// Records one batch. When the batch cannot be recorded, each message
-    /// is tried on its own, so that one message that can never be recorded
-    /// does not hold back the others: it alone is redelivered (after
-    /// [`RETRY_DELAY`]) until its consumer's max deliveries send it to the
-    /// dead letters. Every step is idempotent.
+    /// Records one batch in one go. When Postgres refuses it for what some
+    /// message holds, the culprits are isolated (`poison::isolate`) and the
+    /// rest recorded; a culprit is tried once more with its free text
+    /// scrubbed ([`salvage`]), so that the attempt's outcome survives,
+    /// and kept as a dead letter if even that is refused. A batch that fails
+    /// for another reason (Postgres away) is handed back whole. Every step
+    /// is idempotent.
     pub async fn handle(&self, batch: Vec<Message>) {
         let mut reports = Vec::with_capacity(batch.len());
         let mut readable = Vec::with_capacity(batch.len());
@@ -116,41 +121,59 @@ impl ReportHandler {
                     readable.push(message);
                 }
                 Err(err) => {
-                    tracing::warn!(subject = %message.subject, error = %err, "unreadable report terminated");
+                    warn_throttled!(subject = %message.subject, error = %err, "unreadable report terminated");
                     let _ = message.ack_with(AckKind::Term).await;
                 }
             }
         }
-        if readable.is_empty() {
-            return;
+        let mut bisection = Bisection::new(readable.len(), blames_input);
+        while let Some(part) = bisection.next_part() {
+            let result = self.record(reports[part.clone()].concat()).await;
+            bisection.record(part, result);
         }
-        match self.record(reports.concat()).await {
-            Ok(()) => ack_all(&readable).await,
-            Err(err) if readable.len() == 1 => {
-                tracing::error!(
-                    error = format!("{err:#}"),
-                    "recording a report failed; will retry"
-                );
-                let _ = readable[0].ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-            }
-            Err(err) => {
-                tracing::warn!(
-                    error = format!("{err:#}"),
-                    messages = readable.len(),
-                    "recording a batch failed; trying its messages one by one"
-                );
-                for (message, reports) in readable.iter().zip(reports) {
-                    match self.record(reports).await {
-                        Ok(()) => {
-                            let _ = message.ack().await;
-                        }
-                        Err(err) => {
-                            tracing::error!(subject = %message.subject, error = format!("{err:#}"), "recording a report failed; will retry");
-                            let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-                        }
-                    }
+        let mut isolated = bisection.finish();
+        for (range, ()) in &isolated.recorded {
+            ack_all(&readable[range.clone()]).await;
+        }
+        for (index, err) in std::mem::take(&mut isolated.poison) {
+            let mut scrubbed = std::mem::take(&mut reports[index]);
+            let changed = scrubbed
+                .iter_mut()
+                .fold(false, |any, r| salvage::scrub_report(r) | any);
+            let again = if changed {
+                self.record(scrubbed).await
+            } else {
+                Err(err)
+            };
+            match again {
+                Ok(()) => {
+                    tracing::warn!(subject = %readable[index].subject, "a report Postgres refused was recorded with its NUL characters replaced");
+                    ack_all(&readable[index..=index]).await;
+                }
+                Err(err) if blames_input(&err) => {
+                    let reason = refusal(&err);
+                    dead_letters::keep_now(&self.store, &readable[index], &reason).await;
+                }
+                Err(err) => {
+                    error_throttled!(
+                        error = format!("{err:#}"),
+                        "recording a report failed; will retry"
+                    );
+                    nak_all(&readable[index..=index], RETRY_DELAY).await;
                 }
             }
+        }
+        if let Some(err) = &isolated.retry_error {
+            let retry: Vec<Message> = isolated
+                .retry_indices()
+                .map(|i| readable[i].clone())
+                .collect();
+            error_throttled!(
+                error = format!("{err:#}"),
+                messages = retry.len(),
+                "recording reports failed; will retry"
+            );
+            nak_all(&retry, RETRY_DELAY).await;
         }
     }
 

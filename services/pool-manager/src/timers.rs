@@ -7,9 +7,12 @@
 //! attempt that is over, changes nothing.
 
 use crate::announce::{Announcer, kills_for};
+use crate::{blames_input, dead_letters, refusal};
 use async_nats::jetstream::AckKind;
 use std::time::Duration;
-use taskyard_runtime::batching::{Message, ack_all, nak_all};
+use taskyard_runtime::batching::{Message, ack_all, nak_after, nak_all};
+use taskyard_runtime::poison::Bisection;
+use taskyard_runtime::{error_throttled, warn_throttled};
 use taskyard_store::Store;
 use taskyard_wire::codec;
 use taskyard_wire::timer::{Timer, TimerKind};
@@ -37,32 +40,41 @@ impl TimerHandler {
         for message in batch {
             match codec::decode::<Timer>(&message.payload) {
                 Ok(timer) if timer.due_at - now > EARLY_TOLERANCE => {
+                    // Capped: a schedule that fired long before its time
+                    // comes back hourly rather than spinning.
                     let rest = (timer.due_at - now).unsigned_abs();
-                    let _ = message.ack_with(AckKind::Nak(Some(rest))).await;
+                    let _ = message.ack_with(nak_after(rest)).await;
                 }
                 Ok(timer) => {
                     due.push(timer);
                     ready.push(message);
                 }
                 Err(err) => {
-                    tracing::warn!(subject = %message.subject, error = %err, "unreadable timer terminated");
+                    warn_throttled!(subject = %message.subject, error = %err, "unreadable timer terminated");
                     let _ = message.ack_with(AckKind::Term).await;
                 }
             }
         }
-        if ready.is_empty() {
-            return;
+        let mut bisection = Bisection::new(ready.len(), blames_input);
+        while let Some(part) = bisection.next_part() {
+            let result = self.fire(&due[part.clone()]).await;
+            bisection.record(part, result);
         }
-        match self.fire(&due).await {
-            Ok(()) => ack_all(&ready).await,
-            Err(err) => {
-                tracing::error!(
-                    error = format!("{err:#}"),
-                    timers = ready.len(),
-                    "applying timers failed; will retry"
-                );
-                nak_all(&ready, RETRY_DELAY).await;
-            }
+        let isolated = bisection.finish();
+        for (range, ()) in &isolated.recorded {
+            ack_all(&ready[range.clone()]).await;
+        }
+        for (index, err) in &isolated.poison {
+            dead_letters::keep_now(&self.store, &ready[*index], &refusal(err)).await;
+        }
+        if let Some(err) = &isolated.retry_error {
+            let retry: Vec<Message> = isolated.retry_indices().map(|i| ready[i].clone()).collect();
+            error_throttled!(
+                error = format!("{err:#}"),
+                timers = retry.len(),
+                "applying timers failed; will retry"
+            );
+            nak_all(&retry, RETRY_DELAY).await;
         }
     }
 

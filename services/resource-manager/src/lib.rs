@@ -29,9 +29,10 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
 use taskyard_runtime::batching::{Outgoing, publish_all};
-use taskyard_runtime::{Shutdown, micro};
-use taskyard_store::Store;
+use taskyard_runtime::poison::Bisection;
+use taskyard_runtime::{Shutdown, micro, warn_throttled};
 use taskyard_store::nodes::HealthChange;
+use taskyard_store::{Store, StoreError};
 use taskyard_wire::event::{NodeEvent, NodeEventKind};
 use taskyard_wire::heartbeat::Heartbeat;
 use taskyard_wire::{codec, subjects};
@@ -89,8 +90,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                         to_sample.insert(beat.node_id.clone(), beat.clone());
                         latest.insert(beat.node_id.clone(), beat);
                     }
-                    Ok(beat) => tracing::warn!(node_id = %beat.node_id, "heartbeat with an invalid node id ignored"),
-                    Err(err) => tracing::warn!(subject = %message.subject, error = %err, "unreadable heartbeat ignored"),
+                    Ok(beat) => warn_throttled!(node_id = %beat.node_id, "heartbeat with an invalid node id ignored"),
+                    Err(err) => warn_throttled!(subject = %message.subject, error = %err, "unreadable heartbeat ignored"),
                 }
             }
             Some((op, request)) = operations.next() => {
@@ -101,7 +102,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 node_metrics::record_heartbeats(&beats);
                 node_metrics::record_health(&registry);
                 if let Err(err) = store.record_samples(&beats).await {
-                    tracing::warn!(error = %err, "recording node samples failed");
+                    warn_throttled!(error = %err, "recording node samples failed");
                 }
             }
             _ = prune.tick() => {
@@ -113,7 +114,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             }
             _ = flush.tick() => {
                 if let Err(err) = flush_heartbeats(&store, &js, &mut latest, &mut announcements).await {
-                    tracing::warn!(error = format!("{err:#}"), "recording heartbeats failed; will retry");
+                    warn_throttled!(error = format!("{err:#}"), "recording heartbeats failed; will retry");
                 }
             }
             _ = sweep.tick() => {
@@ -143,8 +144,26 @@ async fn flush_heartbeats(
 ) -> anyhow::Result<()> {
     if !latest.is_empty() {
         let beats: Vec<Heartbeat> = latest.values().cloned().collect();
-        store.record_heartbeats(&beats).await?;
-        latest.clear();
+        // One node's heartbeat that Postgres refuses (a label it cannot
+        // store, say) must not keep every other node's from being recorded.
+        let mut bisection = Bisection::new(beats.len(), StoreError::is_poison);
+        while let Some(part) = bisection.next_part() {
+            let result = store.record_heartbeats(&beats[part.clone()]).await;
+            bisection.record(part, result);
+        }
+        let isolated = bisection.finish();
+        for (index, err) in &isolated.poison {
+            warn_throttled!(node_id = %beats[*index].node_id, reason = %err.refusal(), "a heartbeat Postgres cannot store was dropped");
+            latest.remove(&beats[*index].node_id);
+        }
+        for (range, ()) in &isolated.recorded {
+            for beat in &beats[range.clone()] {
+                latest.remove(&beat.node_id);
+            }
+        }
+        if let Some(err) = isolated.retry_error {
+            return Err(err.into());
+        }
     }
     if announcements.is_empty() {
         return Ok(());

@@ -5,6 +5,8 @@ use async_nats::jetstream;
 use std::collections::BTreeMap;
 use std::collections::HashSet;
 use taskyard_runtime::batching::{BatchError, Outgoing, publish_all};
+use taskyard_runtime::poison::Bisection;
+use taskyard_runtime::warn_throttled;
 use taskyard_store::tasks::{Placement, ScheduledTask};
 use taskyard_store::{Store, StoreError};
 use taskyard_wire::dispatch::{Dispatch, DispatchBatch};
@@ -60,7 +62,7 @@ impl Dispatcher {
         match self.publish(&tasks).await {
             Ok(()) => true,
             Err(err) => {
-                tracing::warn!(error = %err, tasks = tasks.len(), "dispatch failed; will retry");
+                warn_throttled!(error = %err, tasks = tasks.len(), "dispatch failed; will retry");
                 self.undispatched = tasks;
                 false
             }
@@ -88,15 +90,34 @@ impl Dispatcher {
                 reason: d.placed.reason.clone(),
             })
             .collect();
-        let scheduled = match self.store.mark_scheduled(&placements).await {
-            Ok(scheduled) => scheduled,
-            Err(err) => {
-                for decision in decisions {
-                    state.undo_decision(decision);
-                }
-                return Err(err.into());
+        // A placement Postgres refuses for what it holds must not keep the
+        // round's others from being recorded: it is isolated, and its task
+        // set aside (it stays queued in Postgres; a restart tries it again).
+        let mut bisection = Bisection::new(placements.len(), StoreError::is_poison);
+        while let Some(part) = bisection.next_part() {
+            let result = self.store.mark_scheduled(&placements[part.clone()]).await;
+            bisection.record(part, result);
+        }
+        let isolated = bisection.finish();
+        let mut decisions: Vec<Option<Decision>> = decisions.into_iter().map(Some).collect();
+        for (index, err) in &isolated.poison {
+            if let Some(decision) = decisions[*index].take() {
+                tracing::warn!(task_id = %decision.task.id, reason = %err.refusal(), "a placement Postgres cannot record; the task is set aside");
+                metrics::counter!("taskyard_scheduler_poison_total").increment(1);
+                state.drop_decision(&decision);
             }
-        };
+        }
+        for index in isolated.retry_indices() {
+            if let Some(decision) = decisions[index].take() {
+                state.undo_decision(decision);
+            }
+        }
+        let decisions: Vec<Decision> = decisions.into_iter().flatten().collect();
+        let scheduled: Vec<ScheduledTask> = isolated
+            .recorded
+            .into_iter()
+            .flat_map(|(_, scheduled)| scheduled)
+            .collect();
         let taken: HashSet<Uuid> = scheduled.iter().map(|t| t.id).collect();
         for decision in decisions.iter().filter(|d| !taken.contains(&d.task.id)) {
             tracing::debug!(task_id = %decision.task.id, "no longer queued; placement dropped");
@@ -106,10 +127,13 @@ impl Dispatcher {
         metrics::histogram!("taskyard_scheduler_round_seconds")
             .record(started.elapsed().as_secs_f64());
         if let Err(err) = self.publish(&scheduled).await {
-            tracing::warn!(error = %err, tasks = scheduled.len(), "dispatch failed; will retry");
+            warn_throttled!(error = %err, tasks = scheduled.len(), "dispatch failed; will retry");
             self.undispatched.extend(scheduled);
         }
-        Ok(())
+        match isolated.retry_error {
+            Some(err) => Err(err.into()),
+            None => Ok(()),
+        }
     }
 
     async fn publish(&self, tasks: &[ScheduledTask]) -> Result<(), BatchError> {

@@ -132,7 +132,7 @@ async fn schedule(
         match dispatcher.place(state, decisions).await {
             Ok(()) => {}
             Err(err) => {
-                tracing::error!(error = %err, "placement round failed; retrying shortly");
+                taskyard_runtime::error_throttled!(error = %err, "placement round failed; retrying shortly");
                 return Some(Instant::now() + RETRY_DELAY);
             }
         }
@@ -165,7 +165,7 @@ impl Reasons {
         self.last = Some(Instant::now());
         let changed = state.changed_wait_reasons();
         if let Err(err) = dispatcher.record_wait_reasons(&changed).await {
-            tracing::warn!(error = %err, "recording why tasks wait failed");
+            taskyard_runtime::warn_throttled!(error = %err, "recording why tasks wait failed");
         }
         None
     }

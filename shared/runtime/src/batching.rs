@@ -40,7 +40,7 @@ pub async fn batches(
             .filter_map(|item| match item {
                 Ok(message) => Some(message),
                 Err(err) => {
-                    tracing::warn!(error = %err, "pull consumer hiccup");
+                    crate::warn_throttled!(error = %err, "pull consumer hiccup");
                     None
                 }
             })
@@ -130,9 +130,21 @@ pub fn is_permanent(err: &BatchError) -> bool {
 pub async fn ack_all(messages: &[Message]) {
     for message in messages {
         if let Err(err) = message.ack().await {
-            tracing::warn!(error = %err, "ack failed; the message will be redelivered");
+            crate::warn_throttled!(error = %err, "ack failed; the message will be redelivered");
         }
     }
+}
+
+/// The longest a message is ever handed back for. nats-server refuses a
+/// NAK delay it cannot represent ("bad NAK delay value") and redelivers at
+/// once, so an unbounded delay (a timer due in a thousand years) would turn
+/// into a redelivery loop; a message due later than this is simply handed
+/// back again when it comes.
+pub const MAX_NAK_DELAY: Duration = Duration::from_secs(3600);
+
+/// A NAK that hands `message` back for `delay`, at most [`MAX_NAK_DELAY`].
+pub fn nak_after(delay: Duration) -> async_nats::jetstream::AckKind {
+    async_nats::jetstream::AckKind::Nak(Some(delay.min(MAX_NAK_DELAY)))
 }
 
 /// Hands every message back, to be redelivered after `delay` (what could
@@ -140,8 +152,20 @@ pub async fn ack_all(messages: &[Message]) {
 /// nothing more: the message comes back once its ack wait runs out.
 pub async fn nak_all(messages: &[Message], delay: Duration) {
     for message in messages {
-        let _ = message
-            .ack_with(async_nats::jetstream::AckKind::Nak(Some(delay)))
-            .await;
+        let _ = message.ack_with(nak_after(delay)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_nats::jetstream::AckKind;
+
+    #[test]
+    fn a_nak_delay_is_capped() {
+        let far = Duration::from_secs(8_000 * 365 * 24 * 3600);
+        assert!(matches!(nak_after(far), AckKind::Nak(Some(d)) if d == MAX_NAK_DELAY));
+        let near = Duration::from_millis(250);
+        assert!(matches!(nak_after(near), AckKind::Nak(Some(d)) if d == near));
     }
 }

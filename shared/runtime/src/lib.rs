@@ -15,6 +15,8 @@
 //! - [`nats`]: connecting to NATS and checking the server is fit for us.
 //! - [`streams`]: every JetStream stream and consumer, declared idempotently.
 //! - [`batching`]: pulling messages in batches and publishing many at once.
+//! - [`poison`]: finding the message a batch statement refuses.
+//! - [`throttle`]: a warning that repeats, logged once an interval with a count.
 //! - [`shutdown`]: the shutdown signal.
 //! - [`micro`]: registration as a NATS micro service (`$SRV.PING` etc.).
 
@@ -23,9 +25,11 @@ pub mod config;
 pub mod lag;
 pub mod micro;
 pub mod nats;
+pub mod poison;
 pub mod shutdown;
 pub mod streams;
 pub mod telemetry;
+pub mod throttle;
 pub mod timers;
 
 pub use config::{Common, ServiceConfig};

@@ -57,6 +57,61 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+impl StoreError {
+    /// Whether Postgres refused the statement for what it was given (a
+    /// value it cannot store, a constraint it breaks, a row too large)
+    /// rather than for the state of the world (no connection, a timeout).
+    /// Sent again unchanged, such a statement fails again: the batch holds
+    /// poison, and the caller should find and set aside the message that
+    /// carries it (`taskyard_runtime::poison`).
+    pub fn is_poison(&self) -> bool {
+        match self {
+            StoreError::Db(err) => err.code().is_some_and(|code| is_poison_code(code.code())),
+            _ => false,
+        }
+    }
+
+    /// The server's own words, when Postgres refused the statement: what a
+    /// rejected task or a dead letter records as its reason.
+    pub fn refusal(&self) -> String {
+        match self {
+            StoreError::Db(err) => match err.as_db_error() {
+                Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+                None => err.to_string(),
+            },
+            other => other.to_string(),
+        }
+    }
+}
+
+/// SQLSTATE classes that blame the input: 22 data exception (untranslatable
+/// character, out-of-range number or time), 23 integrity constraint
+/// violation, 54 program limit exceeded (an index row or array too large).
+/// Others (08 connection, 40 rollback, 53 resources, 57 operator
+/// intervention, 42 a statement of ours that is wrong) are not the message's
+/// fault and would fail the same for any batch.
+fn is_poison_code(code: &str) -> bool {
+    ["22", "23", "54"]
+        .iter()
+        .any(|class| code.starts_with(class))
+}
+
+/// [`StoreError::is_poison`] for an error that may wrap a store error
+/// (anyhow's context chains, say).
+pub fn blames_input(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(store) = err.downcast_ref::<StoreError>() {
+            return store.is_poison();
+        }
+        if let Some(db) = err.downcast_ref::<tokio_postgres::Error>() {
+            return db.code().is_some_and(|code| is_poison_code(code.code()));
+        }
+        next = err.source();
+    }
+    false
+}
+
 /// Default size of a service's connection pool.
 pub const DEFAULT_POOL_SIZE: usize = 8;
 
