@@ -429,3 +429,47 @@ pub fn free_addr() -> anyhow::Result<String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.to_string())
 }
+
+/// Publishes every payload on `taskyard.submit`, then waits for all the
+/// stream's acks together, as a client in a hurry would.
+pub async fn publish_all(cluster: &Cluster, payloads: Vec<Vec<u8>>) -> anyhow::Result<()> {
+    let js = async_nats::jetstream::new(cluster.nats.clone());
+    let mut acks = Vec::with_capacity(payloads.len());
+    for payload in payloads {
+        acks.push(
+            js.publish(taskyard_wire::subjects::SUBMIT, payload.into())
+                .await?,
+        );
+    }
+    for ack in acks {
+        tokio::time::timeout(WAIT, ack)
+            .await
+            .context("the SUBMIT stream did not ack in time")?
+            .context("the SUBMIT stream refused a submission")?;
+    }
+    Ok(())
+}
+
+/// The share of one core process `pid` used over `window` (user plus
+/// system time, from `/proc/<pid>/stat`).
+pub async fn cpu_share(pid: u32, window: Duration) -> anyhow::Result<f64> {
+    fn ticks(pid: u32) -> anyhow::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // The command name may hold spaces; the fields after it do not.
+        let after = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .context("a /proc stat line")?;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+        let utime: u64 = fields.get(11).context("utime")?.parse()?;
+        let stime: u64 = fields.get(12).context("stime")?.parse()?;
+        Ok(utime + stime)
+    }
+    // Clock ticks are 1/100 s on every Linux this runs on (USER_HZ).
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let before = ticks(pid)?;
+    tokio::time::sleep(window).await;
+    let used = ticks(pid)?.saturating_sub(before) as f64 / TICKS_PER_SECOND;
+    Ok(used / window.as_secs_f64())
+}

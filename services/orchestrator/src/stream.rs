@@ -110,6 +110,14 @@ async fn record(recorder: &Recorder, mut plans: Vec<Planned>, messages: Vec<Mess
         }
         ack_all(&messages[range.clone()]).await;
     }
+    if !isolated.poison.is_empty() {
+        tracing::warn!(
+            poison = isolated.poison.len(),
+            recorded = isolated.recorded_items(),
+            submissions = messages.len(),
+            "Postgres refused a batch for what some submissions hold; they are set aside, the others recorded"
+        );
+    }
     for (index, err) in &isolated.poison {
         quarantine(recorder, &mut plans[*index], &messages[*index], err).await;
     }

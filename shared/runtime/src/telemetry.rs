@@ -22,7 +22,10 @@ pub const SECONDS_BUCKETS: [f64; 16] = [
 /// Starts tracing: `RUST_LOG` picks the level (default `info`).
 pub fn init_tracing(service: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_target(false);
+    // Colour only on a terminal: log files and collectors get plain text.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().boxed(),
