@@ -456,9 +456,14 @@ fn is_culprit(rejection: &Rejection, index: usize) -> bool {
 /// redelivered submission finds its rows already written.)
 fn queued_row(task: NewTask, id: Uuid) -> TaskInsert {
     let now = taskyard_wire::now();
+    // Validation bounds `delay_ms` by the schedule horizon, so the sum
+    // exists; `checked_add` keeps an unchecked caller from a panic.
     let run_at = task.run_at.or_else(|| {
-        task.delay_ms
-            .map(|ms| now + time::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX)))
+        task.delay_ms.and_then(|ms| {
+            now.checked_add(time::Duration::milliseconds(
+                i64::try_from(ms).unwrap_or(i64::MAX),
+            ))
+        })
     });
     let waits = run_at.is_some_and(|at| at > now);
     TaskInsert {
@@ -594,6 +599,55 @@ mod tests {
         let reasons: Vec<_> = rows.iter().filter_map(|r| r.error.clone()).collect();
         assert!(reasons[0].starts_with("batch rejected because of another task: tasks[1].bogus"));
         assert!(reasons[1].starts_with("tasks[1].bogus: unknown field"));
+    }
+
+    /// Postgres refuses NUL in `text` and `jsonb`: a submission holding one
+    /// is refused by name, and what is recorded of it holds none.
+    #[test]
+    fn a_nul_is_refused_and_its_record_can_be_stored() {
+        let planned = planned(json!({"workflow": "w\u{0}", "tasks": [
+            {"kind": "noop", "name": "a\u{0}", "pool": "p\u{0}", "tenant": "t\u{0}"},
+            {"kind": "ex\u{0}ec", "spec": {"command": "ls", "args": ["\u{0}"], "\u{0}": 1}}
+        ]}));
+        let refusal = planned.refusal.clone().expect("refused");
+        assert!(refusal.message.contains("NUL"), "{refusal}");
+        assert!(refusal.field.starts_with("tasks[0]") || refusal.field == "workflow");
+        let nul = |text: &str| text.contains('\u{0}');
+        let nul_in = |value: &Value| taskyard_wire::storable::find_nul(value).is_some();
+        assert_eq!(planned.rows.len(), 2);
+        for row in &planned.rows {
+            assert_eq!(row.state, TaskState::Rejected);
+            assert!(!nul(&row.pool) && !nul(&row.kind) && !nul(&row.tenant));
+            assert!(!row.name.as_deref().is_some_and(nul));
+            assert!(!row.error.as_deref().is_some_and(nul));
+            assert!(!nul_in(&row.spec) && !nul_in(&row.labels) && !nul_in(&row.node_selector));
+        }
+        let workflow = planned.workflow.expect("a workflow row");
+        assert_eq!(workflow.state, WorkflowState::Rejected);
+        assert!(!nul(&workflow.name) && !workflow.error.as_deref().is_some_and(nul));
+        // A single task names its field without a prefix.
+        let single = planned_one(json!({"kind": "noop", "labels": {"team": "a\u{0}"}}));
+        assert_eq!(single.field, "labels.team");
+    }
+
+    fn planned_one(value: Value) -> Rejection {
+        planned(value).refusal.expect("refused")
+    }
+
+    #[test]
+    fn a_delay_up_to_the_horizon_becomes_a_start_time() {
+        let max = taskyard_wire::task::MAX_DELAY_MS;
+        let planned = planned(json!({"kind": "noop", "delay_ms": max}));
+        assert!(planned.refusal.is_none());
+        assert_eq!(planned.rows[0].state, TaskState::Pending);
+        let run_at = planned.rows[0].run_at.expect("a start time");
+        assert!(
+            run_at
+                > taskyard_wire::now() + taskyard_wire::task::MAX_SCHEDULE_HORIZON
+                    - time::Duration::MINUTE
+        );
+        let refused = planned_one(json!({"kind": "noop", "delay_ms": max + 1}));
+        assert_eq!(refused.field, "delay_ms");
     }
 
     #[test]

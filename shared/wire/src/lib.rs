@@ -9,7 +9,10 @@
 //! - [`subjects`]: every subject name and how it is built.
 //! - [`state`]: the task state machine (mirrored by the Postgres ENUM and
 //!   `docs/state-machine.md`).
-//! - [`task`]: what a client submits, the per-kind specs, and validation.
+//! - [`task`]: what a client submits, the per-kind specs, and validation
+//!   (with every limit a submission is held to).
+//! - [`storable`]: text Postgres can store: finding (and, in a refused
+//!   submission, replacing) NUL characters.
 //! - [`event`]: task and node events published on `taskyard.events.>`.
 //! - [`dispatch`]: scheduler → worker messages.
 //! - [`status`]: worker → pool-manager reports (started, finished).
@@ -33,6 +36,7 @@ pub mod reply;
 pub mod schema;
 pub mod state;
 pub mod status;
+pub mod storable;
 pub mod subjects;
 pub mod task;
 pub mod timer;

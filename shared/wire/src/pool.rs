@@ -185,6 +185,22 @@ impl PoolSpec {
                 ));
             }
         }
+        // Postgres cannot store a NUL in the selector's `jsonb` (the other
+        // strings are names or policies, which hold none).
+        for (key, value) in &self.node_selector {
+            if crate::storable::has_nul(key) {
+                return Err(Rejection::new(
+                    "node_selector",
+                    "holds a key with a NUL character (U+0000), which Postgres cannot store",
+                ));
+            }
+            if crate::storable::has_nul(value) {
+                return Err(Rejection::new(
+                    format!("node_selector.{key}"),
+                    "must not contain a NUL character (U+0000), which Postgres cannot store",
+                ));
+            }
+        }
         for (tenant, weight) in &self.tenant_weights {
             if !crate::subjects::is_token(tenant) {
                 return Err(Rejection::new(
@@ -272,6 +288,20 @@ mod tests {
             Err("tenant_weights.acme".to_owned())
         );
         pool.tenant_weights.clear();
+        pool.node_selector
+            .insert("zone".to_owned(), "eu\u{0}".to_owned());
+        assert_eq!(
+            pool.validate().map_err(|e| e.field),
+            Err("node_selector.zone".to_owned())
+        );
+        pool.node_selector.clear();
+        pool.node_selector
+            .insert("zo\u{0}ne".to_owned(), "eu".to_owned());
+        assert_eq!(
+            pool.validate().map_err(|e| e.field),
+            Err("node_selector".to_owned())
+        );
+        pool.node_selector.clear();
         pool.overcommit = 0.5;
         assert_eq!(
             pool.validate().map_err(|e| e.field),

@@ -8,6 +8,7 @@
 //! any language can fix its message without reading our code.
 
 use crate::Timestamp;
+use crate::storable::{self, NulFreeJson};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,55 @@ pub const DEFAULT_NATS_TIMEOUT_MS: u64 = 30_000;
 /// Longest subject a `nats` task may name (NATS itself allows more, but a
 /// subject this long is a mistake rather than a service).
 pub const MAX_NATS_SUBJECT_LEN: usize = 256;
+/// How far ahead a task may be scheduled, in days (`run_at`, `delay_ms`):
+/// 3650, about ten years. A start time becomes a scheduled message on the
+/// TIMERS stream and a `timestamptz`. Go, and so nats-server, counts times
+/// in int64 nanoseconds (to the year 2262): the schedule of a `9999-12-31`
+/// start fired at once, and its timer spun (issue 10). Ten years is far
+/// inside what NATS and Postgres (to the year 294276) hold, and beyond any
+/// real schedule.
+pub const MAX_SCHEDULE_HORIZON_DAYS: u32 = 3650;
+/// [`MAX_SCHEDULE_HORIZON_DAYS`] as a duration.
+pub const MAX_SCHEDULE_HORIZON: time::Duration =
+    time::Duration::days(MAX_SCHEDULE_HORIZON_DAYS as i64);
+/// Longest `delay_ms`: [`MAX_SCHEDULE_HORIZON_DAYS`] in milliseconds.
+pub const MAX_DELAY_MS: u64 = MAX_SCHEDULE_HORIZON_DAYS as u64 * 24 * 3600 * 1000;
+/// Longest `sleep` (`spec.ms`): a sleep longer than any timeout is a task
+/// that can only time out.
+pub const MAX_SLEEP_MS: u64 = MAX_TIMEOUT_MS;
+/// Most arguments of an `exec` task. The kernel caps one program's
+/// arguments and environment together (`ARG_MAX`, 2 MiB by default); the
+/// spec's size bounds their bytes.
+pub const MAX_EXEC_ARGS: usize = 1024;
+/// Most environment variables an `exec` task sets.
+pub const MAX_EXEC_ENV: usize = 256;
+/// Most headers of an `http` or `nats` task.
+pub const MAX_HEADERS: usize = 64;
+/// JSON Schema `pattern` of a pool, tenant, step or workflow name (the
+/// rule of [`crate::subjects::is_token`]).
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+/// JSON Schema `pattern` of a `depends_on` entry: a step name, or a task id
+/// in any form `Uuid::parse_str` reads (hyphenated and simple ones are names
+/// too).
+pub const DEPENDENCY_PATTERN: &str =
+    r"^([A-Za-z0-9_-]{1,64}|\{[0-9A-Fa-f-]{36}\}|urn:uuid:[0-9A-Fa-f-]{36})$";
+/// JSON Schema `pattern` of an environment variable name: not empty, no
+/// `=` (which would end the name early), no NUL.
+pub const ENV_NAME_PATTERN: &str = r"^[^=\u0000]+$";
+/// JSON Schema `pattern` of an HTTP or NATS header name (RFC 9110 `token`).
+pub const HEADER_NAME_PATTERN: &str = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+/// JSON Schema `pattern` of an HTTP header value: no control character but
+/// tab.
+pub const HTTP_HEADER_VALUE_PATTERN: &str = r"^[^\u0000-\u0008\u000a-\u001f\u007f]*$";
+/// JSON Schema `pattern` of a NATS header value: no line break, no NUL.
+pub const NATS_HEADER_VALUE_PATTERN: &str = r"^[^\u0000\r\n]*$";
+/// JSON Schema `pattern` of an `http` URL: the scheme (any case), then no
+/// space or control character.
+pub const HTTP_URL_PATTERN: &str = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\u0000-\u0020\u007f]+$";
+/// JSON Schema `pattern` of a `nats` subject: dot-separated tokens, none
+/// empty, without spaces, control characters or wildcards; not a `$` system
+/// subject, not under `taskyard.`.
+pub const NATS_SUBJECT_PATTERN: &str = r"^(?!taskyard(\.|$))(?!\$)[^\s\u0000-\u001f\u007f-\u009f*>.]+(\.[^\s\u0000-\u001f\u007f-\u009f*>.]+)*$";
 
 /// The drivers a worker knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -106,9 +156,11 @@ impl TaskKind {
 pub struct Resources {
     /// CPU in millicores (1000 = one core).
     #[serde(default = "default_cpu")]
+    #[schemars(range(max = MAX_CPU_MILLIS))]
     pub cpu_millis: u32,
     /// Memory in MiB.
     #[serde(default = "default_memory")]
+    #[schemars(range(max = MAX_MEMORY_MB))]
     pub memory_mb: u32,
 }
 
@@ -145,78 +197,100 @@ pub struct TaskSubmission {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Uuid>,
     /// Makes a resubmission a no-op: a second task with the same key is not
-    /// created, and the first one's id is returned.
+    /// created, and the first one's id is returned. 1 to 256 bytes (the
+    /// schema's `maxLength` counts characters: a key of multi-byte
+    /// characters meets the byte bound first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_IDEMPOTENCY_KEY_LEN))]
     pub idempotency_key: Option<String>,
     /// The pool that runs it.
     #[serde(default = "default_pool")]
+    #[schemars(regex(pattern = NAME_PATTERN))]
     pub pool: String,
     /// The driver that runs it.
     pub kind: TaskKind,
     /// The driver's input; its shape depends on `kind`.
     #[serde(default)]
+    #[schemars(with = "NulFreeJson")]
     pub spec: Value,
     /// What it reserves on a node.
     #[serde(default)]
     pub resources: Resources,
-    /// Higher runs earlier where the pool's policy honours priorities.
+    /// Higher runs earlier where the pool's policy honours priorities. Any
+    /// 32-bit signed integer (a Postgres `integer`): priority classes only
+    /// compare levels, they never compute with them.
     #[serde(default)]
+    #[schemars(range(min = i32::MIN, max = i32::MAX))]
     pub priority: i32,
     /// Who it belongs to, for fair sharing.
     #[serde(default = "default_tenant")]
+    #[schemars(regex(pattern = NAME_PATTERN))]
     pub tenant: String,
     /// Deadline of one attempt, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_TIMEOUT_MS))]
     pub timeout_ms: Option<u64>,
     /// How many attempts before the task fails for good (1 = no retry).
     #[serde(default = "default_attempts")]
+    #[schemars(range(min = 1, max = MAX_ATTEMPTS))]
     pub max_attempts: u32,
     /// Free-form labels, kept with the task.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = MAX_LABELS))]
     pub labels: BTreeMap<String, String>,
     /// Labels a node must carry to run this task, on top of its pool's
     /// selector.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = MAX_LABELS))]
     pub node_selector: BTreeMap<String, String>,
     /// How long the task is expected to run, in milliseconds: shortest job
     /// first serves the shortest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_TIMEOUT_MS))]
     pub estimated_runtime_ms: Option<u64>,
     /// The wait before the first retry, in milliseconds; each further retry
     /// waits twice as long, up to `retry_backoff_max_ms`, jittered down by up
     /// to half. The pool's setting when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_TIMEOUT_MS))]
     pub retry_backoff_ms: Option<u64>,
     /// The longest wait between attempts, in milliseconds. The pool's
     /// setting when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_TIMEOUT_MS))]
     pub retry_backoff_max_ms: Option<u64>,
-    /// Start no earlier than this many milliseconds after submission.
+    /// Start no earlier than this many milliseconds after submission: at
+    /// most 3650 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_DELAY_MS))]
     pub delay_ms: Option<u64>,
-    /// Start no earlier than this time (RFC 3339). Exclusive with `delay_ms`.
+    /// Start no earlier than this time (RFC 3339): at most 3650 days from
+    /// now; a time in the past means now. Exclusive with `delay_ms`.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "crate::rfc3339::option"
     )]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
     pub run_at: Option<Timestamp>,
     /// A task still not placed on a node this many milliseconds after it
     /// was queued is rolled back to `rejected`, and its dependents cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_TIMEOUT_MS))]
     pub schedule_timeout_ms: Option<u64>,
     /// The task's name within its batch or workflow, for `depends_on`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = NAME_PATTERN))]
     pub name: Option<String>,
     /// Tasks that must succeed before this one is queued: ids of existing
     /// tasks, or names of tasks in the same batch or workflow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_DEPENDENCIES), inner(regex(pattern = DEPENDENCY_PATTERN)))]
     pub depends_on: Vec<String>,
     /// A task (same shape, without `depends_on` or `compensation`) that
     /// undoes this one: run when a later step of its workflow fails for good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
+    #[schemars(with = "Option<BTreeMap<String, NulFreeJson>>")]
     pub compensation: Option<Value>,
 }
 
@@ -230,8 +304,10 @@ pub struct TaskSubmission {
 #[serde(deny_unknown_fields)]
 pub struct WorkflowSubmission {
     /// The workflow's name: 1 to 64 letters, digits, `-` or `_`.
+    #[schemars(regex(pattern = NAME_PATTERN))]
     pub workflow: String,
-    /// Its steps, in any order.
+    /// Its steps, in any order: 1 to 10000.
+    #[schemars(length(min = 1, max = MAX_BATCH_TASKS))]
     pub tasks: Vec<TaskSubmission>,
 }
 
@@ -241,11 +317,14 @@ pub struct WorkflowSubmission {
 pub struct ExecSpec {
     /// The program, looked up on the worker's PATH when not absolute.
     pub command: String,
-    /// Its arguments.
+    /// Its arguments: at most 1024.
     #[serde(default)]
+    #[schemars(length(max = MAX_EXEC_ARGS))]
     pub args: Vec<String>,
-    /// Extra environment variables.
+    /// Extra environment variables: at most 256; a name is not empty and
+    /// has no `=`.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = MAX_EXEC_ENV, "propertyNames" = {"pattern": ENV_NAME_PATTERN}))]
     pub env: BTreeMap<String, String>,
     /// Working directory; the worker's task directory when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -259,7 +338,8 @@ pub struct ExecSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SleepSpec {
-    /// How long to sleep, in milliseconds.
+    /// How long to sleep, in milliseconds: at most a week.
+    #[schemars(range(max = MAX_SLEEP_MS))]
     pub ms: u64,
 }
 
@@ -278,21 +358,32 @@ pub struct FailSpec {
 pub struct HttpSpec {
     /// One of GET, POST, PUT, PATCH, DELETE, HEAD (upper case, as HTTP spells them).
     #[serde(default = "default_http_method")]
+    #[schemars(extend("enum" = HTTP_METHODS))]
     pub method: String,
-    /// An absolute `http://` or `https://` URL.
+    /// An absolute `http://` or `https://` URL, with no space or control
+    /// character.
+    #[schemars(regex(pattern = HTTP_URL_PATTERN))]
     pub url: String,
-    /// Request headers.
+    /// Request headers: at most 64; a value holds no control character but
+    /// tab.
     #[serde(default)]
+    #[schemars(extend(
+        "maxProperties" = MAX_HEADERS,
+        "propertyNames" = {"pattern": HEADER_NAME_PATTERN},
+        "additionalProperties" = {"type": "string", "pattern": HTTP_HEADER_VALUE_PATTERN}
+    ))]
     pub headers: BTreeMap<String, String>,
     /// Request body, sent as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// Statuses that count as success; any 2xx when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), inner(range(min = 100, max = 599)))]
     pub expected_status: Option<Vec<u16>>,
     /// Deadline of the request in milliseconds, on top of the task's own
     /// `timeout_ms` (the shorter wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_TIMEOUT_MS))]
     pub timeout_ms: Option<u64>,
 }
 
@@ -329,17 +420,27 @@ impl HttpSpec {
 #[serde(deny_unknown_fields)]
 pub struct NatsSpec {
     /// Where the service listens: a subject without wildcards, outside
-    /// Taskyard's own `taskyard.` subjects and the server's `$` subjects.
+    /// Taskyard's own `taskyard.` subjects and the server's `$` subjects;
+    /// 1 to 256 bytes.
+    #[schemars(length(min = 1, max = MAX_NATS_SUBJECT_LEN), regex(pattern = NATS_SUBJECT_PATTERN))]
     pub subject: String,
     /// The request body: a JSON string is sent as its raw text, anything else
     /// as JSON. Absent or `null` sends an empty body.
     #[serde(default)]
+    #[schemars(with = "NulFreeJson")]
     pub payload: Value,
     /// How long to wait for the reply, in milliseconds (default 30000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_TIMEOUT_MS))]
     pub timeout_ms: Option<u64>,
-    /// NATS headers sent with the request.
+    /// NATS headers sent with the request: at most 64; a value holds no
+    /// line break.
     #[serde(default)]
+    #[schemars(extend(
+        "maxProperties" = MAX_HEADERS,
+        "propertyNames" = {"pattern": HEADER_NAME_PATTERN},
+        "additionalProperties" = {"type": "string", "pattern": NATS_HEADER_VALUE_PATTERN}
+    ))]
     pub headers: BTreeMap<String, String>,
 }
 
@@ -377,9 +478,7 @@ impl Job {
         Ok(match kind {
             TaskKind::Exec => {
                 let exec: ExecSpec = parse_at("spec", spec.clone())?;
-                if exec.command.trim().is_empty() {
-                    return Err(Rejection::new("spec.command", "must not be empty"));
-                }
+                check_exec(&exec)?;
                 Job::Exec(exec)
             }
             TaskKind::Noop => match spec {
@@ -397,7 +496,14 @@ impl Job {
                 if spec.is_null() {
                     return Err(Rejection::new("spec.ms", "missing field `ms`"));
                 }
-                Job::Sleep(parse_at("spec", spec.clone())?)
+                let sleep: SleepSpec = parse_at("spec", spec.clone())?;
+                if sleep.ms > MAX_SLEEP_MS {
+                    return Err(Rejection::new(
+                        "spec.ms",
+                        format!("must be at most {MAX_SLEEP_MS} (a week)"),
+                    ));
+                }
+                Job::Sleep(sleep)
             }
             TaskKind::Fail => {
                 if spec.is_null() {
@@ -426,6 +532,53 @@ impl Job {
     }
 }
 
+fn check_exec(spec: &ExecSpec) -> Result<(), Rejection> {
+    if spec.command.trim().is_empty() {
+        return Err(Rejection::new("spec.command", "must not be empty"));
+    }
+    if spec.args.len() > MAX_EXEC_ARGS {
+        return Err(Rejection::new(
+            "spec.args",
+            format!("at most {MAX_EXEC_ARGS} arguments"),
+        ));
+    }
+    if spec.env.len() > MAX_EXEC_ENV {
+        return Err(Rejection::new(
+            "spec.env",
+            format!("at most {MAX_EXEC_ENV} variables"),
+        ));
+    }
+    // The environment is a list of `NAME=value` strings: a name with `=`
+    // would set another variable than the one named, and an empty one none.
+    if let Some(name) = spec
+        .env
+        .keys()
+        .find(|name| name.is_empty() || name.contains('='))
+    {
+        let field = if name.is_empty() {
+            "spec.env".to_owned()
+        } else {
+            format!("spec.env.{name}")
+        };
+        return Err(Rejection::new(
+            field,
+            "a variable name is not empty and has no `=`",
+        ));
+    }
+    Ok(())
+}
+
+/// At most [`MAX_HEADERS`] headers.
+fn check_header_count(headers: &BTreeMap<String, String>) -> Result<(), Rejection> {
+    if headers.len() > MAX_HEADERS {
+        return Err(Rejection::new(
+            "spec.headers",
+            format!("at most {MAX_HEADERS} headers"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_http(spec: &HttpSpec) -> Result<(), Rejection> {
     if !HTTP_METHODS.contains(&spec.method.as_str()) {
         return Err(Rejection::new(
@@ -438,6 +591,7 @@ fn check_http(spec: &HttpSpec) -> Result<(), Rejection> {
         ));
     }
     check_http_url(&spec.url).map_err(|why| Rejection::new("spec.url", why))?;
+    check_header_count(&spec.headers)?;
     for (name, value) in &spec.headers {
         let field = format!("spec.headers.{name}");
         if name.is_empty() || !name.bytes().all(is_http_token_byte) {
@@ -545,6 +699,7 @@ fn check_nats(spec: &NatsSpec) -> Result<(), Rejection> {
     if subject.split('.').next() == Some("taskyard") {
         return bad("is one of Taskyard's own subjects (`taskyard.`)");
     }
+    check_header_count(&spec.headers)?;
     for (name, value) in &spec.headers {
         let field = format!("spec.headers.{name}");
         // A NATS header line is `Name: value`, as in HTTP/1.
@@ -703,23 +858,21 @@ pub fn read_submission(bytes: &[u8], limits: &Limits) -> Submission {
             ),
         ));
     }
-    let value: Value = match serde_json::from_slice(bytes) {
+    // serde_json refuses here what no task could be: a lone surrogate
+    // (`"\ud800"`), nesting deeper than 128 levels, a number beyond f64.
+    let mut value: Value = match serde_json::from_slice(bytes) {
         Ok(value) => value,
-        Err(err) => return unreadable(Rejection::new("", format!("not valid JSON: {err}"))),
+        Err(err) => return unreadable(Rejection::new("", not_json(&err))),
     };
+    // Before anything else, so that no later check echoes a NUL into its
+    // message, and in one walk over the whole message.
+    if let Some(rejection) = storable::find_nul(&value).map(|at| at.rejection(value.is_array())) {
+        storable::scrub_nul(&mut value);
+        return refused_whole(value, rejection);
+    }
     match value {
-        Value::Object(mut object)
-            if object.contains_key("workflow") || object.contains_key("tasks") =>
-        {
-            let name = match object.get("workflow") {
-                Some(Value::String(name)) => name.chars().take(MAX_ECHOED_WORKFLOW).collect(),
-                Some(other) => other
-                    .to_string()
-                    .chars()
-                    .take(MAX_ECHOED_WORKFLOW)
-                    .collect(),
-                None => String::new(),
-            };
+        Value::Object(mut object) if is_workflow(&object) => {
+            let name = echoed_workflow_name(&object);
             let tasks = object.remove("tasks");
             let parsed = read_workflow(&object, tasks, limits).unwrap_or_else(|refused| refused);
             Submission {
@@ -734,8 +887,75 @@ pub fn read_submission(bytes: &[u8], limits: &Limits) -> Submission {
     }
 }
 
+/// Why bytes are not JSON, with a hint where serde_json's own words are
+/// terse: it names a bad `\u` escape ("unexpected end of hex escape"), not
+/// the lone surrogate that is behind it.
+fn not_json(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    if text.contains("hex escape") {
+        format!(
+            "not valid JSON: {text} (a `\\uD800`-`\\uDFFF` escape is only valid as half of a surrogate pair: text must be Unicode)"
+        )
+    } else {
+        format!("not valid JSON: {text}")
+    }
+}
+
 /// Longest workflow name copied from a refused workflow object.
 const MAX_ECHOED_WORKFLOW: usize = 64;
+
+/// An object with a `workflow` or `tasks` field, which a task never has.
+fn is_workflow(object: &serde_json::Map<String, Value>) -> bool {
+    object.contains_key("workflow") || object.contains_key("tasks")
+}
+
+/// The workflow name to record a workflow object under, even a refused one.
+fn echoed_workflow_name(object: &serde_json::Map<String, Value>) -> String {
+    match object.get("workflow") {
+        Some(Value::String(name)) => name.chars().take(MAX_ECHOED_WORKFLOW).collect(),
+        Some(other) => other
+            .to_string()
+            .chars()
+            .take(MAX_ECHOED_WORKFLOW)
+            .collect(),
+        None => String::new(),
+    }
+}
+
+/// A submission refused as a whole before its tasks were looked at (it
+/// holds a NUL): every task it has is recorded with `rejection`, as far as
+/// it has any.
+fn refused_whole(value: Value, rejection: Rejection) -> Submission {
+    let invalid = |elements| Parsed::Invalid {
+        elements,
+        rejection: rejection.clone(),
+    };
+    match value {
+        Value::Object(mut object) if is_workflow(&object) => {
+            let name = echoed_workflow_name(&object);
+            let parsed = match object.remove("tasks") {
+                Some(Value::Array(elements)) if !elements.is_empty() => invalid(elements),
+                _ => Parsed::Unreadable(rejection.clone()),
+            };
+            Submission {
+                workflow: Some(name),
+                parsed,
+            }
+        }
+        Value::Array(elements) if !elements.is_empty() => Submission {
+            workflow: None,
+            parsed: invalid(elements),
+        },
+        value @ Value::Object(_) => Submission {
+            workflow: None,
+            parsed: invalid(vec![value]),
+        },
+        _ => Submission {
+            workflow: None,
+            parsed: Parsed::Unreadable(rejection.clone()),
+        },
+    }
+}
 
 /// The tasks of a workflow object (without its `tasks`, passed apart).
 /// Errors in the object itself reject every task; a workflow without tasks
@@ -806,7 +1026,7 @@ fn parse_value(value: Value, limits: &Limits) -> Parsed {
             }
             parse_elements(elements, limits)
         }
-        Value::Object(_) => match validate_task(&value, limits) {
+        Value::Object(_) => match check_task(&value, limits) {
             Ok(task) => Parsed::Valid(vec![task]),
             Err(rejection) => Parsed::Invalid {
                 elements: vec![value],
@@ -839,7 +1059,7 @@ fn parse_elements(elements: Vec<Value>, limits: &Limits) -> Parsed {
     }
     let mut tasks = Vec::with_capacity(elements.len());
     for (index, element) in elements.iter().enumerate() {
-        match validate_task(element, limits) {
+        match check_task(element, limits) {
             Ok(task) => tasks.push(task),
             Err(rejection) => {
                 return Parsed::Invalid {
@@ -886,6 +1106,15 @@ fn duplicate_in_batch(tasks: &[NewTask]) -> Option<Rejection> {
 
 /// Validates one task object.
 pub fn validate_task(value: &Value, limits: &Limits) -> Result<NewTask, Rejection> {
+    if let Some(at) = storable::find_nul(value) {
+        return Err(at.rejection(false));
+    }
+    check_task(value, limits)
+}
+
+/// Validates one task object already known to hold no NUL (the walk over a
+/// whole submission is done once, in [`read_submission`]).
+fn check_task(value: &Value, limits: &Limits) -> Result<NewTask, Rejection> {
     if !value.is_object() {
         return Err(Rejection::new(
             "",
@@ -987,13 +1216,12 @@ pub fn validate_task(value: &Value, limits: &Limits) -> Result<NewTask, Rejectio
     })
 }
 
-/// Backoff, delay and placement deadline: bounded, and `delay_ms` and
-/// `run_at` not both.
+/// Backoff, delay, start time and placement deadline: bounded, and
+/// `delay_ms` and `run_at` not both.
 fn check_timing(sub: &TaskSubmission) -> Result<(), Rejection> {
     for (field, value) in [
         ("retry_backoff_ms", sub.retry_backoff_ms),
         ("retry_backoff_max_ms", sub.retry_backoff_max_ms),
-        ("delay_ms", sub.delay_ms),
     ] {
         if let Some(ms) = value
             && ms > MAX_TIMEOUT_MS
@@ -1016,6 +1244,29 @@ fn check_timing(sub: &TaskSubmission) -> Result<(), Rejection> {
         return Err(Rejection::new(
             "run_at",
             "give `run_at` or `delay_ms`, not both",
+        ));
+    }
+    if let Some(ms) = sub.delay_ms
+        && ms > MAX_DELAY_MS
+    {
+        return Err(Rejection::new(
+            "delay_ms",
+            format!(
+                "must be at most {MAX_DELAY_MS} ({MAX_SCHEDULE_HORIZON_DAYS} days, about ten years)"
+            ),
+        ));
+    }
+    // Only the far side is bounded: a time in the past means "now" (the
+    // task is queued at once and its `run_at` is not stored), so however
+    // old it is, nothing holds it.
+    if let Some(at) = sub.run_at
+        && at > crate::now() + MAX_SCHEDULE_HORIZON
+    {
+        return Err(Rejection::new(
+            "run_at",
+            format!(
+                "must be at most {MAX_SCHEDULE_HORIZON_DAYS} days (about ten years) from now: a durable timer cannot hold a later start"
+            ),
         ));
     }
     Ok(())
@@ -1053,7 +1304,7 @@ fn check_workflow_fields(sub: &TaskSubmission, limits: &Limits) -> Result<(), Re
                 rejection.message,
             )
         };
-        let undo = validate_task(compensation, limits).map_err(nested)?;
+        let undo = check_task(compensation, limits).map_err(nested)?;
         if !undo.depends_on.is_empty() || undo.compensation.is_some() {
             return Err(Rejection::new(
                 "compensation",
