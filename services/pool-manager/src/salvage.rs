@@ -7,43 +7,17 @@
 //! more with every NUL replaced by U+FFFD, the mark of a character that
 //! could not be represented.
 
-use serde_json::Value;
 use taskyard_store::logs::NewLogLine;
 use taskyard_wire::status::StatusReport;
-
-const REPLACEMENT: &str = "\u{FFFD}";
+use taskyard_wire::storable::{find_nul, has_nul, scrub_nul, scrub_text};
 
 /// `text` with every NUL replaced; whether anything was.
-pub fn scrub_text(text: &mut String) -> bool {
-    if !text.contains('\0') {
+fn scrub_in_place(text: &mut String) -> bool {
+    if !has_nul(text) {
         return false;
     }
-    *text = text.replace('\0', REPLACEMENT);
+    *text = scrub_text(text).into_owned();
     true
-}
-
-/// `value` with every NUL in its strings and keys replaced.
-pub fn scrub_value(value: &mut Value) -> bool {
-    match value {
-        Value::String(text) => scrub_text(text),
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |any, item| scrub_value(item) | any),
-        Value::Object(map) => {
-            let mut any = false;
-            if map.keys().any(|key| key.contains('\0')) {
-                let entries = std::mem::take(map);
-                for (mut key, value) in entries {
-                    scrub_text(&mut key);
-                    map.insert(key, value);
-                }
-                any = true;
-            }
-            map.values_mut()
-                .fold(any, |any, item| scrub_value(item) | any)
-        }
-        _ => false,
-    }
 }
 
 /// A report's free text (result and error) scrubbed; whether anything was.
@@ -51,8 +25,11 @@ pub fn scrub_report(report: &mut StatusReport) -> bool {
     match report {
         StatusReport::Started { .. } => false,
         StatusReport::Finished { result, error, .. } => {
-            let in_result = scrub_value(result);
-            let in_error = error.as_mut().is_some_and(scrub_text);
+            let in_result = find_nul(result).is_some();
+            if in_result {
+                scrub_nul(result);
+            }
+            let in_error = error.as_mut().is_some_and(scrub_in_place);
             in_result | in_error
         }
     }
@@ -62,7 +39,7 @@ pub fn scrub_report(report: &mut StatusReport) -> bool {
 pub fn scrub_lines(lines: &mut [NewLogLine]) -> bool {
     lines
         .iter_mut()
-        .fold(false, |any, line| scrub_text(&mut line.line) | any)
+        .fold(false, |any, line| scrub_in_place(&mut line.line) | any)
 }
 
 #[cfg(test)]
@@ -71,17 +48,21 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn nul_in_strings_and_keys_is_replaced_and_nothing_else_changes() {
-        let mut value =
-            json!({"out": "a\u{0}b", "k\u{0}": [1, "x\u{0}", {"n": null}], "fine": "yes"});
-        assert!(scrub_value(&mut value));
-        assert_eq!(
-            value,
-            json!({"out": "a\u{FFFD}b", "k\u{FFFD}": [1, "x\u{FFFD}", {"n": null}], "fine": "yes"})
-        );
-        let mut clean = json!({"out": "ok", "n": [1, 2]});
-        assert!(!scrub_value(&mut clean));
-        assert_eq!(clean, json!({"out": "ok", "n": [1, 2]}));
+    fn only_lines_with_nul_change() {
+        let line = |text: &str| NewLogLine {
+            task_id: Default::default(),
+            attempt: 1,
+            seq: 0,
+            stream: "stdout",
+            line: text.to_owned(),
+            at: taskyard_wire::now(),
+        };
+        let mut lines = vec![line("fine"), line("a\u{0}b")];
+        assert!(scrub_lines(&mut lines));
+        assert_eq!(lines[0].line, "fine");
+        assert_eq!(lines[1].line, "a\u{FFFD}b");
+        let mut clean = vec![line("fine")];
+        assert!(!scrub_lines(&mut clean));
     }
 
     #[test]
