@@ -33,6 +33,11 @@ pub const DEFAULT_LOG_MAX_LINE_BYTES: usize = 4096;
 pub const DEFAULT_LOG_FLUSH_INTERVAL_MS: u64 = 200;
 /// Task log lines that make a batch go out at once.
 pub const DEFAULT_LOG_FLUSH_LINES: usize = 100;
+/// How long a worker may be cut off from NATS before it stops its running
+/// attempts itself: the resource manager's `DEFAULT_LOST_AFTER_MS`, after
+/// which the node is declared lost and its attempts may run elsewhere. The
+/// worker does not depend on that crate, so a test keeps the two equal.
+pub const DEFAULT_FENCE_AFTER_MS: u64 = 10_000;
 /// Shortest accepted ack wait: progress acks go out every third of it, and a
 /// shorter one would have NATS redeliver running attempts on any hiccup.
 pub const MIN_ACK_WAIT_MS: u64 = 300;
@@ -96,6 +101,13 @@ pub struct Config {
     pub log_flush_interval_ms: u64,
     /// Task log lines that make a batch go out before the interval.
     pub log_flush_lines: usize,
+    /// How long, in milliseconds, the worker may be cut off from NATS (no
+    /// heartbeat got through, disconnected, or its own process frozen)
+    /// before it stops its running attempts itself and reports them failed.
+    /// Keep it equal to the resource manager's `lost_after_ms`: after that
+    /// long the node is declared lost and its attempts may run elsewhere.
+    /// 0 turns self-fencing off.
+    pub fence_after_ms: u64,
 }
 
 impl Default for Config {
@@ -117,6 +129,7 @@ impl Default for Config {
             log_max_line_bytes: DEFAULT_LOG_MAX_LINE_BYTES,
             log_flush_interval_ms: DEFAULT_LOG_FLUSH_INTERVAL_MS,
             log_flush_lines: DEFAULT_LOG_FLUSH_LINES,
+            fence_after_ms: DEFAULT_FENCE_AFTER_MS,
         }
     }
 }
@@ -142,6 +155,9 @@ pub struct Settings {
     pub max_output_bytes: usize,
     pub memory_limits: bool,
     pub logs: crate::logs::LogSettings,
+    /// How long a cut-off is tolerated before the worker fences itself;
+    /// `None` when fencing is off.
+    pub fence_after: Option<Duration>,
 }
 
 /// Every problem found in a [`Config`], reported together.
@@ -201,6 +217,17 @@ impl Config {
         if self.log_flush_lines == 0 {
             problems.push("log_flush_lines must be at least 1".to_owned());
         }
+        // A threshold one late heartbeat could cross would fence a healthy
+        // worker's attempts.
+        if self.fence_after_ms != 0
+            && self.fence_after_ms < self.heartbeat_interval_ms.saturating_mul(2)
+        {
+            problems.push(format!(
+                "fence_after_ms is {}; it must be at least twice heartbeat_interval_ms ({}), \
+                 or 0 to turn self-fencing off",
+                self.fence_after_ms, self.heartbeat_interval_ms
+            ));
+        }
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -233,6 +260,8 @@ impl Config {
                 flush_interval: Duration::from_millis(self.log_flush_interval_ms),
                 flush_lines: self.log_flush_lines,
             },
+            fence_after: (self.fence_after_ms != 0)
+                .then(|| Duration::from_millis(self.fence_after_ms)),
         })
     }
 }
@@ -326,6 +355,54 @@ mod tests {
     }
 
     #[test]
+    fn the_fencing_threshold_is_the_resource_manager_s_lost_threshold() {
+        // Read from its source: the worker must not depend on the
+        // resource manager to learn one number.
+        let source = include_str!("../../resource-manager/src/config.rs");
+        let lost_after: u64 = source
+            .lines()
+            .find_map(|line| line.strip_prefix("pub const DEFAULT_LOST_AFTER_MS: u64 = "))
+            .and_then(|rest| rest.trim_end_matches(';').replace('_', "").parse().ok())
+            .expect("the resource manager names DEFAULT_LOST_AFTER_MS");
+        assert_eq!(DEFAULT_FENCE_AFTER_MS, lost_after);
+        let settings = Config::default().resolve(&host()).expect("valid");
+        assert_eq!(
+            settings.fence_after,
+            Some(Duration::from_millis(lost_after))
+        );
+    }
+
+    #[test]
+    fn fencing_can_be_turned_off_but_not_set_below_two_heartbeats() {
+        let off = Config {
+            fence_after_ms: 0,
+            ..Config::default()
+        };
+        assert_eq!(off.resolve(&host()).expect("valid").fence_after, None);
+        let tight = Config {
+            heartbeat_interval_ms: 1_000,
+            fence_after_ms: 1_500,
+            ..Config::default()
+        };
+        let err = tight.resolve(&host()).expect_err("invalid");
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert!(
+            err.to_string().contains(
+                "fence_after_ms is 1500; it must be at least twice heartbeat_interval_ms (1000)"
+            ),
+            "{err}"
+        );
+        let two_beats = Config {
+            fence_after_ms: 2_000,
+            ..tight
+        };
+        assert_eq!(
+            two_beats.resolve(&host()).expect("valid").fence_after,
+            Some(Duration::from_secs(2))
+        );
+    }
+
+    #[test]
     fn a_host_without_a_usable_name_asks_for_a_node_id() {
         let facts = HostFacts {
             hostname: None,
@@ -354,12 +431,15 @@ mod tests {
             assert_eq!(config.ack_wait_ms, DEFAULT_ACK_WAIT_MS);
             assert!(config.memory_limits, "memory limits are on by default");
             assert_eq!(config.log_max_lines, DEFAULT_LOG_MAX_LINES);
+            assert_eq!(config.fence_after_ms, DEFAULT_FENCE_AFTER_MS);
             jail.set_env("TASKYARD_LOG_MAX_LINES", "5");
             jail.set_env("TASKYARD_LOG_MAX_LINE_BYTES", "80");
             jail.set_env("TASKYARD_MEMORY_LIMITS", "false");
+            jail.set_env("TASKYARD_FENCE_AFTER_MS", "3000");
             let config: Config =
                 taskyard_runtime::config::load(None).map_err(figment::Error::from)?;
             assert!(!config.memory_limits);
+            assert_eq!(config.fence_after_ms, 3000);
             assert_eq!(config.log_max_lines, 5);
             assert_eq!(config.log_max_line_bytes, 80);
             Ok(())

@@ -14,9 +14,15 @@
 //! NAKed at once, running attempts get the drain timeout to finish, and those
 //! still running then are killed and reported failed, so that the pool manager
 //! can retry them on another node.
+//!
+//! An attempt whose kill switch was pulled (a `kill` control message, or the
+//! worker fencing itself after a cut-off, see [`crate::fencing`]) never
+//! reports success, even when its command exited 0 in the same instant: the
+//! attempt may already run elsewhere, and its kill says so.
 
 use crate::config::Settings;
 use crate::drivers::{self, DriverEnv, End, Limits, Ran};
+use crate::fencing::Fence;
 use crate::heartbeat::NodeState;
 use crate::ledger::{AttemptKey, Ledger, Seen};
 use crate::reporter::{ReportError, Reporter};
@@ -77,20 +83,24 @@ pub struct Worker {
     kill: CancellationToken,
     /// Each running attempt's own switch, for `kill` control messages.
     kills: Arc<KillSwitches>,
+    /// Asked before each report whether the worker was cut off meanwhile.
+    fence: Arc<Fence>,
 }
 
 impl Worker {
     /// `env` is what the drivers share: the node's HTTP client, its NATS
-    /// connection, its cgroups.
+    /// connection, its cgroups. `fence` pulls `kills` when the worker was cut off.
     pub fn new(
         settings: Arc<Settings>,
         js: jetstream::Context,
         state: Arc<NodeState>,
         env: DriverEnv,
         kills: Arc<KillSwitches>,
+        fence: Arc<Fence>,
     ) -> Worker {
         Worker {
             kills,
+            fence,
             env,
             reporter: Reporter::start(js.clone(), subjects::status(&settings.node_id)),
             settings,
@@ -295,6 +305,10 @@ impl Worker {
                 }
                 Err(rejection) => Ran::failed(format!("invalid spec: {rejection}")),
             };
+            // A command that exited while the worker stood still (SIGSTOP)
+            // is seen here before the clock watch's next tick notices the
+            // freeze: looking now fences it instead of reporting a success.
+            self.fence.check();
             let killed = self.kills.disarm(&key);
             let report = self.finished(&dispatch, ran, started_at, killed);
             record(&dispatch, &report, clock.elapsed());
@@ -355,29 +369,7 @@ impl Worker {
         started_at: Timestamp,
         killed: Option<String>,
     ) -> StatusReport {
-        let (outcome, error) = match ran.end {
-            End::Succeeded => (Outcome::Succeeded, None),
-            End::Failed(error) => (Outcome::Failed, Some(error)),
-            End::TimedOut(timeout) => (
-                Outcome::TimedOut,
-                Some(format!("timed out after {} ms", timeout.as_millis())),
-            ),
-            End::Stopped if killed.is_some() => (
-                Outcome::Failed,
-                Some(format!(
-                    "killed on node {}: {}",
-                    self.settings.node_id,
-                    killed.as_deref().unwrap_or_default()
-                )),
-            ),
-            End::Stopped => (
-                Outcome::Failed,
-                Some(format!(
-                    "worker on node {} stopped before the attempt finished",
-                    self.settings.node_id
-                )),
-            ),
-        };
+        let (outcome, error) = verdict(ran.end, killed.as_deref(), &self.settings.node_id);
         match &error {
             None => tracing::info!("attempt succeeded"),
             Some(error) => {
@@ -566,6 +558,44 @@ fn record(dispatch: &Dispatch, report: &StatusReport, elapsed: Duration) {
     metrics::histogram!(METRIC_ATTEMPT_SECONDS, "kind" => kind).record(elapsed.as_secs_f64());
 }
 
+/// The outcome and error an attempt reports. A pulled kill switch decides:
+/// whatever the run did by the time the driver returned, the attempt was
+/// asked to stop, maybe because it runs elsewhere now, so a command that
+/// exited 0 as the kill came is not a success.
+fn verdict(end: End, killed: Option<&str>, node: &str) -> (Outcome, Option<String>) {
+    if let Some(reason) = killed {
+        let error = match end {
+            End::Stopped => format!("killed on node {node}: {reason}"),
+            End::Succeeded => format!(
+                "killed on node {node}: {reason} (its command succeeded as the kill came; \
+                 that does not count)"
+            ),
+            End::Failed(why) => {
+                format!("killed on node {node}: {reason} (its command had failed too: {why})")
+            }
+            End::TimedOut(timeout) => format!(
+                "killed on node {node}: {reason} (it had timed out too, after {} ms)",
+                timeout.as_millis()
+            ),
+        };
+        return (Outcome::Failed, Some(error));
+    }
+    match end {
+        End::Succeeded => (Outcome::Succeeded, None),
+        End::Failed(error) => (Outcome::Failed, Some(error)),
+        End::TimedOut(timeout) => (
+            Outcome::TimedOut,
+            Some(format!("timed out after {} ms", timeout.as_millis())),
+        ),
+        End::Stopped => (
+            Outcome::Failed,
+            Some(format!(
+                "worker on node {node} stopped before the attempt finished"
+            )),
+        ),
+    }
+}
+
 fn outcome_label(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Succeeded => "succeeded",
@@ -597,5 +627,64 @@ fn log_join(joined: Result<(), JoinError>) {
         && err.is_panic()
     {
         tracing::error!(error = %err, "an attempt's task panicked; its dispatch will be redelivered");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_that_exited_0_as_its_kill_came_is_killed_not_succeeded() {
+        let (outcome, error) = verdict(End::Succeeded, Some("attempt 1 moved"), "n1");
+        assert_eq!(outcome, Outcome::Failed);
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                "killed on node n1: attempt 1 moved (its command succeeded as the kill came; \
+                 that does not count)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_kill_decides_whatever_else_ended_the_run() {
+        let reason = Some("the worker was cut off");
+        assert_eq!(
+            verdict(End::Stopped, reason, "n1"),
+            (
+                Outcome::Failed,
+                Some("killed on node n1: the worker was cut off".to_owned())
+            )
+        );
+        let (outcome, error) = verdict(End::Failed("exit code 3".to_owned()), reason, "n1");
+        assert_eq!(outcome, Outcome::Failed);
+        assert!(
+            error
+                .unwrap_or_default()
+                .ends_with("(its command had failed too: exit code 3)")
+        );
+        let (outcome, _) = verdict(End::TimedOut(Duration::from_millis(300)), reason, "n1");
+        assert_eq!(outcome, Outcome::Failed, "killed, not timed out");
+    }
+
+    #[test]
+    fn without_a_kill_the_run_decides() {
+        assert_eq!(
+            verdict(End::Succeeded, None, "n1"),
+            (Outcome::Succeeded, None)
+        );
+        assert_eq!(
+            verdict(End::TimedOut(Duration::from_millis(300)), None, "n1"),
+            (Outcome::TimedOut, Some("timed out after 300 ms".to_owned()))
+        );
+        assert_eq!(
+            verdict(End::Stopped, None, "n1"),
+            (
+                Outcome::Failed,
+                Some("worker on node n1 stopped before the attempt finished".to_owned())
+            ),
+            "a drain stop is the worker's own, not a kill"
+        );
     }
 }

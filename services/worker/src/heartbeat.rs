@@ -3,10 +3,13 @@
 //! One goes out at start, then every interval, and one more at once when the
 //! worker starts draining so that the scheduler stops placing work here
 //! without waiting for the next tick. A lost heartbeat is not retried: the
-//! next one replaces it.
+//! next one replaces it. Each is followed by a heartbeat echo
+//! ([`crate::fencing::Echo`]), whose return tells the worker that the
+//! heartbeat got through, so that it knows when it is cut off.
 
 use crate::capacity::UsageProbe;
 use crate::config::Settings;
+use crate::fencing::Echo;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use taskyard_wire::heartbeat::{Heartbeat, Usage};
@@ -79,12 +82,14 @@ pub fn heartbeat(
     }
 }
 
-/// Publishes heartbeats until `stop` is cancelled.
+/// Publishes heartbeats, each followed by `echo` when fencing is on, until
+/// `stop` is cancelled.
 pub async fn run(
     client: async_nats::Client,
     settings: Arc<Settings>,
     state: Arc<NodeState>,
     started_at: Timestamp,
+    echo: Option<Echo>,
     stop: CancellationToken,
 ) {
     let subject = subjects::heartbeat(&settings.node_id);
@@ -104,6 +109,9 @@ pub async fn run(
             .await
         {
             tracing::warn!(error = %err, "cannot publish a heartbeat");
+        }
+        if let Some(echo) = &echo {
+            echo.send().await;
         }
     }
 }

@@ -14,6 +14,11 @@
 //! reports those it had to kill as failed so that the pool manager retries
 //! them elsewhere.
 //!
+//! A worker cut off from NATS for longer than the lost threshold (no
+//! heartbeat got through, disconnected, or its process frozen) stops its
+//! running attempts itself and reports them failed: the resource manager has
+//! declared it lost by then, and they may run elsewhere ([`fencing`]).
+//!
 //! # Layout
 //! - [`config`]: [`Config`], its defaults, and the checked [`config::Settings`].
 //! - [`capacity`]: what the host has and uses (sysinfo).
@@ -21,8 +26,11 @@
 //! - [`control`]: control messages to this node (drain, kill).
 //! - [`kill_switch`]: one switch per running attempt, for `kill`.
 //! - [`heartbeat`]: the heartbeat loop and the node state it reports.
+//! - [`fencing`]: self-fencing: when the worker was cut off too long, and
+//!   stopping its attempts then.
 //! - [`executor`]: the dispatch loop: concurrency, progress acks, duplicate
 //!   dispatches, reports, drain.
+//! - [`reporter`]: status reports coalesced into JetStream messages.
 //! - [`ledger`]: running attempts and a bounded memory of finished ones.
 //! - [`logs`]: `exec` output as task log lines on `taskyard.logs.<node>`.
 //! - [`drivers`]: how each kind of task runs ([`drivers::exec`],
@@ -34,6 +42,7 @@ pub mod config;
 pub mod control;
 pub mod drivers;
 pub mod executor;
+pub mod fencing;
 pub mod heartbeat;
 pub mod kill_switch;
 pub mod ledger;
@@ -124,11 +133,27 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     let state = Arc::new(heartbeat::NodeState::default());
     let stop_heartbeats = CancellationToken::new();
+    let fence = Arc::new(fencing::Fence::new(
+        settings.fence_after,
+        kills.clone(),
+        Some(client.clone()),
+    ));
+    // Subscribed before the first heartbeat, so that its echo counts.
+    let echo = match settings.fence_after {
+        Some(_) => Some(
+            fencing::Echo::start(&client, fence.clone(), stop_heartbeats.clone())
+                .await
+                .context("subscribing to the heartbeat echo")?,
+        ),
+        None => None,
+    };
+    let monitor = tokio::spawn(fencing::monitor(fence.clone(), stop_heartbeats.clone()));
     let heartbeats = tokio::spawn(heartbeat::run(
         client.clone(),
         settings.clone(),
         state.clone(),
         started_at,
+        echo,
         stop_heartbeats.clone(),
     ));
 
@@ -138,6 +163,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         state,
         env,
         kills,
+        fence,
     ));
     worker.serve(&consumer, &stop).await;
     control.abort();
@@ -145,6 +171,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     stop_heartbeats.cancel();
     if let Err(err) = heartbeats.await {
         tracing::warn!(error = %err, "the heartbeat task failed");
+    }
+    if let Err(err) = monitor.await {
+        tracing::warn!(error = %err, "the fencing watch failed");
     }
     // Acks and the last heartbeat are buffered by the client; send them before
     // leaving, but do not hang on a NATS that went away: unsent acks only mean

@@ -14,6 +14,9 @@ use taskyard_wire::heartbeat::{Capacity, Heartbeat};
 use taskyard_wire::status::{Outcome, StatusMessage, StatusReport};
 use taskyard_wire::task::TaskKind;
 use taskyard_wire::{Resources, codec, subjects};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -553,5 +556,163 @@ async fn http_and_nats_tasks_run_on_the_worker() {
         other => panic!("expected Finished, got {other:?}"),
     }
     worker.stop(Duration::from_secs(5)).await;
+    drop(stack);
+}
+
+/// A TCP proxy in front of nats-server that can stop passing bytes, as a
+/// network partition does: connections stay open, nothing is reset, and what
+/// is sent meanwhile waits (like TCP retransmits) until the partition heals.
+struct Partition {
+    url: String,
+    open: watch::Sender<bool>,
+}
+
+impl Partition {
+    async fn start(upstream: &str) -> Partition {
+        let upstream = upstream.trim_start_matches("nats://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let url = format!("nats://{}", listener.local_addr().expect("proxy address"));
+        let (open, watcher) = watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pipe(client_read, server_write, watcher.clone()));
+                tokio::spawn(pipe(server_read, client_write, watcher.clone()));
+            }
+        });
+        Partition { url, open }
+    }
+
+    fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    fn heal(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut open: watch::Receiver<bool>) {
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        if open.wait_for(|open| *open).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Read as the partition began: held until it heals.
+        if open.wait_for(|open| *open).await.is_err() {
+            return;
+        }
+        if to.write_all(&chunk[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Alive and not a zombie.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn a_partitioned_worker_stops_its_attempt_itself_and_says_why() {
+    let (stack, _client, js, work_dir) = setup().await;
+    let node = "it-node-6";
+    let partition = Partition::start(&stack.nats_url).await;
+    let mut reports = Reports::open(&js, node).await;
+    let worker = Node::start(&stack, node, work_dir.path(), |config| {
+        config.common.nats_url = partition.url.clone();
+        config.fence_after_ms = 2_000;
+    });
+    let pids = work_dir.path().join("pids");
+    let marker = work_dir.path().join("marker");
+    // The shell and its child both record their pids: the whole group must go.
+    let script = format!(
+        "echo $$ > {p}.tmp; sleep 30 & echo $! >> {p}.tmp; mv {p}.tmp {p}; wait; echo done > {m}",
+        p = pids.display(),
+        m = marker.display()
+    );
+    let long = dispatch(
+        TaskKind::Exec,
+        json!({"command": "sh", "args": ["-c", script]}),
+        1,
+    );
+    send(&js, node, &long).await;
+    reports.started(&long).await;
+    let pids: Vec<i32> = wait_until("the command to write its pids", WAIT, || async {
+        Ok(std::fs::read_to_string(&pids)
+            .ok()
+            .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect()))
+    })
+    .await
+    .expect("the command started");
+    assert_eq!(pids.len(), 2, "{pids:?}");
+
+    // In touch for longer than the threshold: nothing is fenced.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(
+        pids.iter().all(|pid| alive(*pid)),
+        "a worker whose heartbeats get through must not fence"
+    );
+
+    // Cut off, but not frozen and not disconnected as far as its client
+    // knows: no kill from anyone could reach it now.
+    partition.cut();
+    let cut_at = tokio::time::Instant::now();
+    let gone = wait_until(
+        "the attempt's processes to be gone while partitioned",
+        Duration::from_secs(8),
+        || async { Ok(pids.iter().all(|pid| !alive(*pid)).then_some(())) },
+    )
+    .await;
+    let waited = cut_at.elapsed();
+    partition.heal();
+    gone.expect("the worker fences itself");
+    assert!(
+        waited >= Duration::from_millis(1_500),
+        "fenced after {waited:?}, before the threshold of 2 s was near"
+    );
+
+    match reports.finished(&long).await {
+        StatusReport::Finished { outcome, error, .. } => {
+            assert_eq!(outcome, Outcome::Failed);
+            let error = error.unwrap_or_default();
+            assert!(
+                error.starts_with(&format!(
+                    "killed on node {node}: the worker was cut off for "
+                )),
+                "{error}"
+            );
+            assert!(
+                error.ends_with(
+                    "(no heartbeat got through to NATS), longer than the lost threshold of 2 s; \
+                     the attempt was stopped, another node may run it"
+                ),
+                "{error}"
+            );
+        }
+        other => panic!("expected Finished, got {other:?}"),
+    }
+    assert!(
+        !marker.exists(),
+        "the fenced attempt must not finish its work"
+    );
+    wait_all_acked(&js, node).await;
+    worker.stop(Duration::from_secs(10)).await;
     drop(stack);
 }
