@@ -121,8 +121,7 @@ async fn a_submission_postgres_refuses_costs_no_other_task_of_its_batch() -> any
         .context("the orchestrator runs")?
         .log();
     assert!(
-        log.contains("Postgres refused a batch for what some submissions hold")
-            && log.contains("submissions=50"),
+        log.contains("Postgres refused a batch for what some submissions hold"),
         "the orchestrator's log: {log}"
     );
 
@@ -289,5 +288,61 @@ async fn an_exec_task_that_prints_nul_succeeds_with_its_output_kept() -> anyhow:
     .await?;
     assert_eq!(line, "before\u{FFFD}after");
     assert!(dead_letters(&cluster).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_report_postgres_refuses_is_a_dead_letter_at_once_and_its_batch_is_recorded()
+-> anyhow::Result<()> {
+    let cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
+    // A refusal of what was sent (a trigger's exception): no retry can help.
+    cluster
+        .db
+        .batch_execute(
+            "CREATE FUNCTION refuse_report() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.error = 'poisoned' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_report BEFORE UPDATE ON tasks
+               FOR EACH ROW EXECUTE FUNCTION refuse_report();",
+        )
+        .await?;
+    let held = cluster
+        .submit_ok(&json!({"kind": "sleep", "spec": {"ms": 30000}, "timeout_ms": 60000}))
+        .await?;
+    cluster.wait_state(held[0], "running").await?;
+    let forged = json!({
+        "type": "finished", "task_id": held[0], "attempt": 1, "node_id": "w1",
+        "outcome": "failed", "result": null, "error": "poisoned",
+        "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z"
+    });
+    let js = async_nats::jetstream::new(cluster.nats.clone());
+    js.publish("taskyard.status.w1", serde_json::to_vec(&forged)?.into())
+        .await?
+        .await?;
+    let ids = cluster
+        .submit_ok(&json!([{"kind": "noop"}, {"kind": "echo", "spec": {"x": 1}}]))
+        .await?;
+    for id in &ids {
+        assert_eq!(cluster.wait_final(*id).await?, "succeeded");
+    }
+    let letters = taskyard_testkit::wait_until("the dead letter", WAIT, || async {
+        let rows = cluster
+            .db
+            .query("SELECT consumer, deliveries, reason FROM dead_letters", &[])
+            .await?;
+        Ok((!rows.is_empty()).then_some(rows))
+    })
+    .await?;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].get::<_, String>(0), "pool-manager");
+    assert_eq!(letters[0].get::<_, i32>(1), 1, "kept on its first delivery");
+    let reason: String = letters[0].get(2);
+    assert!(
+        reason.contains("refused by the test (SQLSTATE P0001)"),
+        "{reason}"
+    );
+    assert_eq!(cluster.state(held[0]).await?.as_deref(), Some("running"));
     Ok(())
 }

@@ -60,7 +60,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 impl StoreError {
     /// Whether Postgres refused the statement for what it was given (a
     /// value it cannot store, a constraint it breaks, a row too large)
-    /// rather than for the state of the world (no connection, a timeout).
+    /// rather than for the state of the world (no connection, a timeout, a
+    /// deadlock): see [`is_poison_code`].
     /// Sent again unchanged, such a statement fails again: the batch holds
     /// poison, and the caller should find and set aside the message that
     /// carries it (`taskyard_runtime::poison`).
@@ -84,16 +85,19 @@ impl StoreError {
     }
 }
 
-/// SQLSTATE classes that blame the input: 22 data exception (untranslatable
-/// character, out-of-range number or time), 23 integrity constraint
-/// violation, 54 program limit exceeded (an index row or array too large).
-/// Others (08 connection, 40 rollback, 53 resources, 57 operator
-/// intervention, 42 a statement of ours that is wrong) are not the message's
-/// fault and would fail the same for any batch.
+/// Whether a statement Postgres answered with `code` would fail the same way
+/// if sent again unchanged. Only a few classes speak of the moment rather
+/// than the statement: 08 connection, 40 rollback (serialization failure,
+/// deadlock), 53 insufficient resources, 55 object not in prerequisite state
+/// (a lock not available), 57 operator intervention (shutdown, cancel), 58
+/// system error. Every other refusal (22 a value it cannot store, 23 a
+/// constraint, 54 a row too large, P0 a trigger's exception, even 42 a
+/// statement of ours that is wrong) is about what was sent, and a batch
+/// holding it is split to find the message that carries it. Errors without
+/// a code (a connection lost, a pool timeout) are never poison.
 fn is_poison_code(code: &str) -> bool {
-    ["22", "23", "54"]
-        .iter()
-        .any(|class| code.starts_with(class))
+    const TRANSIENT: [&str; 6] = ["08", "40", "53", "55", "57", "58"];
+    !TRANSIENT.iter().any(|class| code.starts_with(class))
 }
 
 /// [`StoreError::is_poison`] for an error that may wrap a store error
@@ -179,3 +183,22 @@ pub(crate) fn to_u32(value: i32) -> u32 {
 }
 
 pub mod stats;
+
+#[cfg(test)]
+mod tests {
+    use super::is_poison_code;
+
+    #[test]
+    fn refusals_of_what_was_sent_are_poison_and_outages_are_not() {
+        for poison in [
+            "22P05", "22021", "23514", "23505", "54000", "P0001", "42703",
+        ] {
+            assert!(is_poison_code(poison), "{poison}");
+        }
+        for outage in [
+            "08006", "40001", "40P01", "53300", "55P03", "57P01", "58030",
+        ] {
+            assert!(!is_poison_code(outage), "{outage}");
+        }
+    }
+}
