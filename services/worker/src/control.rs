@@ -49,7 +49,7 @@ pub async fn watch(
                             }
                         }
                         Err(err) => {
-                            tracing::warn!(%subject, error = %err, "ignoring a control message that cannot be read");
+                            taskyard_runtime::warn_throttled!(%subject, error = %err, "ignoring a control message that cannot be read");
                         }
                     },
                     None => {

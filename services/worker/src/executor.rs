@@ -174,7 +174,7 @@ impl Worker {
                 Ok(read) => read.into_dispatches(),
                 Err(err) => {
                     // Redelivering it would fail the same way, forever.
-                    tracing::warn!(subject = %message.subject, error = %err, "dropping a dispatch that cannot be read");
+                    taskyard_runtime::warn_throttled!(subject = %message.subject, error = %err, "dropping a dispatch that cannot be read");
                     if let Err(err) = message.ack_with(AckKind::Term).await {
                         tracing::warn!(error = %err, "cannot terminate an unreadable dispatch");
                     }
@@ -398,7 +398,7 @@ impl Worker {
                 Ok(()) => return Ok(()),
                 Err(err) if tries >= PUBLISH_TRIES || err.permanent => return Err(err),
                 Err(err) => {
-                    tracing::warn!(error = %err, tries, "publishing a report failed; retrying");
+                    taskyard_runtime::warn_throttled!(error = %err, tries, "publishing a report failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(PUBLISH_RETRY_MAX);
                     tries += 1;
@@ -526,7 +526,7 @@ async fn keep_alive<F: Future>(message: &Message, period: Duration, work: F) -> 
             output = &mut work => return output,
             _ = ticks.tick() => {
                 if let Err(err) = message.ack_with(AckKind::Progress).await {
-                    tracing::warn!(error = %err, "progress ack failed");
+                    taskyard_runtime::warn_throttled!(error = %err, "progress ack failed");
                 }
             }
         }
@@ -539,7 +539,9 @@ async fn open(consumer: &PullConsumer, max: usize, shutdown: &Shutdown) -> Optio
     loop {
         match batching::batches(consumer, max).await {
             Ok(stream) => return Some(stream.boxed()),
-            Err(err) => tracing::warn!(error = %err, "cannot pull dispatches; retrying"),
+            Err(err) => {
+                taskyard_runtime::warn_throttled!(error = %err, "cannot pull dispatches; retrying")
+            }
         }
         tokio::select! {
             _ = shutdown.wait() => return None,

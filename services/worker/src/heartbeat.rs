@@ -108,7 +108,7 @@ pub async fn run(
             .publish(subject.clone(), codec::encode(&beat).into())
             .await
         {
-            tracing::warn!(error = %err, "cannot publish a heartbeat");
+            taskyard_runtime::warn_throttled!(error = %err, "cannot publish a heartbeat");
         }
         if let Some(echo) = &echo {
             echo.send().await;

@@ -339,7 +339,7 @@ async fn publish(
         Ok(()) => metrics::counter!(METRIC_LINES).increment(count),
         Err(err) => {
             metrics::counter!(METRIC_DROPPED, "reason" => "publish").increment(count);
-            tracing::warn!(error = %err, lines = count, "cannot publish task log lines; dropped");
+            taskyard_runtime::warn_throttled!(error = %err, lines = count, "cannot publish task log lines; dropped");
         }
     }
 }
