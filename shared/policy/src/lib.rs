@@ -22,9 +22,19 @@
 //! - [`turn`]: one pool's turn, pick then place ([`take_turn`]), holding a
 //!   node for a task that fits nowhere now so that it cannot be overtaken
 //!   for ever.
+//! - [`quota`]: a pool's [`Quotas`] (tasks, CPU and memory placed at once,
+//!   tasks per tenant), the [`Usage`] held against them, and why a quota
+//!   holds a task back ([`Refusal`]).
+//! - [`round`]: the planning round across pools: the [`Planner`] holds
+//!   every pool's queue, quota usage and held node over the shared fleet,
+//!   and [`Planner::plan_round`] decides placements turn by turn across
+//!   pools. The scheduler service, the simulator and the decision bench all
+//!   run this round.
 
 pub mod placement;
 pub mod queue;
+pub mod quota;
+pub mod round;
 pub mod turn;
 
 pub use placement::held::{HOLD_CANDIDATES, Shortfall};
@@ -33,4 +43,6 @@ pub use queue::{
     Drf, Fcfs, MAX_LOOKAHEAD, PolicyKind, Priority, QueuePolicy, RoundRobin, Sjf, UnknownPolicy,
     Waiting, Wfq,
 };
+pub use quota::{Quotas, Refusal, Usage};
+pub use round::{Decision, Planner, Pool, Round};
 pub use turn::{HeadHold, PoolRules, Turn, Unplaceable, release_hold, take_turn};
