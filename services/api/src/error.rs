@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use taskyard_store::StoreError;
+use taskyard_wire::{Rejection, RejectionCode};
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +124,25 @@ impl ApiError {
         }
     }
 
+    /// An owner service's refusal (of a pool, node or cancel request) as an
+    /// API error, decided by its code, never by its wording: `not_found` is
+    /// a 404, and every other code is what `otherwise` makes of the field
+    /// and message (a 400 `invalid_pool` for pools, a 409 `refused` for
+    /// nodes and cancels), as these routes have always answered.
+    pub fn from_refusal(
+        error: Rejection,
+        otherwise: impl FnOnce(String, String) -> ApiError,
+    ) -> ApiError {
+        match error.code {
+            RejectionCode::NotFound => ApiError::NotFound(error.message),
+            RejectionCode::Invalid
+            | RejectionCode::Conflict
+            | RejectionCode::UnknownPool
+            | RejectionCode::Unauthorized
+            | RejectionCode::Unavailable => otherwise(error.field, error.message),
+        }
+    }
+
     /// Logs an internal error with its cause chain; other errors are the
     /// client's business and are not logged.
     pub(crate) fn log(&self) {
@@ -206,5 +226,29 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         ApiError::bad_request("path", rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conflict(field: String, message: String) -> ApiError {
+        ApiError::Refused { field, message }
+    }
+
+    #[test]
+    fn a_refusal_is_answered_by_its_code_not_its_wording() {
+        let missing = ApiError::from_refusal(Rejection::not_found("node_id", "gone"), conflict);
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert_eq!(missing.public_message(), "gone");
+        // Worded like a missing pool, but the code says otherwise.
+        let worded = ApiError::from_refusal(Rejection::new("name", "no pool named `x`"), conflict);
+        assert_eq!(worded.status(), StatusCode::CONFLICT);
+        let alive = ApiError::from_refusal(Rejection::conflict("node_id", "alive"), conflict);
+        assert_eq!(
+            (alive.status(), alive.field()),
+            (StatusCode::CONFLICT, Some("node_id"))
+        );
     }
 }

@@ -10,7 +10,6 @@ use async_nats::client::Request;
 use bytes::Bytes;
 use serde::Serialize;
 use std::time::Duration;
-use taskyard_wire::Rejection;
 use taskyard_wire::codec::{self, DecodeError};
 use taskyard_wire::control::{CancelReply, CancelRequest, NodeReply, NodeRequest};
 use taskyard_wire::pool::PoolReply;
@@ -188,21 +187,6 @@ pub async fn cancel(
     .await
 }
 
-/// Whether a pool manager's refusal of a cancel means "there is no such task".
-pub fn is_task_not_found(error: &Rejection) -> bool {
-    error.field == "task_id" && error.message.starts_with("no task has id")
-}
-
-/// Whether a pool manager's refusal means "there is no such pool".
-pub fn is_pool_not_found(error: &Rejection) -> bool {
-    error.field == "name" && error.message.starts_with("no pool named")
-}
-
-/// Whether a resource manager's refusal means "there is no such node".
-pub fn is_node_not_found(error: &Rejection) -> bool {
-    error.field == "node_id" && error.message.starts_with("no node")
-}
-
 async fn request<T: serde::de::DeserializeOwned>(
     client: &async_nats::Client,
     owner: &'static str,
@@ -233,33 +217,4 @@ async fn request<T: serde::de::DeserializeOwned>(
         subject,
         source,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn not_found_is_told_by_field_and_message() {
-        assert!(is_pool_not_found(&Rejection::new(
-            "name",
-            "no pool named `x`"
-        )));
-        assert!(!is_pool_not_found(&Rejection::new(
-            "name",
-            "a pool named `x` already exists"
-        )));
-        assert!(!is_pool_not_found(&Rejection::new(
-            "policy",
-            "no pool named"
-        )));
-        assert!(is_node_not_found(&Rejection::new(
-            "node_id",
-            "no node `n1`"
-        )));
-        assert!(!is_node_not_found(&Rejection::new(
-            "node_id",
-            "node `n1` is alive and not drained"
-        )));
-    }
 }

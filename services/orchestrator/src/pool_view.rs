@@ -12,7 +12,7 @@ use taskyard_store::{Store, StoreError};
 use taskyard_wire::event::{NodeEvent, NodeEventKind};
 use taskyard_wire::pool::{PoolEvent, PoolSpec};
 use taskyard_wire::task::NewTask;
-use taskyard_wire::{Rejection, codec, subjects};
+use taskyard_wire::{Rejection, RejectionCode, codec, subjects};
 
 /// Pools and the nodes' sizes and labels.
 #[derive(Debug, Default)]
@@ -39,7 +39,7 @@ impl PoolView {
     /// says why it could never run there.
     pub fn admit(&self, task: &mut NewTask) -> Result<(), Rejection> {
         let Some(pool) = self.pools.get(&task.pool) else {
-            return Err(Rejection::new(
+            return Err(Rejection::unknown_pool(
                 "pool",
                 format!("no pool named `{}`", task.pool),
             ));
@@ -165,9 +165,11 @@ fn write(view: &SharedView) -> std::sync::RwLockWriteGuard<'_, PoolView> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Whether `refusal` is for a pool this view does not know.
+/// Whether `refusal` is for a pool this view does not know: by its code,
+/// which survives the field being nested (`tasks[2].pool`), where the
+/// message's wording is no contract.
 pub fn is_unknown_pool(refusal: Option<&Rejection>) -> bool {
-    refusal.is_some_and(|r| r.field.ends_with("pool") && r.message.starts_with("no pool named"))
+    refusal.is_some_and(|r| r.code == RejectionCode::UnknownPool)
 }
 
 /// Reloads the pools from Postgres. A pool created a moment ago may not have

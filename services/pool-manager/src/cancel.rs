@@ -46,7 +46,7 @@ async fn answer(request: Request, store: &Store, announcer: &Announcer) {
             .unwrap_or_else(|err| {
                 tracing::error!(task_id = %cancel.task_id, error = format!("{err:#}"), "cancel failed");
                 CancelReply::Refused {
-                    error: Rejection::new("", "the cancel could not be carried out now; retry"),
+                    error: Rejection::unavailable("the cancel could not be carried out now; retry"),
                 }
             }),
     };
@@ -84,7 +84,7 @@ async fn cancel_one(
             cancelled: false,
         },
         None => CancelReply::Refused {
-            error: Rejection::new("task_id", format!("no task has id {}", cancel.task_id)),
+            error: Rejection::not_found("task_id", format!("no task has id {}", cancel.task_id)),
         },
     })
 }

@@ -10,7 +10,7 @@ use taskyard_runtime::batching::{Outgoing, publish_all};
 use taskyard_store::Store;
 use taskyard_store::pools::PoolDeletion;
 use taskyard_wire::pool::{PoolEvent, PoolReply, PoolSpec};
-use taskyard_wire::{Rejection, codec, subjects};
+use taskyard_wire::{Rejection, RejectionCode, codec, subjects};
 
 /// The operations, as they appear in subjects.
 pub const OPERATIONS: [&str; 5] = ["create", "update", "delete", "get", "list"];
@@ -53,7 +53,11 @@ async fn answer(op: &str, request: Request, store: &Store, js: &async_nats::jets
         Ok(reply) => reply,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), op, "pool request failed");
-            refused("", "the request could not be carried out now; retry")
+            refused(
+                RejectionCode::Unavailable,
+                "",
+                "the request could not be carried out now; retry",
+            )
         }
     };
     if let Err(err) = request.respond(Ok(codec::encode(&reply).into())).await {
@@ -74,7 +78,7 @@ async fn apply(
         "get" => {
             let name = match codec::decode::<ByName>(body) {
                 Ok(by) => by.name,
-                Err(err) => return Ok(refused("", &err.to_string())),
+                Err(err) => return Ok(refused(RejectionCode::Invalid, "", &err.to_string())),
             };
             match store.get_pool(&name).await? {
                 Some(pool) => PoolReply::One { pool },
@@ -84,7 +88,7 @@ async fn apply(
         "create" | "update" => {
             let pool = match codec::decode::<PoolSpec>(body) {
                 Ok(pool) => pool,
-                Err(err) => return Ok(refused("", &err.to_string())),
+                Err(err) => return Ok(refused(RejectionCode::Invalid, "", &err.to_string())),
             };
             if let Err(error) = pool.validate() {
                 return Ok(PoolReply::Refused { error });
@@ -97,6 +101,7 @@ async fn apply(
             if !done {
                 return Ok(if op == "create" {
                     refused(
+                        RejectionCode::Conflict,
                         "name",
                         &format!("a pool named `{}` already exists", pool.name),
                     )
@@ -111,14 +116,19 @@ async fn apply(
         "delete" => {
             let name = match codec::decode::<ByName>(body) {
                 Ok(by) => by.name,
-                Err(err) => return Ok(refused("", &err.to_string())),
+                Err(err) => return Ok(refused(RejectionCode::Invalid, "", &err.to_string())),
             };
             if name == taskyard_wire::task::DEFAULT_POOL {
-                return Ok(refused("name", "the default pool cannot be deleted"));
+                return Ok(refused(
+                    RejectionCode::Conflict,
+                    "name",
+                    "the default pool cannot be deleted",
+                ));
             }
             match store.delete_pool(&name).await? {
                 PoolDeletion::NotFound => not_found(&name),
                 PoolDeletion::Busy { active } => refused(
+                    RejectionCode::Conflict,
                     "name",
                     &format!("pool `{name}` still has {active} waiting or running tasks"),
                 ),
@@ -129,7 +139,11 @@ async fn apply(
                 }
             }
         }
-        other => refused("", &format!("unknown pool operation `{other}`")),
+        other => refused(
+            RejectionCode::Invalid,
+            "",
+            &format!("unknown pool operation `{other}`"),
+        ),
     })
 }
 
@@ -155,11 +169,15 @@ async fn announce(
 }
 
 fn not_found(name: &str) -> PoolReply {
-    refused("name", &format!("no pool named `{name}`"))
+    refused(
+        RejectionCode::NotFound,
+        "name",
+        &format!("no pool named `{name}`"),
+    )
 }
 
-fn refused(field: &str, message: &str) -> PoolReply {
+fn refused(code: RejectionCode, field: &str, message: &str) -> PoolReply {
     PoolReply::Refused {
-        error: Rejection::new(field, message),
+        error: Rejection::with_code(code, field, message),
     }
 }

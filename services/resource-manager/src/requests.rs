@@ -8,7 +8,7 @@ use taskyard_store::Store;
 use taskyard_store::nodes::Health;
 use taskyard_wire::control::{Control, NodeReply, NodeRequest};
 use taskyard_wire::event::NodeEvent;
-use taskyard_wire::{Rejection, codec, subjects};
+use taskyard_wire::{Rejection, RejectionCode, codec, subjects};
 
 /// The operations, as they appear in subjects.
 pub const OPERATIONS: [&str; 4] = ["drain", "cordon", "uncordon", "remove"];
@@ -24,7 +24,7 @@ pub async fn handle(
 ) {
     let reply = match codec::decode::<NodeRequest>(&request.message.payload) {
         Ok(asked) => apply(op, &asked.node_id, registry, store, client, js).await,
-        Err(err) => refused("", err.to_string()),
+        Err(err) => refused(RejectionCode::Invalid, "", err.to_string()),
     };
     if let Err(err) = request.respond(Ok(codec::encode(&reply).into())).await {
         tracing::warn!(error = %err, "cannot answer a node request");
@@ -40,7 +40,11 @@ async fn apply(
     js: &async_nats::jetstream::Context,
 ) -> NodeReply {
     let Some((health, _, draining)) = registry.status(node_id) else {
-        return refused("node_id", format!("no node `{node_id}`"));
+        return refused(
+            RejectionCode::NotFound,
+            "node_id",
+            format!("no node `{node_id}`"),
+        );
     };
     let outcome: anyhow::Result<NodeReply> = async {
         match op {
@@ -77,6 +81,7 @@ async fn apply(
             "remove" => {
                 if health == Health::Alive {
                     return Ok(refused(
+                        RejectionCode::Conflict,
                         "node_id",
                         format!(
                             "node `{node_id}` is alive; drain it, and remove it once it is lost"
@@ -90,7 +95,11 @@ async fn apply(
                 tracing::info!(node_id, "node removed");
                 Ok(done(node_id, health, false, draining, true))
             }
-            other => Ok(refused("", format!("unknown node operation `{other}`"))),
+            other => Ok(refused(
+                RejectionCode::Invalid,
+                "",
+                format!("unknown node operation `{other}`"),
+            )),
         }
     }
     .await;
@@ -102,6 +111,7 @@ async fn apply(
             "node request failed"
         );
         refused(
+            RejectionCode::Unavailable,
             "",
             "the request could not be carried out now; retry".to_owned(),
         )
@@ -130,8 +140,8 @@ fn done(node_id: &str, health: Health, cordoned: bool, draining: bool, removed: 
     }
 }
 
-fn refused(field: &str, message: String) -> NodeReply {
+fn refused(code: RejectionCode, field: &str, message: String) -> NodeReply {
     NodeReply::Refused {
-        error: Rejection::new(field, message),
+        error: Rejection::with_code(code, field, message),
     }
 }

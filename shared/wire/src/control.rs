@@ -43,7 +43,7 @@ pub enum CancelReply {
         cancelled: bool,
     },
     Refused {
-        error: crate::task::Rejection,
+        error: crate::rejection::Rejection,
     },
 }
 
@@ -66,6 +66,6 @@ pub enum NodeReply {
         removed: bool,
     },
     Refused {
-        error: crate::task::Rejection,
+        error: crate::rejection::Rejection,
     },
 }

@@ -18,6 +18,8 @@
 //! - [`status`]: worker → pool-manager reports (started, finished).
 //! - [`heartbeat`]: worker → resource-manager heartbeats.
 //! - [`pool`]: pool definitions, their requests and events.
+//! - [`rejection`]: why something was refused: a stable code, the field,
+//!   a message.
 //! - [`reply`]: replies to request/reply submissions.
 //! - [`schema`]: the JSON Schema registry.
 //! - [`control`]: messages to one node (drain), and node requests.
@@ -32,6 +34,7 @@ pub mod event;
 pub mod heartbeat;
 pub mod logs;
 pub mod pool;
+pub mod rejection;
 pub mod reply;
 pub mod schema;
 pub mod state;
@@ -41,8 +44,9 @@ pub mod subjects;
 pub mod task;
 pub mod timer;
 
+pub use rejection::{Rejection, RejectionCode};
 pub use state::TaskState;
-pub use task::{NewTask, Rejection, Resources, TaskKind, TaskSubmission};
+pub use task::{NewTask, Resources, TaskKind, TaskSubmission};
 
 /// Time stamps on the wire are RFC 3339 strings.
 pub type Timestamp = time::OffsetDateTime;

@@ -7,7 +7,7 @@
 //! orchestrator follow.
 
 use crate::Timestamp;
-use crate::task::Rejection;
+use crate::rejection::Rejection;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -1,11 +1,11 @@
 //! Replies to `taskyard.api.submit` requests.
 
-use crate::task::Rejection;
+use crate::rejection::Rejection;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// `{"ids": [...]}` (and `"workflow_id"` for a workflow) on success, `{"error": {"field": ..., "message": ...}}` otherwise.
+/// `{"ids": [...]}` (and `"workflow_id"` for a workflow) on success, `{"error": {"code": ..., "field": ..., "message": ...}}` otherwise.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum SubmitReply {

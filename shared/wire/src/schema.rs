@@ -42,6 +42,8 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("heartbeat", schema_for!(crate::heartbeat::Heartbeat)),
         ("log-batch", schema_for!(crate::logs::LogBatch)),
         ("control", schema_for!(crate::control::Control)),
+        ("cancel-request", schema_for!(crate::control::CancelRequest)),
+        ("cancel-reply", schema_for!(crate::control::CancelReply)),
         ("node-request", schema_for!(crate::control::NodeRequest)),
         ("node-reply", schema_for!(crate::control::NodeReply)),
         ("pool", submitted(schema_for!(crate::pool::PoolSpec))),

@@ -12,7 +12,7 @@
 //! refuses a lone surrogate such as `"\ud800"` as invalid JSON), and
 //! Postgres stores any other character.
 
-use crate::task::Rejection;
+use crate::rejection::Rejection;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::Value;
 use std::borrow::Cow;

@@ -8,6 +8,7 @@
 //! any language can fix its message without reading our code.
 
 use crate::Timestamp;
+pub use crate::rejection::{Rejection, RejectionCode};
 use crate::storable::{self, NulFreeJson};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -729,36 +730,6 @@ fn check_timeout(field: &str, timeout_ms: Option<u64>) -> Result<(), Rejection> 
     }
 }
 
-/// Why a submission was refused: the field (a JSON path) and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct Rejection {
-    /// JSON path of the offending field, such as `tasks[1].resources.cpu_millis`;
-    /// empty when the message as a whole is wrong.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl Rejection {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Rejection {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-
-    /// The same rejection, inside element `index` of a batch.
-    pub fn in_batch(self, index: usize) -> Self {
-        let field = if self.field.is_empty() {
-            format!("tasks[{index}]")
-        } else {
-            format!("tasks[{index}].{}", self.field)
-        };
-        Rejection { field, ..self }
-    }
-}
-
 /// Limits a submission is checked against; the orchestrator's config sets them.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -1294,17 +1265,7 @@ fn check_workflow_fields(sub: &TaskSubmission, limits: &Limits) -> Result<(), Re
         }
     }
     if let Some(compensation) = &sub.compensation {
-        let nested = |rejection: Rejection| {
-            Rejection::new(
-                if rejection.field.is_empty() {
-                    "compensation".to_owned()
-                } else {
-                    format!("compensation.{}", rejection.field)
-                },
-                rejection.message,
-            )
-        };
-        let undo = check_task(compensation, limits).map_err(nested)?;
+        let undo = check_task(compensation, limits).map_err(|r| r.within("compensation"))?;
         if !undo.depends_on.is_empty() || undo.compensation.is_some() {
             return Err(Rejection::new(
                 "compensation",

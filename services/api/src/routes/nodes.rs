@@ -117,7 +117,7 @@ pub async fn remove(
     operate(state, id, NodeOp::Remove).await
 }
 
-/// Asks the resource manager; "no node" is a 404, any other refusal a 409
+/// Asks the resource manager; `not_found` is a 404, any other refusal a 409
 /// `refused` (the node's state forbids it), silence a 503.
 async fn operate(
     State(state): State<AppState>,
@@ -139,12 +139,8 @@ async fn operate(
             draining,
             removed,
         })),
-        NodeReply::Refused { error } if requests::is_node_not_found(&error) => {
-            Err(ApiError::NotFound(error.message))
-        }
-        NodeReply::Refused { error } => Err(ApiError::Refused {
-            field: error.field,
-            message: error.message,
-        }),
+        NodeReply::Refused { error } => Err(ApiError::from_refusal(error, |field, message| {
+            ApiError::Refused { field, message }
+        })),
     }
 }

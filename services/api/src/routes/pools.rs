@@ -2,8 +2,8 @@
 //!
 //! Every handler is one request on `taskyard.api.pools.<op>` (see
 //! [`crate::requests`]); the API checks only what the URL adds (the name in
-//! the path) and leaves the pool's rules to its owner. A refusal that means
-//! "no such pool" is a 404, any other a 400 `invalid_pool` naming the field,
+//! the path) and leaves the pool's rules to its owner. A refusal with the
+//! code `not_found` is a 404, any other a 400 `invalid_pool` naming the field,
 //! and a pool manager that does not answer a 503.
 
 use crate::error::ErrorBody;
@@ -174,14 +174,10 @@ async fn one(state: &AppState, op: PoolOp, body: Bytes) -> Result<PoolSpec, ApiE
 
 /// A pool manager's refusal as an API error.
 fn refusal(error: taskyard_wire::Rejection) -> ApiError {
-    if requests::is_pool_not_found(&error) {
-        ApiError::NotFound(error.message)
-    } else {
-        ApiError::InvalidPool {
-            field: error.field,
-            message: error.message,
-        }
-    }
+    ApiError::from_refusal(error, |field, message| ApiError::InvalidPool {
+        field,
+        message,
+    })
 }
 
 fn unexpected(got: &str, wanted: &str) -> ApiError {

@@ -341,13 +341,9 @@ pub async fn cancel(
             state,
             cancelled,
         })),
-        CancelReply::Refused { error } if crate::requests::is_task_not_found(&error) => {
-            Err(ApiError::NotFound(error.message))
-        }
-        CancelReply::Refused { error } => Err(ApiError::Refused {
-            field: error.field,
-            message: error.message,
-        }),
+        CancelReply::Refused { error } => Err(ApiError::from_refusal(error, |field, message| {
+            ApiError::Refused { field, message }
+        })),
     }
 }
 

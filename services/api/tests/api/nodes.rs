@@ -41,7 +41,9 @@ async fn resource_manager(app: &TestApp) {
     crate::helpers::stand_in(app, "taskyard.api.nodes.*", move |op, body| {
         let id = body["node_id"].as_str().unwrap_or_default().to_owned();
         if id != "node-a" {
-            return json!({"error": {"field": "node_id", "message": format!("no node `{id}`")}});
+            return json!({"error": {
+                "code": "not_found", "field": "node_id", "message": format!("no node `{id}`")
+            }});
         }
         match op {
             "drain" => (cordoned, draining) = (true, true),
@@ -49,6 +51,7 @@ async fn resource_manager(app: &TestApp) {
             "uncordon" => cordoned = false,
             "remove" => {
                 return json!({"error": {
+                    "code": "conflict",
                     "field": "node_id",
                     "message": "node `node-a` is alive and not drained; drain it first"
                 }});

@@ -7,16 +7,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use taskyard_wire::pool::PoolSpec;
 
-fn refused(field: &str, message: String) -> Value {
-    json!({"error": {"field": field, "message": message}})
+fn refused(code: &str, field: &str, message: String) -> Value {
+    json!({"error": {"code": code, "field": field, "message": message}})
 }
 
 fn not_found(name: &str) -> Value {
-    refused("name", format!("no pool named `{name}`"))
+    refused("not_found", "name", format!("no pool named `{name}`"))
 }
 
 /// A pool manager in memory, keeping to the contract: create refuses a
-/// name in use, delete refuses `default`, unknown names are "no pool named".
+/// name in use and delete refuses `default` (`conflict`), unknown names are
+/// `not_found`.
 /// Hands back every request body it received.
 async fn pool_manager(app: &TestApp) -> Arc<Mutex<Vec<(String, Value)>>> {
     let received = Arc::new(Mutex::new(Vec::new()));
@@ -38,15 +39,17 @@ async fn pool_manager(app: &TestApp) -> Arc<Mutex<Vec<(String, Value)>>> {
             "create" | "update" => {
                 let pool = match spec() {
                     Ok(pool) => pool,
-                    Err(err) => return refused("", err.to_string()),
+                    Err(err) => return refused("invalid", "", err.to_string()),
                 };
                 if let Err(rejection) = pool.validate() {
                     return json!({"error": rejection});
                 }
                 match (op, pools.contains_key(&name)) {
-                    ("create", true) => {
-                        refused("name", format!("a pool named `{name}` already exists"))
-                    }
+                    ("create", true) => refused(
+                        "conflict",
+                        "name",
+                        format!("a pool named `{name}` already exists"),
+                    ),
                     ("update", false) => not_found(&name),
                     _ => {
                         pools.insert(name, pool.clone());
@@ -54,14 +57,16 @@ async fn pool_manager(app: &TestApp) -> Arc<Mutex<Vec<(String, Value)>>> {
                     }
                 }
             }
-            "delete" if name == "default" => {
-                refused("name", "the `default` pool cannot be deleted".to_owned())
-            }
+            "delete" if name == "default" => refused(
+                "conflict",
+                "name",
+                "the `default` pool cannot be deleted".to_owned(),
+            ),
             "delete" => match pools.remove(&name) {
                 Some(pool) => json!({"pool": pool}),
                 None => not_found(&name),
             },
-            other => refused("", format!("unknown operation {other}")),
+            other => refused("invalid", "", format!("unknown operation {other}")),
         }
     })
     .await;
