@@ -185,6 +185,10 @@ impl Planner {
             .map(|(pool, queue)| (pool.as_str(), &**queue))
     }
 
+    pub fn queue_mut(&mut self, pool: &str) -> Option<&mut (dyn QueuePolicy + 'static)> {
+        self.queues.get_mut(pool).map(|queue| &mut **queue)
+    }
+
     /// Tasks waiting in every queue.
     pub fn queued(&self) -> usize {
         self.queues.values().map(|queue| queue.len()).sum()

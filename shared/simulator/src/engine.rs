@@ -1,17 +1,21 @@
-//! The event loop: arrivals and completions in virtual time, driving a
-//! [`QueuePolicy`] and a [`Fleet`] the way the scheduler service does.
+//! The event loop: arrivals and completions in virtual time, driving the
+//! scheduler's own planning round ([`taskyard_policy::Planner`]) over a
+//! [`Fleet`] the way the scheduler service does.
 //!
 //! # One step
 //! Time jumps to the next event. Every completion at that instant releases
-//! its task's reservation (`Fleet::release`, then `QueuePolicy::released`);
-//! every arrival is pushed on the queue. Then, as the scheduler's planning
-//! round does, the scheduler's own turn (`taskyard_policy::take_turn`) runs
-//! until the queue has nothing that fits: `queue.pick(fits)` where `fits`
-//! asks `Fleet::any_fits_with`, then `Fleet::place`, then `Fleet::reserve`,
-//! with a node held for a head task that fits nowhere now; the task
-//! completes `runtime_ms` later. Events at the same instant are handled together before the round,
-//! so tasks submitted together compete together. `set_capacity` is called
-//! once, before the first event, with the whole cluster.
+//! its task's reservation (`Planner::release`: the fleet, the pool's quota
+//! usage, then `QueuePolicy::released`); every arrival is pushed on its
+//! pool's queue. Then one planning round (`Planner::plan_round`) runs, with
+//! no cap on decisions: pools take turns, each turn the scheduler's
+//! `take_turn` (`queue.pick(fits)` among tasks its pool's quotas admit,
+//! where `fits` asks `Fleet::any_fits_with`, then `Fleet::place` and
+//! `Fleet::reserve`, with a node held for a head task that fits nowhere
+//! now), until no pool places more. A task completes `runtime_ms` after it
+//! starts. Events at the same instant are handled together before the
+//! round, so tasks submitted together compete together. Each pool's queue
+//! is told the whole cluster's capacity once, before the first event (every
+//! pool spans every node).
 //!
 //! # Invariants
 //! Checked as it runs; the first broken one ends the run with a
@@ -23,15 +27,16 @@
 //!   (else the policy served what its fits check refused);
 //! - no node ever holds more CPU, memory or tasks than it offers, counted by
 //!   the simulator on its own and compared with the fleet's count;
-//! - at the end every task has run exactly once and the queue is empty.
+//! - no pool ever runs more tasks, CPU or memory than its quotas allow, nor
+//!   a tenant more tasks than its pool's per-tenant cap, by the simulator's
+//!   own count;
+//! - at the end every task has run exactly once and every queue is empty.
 
 use crate::report::{Outcome, PolicyReport, Recorder};
 use crate::workload::{Cluster, Workload, WorkloadError};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use taskyard_policy::{
-    Fleet, HeadHold, PolicyKind, PoolRules, QueuePolicy, Turn, Waiting, take_turn,
-};
+use taskyard_policy::{Decision, Fleet, Planner, PolicyKind, Pool, QueuePolicy, Quotas, Waiting};
 use taskyard_wire::Resources;
 use taskyard_wire::event::PlacementRequest;
 use taskyard_wire::heartbeat::Capacity;
@@ -69,15 +74,29 @@ struct Held {
     tasks: u32,
 }
 
+/// What one pool's running tasks hold, as the simulator counts it (apart
+/// from the planner's usage), against the pool's quotas.
+#[derive(Debug, Clone, Default)]
+struct PoolHeld {
+    quotas: Quotas,
+    running: u32,
+    cpu: u64,
+    memory: u64,
+    per_tenant: BTreeMap<String, u32>,
+}
+
 /// Runs `workload` under one of the named policies, built as the scheduler
 /// builds a pool's queue: under strict priority classes on the tasks'
-/// `priority`, weighing tenants by the workload's weights (WFQ, DRF).
+/// `priority`, weighing tenants by the workload's weights (WFQ, DRF). Every
+/// pool of the workload runs this policy.
 pub fn simulate(
     workload: &Workload,
     cluster: &Cluster,
     policy: PolicyKind,
 ) -> Result<PolicyReport, SimulationError> {
-    simulate_queue(workload, cluster, policy.name(), build(policy, workload))
+    simulate_pools(workload, cluster, policy.name(), &mut |_| {
+        build(policy, workload)
+    })
 }
 
 /// The queue a pool of this policy gets.
@@ -97,16 +116,55 @@ pub fn simulate_all(
         .collect()
 }
 
-/// Runs `workload` through any queue, reported under `name`.
+/// Runs a one-pool `workload` through any queue, reported under `name`. A
+/// workload with several pools needs a queue for each: [`simulate_pools`].
 pub fn simulate_queue(
     workload: &Workload,
     cluster: &Cluster,
     name: &str,
     queue: Box<dyn QueuePolicy>,
 ) -> Result<PolicyReport, SimulationError> {
+    let pools = workload.pools();
+    let (Some(pool), 1) = (pools.keys().next(), pools.len()) else {
+        return Err(SimulationError::Workload(WorkloadError::Invalid {
+            field: "pools".to_owned(),
+            message: format!(
+                "names {} pools, and one queue serves one pool; give each pool its queue",
+                pools.len()
+            ),
+        }));
+    };
+    run_queues(workload, cluster, name, vec![(pool.clone(), queue)])
+}
+
+/// Runs `workload` with the queue `new_queue` makes for each of its pools
+/// (called once per pool, in name order), reported under `name`.
+pub fn simulate_pools(
+    workload: &Workload,
+    cluster: &Cluster,
+    name: &str,
+    new_queue: &mut dyn FnMut(&str) -> Box<dyn QueuePolicy>,
+) -> Result<PolicyReport, SimulationError> {
+    let queues = workload
+        .pools()
+        .into_keys()
+        .map(|pool| {
+            let queue = new_queue(&pool);
+            (pool, queue)
+        })
+        .collect();
+    run_queues(workload, cluster, name, queues)
+}
+
+fn run_queues(
+    workload: &Workload,
+    cluster: &Cluster,
+    name: &str,
+    queues: Vec<(String, Box<dyn QueuePolicy>)>,
+) -> Result<PolicyReport, SimulationError> {
     workload.check()?;
     workload.check_against(cluster)?;
-    let mut engine = Engine::new(workload, cluster, name, queue);
+    let mut engine = Engine::new(workload, cluster, name, queues);
     engine.run()?;
     Ok(engine.recorder.finish(name, workload, cluster))
 }
@@ -118,18 +176,18 @@ fn id_of(index: usize) -> Uuid {
 
 struct Engine<'a> {
     workload: &'a Workload,
-    cluster: &'a Cluster,
     policy: String,
-    queue: Box<dyn QueuePolicy>,
-    fleet: Fleet,
-    /// The node held for a task that fits nowhere now.
-    hold: Option<HeadHold>,
+    /// The scheduler's round state: pools, queues, quota usage, holds and
+    /// the fleet.
+    planner: Planner,
     /// Node ids, by index.
     nodes: Vec<String>,
     /// What each node holds, by the simulator's own count.
     held: Vec<Held>,
     /// What a node offers: (cpu, memory, tasks).
     offers: (u64, u64, u32),
+    /// What each pool holds, by the simulator's own count.
+    pools: BTreeMap<String, PoolHeld>,
     /// Each task's stage, by workload index.
     stages: Vec<Stage>,
     /// Workload indexes in arrival order (ties in file order).
@@ -138,7 +196,7 @@ struct Engine<'a> {
     arrived: usize,
     /// Completions: (time, workload index), earliest first.
     completions: BinaryHeap<Reverse<(u64, usize)>>,
-    /// Tasks waiting in the queue.
+    /// Tasks waiting in the queues.
     waiting: usize,
     now: u64,
     recorder: Recorder,
@@ -149,7 +207,7 @@ impl<'a> Engine<'a> {
         workload: &'a Workload,
         cluster: &'a Cluster,
         policy: &str,
-        mut queue: Box<dyn QueuePolicy>,
+        queues: Vec<(String, Box<dyn QueuePolicy>)>,
     ) -> Self {
         let mut fleet = Fleet::default();
         let width = cluster.nodes.to_string().len();
@@ -164,23 +222,44 @@ impl<'a> Engine<'a> {
         for node in &nodes {
             fleet.upsert_labelled(node, capacity, BTreeMap::new(), true);
         }
-        let (cpu, memory) = cluster.reservable();
-        queue.set_capacity(
-            cpu.saturating_mul(u64::from(cluster.nodes)),
-            memory.saturating_mul(u64::from(cluster.nodes)),
-        );
+        let mut planner = Planner::with_fleet(fleet);
+        let quotas = workload.pools();
+        let mut pools = BTreeMap::new();
+        for (name, mut queue) in queues {
+            let quotas = quotas.get(&name).map(|q| q.quotas()).unwrap_or_default();
+            planner.set_pool(
+                &name,
+                Pool {
+                    node_selector: BTreeMap::new(),
+                    strategy: cluster.strategy,
+                    overcommit: cluster.overcommit,
+                    quotas,
+                },
+            );
+            // Told before any task arrives, as a scheduler's new queue is.
+            if let Some((cpu, memory)) = planner.capacity(&name) {
+                queue.set_capacity(cpu, memory);
+            }
+            planner.insert_queue(&name, queue);
+            pools.insert(
+                name,
+                PoolHeld {
+                    quotas,
+                    ..PoolHeld::default()
+                },
+            );
+        }
         let mut arrivals: Vec<usize> = (0..workload.tasks.len()).collect();
         arrivals.sort_by_key(|index| (workload.tasks[*index].arrival_ms, *index));
+        let (cpu, memory) = cluster.reservable();
         Engine {
             workload,
-            cluster,
             policy: policy.to_owned(),
-            queue,
-            fleet,
-            hold: None,
+            planner,
             held: vec![Held::default(); nodes.len()],
             nodes,
             offers: (cpu, memory, cluster.slots),
+            pools,
             stages: vec![Stage::NotArrived; workload.tasks.len()],
             arrivals,
             arrived: 0,
@@ -230,10 +309,11 @@ impl<'a> Engine<'a> {
             }
             self.plan()?;
         }
-        if !self.queue.is_empty() || self.waiting > 0 {
+        let queued = self.planner.queued();
+        if queued > 0 || self.waiting > 0 {
             return Err(self.broken(format!(
                 "{} tasks still wait with nothing running and nothing to come",
-                self.waiting.max(self.queue.len())
+                self.waiting.max(queued)
             )));
         }
         if let Some(index) = self.stages.iter().position(|s| *s != Stage::Done) {
@@ -248,7 +328,7 @@ impl<'a> Engine<'a> {
         }
         let task = &self.workload.tasks[index];
         let seq = i64::try_from(self.arrived).unwrap_or(i64::MAX);
-        self.queue.push(Waiting {
+        let waiting = Waiting {
             id: id_of(index),
             attempt: 0,
             request: PlacementRequest {
@@ -260,7 +340,14 @@ impl<'a> Engine<'a> {
                 node_selector: BTreeMap::new(),
                 estimated_runtime_ms: task.estimated_runtime_ms,
             },
-        });
+        };
+        let Some(queue) = self.planner.queue_mut(&task.pool) else {
+            return Err(self.broken(format!(
+                "task {index} is for pool {}, which has no queue",
+                task.pool
+            )));
+        };
+        queue.push(waiting);
         self.stages[index] = Stage::Waiting;
         self.waiting += 1;
         self.recorder.arrived(&task.tenant);
@@ -268,84 +355,87 @@ impl<'a> Engine<'a> {
     }
 
     fn check_length(&self) -> Result<(), SimulationError> {
-        if self.queue.len() != self.waiting {
+        let queued = self.planner.queued();
+        if queued != self.waiting {
             return Err(self.broken(format!(
-                "the queue holds {} tasks but {} are waiting",
-                self.queue.len(),
+                "the queue holds {queued} tasks but {} are waiting",
                 self.waiting
             )));
         }
         Ok(())
     }
 
-    /// Picks and places tasks until none that waits fits, by the scheduler's
-    /// own turn (`take_turn`), holding a node for a head that fits nowhere.
+    /// One planning round, the scheduler's own, with no cap on decisions:
+    /// places tasks until no pool has one that its quotas admit and that
+    /// fits, holding a node for a head that fits nowhere.
     fn plan(&mut self) -> Result<(), SimulationError> {
-        let none = BTreeMap::new();
-        let rules = PoolRules {
-            node_selector: &none,
-            strategy: self.cluster.strategy,
-            overcommit: self.cluster.overcommit,
-        };
-        loop {
-            let turn = take_turn(
-                self.queue.as_mut(),
-                &mut self.fleet,
-                &mut self.hold,
-                rules,
-                &mut |_| true,
-                // One pool: nothing is placed elsewhere.
-                false,
-            )
-            .map_err(|err| {
-                let index = err.task.as_u128().saturating_sub(1);
-                self.broken(format!(
-                    "the policy served task {index}, which its fits check refused"
-                ))
-            })?;
-            let Some(Turn { task, placed }) = turn else {
-                return Ok(());
-            };
-            let index = usize::try_from(task.id.as_u128())
-                .ok()
-                .and_then(|id| id.checked_sub(1))
-                .filter(|index| *index < self.stages.len())
-                .ok_or_else(|| {
-                    self.broken(format!(
-                        "the policy served a task never pushed ({})",
-                        task.id
-                    ))
-                })?;
-            if self.stages[index] != Stage::Waiting {
-                return Err(self.broken(format!(
-                    "the policy served task {index}, which is not waiting ({:?})",
-                    self.stages[index]
-                )));
-            }
-            let request = task.request.resources;
-            let node = self
-                .nodes
-                .binary_search(&placed.node_id)
-                .map_err(|_| self.broken(format!("placed on unknown node {}", placed.node_id)))?;
-            // The turn reserved it on the fleet; `hold` checks the node had
-            // room by the simulator's own count.
-            self.hold(index, node, &request)?;
-            let spec = &self.workload.tasks[index];
-            self.stages[index] = Stage::Running {
-                node,
-                started_ms: self.now,
-            };
-            self.waiting -= 1;
-            self.check_length()?;
-            self.recorder.started(spec);
-            // `Workload::check` made sure this does not overflow.
-            let ends = self.now.saturating_add(spec.runtime_ms);
-            self.completions.push(Reverse((ends, index)));
+        let round = self.planner.plan_round(usize::MAX);
+        let mut touched = Vec::with_capacity(round.decisions.len());
+        for decision in round.decisions {
+            touched.push(self.start(decision)?);
         }
+        // The fleet and the queues reflect the whole round: compare once
+        // every decision is counted here too.
+        self.check_length()?;
+        touched.sort_unstable();
+        touched.dedup();
+        for node in touched {
+            self.agree(node)?;
+        }
+        if let Some((_, err)) = round.unplaceable.first() {
+            let index = err.task.as_u128().saturating_sub(1);
+            return Err(self.broken(format!(
+                "the policy served task {index}, which its fits check refused"
+            )));
+        }
+        Ok(())
     }
 
-    /// Counts `request` on `node` and checks it against what the node offers
-    /// and against the fleet's own count.
+    /// Starts a task the round placed, checking it was waiting and that its
+    /// node and its pool had room for it by the simulator's own count.
+    /// Returns the node's index.
+    fn start(&mut self, decision: Decision) -> Result<usize, SimulationError> {
+        let Decision { task, placed, .. } = decision;
+        let index = usize::try_from(task.id.as_u128())
+            .ok()
+            .and_then(|id| id.checked_sub(1))
+            .filter(|index| *index < self.stages.len())
+            .ok_or_else(|| {
+                self.broken(format!(
+                    "the policy served a task never pushed ({})",
+                    task.id
+                ))
+            })?;
+        if self.stages[index] != Stage::Waiting {
+            return Err(self.broken(format!(
+                "the policy served task {index}, which is not waiting ({:?})",
+                self.stages[index]
+            )));
+        }
+        let request = task.request.resources;
+        let node = self
+            .nodes
+            .binary_search(&placed.node_id)
+            .map_err(|_| self.broken(format!("placed on unknown node {}", placed.node_id)))?;
+        // The round reserved it on the fleet; `hold` checks the node had
+        // room by the simulator's own count, `count_in_pool` the quotas.
+        self.hold(index, node, &request)?;
+        self.count_in_pool(index)?;
+        let spec = &self.workload.tasks[index];
+        self.stages[index] = Stage::Running {
+            node,
+            started_ms: self.now,
+        };
+        self.waiting -= 1;
+        self.recorder.started(spec);
+        // `Workload::check` made sure this does not overflow.
+        let ends = self.now.saturating_add(spec.runtime_ms);
+        self.completions.push(Reverse((ends, index)));
+        Ok(node)
+    }
+
+    /// Counts `request` on `node` and checks it against what the node
+    /// offers. (The round's caller compares with the fleet's own count.)
     fn hold(
         &mut self,
         index: usize,
@@ -364,14 +454,54 @@ impl<'a> Engine<'a> {
                 self.nodes[node], held.cpu, held.memory, held.tasks
             )));
         }
-        self.agree(node)
+        Ok(())
+    }
+
+    /// Counts a started task against its pool and checks the pool's quotas.
+    fn count_in_pool(&mut self, index: usize) -> Result<(), SimulationError> {
+        let task = &self.workload.tasks[index];
+        let Some(pool) = self.pools.get_mut(&task.pool) else {
+            return Err(self.broken(format!(
+                "task {index} started in pool {}, which the workload does not have",
+                task.pool
+            )));
+        };
+        pool.running += 1;
+        pool.cpu += u64::from(task.cpu_millis);
+        pool.memory += u64::from(task.memory_mb);
+        let of_tenant = pool.per_tenant.entry(task.tenant.clone()).or_default();
+        *of_tenant += 1;
+        let of_tenant = *of_tenant;
+        let quotas = pool.quotas;
+        let over = |max: Option<u32>, held: u64| max.is_some_and(|max| held > u64::from(max));
+        let broken = if over(quotas.max_running, u64::from(pool.running)) {
+            Some(format!("{} tasks running", pool.running))
+        } else if over(quotas.max_cpu_millis, pool.cpu) {
+            Some(format!("{}m cpu in use", pool.cpu))
+        } else if over(quotas.max_memory_mb, pool.memory) {
+            Some(format!("{} MiB in use", pool.memory))
+        } else if over(quotas.tenant_max_running, u64::from(of_tenant)) {
+            Some(format!(
+                "{of_tenant} tasks of tenant {} running",
+                task.tenant
+            ))
+        } else {
+            None
+        };
+        match broken {
+            Some(what) => Err(self.broken(format!(
+                "task {index} takes pool {} past its quotas ({quotas:?}): {what}",
+                task.pool
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The fleet's count of a node's reservations matches the simulator's.
     fn agree(&self, node: usize) -> Result<(), SimulationError> {
         let held = self.held[node];
         let id = &self.nodes[node];
-        match self.fleet.get(id) {
+        match self.planner.fleet().get(id) {
             Some(slot)
                 if slot.reserved_cpu == held.cpu
                     && slot.reserved_memory == held.memory
@@ -401,12 +531,20 @@ impl<'a> Engine<'a> {
         };
         let task = &self.workload.tasks[index];
         let request = resources(task.cpu_millis, task.memory_mb);
-        self.fleet.release(&self.nodes[node], &request);
-        self.queue.released(&task.tenant, &request);
+        self.planner
+            .release(&task.pool, &task.tenant, &self.nodes[node], &request);
         let held = &mut self.held[node];
         held.cpu = held.cpu.saturating_sub(u64::from(request.cpu_millis));
         held.memory = held.memory.saturating_sub(u64::from(request.memory_mb));
         held.tasks = held.tasks.saturating_sub(1);
+        if let Some(pool) = self.pools.get_mut(&task.pool) {
+            pool.running = pool.running.saturating_sub(1);
+            pool.cpu = pool.cpu.saturating_sub(u64::from(task.cpu_millis));
+            pool.memory = pool.memory.saturating_sub(u64::from(task.memory_mb));
+            if let Some(count) = pool.per_tenant.get_mut(&task.tenant) {
+                *count = count.saturating_sub(1);
+            }
+        }
         self.agree(node)?;
         self.stages[index] = Stage::Done;
         self.recorder.completed(
@@ -439,6 +577,7 @@ mod tests {
         Workload {
             cluster: None,
             tenants: [("t".to_owned(), 1)].into_iter().collect(),
+            pools: BTreeMap::new(),
             tasks: (0..tasks)
                 .map(|i| Task {
                     arrival_ms: i as u64,
@@ -449,6 +588,7 @@ mod tests {
                     runtime_ms: 50,
                     estimated_runtime_ms: None,
                     priority: 0,
+                    pool: "default".to_owned(),
                 })
                 .collect(),
         }
@@ -531,6 +671,7 @@ mod tests {
             runtime_ms: 1000,
             estimated_runtime_ms: Some(1000),
             priority: 0,
+            pool: "default".to_owned(),
         };
         let mut tasks: Vec<Task> = (0..480).map(small).collect();
         tasks.push(Task {
@@ -543,6 +684,7 @@ mod tests {
             tenants: [("small".to_owned(), 1), ("big".to_owned(), 1)]
                 .into_iter()
                 .collect(),
+            pools: BTreeMap::new(),
             tasks,
         };
         let cluster = Cluster {
@@ -588,6 +730,49 @@ mod tests {
     fn serving_what_does_not_fit_is_caught() {
         let err = run_broken("ignores fits").to_string();
         assert!(err.contains("which its fits check refused"), "{err}");
+    }
+
+    /// A policy that ignores its fits check also ignores the quotas it
+    /// carries: the engine's own count of the pool catches it. (The CPU
+    /// quota, as the round stops a pool at its `max_running` before the
+    /// policy is asked.)
+    #[test]
+    fn a_pool_past_its_quota_is_caught() {
+        let mut workload = workload(20);
+        workload.pools.insert(
+            "default".to_owned(),
+            crate::workload::PoolQuotas {
+                max_cpu_millis: Some(1000),
+                ..Default::default()
+            },
+        );
+        let queue = Box::new(Broken {
+            how: "ignores fits",
+            ..Broken::default()
+        });
+        let err = simulate_queue(&workload, &Cluster::of(1), "broken", queue)
+            .expect_err("a cap broken is caught")
+            .to_string();
+        assert!(
+            err.contains("takes pool default past its quotas") && err.contains("2000m cpu in use"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn several_pools_need_a_queue_each() {
+        let mut workload = workload(2);
+        workload
+            .pools
+            .insert("batch".to_owned(), crate::workload::PoolQuotas::default());
+        let err = simulate_queue(
+            &workload,
+            &Cluster::of(1),
+            "fcfs",
+            Box::new(Fcfs::default()),
+        )
+        .expect_err("one queue for two pools");
+        assert!(err.to_string().starts_with("pools: names 2 pools"), "{err}");
     }
 
     #[test]

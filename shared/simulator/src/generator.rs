@@ -23,7 +23,7 @@
 //!   several tasks of one tenant at once (a compound Poisson process, sizes
 //!   geometric with that mean): the same load, in bursts.
 
-use crate::workload::{Cluster, Task, Workload};
+use crate::workload::{Cluster, DEFAULT_POOL, Task, Workload};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -219,6 +219,7 @@ impl Generator {
         let probe = Workload {
             cluster: Some(self.cluster.clone()),
             tenants: self.tenants.clone(),
+            pools: BTreeMap::new(),
             tasks: Vec::new(),
         };
         probe
@@ -265,6 +266,7 @@ impl Generator {
                     runtime_ms,
                     estimated_runtime_ms,
                     priority: 0,
+                    pool: DEFAULT_POOL.to_owned(),
                 });
                 submission_of.push(submissions);
             }
@@ -305,6 +307,7 @@ impl Generator {
         Ok(Workload {
             cluster: Some(self.cluster.clone()),
             tenants: self.tenants.clone(),
+            pools: BTreeMap::new(),
             tasks,
         })
     }

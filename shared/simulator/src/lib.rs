@@ -22,11 +22,11 @@ pub mod generator;
 pub mod report;
 pub mod workload;
 
-pub use engine::{SimulationError, simulate, simulate_all, simulate_queue};
+pub use engine::{SimulationError, simulate, simulate_all, simulate_pools, simulate_queue};
 pub use generator::{Arrivals, Generator, GeneratorError, Runtimes};
 pub use report::{PolicyReport, Report, TenantReport, WorkloadSummary, jain};
 pub use taskyard_policy::PolicyKind;
-pub use workload::{Cluster, Task, Workload, WorkloadError};
+pub use workload::{Cluster, DEFAULT_POOL, PoolQuotas, Task, Workload, WorkloadError};
 
 /// Runs `workload` on `cluster` under each of `policies` and reports them
 /// together.

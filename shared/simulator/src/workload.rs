@@ -19,10 +19,22 @@
 //! `sleep`, `priority` to 0 and `estimated_runtime_ms` to none. Unknown
 //! fields are refused, so a misspelt one does not silently fall back to its
 //! default.
+//!
+//! # Pools and quotas
+//! Optional, and absent from older files: `pools` names pools and their
+//! quotas, as a pool definition sets them, and a task's `pool` (default
+//! `default`) says which it is submitted to.
+//! ```json
+//! "pools": {"default": {"max_running": 8}, "batch": {"max_cpu_millis": 4000, "tenant_max_running": 2}},
+//! ```
+//! Every pool spans every node of the cluster and runs the policy under
+//! test; pools take turns as the scheduler's round has them. The `default`
+//! pool exists whether or not it is listed (without quotas when not).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use taskyard_policy::Quotas;
 use taskyard_wire::TaskKind;
 use taskyard_wire::pool::PlacementStrategy;
 
@@ -35,6 +47,8 @@ pub const DEFAULT_NODE_MEMORY_MB: u32 = 65_536;
 pub const DEFAULT_NODE_SLOTS: u32 = 256;
 /// Nodes when the workload does not say.
 pub const DEFAULT_NODES: u32 = 4;
+/// The pool of tasks that name none, as in the scheduler.
+pub const DEFAULT_POOL: &str = "default";
 
 /// The nodes the tasks run on: `nodes` identical nodes, all in one pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +154,59 @@ impl Cluster {
     }
 }
 
+/// A pool's quotas as a workload file gives them; absent ones are no limit.
+/// The same quotas a pool definition sets (`taskyard_wire::pool::PoolSpec`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolQuotas {
+    /// Most tasks running in the pool at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
+    /// Most CPU (millicores) the pool's running tasks reserve together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cpu_millis: Option<u32>,
+    /// Most memory (MiB) the pool's running tasks reserve together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_mb: Option<u32>,
+    /// Most tasks of one tenant running in the pool at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_max_running: Option<u32>,
+}
+
+impl PoolQuotas {
+    /// The quotas as the round applies them.
+    pub fn quotas(&self) -> Quotas {
+        Quotas {
+            max_running: self.max_running,
+            max_cpu_millis: self.max_cpu_millis,
+            max_memory_mb: self.max_memory_mb,
+            tenant_max_running: self.tenant_max_running,
+        }
+    }
+
+    /// Every quota that would stop any task from ever running, as
+    /// `(field, message)`: a limit of 0 would leave the run waiting for
+    /// ever, which the simulator reports as a broken invariant instead of
+    /// a bad file.
+    fn problems(&self, pool: &str) -> Vec<(String, String)> {
+        [
+            ("max_running", self.max_running),
+            ("max_cpu_millis", self.max_cpu_millis),
+            ("max_memory_mb", self.max_memory_mb),
+            ("tenant_max_running", self.tenant_max_running),
+        ]
+        .into_iter()
+        .filter(|(_, value)| *value == Some(0))
+        .map(|(field, _)| {
+            (
+                format!("pools.{pool}.{field}"),
+                "must be at least 1 (leave it out for no limit)".to_owned(),
+            )
+        })
+        .collect()
+    }
+}
+
 /// One task as the workload gives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,10 +231,22 @@ pub struct Task {
     /// Its priority class (higher first, under priority classes).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub priority: i32,
+    /// The pool it is submitted to: [`DEFAULT_POOL`] or one of the
+    /// workload's `pools`.
+    #[serde(default = "default_pool", skip_serializing_if = "is_default_pool")]
+    pub pool: String,
 }
 
 fn default_kind() -> TaskKind {
     TaskKind::Sleep
+}
+
+fn default_pool() -> String {
+    DEFAULT_POOL.to_owned()
+}
+
+fn is_default_pool(pool: &str) -> bool {
+    pool == DEFAULT_POOL
 }
 
 fn is_zero(value: &i32) -> bool {
@@ -184,6 +263,10 @@ pub struct Workload {
     /// Every tenant and its weight (at least 1), which WFQ (and weighted
     /// fairness) use.
     pub tenants: BTreeMap<String, u32>,
+    /// Pools and their quotas; none means the `default` pool alone, with
+    /// no quotas.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pools: BTreeMap<String, PoolQuotas>,
     /// The tasks, in any order (they are served as they arrive).
     pub tasks: Vec<Task>,
 }
@@ -279,6 +362,9 @@ impl Workload {
             out.push_str(&format!("  \"cluster\": {},\n", json(cluster)));
         }
         out.push_str(&format!("  \"tenants\": {},\n", json(&self.tenants)));
+        if !self.pools.is_empty() {
+            out.push_str(&format!("  \"pools\": {},\n", json(&self.pools)));
+        }
         out.push_str("  \"tasks\": [");
         for (index, task) in self.tasks.iter().enumerate() {
             out.push_str(if index == 0 { "\n    " } else { ",\n    " });
@@ -291,6 +377,14 @@ impl Workload {
         });
         out.push_str("}\n");
         out
+    }
+
+    /// Every pool the tasks may go to, in name order: `default` and those
+    /// the workload lists, each with its quotas.
+    pub fn pools(&self) -> BTreeMap<String, PoolQuotas> {
+        let mut pools = self.pools.clone();
+        pools.entry(DEFAULT_POOL.to_owned()).or_default();
+        pools
     }
 
     /// The cluster the workload names, or the default one.
@@ -319,7 +413,37 @@ impl Workload {
         if self.tasks.is_empty() {
             return Err(invalid("tasks".to_owned(), "there are no tasks".to_owned()));
         }
+        for (pool, quotas) in &self.pools {
+            if let Some((field, message)) = quotas.problems(pool).into_iter().next() {
+                return Err(invalid(field, message));
+            }
+        }
         for (index, task) in self.tasks.iter().enumerate() {
+            if task.pool != DEFAULT_POOL && !self.pools.contains_key(&task.pool) {
+                let known: Vec<String> = self.pools().into_keys().collect();
+                return Err(invalid(
+                    format!("tasks[{index}].pool"),
+                    format!(
+                        "{:?} is not one of the pools ({})",
+                        task.pool,
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if let Some(quotas) = self.pools.get(&task.pool) {
+                let over = |max: Option<u32>, asks: u32| max.is_some_and(|max| asks > max);
+                if over(quotas.max_cpu_millis, task.cpu_millis)
+                    || over(quotas.max_memory_mb, task.memory_mb)
+                {
+                    return Err(invalid(
+                        format!("tasks[{index}]"),
+                        format!(
+                            "asks for {}m cpu and {} MiB, more than pool {}'s quotas allow at once: it could never run",
+                            task.cpu_millis, task.memory_mb, task.pool
+                        ),
+                    ));
+                }
+            }
             if !self.tenants.contains_key(&task.tenant) {
                 let known: Vec<&str> = self.tenants.keys().map(String::as_str).collect();
                 return Err(invalid(
@@ -454,5 +578,60 @@ mod tests {
 
         let err = Workload::from_json("{\"tenants\": {\"a\": 1},").expect_err("cut short");
         assert!(matches!(err, WorkloadError::Parse { .. }), "{err}");
+    }
+
+    const POOLED: &str = r#"{
+  "tenants": {"a": 1},
+  "pools": {"default": {"max_running": 2}, "batch": {"max_cpu_millis": 4000, "tenant_max_running": 1}},
+  "tasks": [
+    {"arrival_ms": 0, "tenant": "a", "cpu_millis": 1000, "memory_mb": 512, "runtime_ms": 3000},
+    {"arrival_ms": 0, "tenant": "a", "pool": "batch", "cpu_millis": 1000, "memory_mb": 512, "runtime_ms": 3000}
+  ]
+}"#;
+
+    #[test]
+    fn pools_and_quotas_read_and_round_trip_and_old_files_have_none() {
+        let workload = Workload::from_json(POOLED).expect("a pooled workload");
+        assert_eq!(workload.tasks[0].pool, DEFAULT_POOL);
+        assert_eq!(workload.tasks[1].pool, "batch");
+        assert_eq!(workload.pools["batch"].quotas().tenant_max_running, Some(1));
+        assert_eq!(
+            Workload::from_json(&workload.to_json()).expect("its own output reads"),
+            workload
+        );
+
+        let old = Workload::from_json(GOOD).expect("a file without pools");
+        assert!(old.pools.is_empty());
+        assert_eq!(old.pools().into_keys().collect::<Vec<_>>(), [DEFAULT_POOL]);
+        assert!(old.tasks.iter().all(|t| t.pool == DEFAULT_POOL));
+        assert!(!old.to_json().contains("pool"), "{}", old.to_json());
+    }
+
+    #[test]
+    fn bad_pools_and_quotas_are_named() {
+        let stranger = POOLED.replace(r#""pool": "batch""#, r#""pool": "gpu""#);
+        let err = Workload::from_json(&stranger).expect_err("an unlisted pool");
+        assert_eq!(err.field(), Some("tasks[1].pool"));
+        assert!(
+            err.to_string()
+                .contains("\"gpu\" is not one of the pools (batch, default)"),
+            "{err}"
+        );
+
+        let zero = POOLED.replace(r#""max_running": 2"#, r#""max_running": 0"#);
+        let err = Workload::from_json(&zero).expect_err("a cap of 0");
+        assert_eq!(err.field(), Some("pools.default.max_running"));
+
+        let misspelt = POOLED.replace("max_running", "max_runing");
+        let err = Workload::from_json(&misspelt).expect_err("an unknown quota");
+        assert!(
+            err.to_string().contains("unknown field `max_runing`"),
+            "{err}"
+        );
+
+        let too_big = POOLED.replace(r#""max_cpu_millis": 4000"#, r#""max_cpu_millis": 500"#);
+        let err = Workload::from_json(&too_big).expect_err("over its pool's quota");
+        assert_eq!(err.field(), Some("tasks[1]"));
+        assert!(err.to_string().contains("could never run"), "{err}");
     }
 }

@@ -19,6 +19,7 @@ fn task(arrival_ms: u64, tenant: &str, cpu: u32, memory: u32, runtime_ms: u64) -
         runtime_ms,
         estimated_runtime_ms: Some(runtime_ms),
         priority: 0,
+        pool: "default".to_owned(),
     }
 }
 
@@ -37,6 +38,7 @@ fn workload(tenants: &[(&str, u32)], tasks: Vec<Task>) -> Workload {
     Workload {
         cluster: None,
         tenants: tenants.iter().map(|(n, w)| (n.to_string(), *w)).collect(),
+        pools: BTreeMap::new(),
         tasks,
     }
 }
