@@ -13,7 +13,14 @@
 //!
 //! # Layout
 //! - [`config`]: the service's settings.
-//! - [`state`]: queues, fleet and reservations, and how events change them.
+//! - [`state`]: the scheduler's memory. Its queues, fleet, quota usage and
+//!   held nodes are the policy crate's `Planner`, whose round
+//!   (`Planner::plan_round`) is the one the simulator and the decision bench
+//!   run; around it, pool definitions, reservations and learned run times.
+//!   - `state::rebuild`: the state as Postgres has it, at start.
+//!   - `state::events`: decoding task, node and pool events and applying
+//!     them.
+//!   - `state::wait_reasons`: why each task at the head of a queue waits.
 //! - [`dispatcher`]: records placements and publishes dispatches.
 
 pub mod config;

@@ -1,21 +1,31 @@
 //! The scheduler's memory: each pool's definition and queue, the fleet,
 //! reservations, and what each pool holds against its quotas.
+//!
+//! The placement round itself, quotas included, is the policy crate's
+//! [`Planner`]: this state holds one and keeps it in step with Postgres and
+//! the events, so that the simulator and the decision bench run the very
+//! round the service runs. What is the service's own lives here: the pool
+//! definitions it builds queues from, each placed task's reservation (to
+//! free it when the task ends), learned run times, and the waiting reasons
+//! last recorded.
+//!
+//! # Layout
+//! - [`rebuild`]: the state as Postgres has it, at start.
+//! - [`events`]: decoding task, node and pool events and applying them.
+//! - [`wait_reasons`]: why each task at the head of a queue still waits.
+
+mod events;
+mod rebuild;
+mod wait_reasons;
+
+pub use taskyard_policy::Decision;
+pub use wait_reasons::EXPLAINED_PER_POOL;
 
 use std::collections::HashMap;
-use taskyard_policy::{
-    Fleet, HeadHold, Placed, PolicyKind, PoolRules, QueuePolicy, Turn, Waiting, release_hold,
-    take_turn,
-};
-use taskyard_store::nodes::Health;
-use taskyard_store::{Store, StoreError};
-use taskyard_wire::event::{NodeEvent, NodeEventKind, TaskEventBatch};
-use taskyard_wire::pool::{PoolEvent, PoolSpec};
-use taskyard_wire::{Resources, TaskState, codec};
+use taskyard_policy::{Planner, PolicyKind, Pool, QueuePolicy, Waiting};
+use taskyard_wire::Resources;
+use taskyard_wire::pool::PoolSpec;
 use uuid::Uuid;
-
-/// Waiting tasks per pool whose reason is kept up to date (the head of each
-/// queue; further back, the reason is simply "waiting its turn").
-pub const EXPLAINED_PER_POOL: usize = 20;
 
 /// What a placed task holds, until it finishes.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,110 +38,19 @@ pub struct Reservation {
     pub resources: Resources,
 }
 
-/// A placement decided in memory, not yet recorded.
-#[derive(Debug, Clone)]
-pub struct Decision {
-    pub pool: String,
-    pub task: Waiting,
-    pub placed: Placed,
-}
-
-/// What a pool's placed tasks hold, against its quotas.
-#[derive(Debug, Clone, Default)]
-struct Usage {
-    running: u32,
-    cpu_millis: u64,
-    memory_mb: u64,
-    per_tenant: HashMap<String, u32>,
-}
-
-impl Usage {
-    fn add(&mut self, tenant: &str, resources: &Resources) {
-        self.running += 1;
-        self.cpu_millis += u64::from(resources.cpu_millis);
-        self.memory_mb += u64::from(resources.memory_mb);
-        *self.per_tenant.entry(tenant.to_owned()).or_default() += 1;
-    }
-
-    fn remove(&mut self, tenant: &str, resources: &Resources) {
-        self.running = self.running.saturating_sub(1);
-        self.cpu_millis = self
-            .cpu_millis
-            .saturating_sub(u64::from(resources.cpu_millis));
-        self.memory_mb = self
-            .memory_mb
-            .saturating_sub(u64::from(resources.memory_mb));
-        if let Some(count) = self.per_tenant.get_mut(tenant) {
-            *count = count.saturating_sub(1);
-        }
-    }
-
-    /// Why the pool as a whole takes no more now, if it does not.
-    fn pool_full(&self, pool: &PoolSpec) -> Option<String> {
-        match pool.max_running {
-            Some(max) if self.running >= max => Some(format!(
-                "pool {} is at its limit of {max} running tasks",
-                pool.name
-            )),
-            _ => None,
-        }
-    }
-
-    /// Why this task may not be placed now under the pool's quotas.
-    fn refuses(&self, pool: &PoolSpec, tenant: &str, resources: &Resources) -> Option<String> {
-        if let Some(reason) = self.pool_full(pool) {
-            return Some(reason);
-        }
-        if let Some(max) = pool.max_cpu_millis
-            && self.cpu_millis + u64::from(resources.cpu_millis) > u64::from(max)
-        {
-            return Some(format!(
-                "pool {} would exceed its limit of {max}m cpu in use ({}m in use)",
-                pool.name, self.cpu_millis
-            ));
-        }
-        if let Some(max) = pool.max_memory_mb
-            && self.memory_mb + u64::from(resources.memory_mb) > u64::from(max)
-        {
-            return Some(format!(
-                "pool {} would exceed its limit of {max} MiB in use ({} MiB in use)",
-                pool.name, self.memory_mb
-            ));
-        }
-        if let Some(max) = pool.tenant_max_running
-            && self.per_tenant.get(tenant).copied().unwrap_or(0) >= max
-        {
-            return Some(format!(
-                "tenant {tenant} is at its limit of {max} running tasks in pool {}",
-                pool.name
-            ));
-        }
-        None
-    }
-}
-
 #[derive(Debug)]
 pub struct SchedulerState {
+    /// Pool definitions as the pool manager publishes them: their policy and
+    /// weights shape each pool's queue. The planner holds what the round
+    /// needs of them (placement rules and quotas).
     pools: HashMap<String, PoolSpec>,
-    queues: HashMap<String, Box<dyn QueuePolicy>>,
-    fleet: Fleet,
+    /// Queues, fleet, quota usage and held nodes: the shared round's state.
+    planner: Planner,
     reservations: HashMap<Uuid, Reservation>,
-    usage: HashMap<String, Usage>,
     /// The reason last recorded for each explained waiting task.
     reasons: HashMap<Uuid, String>,
     /// Learned run times by (pool, kind), for tasks that give no estimate.
     estimates: HashMap<(String, String), u64>,
-    /// Nodes or pools changed since the queues were last told their pools'
-    /// capacity.
-    capacity_stale: bool,
-    /// Per pool, the node held for a task that fits nowhere now (see
-    /// [`taskyard_policy::turn`]).
-    holds: HashMap<String, HeadHold>,
-    /// Placements decided so far, and the count as each pool last saw it
-    /// at the end of its turn: more since then were other pools' (which
-    /// may have taken room its head waits for).
-    placements: u64,
-    placements_seen: HashMap<String, u64>,
 }
 
 impl Default for SchedulerState {
@@ -140,30 +59,18 @@ impl Default for SchedulerState {
     }
 }
 
-fn pool_rules(pool: &PoolSpec) -> PoolRules<'_> {
-    PoolRules {
-        node_selector: &pool.node_selector,
-        strategy: pool.placement,
-        overcommit: pool.overcommit,
-    }
-}
-
 impl SchedulerState {
     /// An empty state that knows only the `default` pool.
     pub fn new() -> SchedulerState {
         let default = PoolSpec::default_pool();
+        let mut planner = Planner::default();
+        planner.set_pool(&default.name, Pool::of(&default));
         SchedulerState {
             pools: HashMap::from([(default.name.clone(), default)]),
-            queues: HashMap::new(),
-            fleet: Fleet::default(),
+            planner,
             reservations: HashMap::new(),
-            usage: HashMap::new(),
             reasons: HashMap::new(),
             estimates: HashMap::new(),
-            capacity_stale: true,
-            holds: HashMap::new(),
-            placements: 0,
-            placements_seen: HashMap::new(),
         }
     }
 
@@ -173,54 +80,18 @@ impl SchedulerState {
         self.estimates = estimates;
     }
 
-    /// The state as Postgres has it: pools, known nodes, reservations of
-    /// placed tasks, and queued tasks.
-    pub async fn rebuild(store: &Store) -> Result<SchedulerState, StoreError> {
-        let mut state = SchedulerState::new();
-        state.estimates = store.runtime_estimates().await?;
-        state.pools = store
-            .list_pools()
-            .await?
-            .into_iter()
-            .map(|pool| (pool.name.clone(), pool))
-            .collect();
-        for node in store.list_nodes().await? {
-            let schedulable = node.health == Health::Alive && !node.draining && !node.cordoned;
-            state
-                .fleet
-                .upsert_labelled(&node.id, node.capacity, node.labels.clone(), schedulable);
-        }
-        for placed in store.placed_tasks().await? {
-            state.hold(
-                placed.id,
-                Reservation {
-                    node_id: placed.node_id,
-                    pool: placed.pool,
-                    tenant: placed.tenant,
-                    attempt: placed.attempt,
-                    resources: placed.resources,
-                },
-            );
-        }
-        for task in store.queued_tasks().await? {
-            state.enqueue(
-                Waiting {
-                    id: task.id,
-                    attempt: task.attempt,
-                    request: task.request,
-                },
-                &task.pool,
-            );
-        }
-        Ok(state)
-    }
-
     pub fn queued(&self) -> usize {
-        self.queues.values().map(|q| q.len()).sum()
+        self.planner.queued()
     }
 
     pub fn nodes(&self) -> usize {
-        self.fleet.len()
+        self.planner.fleet().len()
+    }
+
+    /// Defines or redefines a pool, for the queues and for the round.
+    fn define_pool(&mut self, spec: PoolSpec) {
+        self.planner.set_pool(&spec.name, Pool::of(&spec));
+        self.pools.insert(spec.name.clone(), spec);
     }
 
     fn enqueue(&mut self, mut task: Waiting, pool: &str) {
@@ -228,221 +99,32 @@ impl SchedulerState {
             let key = (pool.to_owned(), task.request.kind.as_str().to_owned());
             task.request.estimated_runtime_ms = self.estimates.get(&key).copied();
         }
-        if !self.queues.contains_key(pool) {
-            let queue = self.new_queue(pool);
-            self.queues.insert(pool.to_owned(), queue);
-        }
-        if let Some(queue) = self.queues.get_mut(pool) {
-            queue.push(task);
-        }
+        let (pools, reservations) = (&self.pools, &self.reservations);
+        self.planner.enqueue(pool, task, |planner| {
+            new_queue(pools, reservations, planner, pool)
+        });
     }
 
-    /// An empty queue under the pool's policy and tenant weights.
-    fn new_queue(&self, pool: &str) -> Box<dyn QueuePolicy> {
-        let weights = self
-            .pools
-            .get(pool)
-            .map(|spec| spec.tenant_weights.clone())
-            .unwrap_or_default();
-        let mut queue = self.policy_of(pool).build_classed(&weights);
-        if let Some(spec) = self.pools.get(pool) {
-            let (cpu, memory) = self.fleet.capacity_of(&spec.node_selector, spec.overcommit);
-            queue.set_capacity(cpu, memory);
-        }
-        // What tenants hold already counts for policies that weigh it (DRF);
-        // from now on picks charge themselves and releases are passed on.
-        for reservation in self.reservations.values().filter(|r| r.pool == pool) {
-            queue.allocated(&reservation.tenant, &reservation.resources);
-        }
-        queue
-    }
-
-    /// Tells every queue how much its pool's nodes hold, when nodes or pools
-    /// changed since it was last told (DRF divides by it).
-    fn refresh_capacity(&mut self) {
-        if !std::mem::take(&mut self.capacity_stale) {
-            return;
-        }
-        for (pool, queue) in &mut self.queues {
-            if let Some(spec) = self.pools.get(pool) {
-                let (cpu, memory) = self.fleet.capacity_of(&spec.node_selector, spec.overcommit);
-                queue.set_capacity(cpu, memory);
-            }
-        }
-    }
-
-    /// The policy a pool names; one this build does not know (a newer pool
-    /// manager) falls back to FCFS rather than stranding the pool's tasks.
-    fn policy_of(&self, pool: &str) -> PolicyKind {
-        let name = self
-            .pools
-            .get(pool)
-            .map(|spec| spec.policy.as_str())
-            .unwrap_or("fcfs");
-        PolicyKind::parse(name).unwrap_or_else(|| {
-            tracing::warn!(pool, policy = name, "unknown policy; using fcfs");
-            PolicyKind::Fcfs
-        })
-    }
-
-    /// Holds a reservation known from Postgres or the events.
+    /// Holds a reservation known from Postgres.
     fn hold(&mut self, id: Uuid, reservation: Reservation) {
-        self.fleet
-            .reserve(&reservation.node_id, &reservation.resources);
-        self.account(id, reservation);
-    }
-
-    /// Counts a reservation the fleet already holds against its pool.
-    fn account(&mut self, id: Uuid, reservation: Reservation) {
-        self.usage
-            .entry(reservation.pool.clone())
-            .or_default()
-            .add(&reservation.tenant, &reservation.resources);
+        self.planner.reserve(
+            &reservation.pool,
+            &reservation.tenant,
+            &reservation.node_id,
+            &reservation.resources,
+        );
         self.reasons.remove(&id);
         self.reservations.insert(id, reservation);
     }
 
     fn release(&mut self, id: Uuid) {
         if let Some(reservation) = self.reservations.remove(&id) {
-            self.fleet
-                .release(&reservation.node_id, &reservation.resources);
-            if let Some(usage) = self.usage.get_mut(&reservation.pool) {
-                usage.remove(&reservation.tenant, &reservation.resources);
-            }
-            if let Some(queue) = self.queues.get_mut(&reservation.pool) {
-                queue.released(&reservation.tenant, &reservation.resources);
-            }
-        }
-    }
-
-    /// Applies one event message; anything unreadable is logged and skipped
-    /// (events are news, and Postgres stays the truth).
-    pub fn apply(&mut self, subject: &str, payload: &[u8]) {
-        if subject.starts_with("taskyard.events.node.") {
-            match codec::decode::<NodeEvent>(payload) {
-                Ok(event) => self.apply_node(&event),
-                Err(err) => tracing::warn!(subject, error = %err, "skipping node event"),
-            }
-        } else if subject.starts_with("taskyard.events.pool.") {
-            match codec::decode::<PoolEvent>(payload) {
-                Ok(event) => self.apply_pool(event),
-                Err(err) => tracing::warn!(subject, error = %err, "skipping pool event"),
-            }
-        } else {
-            match codec::decode::<TaskEventBatch>(payload) {
-                Ok(batch) => self.apply_tasks(&batch),
-                Err(err) => tracing::warn!(subject, error = %err, "skipping task events"),
-            }
-        }
-    }
-
-    /// A pool was created, changed or deleted: its queued tasks are placed
-    /// under the new rules from the next round on.
-    pub fn apply_pool(&mut self, event: PoolEvent) {
-        let name = event.pool.name.clone();
-        if event.deleted {
-            self.pools.remove(&name);
-            return;
-        }
-        tracing::info!(pool = %name, policy = %event.pool.policy, "pool definition changed");
-        let before = self
-            .pools
-            .get(&name)
-            .map(|p| (p.policy.clone(), p.tenant_weights.clone()));
-        let after = Some((event.pool.policy.clone(), event.pool.tenant_weights.clone()));
-        self.capacity_stale = true;
-        self.pools.insert(name.clone(), event.pool);
-        if before != after
-            && let Some(old) = self.queues.remove(&name)
-        {
-            // The waiting tasks are served in the new policy's order (or
-            // under the new weights) from the next round on.
-            let waiting: Vec<Waiting> = old.first(old.len()).into_iter().cloned().collect();
-            let mut queue = self.new_queue(&name);
-            for task in waiting {
-                queue.push(task);
-            }
-            self.queues.insert(name, queue);
-        }
-    }
-
-    pub fn apply_tasks(&mut self, batch: &TaskEventBatch) {
-        for event in &batch.events {
-            match event.state {
-                TaskState::Queued => {
-                    // A retry ends the previous attempt's reservation; an
-                    // event older than the current placement is stale.
-                    if let Some(reservation) = self.reservations.get(&event.task_id) {
-                        if reservation.attempt > event.attempt {
-                            continue;
-                        }
-                        self.release(event.task_id);
-                    }
-                    let Some(request) = event.request.clone() else {
-                        tracing::warn!(task_id = %event.task_id, "queued event without a placement request");
-                        continue;
-                    };
-                    self.enqueue(
-                        Waiting {
-                            id: event.task_id,
-                            attempt: event.attempt,
-                            request,
-                        },
-                        &event.pool,
-                    );
-                }
-                // A retry's backoff, like an end, gives the node back.
-                state if state.is_terminal() || state == TaskState::Retrying => {
-                    if let Some(queue) = self.queues.get_mut(&event.pool) {
-                        queue.remove(event.task_id);
-                    }
-                    self.reasons.remove(&event.task_id);
-                    if self
-                        .reservations
-                        .get(&event.task_id)
-                        .is_some_and(|r| r.attempt <= event.attempt)
-                    {
-                        self.release(event.task_id);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    pub fn apply_node(&mut self, event: &NodeEvent) {
-        self.capacity_stale = true;
-        match event.kind {
-            NodeEventKind::Registered | NodeEventKind::Updated | NodeEventKind::Alive => {
-                self.fleet.upsert_labelled(
-                    &event.node_id,
-                    event.capacity,
-                    event.labels.clone(),
-                    event.schedulable(),
-                );
-            }
-            NodeEventKind::Suspect => self.fleet.set_schedulable(&event.node_id, false),
-            NodeEventKind::Lost | NodeEventKind::Removed => {
-                // What the node held is given back: its pool's quotas and
-                // its own capacity must not stay taken by work that is gone
-                // with it. Queueing those tasks again is the pool manager's
-                // part; their later events free nothing twice, as the
-                // reservation is already gone.
-                let held: Vec<Uuid> = self
-                    .reservations
-                    .iter()
-                    .filter(|(_, r)| r.node_id == event.node_id)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in held {
-                    self.release(id);
-                }
-                if event.kind == NodeEventKind::Removed {
-                    self.fleet.remove(&event.node_id);
-                } else {
-                    self.fleet.set_schedulable(&event.node_id, false);
-                }
-            }
+            self.planner.release(
+                &reservation.pool,
+                &reservation.tenant,
+                &reservation.node_id,
+                &reservation.resources,
+            );
         }
     }
 
@@ -450,106 +132,25 @@ impl SchedulerState {
     /// their resources. A pool at its quota, or one that does not exist,
     /// places nothing.
     pub fn plan_round(&mut self, max: usize) -> Vec<Decision> {
-        self.refresh_capacity();
-        self.forget_stale_holds();
-        let mut decisions = Vec::new();
-        let mut pools: Vec<String> = self
-            .queues
-            .iter()
-            .filter(|(pool, q)| !q.is_empty() && self.pools.contains_key(*pool))
-            .map(|(pool, _)| pool.clone())
-            .collect();
-        pools.sort();
-        while decisions.len() < max && !pools.is_empty() {
-            pools.retain(|pool| {
-                if decisions.len() >= max {
-                    return true;
-                }
-                let (Some(queue), Some(spec)) = (self.queues.get_mut(pool), self.pools.get(pool))
-                else {
-                    return false;
-                };
-                let empty = Usage::default();
-                let usage = self.usage.get(pool).unwrap_or(&empty);
-                let mut hold = self.holds.remove(pool);
-                if usage.pool_full(spec).is_some() {
-                    // Its head could not go even on a free node: hold nothing.
-                    release_hold(&mut self.fleet, &mut hold);
-                    return false;
-                }
-                let seen = self.placements_seen.get(pool).copied();
-                let turn = take_turn(
-                    queue.as_mut(),
-                    &mut self.fleet,
-                    &mut hold,
-                    pool_rules(spec),
-                    &mut |t| {
-                        usage
-                            .refuses(spec, &t.request.tenant, &t.request.resources)
-                            .is_none()
-                    },
-                    seen.is_some_and(|seen| self.placements > seen),
-                );
-                if let Some(hold) = hold {
-                    self.holds.insert(pool.clone(), hold);
-                }
-                if matches!(turn, Ok(Some(_))) {
-                    self.placements += 1;
-                }
-                self.placements_seen.insert(pool.clone(), self.placements);
-                let Some(Turn { task, mut placed }) = turn.unwrap_or_else(|err| {
-                    tracing::error!(pool = %pool, task_id = %err.task, "{err}; the pool waits for the next round");
-                    None
-                }) else {
-                    return false;
-                };
-                // "Why did this run there" answers both halves: the policy's
-                // pick, then the node's score.
-                placed.reason = format!(
-                    "picked by {} in pool {pool} (priority {}); {}",
-                    queue.name(),
-                    task.request.priority,
-                    placed.reason
-                );
-                let reservation = Reservation {
-                    node_id: placed.node_id.clone(),
-                    pool: pool.clone(),
+        let round = self.planner.plan_round(max);
+        for (pool, err) in &round.unplaceable {
+            tracing::error!(pool = %pool, task_id = %err.task, "{err}; the pool waits for the next round");
+        }
+        for decision in &round.decisions {
+            let task = &decision.task;
+            self.reasons.remove(&task.id);
+            self.reservations.insert(
+                task.id,
+                Reservation {
+                    node_id: decision.placed.node_id.clone(),
+                    pool: decision.pool.clone(),
                     tenant: task.request.tenant.clone(),
                     attempt: task.attempt + 1,
                     resources: task.request.resources,
-                };
-                self.account(task.id, reservation);
-                decisions.push(Decision {
-                    pool: pool.clone(),
-                    task,
-                    placed,
-                });
-                true
-            });
+                },
+            );
         }
-        decisions
-    }
-
-    /// Lets go of the holds of pools that are gone and of tasks no longer
-    /// queued (cancelled, or queued again elsewhere), whose pool may not
-    /// take another turn soon to notice.
-    fn forget_stale_holds(&mut self) {
-        let stale: Vec<String> = self
-            .holds
-            .iter()
-            .filter(|(pool, hold)| {
-                !self.pools.contains_key(*pool)
-                    || !self
-                        .queues
-                        .get(*pool)
-                        .is_some_and(|queue| queue.contains(hold.task.id))
-            })
-            .map(|(pool, _)| pool.clone())
-            .collect();
-        for pool in stale {
-            let mut hold = self.holds.remove(&pool);
-            release_hold(&mut self.fleet, &mut hold);
-        }
+        round.decisions
     }
 
     /// Forgets a decision that the database did not take (the task was no
@@ -570,85 +171,67 @@ impl SchedulerState {
         self.enqueue(decision.task, &decision.pool);
     }
 
-    /// Why the tasks at the head of each queue still wait, for those whose
-    /// reason changed since it was last recorded. A task that fits and only
-    /// waits its turn gets its place in the policy's order; only the first
-    /// [`EXPLAINED_PER_POOL`] of each pool are explained, and the caller
-    /// writes at most every [`crate::REASONS_EVERY`], so a busy queue costs
-    /// a bounded number of writes.
-    pub fn changed_wait_reasons(&mut self) -> Vec<(Uuid, String)> {
-        let mut changed = Vec::new();
-        for (pool, queue) in &self.queues {
-            let usage = self.usage.get(pool).cloned().unwrap_or_default();
-            for (place, task) in queue.first(EXPLAINED_PER_POOL).into_iter().enumerate() {
-                let reason = match self.pools.get(pool) {
-                    None => {
-                        format!("pool {pool} does not exist; create it or resubmit to another pool")
-                    }
-                    Some(spec) => usage
-                        .refuses(spec, &task.request.tenant, &task.request.resources)
-                        .unwrap_or_else(|| {
-                            let in_pool = pool_rules(spec);
-                            let rules = in_pool.for_task(task);
-                            let place = place + 1;
-                            let policy = queue.name();
-                            let held = self
-                                .holds
-                                .get(pool)
-                                .filter(|hold| hold.task.id == task.id)
-                                .and_then(|hold| {
-                                    let short = self.fleet.shortfall_on(
-                                        &hold.node_id,
-                                        &task.request.resources,
-                                        &rules,
-                                    )?;
-                                    Some((&hold.node_id, short))
-                                })
-                                .filter(|(_, short)| !short.is_none());
-                            if let Some((node, short)) = held {
-                                format!(
-                                    "node {node} is held for it, as it fits nowhere now: no new work goes there until {short} more is free (number {place} in the {policy} order of pool {pool})"
-                                )
-                            } else if self.fleet.any_fits_with(&task.request.resources, &rules) {
-                                format!(
-                                    "waiting its turn: number {place} in the {policy} order of pool {pool}"
-                                )
-                            } else {
-                                let lacks = self.fleet.why_not(&task.request.resources, &rules, pool);
-                                format!("{lacks} (number {place} in the {policy} order)")
-                            }
-                        }),
-                };
-                if self.reasons.get(&task.id) != Some(&reason) {
-                    self.reasons.insert(task.id, reason.clone());
-                    changed.push((task.id, reason));
-                }
-            }
-        }
-        changed
-    }
-
     pub fn report_metrics(&self) {
-        for (pool, queue) in &self.queues {
-            metrics::gauge!("taskyard_scheduler_queue_depth", "pool" => pool.clone())
+        for (pool, queue) in self.planner.queues() {
+            metrics::gauge!("taskyard_scheduler_queue_depth", "pool" => pool.to_owned())
                 .set(queue.len() as f64);
-            let held = f64::from(u8::from(self.holds.contains_key(pool)));
-            metrics::gauge!("taskyard_scheduler_held_nodes", "pool" => pool.clone()).set(held);
+            let held = f64::from(u8::from(self.planner.hold(pool).is_some()));
+            metrics::gauge!("taskyard_scheduler_held_nodes", "pool" => pool.to_owned()).set(held);
         }
-        for (pool, usage) in &self.usage {
-            metrics::gauge!("taskyard_scheduler_pool_running", "pool" => pool.clone())
-                .set(f64::from(usage.running));
+        for (pool, usage) in self.planner.usages() {
+            metrics::gauge!("taskyard_scheduler_pool_running", "pool" => pool.to_owned())
+                .set(f64::from(usage.running()));
         }
         metrics::gauge!("taskyard_scheduler_reservations").set(self.reservations.len() as f64);
     }
 }
 
+/// An empty queue under the pool's policy and tenant weights, told its
+/// pool's capacity and what the pool's tenants hold already.
+fn new_queue(
+    pools: &HashMap<String, PoolSpec>,
+    reservations: &HashMap<Uuid, Reservation>,
+    planner: &Planner,
+    pool: &str,
+) -> Box<dyn QueuePolicy> {
+    let weights = pools
+        .get(pool)
+        .map(|spec| spec.tenant_weights.clone())
+        .unwrap_or_default();
+    let mut queue = policy_of(pools, pool).build_classed(&weights);
+    if let Some((cpu, memory)) = planner.capacity(pool) {
+        queue.set_capacity(cpu, memory);
+    }
+    // What tenants hold already counts for policies that weigh it (DRF);
+    // from now on picks charge themselves and releases are passed on.
+    for reservation in reservations.values().filter(|r| r.pool == pool) {
+        queue.allocated(&reservation.tenant, &reservation.resources);
+    }
+    queue
+}
+
+/// The policy a pool names; one this build does not know (a newer pool
+/// manager) falls back to FCFS rather than stranding the pool's tasks.
+fn policy_of(pools: &HashMap<String, PoolSpec>, pool: &str) -> PolicyKind {
+    let name = pools
+        .get(pool)
+        .map(|spec| spec.policy.as_str())
+        .unwrap_or("fcfs");
+    PolicyKind::parse(name).unwrap_or_else(|| {
+        tracing::warn!(pool, policy = name, "unknown policy; using fcfs");
+        PolicyKind::Fcfs
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use taskyard_wire::TaskKind;
-    use taskyard_wire::event::{PlacementRequest, TaskEvent};
+    use taskyard_wire::event::{
+        NodeEvent, NodeEventKind, PlacementRequest, TaskEvent, TaskEventBatch,
+    };
     use taskyard_wire::heartbeat::Capacity;
+    use taskyard_wire::pool::PoolEvent;
+    use taskyard_wire::{TaskKind, TaskState};
 
     fn queued(id: u128, seq: i64, attempt: u32, cpu: u32) -> TaskEvent {
         TaskEvent {
@@ -739,7 +322,10 @@ mod tests {
             events: vec![queued(10, 10, 0, 2000), queued(11, 11, 0, 1000)],
         });
         assert!(state.plan_round(10).is_empty());
-        assert!(state.holds.is_empty(), "nothing overtook it yet");
+        assert!(
+            state.planner.holds().next().is_none(),
+            "nothing overtook it yet"
+        );
 
         state.apply_tasks(&TaskEventBatch {
             events: vec![finished(1, 1)],
@@ -750,8 +336,8 @@ mod tests {
         assert_eq!(round[0].task.id, Uuid::from_u128(11));
         on.insert(round[0].task.id, round[0].placed.node_id.clone());
         let held = state
-            .holds
-            .get("default")
+            .planner
+            .hold("default")
             .expect("the overtaken task holds a node");
         assert_eq!(held.task.id, Uuid::from_u128(10));
         let held_node = held.node_id.clone();
@@ -801,7 +387,7 @@ mod tests {
             "{}",
             round[0].placed.reason
         );
-        assert!(state.holds.is_empty());
+        assert!(state.planner.holds().next().is_none());
     }
 
     /// Pools that share a node: a whole-node task of one pool is held for
@@ -848,8 +434,8 @@ mod tests {
         );
         state.plan_round(10);
         let held = state
-            .holds
-            .get("default")
+            .planner
+            .hold("default")
             .expect("the overtaken head holds n1");
         assert_eq!(
             (held.task.id, held.node_id.as_str()),
