@@ -5,16 +5,24 @@
 //! resources and runtime estimates). For each policy in [`PolicyKind::ALL`],
 //! built with [`PolicyKind::build_classed`] as the scheduler is to build it, and
 //! each placement strategy, the bench times 100,000 decisions. One decision
-//! is what the scheduler does per task, one `take_turn`:
+//! is what the scheduler does per task: a round of the scheduler's own
+//! [`Planner`] that decides one placement (`plan_round(1)`), over one pool
+//! with no quotas. That is the pool's turn, `take_turn`:
 //!
-//! 1. `queue.pick`, asking `fleet.any_fits_with` about each task it offers;
+//! 1. `queue.pick`, asking the pool's quotas and then `fleet.any_fits_with`
+//!    about each task it offers;
 //! 2. `fleet.place` for the picked task;
 //! 3. `fleet.reserve` on the chosen node;
 //! 4. when the first task offered lacked room, holding a node for it (and,
-//!    in later turns, placing it there once it fits).
+//!    in later turns, placing it there once it fits);
+//!
+//! and around it what the round adds per decision: the pools' turn order,
+//! counting the placement against the pool's quotas, and the decision's
+//! reason.
 //!
 //! So that the fleet does not fill up, the oldest placed task finishes
-//! (`fleet.release` and `queue.released`) once more than [`RUNNING`] of the
+//! (`Planner::release`: the fleet, the pool's usage and `queue.released`)
+//! once more than [`RUNNING`] of the
 //! bench's tasks run; releases are not part of the timed decision. Setup
 //! (making the fleet and the tasks, pushing them, building the fleet's
 //! index) is not timed either, and is printed apart.
@@ -32,10 +40,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
-use taskyard_policy::{
-    Fleet, HeadHold, PolicyKind, PoolRules, QueuePolicy, Rules, Turn, Unplaceable, Waiting,
-    take_turn,
-};
+use taskyard_policy::{Decision, Fleet, Planner, PolicyKind, Pool, Round, Rules, Waiting};
 use taskyard_wire::event::PlacementRequest;
 use taskyard_wire::heartbeat::Capacity;
 use taskyard_wire::pool::PlacementStrategy;
@@ -53,6 +58,8 @@ const RUNNING: usize = 40_000;
 const PASSES: usize = 3;
 /// The mean decision time the policies must stay under.
 const TARGET_NS: f64 = 5_000.0;
+/// The bench's one pool.
+const POOL: &str = "bench";
 
 /// SplitMix64: a tiny, fixed-seed generator, so that every run sees the same
 /// fleet and the same tasks.
@@ -215,13 +222,8 @@ fn run(
     scale: &Scale,
 ) -> Row {
     let none = BTreeMap::new();
-    let rules = PoolRules {
-        node_selector: &none,
-        strategy,
-        overcommit: 1.0,
-    };
     let setup = Instant::now();
-    let mut fleet = pristine.clone();
+    let fleet = pristine.clone();
     // Builds the fleet's index for these rules now, not in the first
     // decision.
     let index_rules = Rules {
@@ -231,12 +233,23 @@ fn run(
         overcommit: 1.0,
     };
     fleet.any_fits_with(&Resources::default(), &index_rules);
-    let mut hold = None;
+    let mut planner = Planner::with_fleet(fleet);
+    planner.set_pool(
+        POOL,
+        Pool {
+            strategy,
+            ..Pool::default()
+        },
+    );
     let mut queue = kind.build_classed(weights);
     queue.set_capacity(capacity.0, capacity.1);
     for task in tasks {
         queue.push(task.clone());
     }
+    planner.insert_queue(POOL, queue);
+    // The first round tells the queue its pool's capacity (the same, as
+    // the bench's fleet is the whole pool): not part of a decision.
+    planner.plan_round(0);
     let setup = setup.elapsed();
 
     let mut samples = Vec::with_capacity(scale.decisions);
@@ -246,22 +259,21 @@ fn run(
     for _ in 0..scale.decisions {
         while running.len() >= scale.running {
             if let Some((node, tenant, resources)) = running.pop_front() {
-                fleet.release(&node, &resources);
-                queue.released(&tenant, &resources);
+                planner.release(POOL, &tenant, &node, &resources);
             }
         }
         let start = Instant::now();
-        let turn = decide(&mut *queue, &mut fleet, &mut hold, rules);
+        let round = decide(&mut planner);
         let elapsed = start.elapsed();
         total += elapsed;
         samples.push(u32::try_from(elapsed.as_nanos()).unwrap_or(u32::MAX));
-        match turn {
-            Ok(Some(Turn { task, placed })) => {
+        match round.decisions.into_iter().next() {
+            Some(Decision { task, placed, .. }) => {
                 running.push_back((placed.node_id, task.request.tenant, task.request.resources));
             }
             // Nothing fits now (a node is being held), or, which cannot
             // happen, the policy served what did not fit: counted.
-            Ok(None) | Err(_) => unplaced += 1,
+            None => unplaced += 1,
         }
     }
     Row {
@@ -275,16 +287,12 @@ fn run(
     }
 }
 
-/// One decision: the scheduler's turn. Kept out of line so that a profile
-/// can tell it from the setup.
+/// One decision: a round of the scheduler's planner that decides one
+/// placement. Kept out of line so that a profile can tell it from the
+/// setup.
 #[inline(never)]
-fn decide(
-    queue: &mut dyn QueuePolicy,
-    fleet: &mut Fleet,
-    hold: &mut Option<HeadHold>,
-    rules: PoolRules<'_>,
-) -> Result<Option<Turn>, Unplaceable> {
-    take_turn(queue, fleet, hold, rules, &mut |_| true, false)
+fn decide(planner: &mut Planner) -> Round {
+    planner.plan_round(1)
 }
 
 fn mean_ns(row: &Row) -> f64 {

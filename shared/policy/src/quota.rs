@@ -109,8 +109,14 @@ impl Usage {
         self.memory_mb = self
             .memory_mb
             .saturating_add(u64::from(resources.memory_mb));
-        let count = self.per_tenant.entry(tenant.to_owned()).or_default();
-        *count = count.saturating_add(1);
+        // Looked up first: a key is allocated only for a tenant's first
+        // placed task, not for every placement.
+        match self.per_tenant.get_mut(tenant) {
+            Some(count) => *count = count.saturating_add(1),
+            None => {
+                self.per_tenant.insert(tenant.to_owned(), 1);
+            }
+        }
     }
 
     /// Stops counting a task that [`Usage::add`] counted. Saturates rather

@@ -340,8 +340,15 @@ impl Planner {
         if matches!(turn, Ok(Some(_))) {
             self.placements += 1;
         }
-        self.placements_seen
-            .insert(pool.to_owned(), self.placements);
+        // Looked up before inserting: a turn is per decision, and a key
+        // allocated per decision would cost more than the bookkeeping.
+        match self.placements_seen.get_mut(pool) {
+            Some(seen) => *seen = self.placements,
+            None => {
+                self.placements_seen
+                    .insert(pool.to_owned(), self.placements);
+            }
+        }
         let Turn { task, mut placed } = match turn {
             Ok(Some(turn)) => turn,
             Ok(None) => return false,
@@ -358,10 +365,14 @@ impl Planner {
             task.request.priority,
             placed.reason
         );
-        self.usage
-            .entry(pool.to_owned())
-            .or_default()
-            .add(&task.request.tenant, &task.request.resources);
+        match self.usage.get_mut(pool) {
+            Some(usage) => usage.add(&task.request.tenant, &task.request.resources),
+            None => {
+                let mut usage = Usage::default();
+                usage.add(&task.request.tenant, &task.request.resources);
+                self.usage.insert(pool.to_owned(), usage);
+            }
+        }
         round.decisions.push(Decision {
             pool: pool.to_owned(),
             task,
