@@ -1,20 +1,23 @@
 //! A discrete-event simulator for Taskyard's scheduling policies.
 //!
-//! It runs the very queue policies and placement of `taskyard-policy` that
-//! the scheduler service runs, in virtual time, on a workload of tasks with
-//! arrival times, requests and runtimes, and reports for each policy the
-//! waits, turnaround, makespan, utilisation and fairness across tenants. It
-//! checks its own invariants as it goes (no task lost or run twice, no node
-//! over capacity) and is deterministic: the same workload, or the same
+//! It runs the very planning round of `taskyard-policy` that the scheduler
+//! service runs (queue policies, placement, pools taking turns, quotas), in
+//! virtual time, on a workload of tasks with arrival times, requests and
+//! runtimes, and reports for each policy the waits, turnaround, makespan,
+//! utilisation and fairness across tenants. It checks its own invariants as
+//! it goes (no task lost or run twice, no node over capacity, no pool past
+//! its quotas) and is deterministic: the same workload, or the same
 //! generator seed, gives the same report.
 //!
 //! # Layout
-//! - [`workload`]: the [`Workload`] (cluster, weighted tenants, tasks), its
-//!   JSON file format and its typed [`WorkloadError`]s.
+//! - [`workload`]: the [`Workload`] (cluster, weighted tenants, pools with
+//!   their quotas, tasks), its JSON file format and its typed
+//!   [`WorkloadError`]s.
 //! - [`generator`]: synthetic workloads ([`Generator`]): Poisson arrivals,
 //!   bounded-Pareto runtimes, CPU- and memory-heavy requests, seeded.
-//! - [`engine`]: the event loop that drives a policy and a fleet
-//!   ([`simulate`]), and the invariants it checks ([`SimulationError`]).
+//! - [`engine`]: the event loop that drives the scheduler's round over the
+//!   workload's pools ([`simulate`]), and the invariants it checks
+//!   ([`SimulationError`]).
 //! - [`report`]: the metrics and their definitions ([`Report`]).
 
 pub mod engine;
