@@ -1,9 +1,11 @@
 //! The task state machine.
 //!
 //! Written three times and kept in step: this enum, the `task_state` ENUM in
-//! `migrations/`, and `docs/state-machine.md`. The store's guarded updates name
-//! the states a transition may leave from; [`TaskState::can_move_to`] is the
-//! table they follow.
+//! `migrations/`, and `docs/state-machine.md`. [`TaskState::INITIAL`] and
+//! [`TaskState::can_move_to`] are the rules; the store's table of guarded
+//! statements (`taskyard_store::transitions::TABLE`) is tested against them
+//! both ways: every move a statement can make is allowed here, and every move
+//! allowed here is made by some statement.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -53,6 +55,12 @@ impl TaskState {
         TaskState::Rejected,
     ];
 
+    /// The states a task is created in: `queued`, `pending` (it waits on
+    /// dependencies or a start time) or `rejected` (it, or its batch, was
+    /// invalid). Every other state is reached by a move.
+    pub const INITIAL: [TaskState; 3] =
+        [TaskState::Pending, TaskState::Queued, TaskState::Rejected];
+
     /// The name used on the wire, in subjects and in Postgres.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -81,11 +89,16 @@ impl TaskState {
         )
     }
 
-    /// The transition table. The store's guarded SQL must allow no more than this.
+    /// The transition table: exactly the moves the store's guarded statements
+    /// make, no more (a move allowed here that no statement makes is a claim
+    /// nobody keeps) and no less.
+    ///
+    /// A `rejected` task is only ever created so: `queued → rejected` is the
+    /// placement deadline, and nothing rejects a `pending` task.
     pub fn can_move_to(self, to: TaskState) -> bool {
         use TaskState::*;
         match self {
-            Pending => matches!(to, Queued | Cancelled | Rejected),
+            Pending => matches!(to, Queued | Cancelled),
             Queued => matches!(to, Scheduled | Cancelled | Rejected),
             Scheduled => matches!(
                 to,
@@ -145,6 +158,51 @@ mod tests {
             for to in TaskState::ALL {
                 assert!(!from.can_move_to(to), "{from} -> {to}");
             }
+        }
+    }
+
+    #[test]
+    fn every_live_state_has_a_way_out() {
+        for from in TaskState::ALL.into_iter().filter(|s| !s.is_terminal()) {
+            assert!(
+                TaskState::ALL.into_iter().any(|to| from.can_move_to(to)),
+                "{from} is live but can never be left"
+            );
+        }
+    }
+
+    #[test]
+    fn no_state_moves_to_itself() {
+        for state in TaskState::ALL {
+            assert!(!state.can_move_to(state), "{state} -> {state}");
+        }
+    }
+
+    #[test]
+    fn every_state_is_reached_from_a_state_a_task_is_created_in() {
+        let mut reached: Vec<TaskState> = TaskState::INITIAL.to_vec();
+        let mut next = 0;
+        while let Some(&from) = reached.get(next) {
+            for to in TaskState::ALL {
+                if from.can_move_to(to) && !reached.contains(&to) {
+                    reached.push(to);
+                }
+            }
+            next += 1;
+        }
+        for state in TaskState::ALL {
+            assert!(reached.contains(&state), "{state} is never reached");
+        }
+    }
+
+    #[test]
+    fn rejected_is_reached_only_by_a_placement_deadline() {
+        for from in TaskState::ALL {
+            assert_eq!(
+                from.can_move_to(TaskState::Rejected),
+                from == TaskState::Queued,
+                "{from} -> rejected"
+            );
         }
     }
 }
