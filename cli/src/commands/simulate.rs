@@ -198,6 +198,24 @@ fn fraction(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"))
 }
 
+/// A pool and its quotas, as `batch (max_running 4, tenant_max_running 1)`.
+fn pool_quotas(name: &str, quotas: &taskyard_simulator::PoolQuotas) -> String {
+    let set: Vec<String> = [
+        ("max_running", quotas.max_running),
+        ("max_cpu_millis", quotas.max_cpu_millis),
+        ("max_memory_mb", quotas.max_memory_mb),
+        ("tenant_max_running", quotas.tenant_max_running),
+    ]
+    .into_iter()
+    .filter_map(|(quota, value)| value.map(|v| format!("{quota} {v}")))
+    .collect();
+    if set.is_empty() {
+        format!("{name} (no quotas)")
+    } else {
+        format!("{name} ({})", set.join(", "))
+    }
+}
+
 /// The report as plain aligned tables.
 pub fn render(report: &Report, by_tenant: bool) -> String {
     let w = &report.workload;
@@ -216,6 +234,12 @@ pub fn render(report: &Report, by_tenant: bool) -> String {
         load(w.offered_cpu_load),
         load(w.offered_memory_load),
     );
+    if !w.pools.is_empty() {
+        // Only for files that list pools, so that older reports read as
+        // they did.
+        let pools: Vec<String> = w.pools.iter().map(|(n, q)| pool_quotas(n, q)).collect();
+        out.insert_str(out.len() - 1, &format!("pools: {}\n", pools.join("; ")));
+    }
     let mut table = Table::new(&[
         "policy",
         "tasks",

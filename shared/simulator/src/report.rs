@@ -24,7 +24,7 @@
 //!   held, each as a fraction of the cluster's; averaged over backlogged
 //!   time. DRF aims to make these equal (weighted: proportional to weight).
 
-use crate::workload::{Cluster, Task, Workload};
+use crate::workload::{Cluster, PoolQuotas, Task, Workload};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -34,6 +34,10 @@ pub struct WorkloadSummary {
     pub tasks: usize,
     pub tenants: BTreeMap<String, u32>,
     pub cluster: Cluster,
+    /// The pools the workload lists, with their quotas; empty for one
+    /// `default` pool without quotas.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pools: BTreeMap<String, PoolQuotas>,
     /// From the first arrival to the last.
     pub arrival_span_ms: u64,
     /// CPU-time asked for over CPU-time the cluster offers during the
@@ -62,6 +66,7 @@ impl WorkloadSummary {
             tasks: workload.tasks.len(),
             tenants: workload.tenants.clone(),
             cluster: cluster.clone(),
+            pools: workload.pools.clone(),
             arrival_span_ms: span,
             offered_cpu_load: load(|t| t.cpu_millis, cluster.total_cpu_millis()),
             offered_memory_load: load(|t| t.memory_mb, cluster.total_memory_mb()),
