@@ -1,7 +1,7 @@
 //! Transitions nobody's report asked for: an operator's cancel, and the loss
 //! of a node with work on it.
 
-use crate::tasks::{Transition, finish_from_row, returned_task, transition_columns};
+use crate::transitions::{Transition, returned_task, transition_columns, transition_from_row};
 use crate::{Result, Store};
 use uuid::Uuid;
 
@@ -86,7 +86,7 @@ impl Store {
         let client = self.client().await?;
         let statement = client.prepare_cached(CANCEL).await?;
         let rows = client.query(&statement, &[&ids, &reason]).await?;
-        rows.iter().map(finish_from_row).collect()
+        rows.iter().map(transition_from_row).collect()
     }
 
     /// Ends the attempts on a node that was declared lost (`why` says how).
@@ -94,7 +94,7 @@ impl Store {
         let client = self.client().await?;
         let statement = client.prepare_cached(NODE_LOST).await?;
         let rows = client.query(&statement, &[&node_id, &why]).await?;
-        rows.iter().map(finish_from_row).collect()
+        rows.iter().map(transition_from_row).collect()
     }
 
     /// Nodes declared lost (or removed) that still hold `scheduled` or

@@ -11,7 +11,11 @@
 //! # Layout
 //! - [`migrate`]: applies `migrations/` under an advisory lock, so services that
 //!   start together do not race.
-//! - [`tasks`]: task creation, the named transitions, and task reads.
+//! - [`transitions`]: the kit the transition statements are built from
+//!   (the columns they return, the backoff), and [`transitions::Transition`].
+//! - [`tasks`]: task creation ([`tasks::insert`]), an attempt's placement,
+//!   start and finish ([`tasks::attempts`]), the scheduler's rebuild
+//!   ([`tasks::rebuild`]) and task reads ([`tasks::reads`]).
 //! - [`nodes`]: the node registry written from heartbeats, and node reads.
 //! - [`pools`]: pool definitions.
 //! - [`timers`]: what happens when a task's time is up (deadline, backoff,
@@ -35,6 +39,7 @@ pub mod pools;
 pub mod tasks;
 pub mod timers;
 pub mod tokens;
+pub mod transitions;
 pub mod workflows;
 
 use deadpool_postgres::{Config, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -61,7 +66,7 @@ impl StoreError {
     /// Whether Postgres refused the statement for what it was given (a
     /// value it cannot store, a constraint it breaks, a row too large)
     /// rather than for the state of the world (no connection, a timeout, a
-    /// deadlock): see [`is_poison_code`].
+    /// deadlock): see `is_poison_code`.
     /// Sent again unchanged, such a statement fails again: the batch holds
     /// poison, and the caller should find and set aside the message that
     /// carries it (`taskyard_runtime::poison`).

@@ -5,8 +5,9 @@
 //! Each is a guarded batch statement like every other transition: a timer
 //! that fires twice, late, or for an attempt that is over matches no row.
 
-use crate::tasks::{
-    Transition, backoff_ms, finish_from_row, placement_deadline, returned_task, transition_columns,
+use crate::tasks::placement_deadline;
+use crate::transitions::{
+    Transition, backoff_ms, returned_task, transition_columns, transition_from_row,
 };
 use crate::{Result, Store, to_i32, to_u32};
 use taskyard_wire::timer::{Timer, TimerKind};
@@ -209,7 +210,7 @@ impl Store {
 }
 
 fn timer_transition(row: &Row) -> Result<Transition> {
-    let mut transition = finish_from_row(row)?;
+    let mut transition = transition_from_row(row)?;
     if transition.to == TaskState::Queued && transition.due.is_none() {
         transition.due = placement_deadline(row)?;
     }

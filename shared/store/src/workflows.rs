@@ -10,7 +10,8 @@
 //! The statements re-read the states they depend on instead of trusting the
 //! event that triggered them, so callers may pass any candidate ids.
 
-use crate::tasks::{Transition, finish_from_row, parse_state, returned_task, transition_columns};
+use crate::tasks::parse_state;
+use crate::transitions::{Transition, returned_task, transition_columns, transition_from_row};
 use crate::{Result, Store, StoreError};
 use serde::Serialize;
 use serde_json::Value;
@@ -702,7 +703,7 @@ impl Store {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await?;
         let rows = client.query(&statement, &[&ids]).await?;
-        rows.iter().map(finish_from_row).collect()
+        rows.iter().map(transition_from_row).collect()
     }
 
     async fn workflow_ids(&self, sql: &str, ids: &[Uuid]) -> Result<Vec<Uuid>> {
