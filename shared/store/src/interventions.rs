@@ -1,22 +1,26 @@
 //! Transitions nobody's report asked for: an operator's cancel, and the loss
-//! of a node with work on it.
+//! of a node with work on it. Their guards and single states come from their
+//! rows in [`crate::transitions::table`]; the constants here are the
+//! templates.
 
-use crate::transitions::{Transition, returned_task, transition_columns, transition_from_row};
+use crate::transitions::{
+    Transition, returned_task, table, transition_columns, transition_from_row,
+};
 use crate::{Result, Store};
 use uuid::Uuid;
 
 /// Any live task → `cancelled`. Returns the old state and node, so that a
 /// running attempt can be killed where it runs.
-const CANCEL: &str = concat!(
+pub(crate) const CANCEL: &str = concat!(
     "
 WITH old AS (
     SELECT id, state AS old_state, node_id AS old_node
     FROM tasks
-    WHERE id = ANY($1) AND state IN ('pending', 'queued', 'scheduled', 'running', 'retrying')
+    WHERE id = ANY($1) AND state {from}
     FOR UPDATE
 ), upd AS (
     UPDATE tasks t
-    SET state = 'cancelled', finished_at = now(), retry_at = NULL, wait_reason = NULL,
+    SET state = {to}, finished_at = now(), retry_at = NULL, wait_reason = NULL,
         error = $2
     FROM old o
     WHERE t.id = o.id
@@ -35,12 +39,12 @@ SELECT ",
 
 /// The attempts on a lost node end: `queued` again while attempts remain,
 /// else `failed`, with the reason.
-const NODE_LOST: &str = concat!(
+pub(crate) const NODE_LOST: &str = concat!(
     "
 WITH old AS (
     SELECT id, state AS old_state
     FROM tasks
-    WHERE node_id = $1 AND state IN ('scheduled', 'running')
+    WHERE node_id = $1 AND state {from}
     FOR UPDATE
 ), upd AS (
     UPDATE tasks t
@@ -84,7 +88,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let client = self.client().await?;
-        let statement = client.prepare_cached(CANCEL).await?;
+        let statement = client.prepare_cached(table::CANCEL.sql()).await?;
         let rows = client.query(&statement, &[&ids, &reason]).await?;
         rows.iter().map(transition_from_row).collect()
     }
@@ -92,7 +96,7 @@ impl Store {
     /// Ends the attempts on a node that was declared lost (`why` says how).
     pub async fn requeue_lost_node(&self, node_id: &str, why: &str) -> Result<Vec<Transition>> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(NODE_LOST).await?;
+        let statement = client.prepare_cached(table::NODE_LOST.sql()).await?;
         let rows = client.query(&statement, &[&node_id, &why]).await?;
         rows.iter().map(transition_from_row).collect()
     }

@@ -11,8 +11,9 @@
 //! # Layout
 //! - [`migrate`]: applies `migrations/` under an advisory lock, so services that
 //!   start together do not race.
-//! - [`transitions`]: the kit the transition statements are built from
-//!   (the columns they return, the backoff), and [`transitions::Transition`].
+//! - [`transitions`]: the transition table (every statement that writes
+//!   `tasks.state`, with the states it moves from and to, the source of its
+//!   guard), the kit those statements are built from, and [`transitions::Transition`].
 //! - [`tasks`]: task creation ([`tasks::insert`]), an attempt's placement,
 //!   start and finish ([`tasks::attempts`]), the scheduler's rebuild
 //!   ([`tasks::rebuild`]) and task reads ([`tasks::reads`]).
@@ -58,6 +59,14 @@ pub enum StoreError {
     Migrate(String),
     #[error("unexpected value in the database: {0}")]
     Corrupt(String),
+    /// A caller named a state that the statement's row in the transition
+    /// table does not allow (an insert in `running`, a finish report whose
+    /// outcome is `cancelled`); nothing was written.
+    #[error("{statement} may not leave a task `{state}` (see taskyard_store::transitions::table)")]
+    Disallowed {
+        statement: &'static str,
+        state: taskyard_wire::TaskState,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -66,13 +75,16 @@ impl StoreError {
     /// Whether Postgres refused the statement for what it was given (a
     /// value it cannot store, a constraint it breaks, a row too large)
     /// rather than for the state of the world (no connection, a timeout, a
-    /// deadlock): see `is_poison_code`.
+    /// deadlock): see `is_poison_code`; or the store refused it before
+    /// sending it, for a state the transition table does not allow
+    /// ([`StoreError::Disallowed`]).
     /// Sent again unchanged, such a statement fails again: the batch holds
     /// poison, and the caller should find and set aside the message that
     /// carries it (`taskyard_runtime::poison`).
     pub fn is_poison(&self) -> bool {
         match self {
             StoreError::Db(err) => err.code().is_some_and(|code| is_poison_code(code.code())),
+            StoreError::Disallowed { .. } => true,
             _ => false,
         }
     }

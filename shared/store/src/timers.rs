@@ -4,10 +4,12 @@
 //!
 //! Each is a guarded batch statement like every other transition: a timer
 //! that fires twice, late, or for an attempt that is over matches no row.
+//! Their guards and single states come from their rows in
+//! [`crate::transitions::table`]; the constants here are the templates.
 
 use crate::tasks::placement_deadline;
 use crate::transitions::{
-    Transition, backoff_ms, returned_task, transition_columns, transition_from_row,
+    Transition, backoff_ms, returned_task, table, transition_columns, transition_from_row,
 };
 use crate::{Result, Store, to_i32, to_u32};
 use taskyard_wire::timer::{Timer, TimerKind};
@@ -17,7 +19,7 @@ use uuid::Uuid;
 
 /// `scheduled | running → retrying | queued | timed_out` for attempts whose
 /// deadline passed without a report: the worker hung, froze or vanished.
-const TIME_OUT: &str = concat!(
+pub(crate) const TIME_OUT: &str = concat!(
     "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::int[]) AS i(id, attempt)
@@ -27,7 +29,7 @@ WITH input AS (
     backoff_ms!(),
     " END AS backoff_ms
     FROM tasks t JOIN input i ON i.id = t.id LEFT JOIN pools p ON p.name = t.pool
-    WHERE t.state IN ('scheduled', 'running') AND t.attempt = i.attempt
+    WHERE t.state {from} AND t.attempt = i.attempt
     FOR UPDATE OF t
 ), upd AS (
     UPDATE tasks t
@@ -63,23 +65,23 @@ SELECT ",
 );
 
 /// `retrying → queued` once the backoff is over.
-const END_BACKOFF: &str = concat!(
+pub(crate) const END_BACKOFF: &str = concat!(
     "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::int[]) AS i(id, attempt)
 ), upd AS (
     UPDATE tasks t
-    SET state = 'queued', retry_at = NULL, queued_at = now()
+    SET state = {to}, retry_at = NULL, queued_at = now()
     FROM input i
-    WHERE t.id = i.id AND t.state = 'retrying' AND t.attempt = i.attempt
+    WHERE t.id = i.id AND t.state {from} AND t.attempt = i.attempt
     RETURNING ",
     returned_task!(),
-    ", 'retrying'::text AS from_state,
+    ", {from_state}::text AS from_state,
               NULL::text AS node_id, now() AS finished_at,
               'backoff over'::text AS reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
-    SELECT id, attempt, 'retrying', 'queued', finished_at, reason FROM upd
+    SELECT id, attempt, {from_state}, {to}, finished_at, reason FROM upd
 )
 SELECT ",
     transition_columns!(),
@@ -88,22 +90,22 @@ SELECT ",
 
 /// `pending → queued` for delayed tasks whose time has come and whose
 /// dependencies (if any) all succeeded.
-const START_DELAYED: &str = concat!(
+pub(crate) const START_DELAYED: &str = concat!(
     "
 WITH upd AS (
     UPDATE tasks t
-    SET state = 'queued', queued_at = now()
-    WHERE t.id = ANY($1) AND t.state = 'pending' AND t.run_at <= now() + interval '1 second'
+    SET state = {to}, queued_at = now()
+    WHERE t.id = ANY($1) AND t.state {from} AND t.run_at <= now() + interval '1 second'
       AND NOT EXISTS (SELECT 1 FROM tasks d
                       WHERE d.id = ANY(t.depends_on) AND d.state <> 'succeeded')
     RETURNING ",
     returned_task!(),
-    ", 'pending'::text AS from_state,
+    ", {from_state}::text AS from_state,
               NULL::text AS node_id, now() AS finished_at,
               format('its start time %s has come', t.run_at) AS reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
-    SELECT id, attempt, 'pending', 'queued', finished_at, reason FROM upd
+    SELECT id, attempt, {from_state}, {to}, finished_at, reason FROM upd
 )
 SELECT ",
     transition_columns!(),
@@ -111,28 +113,28 @@ SELECT ",
 );
 
 /// `queued → rejected` for tasks still unplaced at their placement deadline.
-const MISS_PLACEMENT: &str = concat!(
+pub(crate) const MISS_PLACEMENT: &str = concat!(
     "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::int[]) AS i(id, attempt)
 ), upd AS (
     UPDATE tasks t
-    SET state = 'rejected', finished_at = now(),
+    SET state = {to}, finished_at = now(),
         error = format('not placed within its schedule timeout of %s ms%s', t.schedule_timeout_ms,
                        CASE WHEN t.wait_reason IS NOT NULL
                             THEN format(' (it waited: %s)', t.wait_reason) ELSE '' END)
     FROM input i
-    WHERE t.id = i.id AND t.state = 'queued' AND t.attempt = i.attempt
+    WHERE t.id = i.id AND t.state {from} AND t.attempt = i.attempt
       AND t.schedule_timeout_ms IS NOT NULL
       AND t.queued_at + t.schedule_timeout_ms * interval '1 millisecond'
           <= now() + interval '1 second'
     RETURNING ",
     returned_task!(),
-    ", 'queued'::text AS from_state,
+    ", {from_state}::text AS from_state,
               NULL::text AS node_id, t.finished_at, t.error AS reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
-    SELECT id, attempt, 'queued', 'rejected', finished_at, reason FROM upd
+    SELECT id, attempt, {from_state}, {to}, finished_at, reason FROM upd
 )
 SELECT ",
     transition_columns!(),
@@ -175,19 +177,19 @@ impl Store {
         let client = self.client().await?;
         let rows = match kind {
             TimerKind::Timeout => {
-                let statement = client.prepare_cached(TIME_OUT).await?;
+                let statement = client.prepare_cached(table::TIME_OUT.sql()).await?;
                 client.query(&statement, &[&ids, &attempts]).await?
             }
             TimerKind::Retry => {
-                let statement = client.prepare_cached(END_BACKOFF).await?;
+                let statement = client.prepare_cached(table::END_BACKOFF.sql()).await?;
                 client.query(&statement, &[&ids, &attempts]).await?
             }
             TimerKind::Start => {
-                let statement = client.prepare_cached(START_DELAYED).await?;
+                let statement = client.prepare_cached(table::START_DELAYED.sql()).await?;
                 client.query(&statement, &[&ids]).await?
             }
             TimerKind::Placement => {
-                let statement = client.prepare_cached(MISS_PLACEMENT).await?;
+                let statement = client.prepare_cached(table::MISS_PLACEMENT.sql()).await?;
                 client.query(&statement, &[&ids, &attempts]).await?
             }
         };

@@ -8,10 +8,14 @@
 //! as arrays, whose `RETURNING` rows feed `task_events` in the same statement:
 //! an event handled twice, late, or for a task that moved on changes nothing.
 //! The statements re-read the states they depend on instead of trusting the
-//! event that triggered them, so callers may pass any candidate ids.
+//! event that triggered them, so callers may pass any candidate ids. The
+//! guards and single states of those that move tasks come from their rows in
+//! [`crate::transitions::table`]; the constants here are the templates.
 
 use crate::tasks::parse_state;
-use crate::transitions::{Transition, returned_task, transition_columns, transition_from_row};
+use crate::transitions::{
+    Statement, Transition, returned_task, table, transition_columns, transition_from_row,
+};
 use crate::{Result, Store, StoreError};
 use serde::Serialize;
 use serde_json::Value;
@@ -225,25 +229,25 @@ macro_rules! ending {
 /// uses the GIN index `tasks_depends_on`; the `NOT EXISTS` re-reads every
 /// dependency, so a task with two dependencies is released by the event of
 /// whichever finished last, whatever order the events come in.
-const RELEASE: &str = concat!(
+pub(crate) const RELEASE: &str = concat!(
     "
 WITH upd AS (
     UPDATE tasks t
-    SET state = 'queued', queued_at = now()
-    WHERE t.state = 'pending' AND t.depends_on && $1::uuid[]
+    SET state = {to}, queued_at = now()
+    WHERE t.state {from} AND t.depends_on && $1::uuid[]
       AND (t.run_at IS NULL OR t.run_at <= now())
       AND NOT EXISTS (SELECT 1 FROM tasks d
                       WHERE d.id = ANY(t.depends_on) AND d.state <> 'succeeded')
     RETURNING ",
     returned_task!(),
-    ", 'pending'::task_state AS from_state,
+    ", {from_state}::task_state AS from_state,
               NULL::text AS node_id, now() AS finished_at,
               CASE WHEN cardinality(t.depends_on) = 1 THEN 'its dependency succeeded'
                    ELSE format('its %s dependencies succeeded', cardinality(t.depends_on))
               END AS reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
-    SELECT id, attempt, 'pending', 'queued', finished_at, reason FROM upd
+    SELECT id, attempt, {from_state}, {to}, finished_at, reason FROM upd
 )
 SELECT ",
     transition_columns!(),
@@ -278,7 +282,7 @@ FROM (SELECT ",
 /// paths); `UNION` (not `UNION ALL`) over those finite pairs also ends it if
 /// a cycle ever slipped past the orchestrator's check. The task in between
 /// is found afterwards by joining a task's dependencies to the pairs.
-const CANCEL_DEPENDENTS: &str = concat!(
+pub(crate) const CANCEL_DEPENDENTS: &str = concat!(
     "
 WITH RECURSIVE dead AS (
     SELECT d.id, ",
@@ -291,11 +295,11 @@ WITH RECURSIVE dead AS (
 ), doomed(id, root) AS (
     SELECT t.id, d.id
     FROM dead d JOIN tasks t ON t.depends_on @> ARRAY[d.id]
-    WHERE t.state = 'pending'
+    WHERE t.state {from}
   UNION
     SELECT t.id, x.root
     FROM doomed x JOIN tasks t ON t.depends_on @> ARRAY[x.id]
-    WHERE t.state = 'pending'
+    WHERE t.state {from}
 ), chosen AS (
     -- One root per task: one it depends on directly if there is one.
     SELECT DISTINCT ON (x.id) x.id, x.root, x.root = ANY(t.depends_on) AS direct, t.depends_on
@@ -323,16 +327,16 @@ WITH RECURSIVE dead AS (
     LEFT JOIN tasks v ON v.id = b.via
 ), upd AS (
     UPDATE tasks t
-    SET state = 'cancelled', finished_at = now(), error = w.reason
+    SET state = {to}, finished_at = now(), error = w.reason
     FROM why w
-    WHERE t.id = w.id AND t.state = 'pending'
+    WHERE t.id = w.id AND t.state {from}
     RETURNING ",
     returned_task!(),
-    ", 'pending'::task_state AS from_state,
+    ", {from_state}::task_state AS from_state,
               NULL::text AS node_id, t.finished_at, t.error AS reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
-    SELECT id, attempt, 'pending', 'cancelled', finished_at, reason FROM upd
+    SELECT id, attempt, {from_state}, {to}, finished_at, reason FROM upd
 )
 SELECT ",
     transition_columns!(),
@@ -365,18 +369,18 @@ RETURNING w.id"
 /// The steps of a compensating workflow that have not started (`pending`,
 /// `queued`, `retrying`) are cancelled: a saga stops at its first failure.
 /// Steps already placed finish; their compensation waits for them.
-const CANCEL_REMAINING: &str = concat!(
+pub(crate) const CANCEL_REMAINING: &str = concat!(
     "
 WITH old AS (
     SELECT t.id, t.state AS old_state,
            format('workflow %s is compensating: %s', w.name, w.error) AS why
     FROM tasks t JOIN workflows w ON w.id = t.workflow_id
     WHERE w.id = ANY($1::uuid[]) AND w.state = 'compensating' AND t.compensates IS NULL
-      AND t.state IN ('pending', 'queued', 'retrying')
+      AND t.state {from}
     FOR UPDATE OF t
 ), upd AS (
     UPDATE tasks t
-    SET state = 'cancelled', finished_at = now(), retry_at = NULL, wait_reason = NULL,
+    SET state = {to}, finished_at = now(), retry_at = NULL, wait_reason = NULL,
         error = o.why
     FROM old o
     WHERE t.id = o.id
@@ -543,19 +547,19 @@ impl Store {
     /// Queues the pending dependents of `ids` whose dependencies all
     /// succeeded and whose start time has come.
     pub async fn release_dependents(&self, ids: &[Uuid]) -> Result<Vec<Transition>> {
-        self.transitions(RELEASE, ids).await
+        self.transitions(&table::RELEASE, ids).await
     }
 
     /// The dependents of `ids` that were queued and not placed yet (see
     /// `QUEUED_DEPENDENTS`), as transitions to announce again.
     pub async fn queued_dependents(&self, ids: &[Uuid]) -> Result<Vec<Transition>> {
-        self.transitions(QUEUED_DEPENDENTS, ids).await
+        self.announce_again(ids).await
     }
 
     /// Cancels the pending tasks that depend, directly or not, on one of
     /// `ids` that ended without succeeding (other ids are ignored).
     pub async fn cancel_dependents(&self, ids: &[Uuid]) -> Result<Vec<Transition>> {
-        self.transitions(CANCEL_DEPENDENTS, ids).await
+        self.transitions(&table::CANCEL_DEPENDENTS, ids).await
     }
 
     /// Moves the workflows among `ids` along: `running → compensating` when
@@ -566,7 +570,7 @@ impl Store {
             return Ok(WorkflowMoves::default());
         }
         let compensating = self.workflow_ids(START_COMPENSATING, ids).await?;
-        let cancelled = self.transitions(CANCEL_REMAINING, ids).await?;
+        let cancelled = self.transitions(&table::CANCEL_REMAINING, ids).await?;
         let succeeded = self.workflow_ids(FINISH_SUCCEEDED, ids).await?;
         Ok(WorkflowMoves {
             compensating,
@@ -696,7 +700,17 @@ impl Store {
         .transpose()
     }
 
-    async fn transitions(&self, sql: &str, ids: &[Uuid]) -> Result<Vec<Transition>> {
+    /// Runs a statement of the transition table that takes only task ids.
+    async fn transitions(&self, statement: &Statement, ids: &[Uuid]) -> Result<Vec<Transition>> {
+        self.transition_rows(statement.sql(), ids).await
+    }
+
+    /// Runs `QUEUED_DEPENDENTS`, which reads transitions without making any.
+    async fn announce_again(&self, ids: &[Uuid]) -> Result<Vec<Transition>> {
+        self.transition_rows(QUEUED_DEPENDENTS, ids).await
+    }
+
+    async fn transition_rows(&self, sql: &str, ids: &[Uuid]) -> Result<Vec<Transition>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }

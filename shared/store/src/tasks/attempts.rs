@@ -3,10 +3,13 @@
 //! (`scheduled → running`) and its finish report (`scheduled | running →`
 //! an outcome, or `retrying`/`queued` while attempts remain), and the
 //! scheduler's word on why a queued task still waits.
+//!
+//! Each transition's guard and target come from its row in
+//! [`crate::transitions::table`].
 
 use super::{parse_kind, resources_from_row, timeout_from_row};
 use crate::transitions::{
-    Transition, backoff_ms, returned_task, transition_columns, transition_from_row,
+    Transition, backoff_ms, returned_task, table, transition_columns, transition_from_row,
 };
 use crate::{Result, Store, to_i32, to_u32};
 use serde_json::Value;
@@ -56,7 +59,8 @@ pub struct FinishReport {
     pub task_id: Uuid,
     pub attempt: u32,
     pub node_id: String,
-    /// `succeeded`, `failed` or `timed_out`.
+    /// `succeeded`, `failed` or `timed_out` ([`table::FINISH_ATTEMPTS`]'s
+    /// `chosen`); any other is refused.
     pub outcome: TaskState,
     pub result: Value,
     pub error: Option<String>,
@@ -67,46 +71,49 @@ pub struct FinishReport {
     pub start_reported_at: Option<Timestamp>,
 }
 
-const MARK_SCHEDULED: &str = "
+/// The template of [`table::MARK_SCHEDULED`], which renders its guard and states.
+pub(crate) const MARK_SCHEDULED: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[])
         AS i(id, attempt, node_id, reason)
 ), upd AS (
     UPDATE tasks t
-    SET state = 'scheduled', attempt = t.attempt + 1, node_id = i.node_id,
+    SET state = {to}, attempt = t.attempt + 1, node_id = i.node_id,
         scheduled_at = now(), wait_reason = NULL
     FROM input i
-    WHERE t.id = i.id AND t.state = 'queued' AND t.attempt = i.attempt
+    WHERE t.id = i.id AND t.state {from} AND t.attempt = i.attempt
     RETURNING t.id, t.attempt, t.pool, t.tenant, t.kind, t.spec, t.cpu_millis, t.memory_mb,
               t.timeout_ms, t.node_id, t.scheduled_at, i.reason
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id, reason)
-    SELECT id, attempt, 'queued', 'scheduled', scheduled_at, node_id, reason FROM upd
+    SELECT id, attempt, {from_state}, {to}, scheduled_at, node_id, reason FROM upd
 )
 SELECT * FROM upd";
 
-const MARK_RUNNING: &str = "
+/// The template of [`table::MARK_RUNNING`].
+pub(crate) const MARK_RUNNING: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[])
         AS i(id, attempt, node_id, at)
 ), upd AS (
     UPDATE tasks t
-    SET state = 'running', started_at = i.at
+    SET state = {to}, started_at = i.at
     FROM input i
-    WHERE t.id = i.id AND t.state = 'scheduled' AND t.attempt = i.attempt
+    WHERE t.id = i.id AND t.state {from} AND t.attempt = i.attempt
       AND t.node_id = i.node_id
     RETURNING t.id, t.pool, t.attempt, t.node_id, i.at, t.created_at,
               i.at + t.timeout_ms * interval '1 millisecond' AS due
 ), history AS (
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id)
-    SELECT id, attempt, 'scheduled', 'running', at, node_id FROM upd
+    SELECT id, attempt, {from_state}, {to}, at, node_id FROM upd
 )
 SELECT id, pool, attempt, node_id, at, created_at, due FROM upd";
 
-/// An attempt that ends badly while attempts remain sends the task to
-/// `retrying` until its backoff has passed (or straight back to `queued` when
-/// the backoff is zero); otherwise the outcome is final.
-const FINISH_ATTEMPTS: &str = concat!(
+/// The template of [`table::FINISH_ATTEMPTS`]. An attempt that ends badly
+/// while attempts remain sends the task to `retrying` until its backoff has
+/// passed (or straight back to `queued` when the backoff is zero); otherwise
+/// the outcome is final.
+pub(crate) const FINISH_ATTEMPTS: &str = concat!(
     "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::jsonb[],
@@ -130,7 +137,7 @@ WITH input AS (
     backoff_ms!(),
     " END AS backoff_ms
     FROM tasks t JOIN input i ON i.id = t.id LEFT JOIN pools p ON p.name = t.pool
-    WHERE t.state IN ('scheduled', 'running') AND t.attempt = i.attempt
+    WHERE t.state {from} AND t.attempt = i.attempt
       AND t.node_id = i.node_id
     FOR UPDATE OF t
 ), upd AS (
@@ -201,7 +208,7 @@ impl Store {
         let nodes: Vec<&str> = placements.iter().map(|p| p.node_id.as_str()).collect();
         let reasons: Vec<&str> = placements.iter().map(|p| p.reason.as_str()).collect();
         let client = self.client().await?;
-        let statement = client.prepare_cached(MARK_SCHEDULED).await?;
+        let statement = client.prepare_cached(table::MARK_SCHEDULED.sql()).await?;
         let rows = client
             .query(&statement, &[&ids, &attempts, &nodes, &reasons])
             .await?;
@@ -218,7 +225,7 @@ impl Store {
         let nodes: Vec<&str> = reports.iter().map(|r| r.node_id.as_str()).collect();
         let ats: Vec<Timestamp> = reports.iter().map(|r| r.at).collect();
         let client = self.client().await?;
-        let statement = client.prepare_cached(MARK_RUNNING).await?;
+        let statement = client.prepare_cached(table::MARK_RUNNING.sql()).await?;
         let rows = client
             .query(&statement, &[&ids, &attempts, &nodes, &ats])
             .await?;
@@ -241,13 +248,21 @@ impl Store {
             .collect()
     }
 
-    /// `scheduled | running → succeeded | failed | timed_out`, or back to
-    /// `queued` when the attempt failed and attempts remain. The finish of an
-    /// attempt still `scheduled` also records `scheduled → running`, at
+    /// `scheduled | running → succeeded | failed | timed_out`, or
+    /// `retrying` (`queued` when the backoff is zero) when the attempt did
+    /// not succeed and attempts remain. The finish of an attempt still
+    /// `scheduled` also records `scheduled → running`, at
     /// `start_reported_at` when given, else at the report's `started_at`.
+    ///
+    /// A report whose outcome is not one of those three is refused
+    /// ([`crate::StoreError::Disallowed`]) and nothing of the batch is
+    /// written: the statement would otherwise set whatever it was given.
     pub async fn finish_attempts(&self, reports: &[FinishReport]) -> Result<Vec<Transition>> {
         if reports.is_empty() {
             return Ok(Vec::new());
+        }
+        for report in reports {
+            table::FINISH_ATTEMPTS.check_chosen(report.outcome)?;
         }
         let ids: Vec<Uuid> = reports.iter().map(|r| r.task_id).collect();
         let attempts: Vec<i32> = reports.iter().map(|r| to_i32(r.attempt)).collect();
@@ -260,7 +275,7 @@ impl Store {
         let start_reports: Vec<Option<Timestamp>> =
             reports.iter().map(|r| r.start_reported_at).collect();
         let client = self.client().await?;
-        let statement = client.prepare_cached(FINISH_ATTEMPTS).await?;
+        let statement = client.prepare_cached(table::FINISH_ATTEMPTS.sql()).await?;
         let rows = client
             .query(
                 &statement,

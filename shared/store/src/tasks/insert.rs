@@ -2,6 +2,7 @@
 //! row, skipping the ids and idempotency keys that exist already.
 
 use super::{QueuedTask, parse_state, placement_deadline, queued_from_row};
+use crate::transitions::table;
 use crate::{Result, Store, to_i32, to_i64};
 use serde_json::Value;
 use taskyard_wire::{Resources, TaskState, Timestamp};
@@ -107,7 +108,9 @@ pub struct CreatedTask {
     pub placement_deadline: Option<Timestamp>,
 }
 
-const INSERT_TASKS: &str = "
+/// The template of [`table::INSERT_TASKS`]. It has no guard: the state of
+/// each row is its caller's, checked against the table before it runs.
+pub(crate) const INSERT_TASKS: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
                          $6::int[], $7::int[], $8::int[], $9::text[], $10::bigint[],
@@ -158,9 +161,17 @@ impl Store {
     /// Creates tasks in one statement, with their first history rows. Tasks whose
     /// id or idempotency key already exists are skipped; use
     /// [`Store::find_created`] to learn what exists for them.
+    ///
+    /// A task is created `queued`, `pending` or `rejected`
+    /// ([`TaskState::INITIAL`]); a batch holding any other state is refused
+    /// ([`crate::StoreError::Disallowed`]) and nothing of it is written, as
+    /// the statement would otherwise store whatever it was given.
     pub async fn insert_tasks(&self, tasks: &[TaskInsert]) -> Result<Vec<CreatedTask>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
+        }
+        for task in tasks {
+            table::INSERT_TASKS.check_chosen(task.state)?;
         }
         let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
         let keys: Vec<Option<&str>> = tasks.iter().map(|t| t.idempotency_key.as_deref()).collect();
@@ -224,7 +235,7 @@ impl Store {
             tasks.iter().map(|t| t.compensation.as_ref()).collect();
         let compensates: Vec<Option<Uuid>> = tasks.iter().map(|t| t.compensates).collect();
         let client = self.client().await?;
-        let statement = client.prepare_cached(INSERT_TASKS).await?;
+        let statement = client.prepare_cached(table::INSERT_TASKS.sql()).await?;
         let rows = client
             .query(
                 &statement,

@@ -11,8 +11,9 @@
 //! - [`reads`]: one task, filtered pages of tasks, a task's history, counts.
 //! - this file: the row readers they share.
 //!
-//! The kit the transition statements are built from, and [`Transition`],
-//! are in [`crate::transitions`].
+//! Every statement that changes `tasks.state` is listed, with the states it
+//! moves from and to, in [`crate::transitions::table`]; the guards in their
+//! SQL are rendered from that table.
 
 pub mod attempts;
 pub mod insert;

@@ -8,11 +8,25 @@
 //! simply not returned, so callers learn from the result which tasks moved,
 //! and a redelivered or stale message changes nothing.
 //!
+//! [`table`] lists every such statement (and the insert that creates tasks):
+//! its name, the method that runs it, the states it moves from and the
+//! states it moves to. The guard in each statement's SQL is rendered from
+//! its row, so the table cannot claim a guard the SQL lacks; the tests hold
+//! every row against [`TaskState::can_move_to`] and every move that allows
+//! against some row, check the targets spelled in each statement's SQL, run
+//! every statement from every state against Postgres
+//! (`shared/store/tests/transitions.rs`), and keep the diagram in
+//! `docs/state-machine.md` rendered from the table.
+//!
 //! The SQL of each statement lives beside the method that runs it:
 //! [`crate::tasks::insert`] (creation), [`crate::tasks::attempts`]
 //! (placement, start, finish), [`crate::timers`] (deadlines, backoff,
 //! delayed starts, placement deadlines), [`crate::interventions`] (cancels,
 //! lost nodes) and [`crate::workflows`] (dependencies, compensation).
+
+pub mod table;
+
+pub use table::{Statement, TABLE};
 
 use crate::tasks::{QueuedTask, parse_state, placement_deadline, queued_from_row};
 use crate::{Result, to_u32};
