@@ -3,20 +3,18 @@
 
 use crate::progress::{Progress, ProgressError};
 use crate::stream::dead_letter;
-use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::time::Duration;
-use taskyard_runtime::batching::{Message, ack_all, batches, nak_all};
+use taskyard_runtime::batching::{Message, batches};
+use taskyard_runtime::consume::{self, Verdict, Verdicts};
 use taskyard_runtime::poison::Bisection;
 use taskyard_runtime::{Shutdown, error_throttled, warn_throttled};
 use taskyard_wire::event::TaskEventBatch;
 use taskyard_wire::{TaskState, codec};
 use uuid::Uuid;
 
-/// How long a batch that could not be handled waits before redelivery.
-pub const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Most event messages handled at once. Each carries up to a thousand
 /// events (one statement's transitions), so this bounds the arrays one
 /// statement gets to tens of thousands of ids.
@@ -32,8 +30,8 @@ pub async fn consume(
     reconcile_every: Duration,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let mut incoming = batches(&consumer, batch_size.clamp(1, MAX_MESSAGES_PER_BATCH)).await?;
-    let mut sweep = tokio::time::interval(reconcile_every.max(Duration::from_millis(100)));
+    let mut incoming = batches(&consumer, batch_size.min(MAX_MESSAGES_PER_BATCH)).await?;
+    let mut sweep = tokio::time::interval(reconcile_every);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -43,8 +41,10 @@ pub async fn consume(
                     warn_throttled!(error = %err, "reconciling dependents and workflows failed; will try again");
                 }
             }
+            // Not `consume::run`: reconciliation shares this loop, so that
+            // it never runs beside a batch.
             batch = incoming.next() => match batch {
-                Some(batch) => handle(&progress, batch).await,
+                Some(batch) => consume::settle_all(&batch, &handle(&progress, &batch).await).await,
                 None => anyhow::bail!("the task event consumer stopped delivering"),
             },
         }
@@ -55,11 +55,12 @@ pub async fn consume(
 /// retry when Postgres or NATS failed (every step is idempotent). A message
 /// whose events Postgres refuses on their own is kept as a dead letter, and
 /// the rest of the batch handled.
-async fn handle(progress: &Progress, batch: Vec<Message>) {
+async fn handle(progress: &Progress, batch: &[Message]) -> Vec<Verdict> {
+    let mut verdicts = Verdicts::new(batch.len());
     let mut finished: Vec<Vec<(Uuid, TaskState)>> = Vec::with_capacity(batch.len());
     let mut seen = HashSet::new();
     let mut readable = Vec::with_capacity(batch.len());
-    for message in batch {
+    for (index, message) in batch.iter().enumerate() {
         match codec::decode::<TaskEventBatch>(&message.payload) {
             Ok(events) => {
                 finished.push(
@@ -70,19 +71,20 @@ async fn handle(progress: &Progress, batch: Vec<Message>) {
                         .map(|e| (e.task_id, e.state))
                         .collect(),
                 );
-                readable.push(message);
+                readable.push(index);
             }
             Err(err) => {
                 warn_throttled!(subject = %message.subject, error = %err, "unreadable task event terminated");
-                if let Err(err) = message.ack_with(AckKind::Term).await {
-                    warn_throttled!(error = %err, "terminating an event failed");
-                }
+                verdicts.set(index, Verdict::Term);
             }
         }
     }
-    let redelivered = readable
-        .iter()
-        .any(|m| m.info().map(|info| info.delivered > 1).unwrap_or(true));
+    let redelivered = readable.iter().any(|&i| {
+        batch[i]
+            .info()
+            .map(|info| info.delivered > 1)
+            .unwrap_or(true)
+    });
     let mut bisection = Bisection::new(readable.len(), ProgressError::is_poison);
     while let Some(part) = bisection.next_part() {
         let result = progress
@@ -92,30 +94,29 @@ async fn handle(progress: &Progress, batch: Vec<Message>) {
     }
     let isolated = bisection.finish();
     for (range, ()) in &isolated.recorded {
-        ack_all(&readable[range.clone()]).await;
+        verdicts.set_all(readable[range.clone()].iter().copied(), Verdict::Ack);
     }
     for (index, err) in &isolated.poison {
-        let message = &readable[*index];
+        let message = &batch[readable[*index]];
         let letter = dead_letter(message, &err.refusal());
-        match progress.store().record_dead_letter(&letter).await {
+        let verdict = match progress.store().record_dead_letter(&letter).await {
             Ok(_) => {
                 tracing::warn!(subject = %message.subject, reason = %letter.reason, "task events Postgres refused were kept as a dead letter");
-                if let Err(err) = message.ack_with(AckKind::Term).await {
-                    warn_throttled!(error = %err, "terminating an event failed");
-                }
+                Verdict::Term
             }
             Err(err) => {
                 error_throttled!(error = %err, "keeping a dead letter failed; will retry");
-                nak_all(std::slice::from_ref(message), RETRY_DELAY).await;
+                Verdict::Retry
             }
-        }
+        };
+        verdicts.set(readable[*index], verdict);
     }
     if let Some(err) = &isolated.retry_error {
-        let retry: Vec<Message> = isolated
-            .retry_indices()
-            .map(|i| readable[i].clone())
-            .collect();
-        error_throttled!(error = %err, messages = retry.len(), "handling finished tasks failed; will retry");
-        nak_all(&retry, RETRY_DELAY).await;
+        error_throttled!(
+            error = %err,
+            messages = isolated.retry_indices().count(),
+            "handling finished tasks failed; will retry"
+        );
     }
+    verdicts.into_vec()
 }

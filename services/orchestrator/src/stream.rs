@@ -6,17 +6,13 @@ use crate::intake::Planned;
 use crate::intake::{IdSource, Plan, plan};
 use crate::pool_view::{self, SharedView};
 use crate::recorder::{RecordError, Recorder};
-use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::PullConsumer;
-use futures::StreamExt;
-use std::time::Duration;
-use taskyard_runtime::batching::{Message, ack_all, batches, nak_all};
+use taskyard_runtime::batching::{Message, batches};
+use taskyard_runtime::consume::{self, Handler, Verdict, Verdicts};
 use taskyard_runtime::poison::Bisection;
-use taskyard_runtime::{Shutdown, error_throttled};
+use taskyard_runtime::{Shutdown, error_throttled, warn_throttled};
 use taskyard_store::dead_letters::DeadLetter;
-
-/// How long a batch that could not be recorded waits before redelivery.
-pub const RETRY_DELAY: Duration = Duration::from_secs(1);
+use taskyard_wire::task::Limits;
 
 /// Reads submissions until `shutdown`.
 pub async fn consume(
@@ -26,75 +22,103 @@ pub async fn consume(
     config: &Config,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let mut incoming = batches(&consumer, config.batch_size.max(1)).await?;
-    let limits = config.limits();
-    loop {
-        let batch = tokio::select! {
-            _ = shutdown.wait() => return Ok(()),
-            batch = incoming.next() => match batch {
-                Some(batch) => batch,
-                None => anyhow::bail!("the submission consumer stopped delivering"),
-            },
-        };
+    let incoming = batches(&consumer, config.batch_size).await?;
+    let submissions = Submissions {
+        recorder,
+        pools,
+        limits: config.limits(),
+    };
+    consume::run("submission", incoming, shutdown, submissions).await
+}
+
+/// The SUBMIT consumer's handler: plans each submission, records the
+/// batch's plans in one statement.
+struct Submissions {
+    recorder: Recorder,
+    pools: SharedView,
+    limits: Limits,
+}
+
+impl Handler for Submissions {
+    async fn handle(&self, batch: &[Message]) -> Vec<Verdict> {
+        let mut verdicts = Verdicts::new(batch.len());
         let mut plans = Vec::with_capacity(batch.len());
-        let mut recorded: Vec<Message> = Vec::with_capacity(batch.len());
-        for message in batch {
-            let origin = match message.info() {
-                Ok(info) => StreamOrigin {
-                    sequence: info.stream_sequence,
-                    published_nanos: info.published.unix_timestamp_nanos(),
-                },
-                Err(err) => {
-                    tracing::warn!(error = %err, "submission without stream metadata; terminated");
-                    terminate(&message).await;
-                    continue;
-                }
-            };
-            let mut planned = plan(
-                &message.payload,
-                &limits,
-                IdSource::Stream(origin),
-                &pool_view::read(&pools),
-            );
-            if matches!(&planned, Plan::Record(p) if pool_view::is_unknown_pool(p.refusal.as_ref()))
-            {
-                pool_view::catch_up(&pools, recorder.store()).await;
-                planned = plan(
-                    &message.payload,
-                    &limits,
-                    IdSource::Stream(origin),
-                    &pool_view::read(&pools),
-                );
-            }
-            match planned {
-                Plan::Unreadable(rejection) => {
-                    tracing::warn!(
-                        sequence = origin.sequence,
-                        subject = %message.subject,
-                        bytes = message.payload.len(),
-                        reason = %rejection.message,
-                        "unreadable submission terminated"
-                    );
-                    metrics::counter!("taskyard_orchestrator_unreadable_total").increment(1);
-                    terminate(&message).await;
-                }
-                Plan::Record(planned) => {
+        let mut planned_from = Vec::with_capacity(batch.len());
+        for (index, message) in batch.iter().enumerate() {
+            match self.plan(message).await {
+                Some(planned) => {
                     plans.push(planned);
-                    recorded.push(message);
+                    planned_from.push(index);
                 }
+                None => verdicts.set(index, Verdict::Term),
             }
         }
-        if plans.is_empty() {
-            continue;
+        if !plans.is_empty() {
+            let messages: Vec<&Message> = planned_from.iter().map(|&i| &batch[i]).collect();
+            let settled = record(&self.recorder, plans, &messages).await;
+            for (verdict, index) in settled.into_iter().zip(planned_from) {
+                verdicts.set(index, verdict);
+            }
         }
-        record(&recorder, plans, recorded).await;
+        verdicts.into_vec()
+    }
+}
+
+impl Submissions {
+    /// What to record of `message`, or `None` when it is unreadable (it is
+    /// then terminated: no id, nothing to reject).
+    async fn plan(&self, message: &Message) -> Option<Planned> {
+        let origin = match message.info() {
+            Ok(info) => StreamOrigin {
+                sequence: info.stream_sequence,
+                published_nanos: info.published.unix_timestamp_nanos(),
+            },
+            Err(err) => {
+                warn_throttled!(error = %err, "submission without stream metadata; terminated");
+                return None;
+            }
+        };
+        let mut planned = plan(
+            &message.payload,
+            &self.limits,
+            IdSource::Stream(origin),
+            &pool_view::read(&self.pools),
+        );
+        if matches!(&planned, Plan::Record(p) if pool_view::is_unknown_pool(p.refusal.as_ref())) {
+            pool_view::catch_up(&self.pools, self.recorder.store()).await;
+            planned = plan(
+                &message.payload,
+                &self.limits,
+                IdSource::Stream(origin),
+                &pool_view::read(&self.pools),
+            );
+        }
+        match planned {
+            Plan::Unreadable(rejection) => {
+                warn_throttled!(
+                    sequence = origin.sequence,
+                    subject = %message.subject,
+                    bytes = message.payload.len(),
+                    reason = %rejection.message,
+                    "unreadable submission terminated"
+                );
+                metrics::counter!("taskyard_orchestrator_unreadable_total").increment(1);
+                None
+            }
+            Plan::Record(planned) => Some(planned),
+        }
     }
 }
 
 /// Records a batch's plans in one statement; when Postgres refuses what
 /// some of them hold, isolates those, records the rest, and sets each
-/// culprit aside on its own ([`quarantine`]).
-async fn record(recorder: &Recorder, mut plans: Vec<Planned>, messages: Vec<Message>) {
+/// culprit aside on its own ([`quarantine`]). One verdict per plan.
+async fn record(
+    recorder: &Recorder,
+    mut plans: Vec<Planned>,
+    messages: &[&Message],
+) -> Vec<Verdict> {
+    let mut verdicts = Verdicts::new(plans.len());
     let mut bisection = Bisection::new(plans.len(), RecordError::is_poison);
     while let Some(part) = bisection.next_part() {
         let result = recorder.record(&mut plans[part.clone()]).await;
@@ -108,7 +132,7 @@ async fn record(recorder: &Recorder, mut plans: Vec<Planned>, messages: Vec<Mess
                 tracing::info!(sequence, reason = %refusal, "submission rejected");
             }
         }
-        ack_all(&messages[range.clone()]).await;
+        verdicts.set_all(range.clone(), Verdict::Ack);
     }
     if !isolated.poison.is_empty() {
         tracing::warn!(
@@ -119,23 +143,29 @@ async fn record(recorder: &Recorder, mut plans: Vec<Planned>, messages: Vec<Mess
         );
     }
     for (index, err) in &isolated.poison {
-        quarantine(recorder, &mut plans[*index], &messages[*index], err).await;
+        let verdict = quarantine(recorder, &mut plans[*index], messages[*index], err).await;
+        verdicts.set(*index, verdict);
     }
     if let Some(err) = &isolated.retry_error {
-        let retry: Vec<Message> = isolated
-            .retry_indices()
-            .map(|i| messages[i].clone())
-            .collect();
-        error_throttled!(error = %err, submissions = retry.len(), "recording failed; will retry");
-        nak_all(&retry, RETRY_DELAY).await;
+        error_throttled!(
+            error = %err,
+            submissions = isolated.retry_indices().count(),
+            "recording failed; will retry"
+        );
     }
+    verdicts.into_vec()
 }
 
 /// One submission Postgres would not store: it is recorded `rejected` with
 /// Postgres's reason and without the fields that could hold the cause; if
 /// even that is refused, it is kept as a dead letter with the reason. The
 /// rest of its batch is recorded either way.
-async fn quarantine(recorder: &Recorder, plan: &mut Planned, message: &Message, err: &RecordError) {
+async fn quarantine(
+    recorder: &Recorder,
+    plan: &mut Planned,
+    message: &Message,
+    err: &RecordError,
+) -> Verdict {
     let reason = err.refusal();
     let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
     metrics::counter!("taskyard_orchestrator_poison_total").increment(1);
@@ -143,24 +173,24 @@ async fn quarantine(recorder: &Recorder, plan: &mut Planned, message: &Message, 
     match recorder.record(std::slice::from_mut(plan)).await {
         Ok(_) => {
             tracing::warn!(sequence, %reason, "a submission Postgres cannot store was recorded rejected");
-            ack_all(std::slice::from_ref(message)).await;
+            Verdict::Ack
         }
         Err(again) if again.is_poison() => {
             let letter = dead_letter(message, &reason);
             match recorder.store().record_dead_letter(&letter).await {
                 Ok(_) => {
                     tracing::warn!(sequence, %reason, "a submission Postgres cannot store was kept as a dead letter");
-                    terminate(message).await;
+                    Verdict::Term
                 }
                 Err(err) => {
                     error_throttled!(error = %err, sequence, "keeping a dead letter failed; will retry");
-                    nak_all(std::slice::from_ref(message), RETRY_DELAY).await;
+                    Verdict::Retry
                 }
             }
         }
         Err(again) => {
             error_throttled!(error = %again, sequence, "recording a refused submission failed; will retry");
-            nak_all(std::slice::from_ref(message), RETRY_DELAY).await;
+            Verdict::Retry
         }
     }
 }
@@ -184,11 +214,5 @@ pub(crate) fn dead_letter(message: &Message, reason: &str) -> DeadLetter {
             .map(|i| u32::try_from(i.delivered).unwrap_or(0))
             .unwrap_or(0),
         reason: reason.to_owned(),
-    }
-}
-
-async fn terminate(message: &Message) {
-    if let Err(err) = message.ack_with(AckKind::Term).await {
-        tracing::warn!(error = %err, "terminating a submission failed");
     }
 }

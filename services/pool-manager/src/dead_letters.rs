@@ -5,14 +5,12 @@
 //! deleted from its work-queue stream (which would otherwise keep it
 //! forever). The consumer it blocked has moved on already.
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream;
 use serde::Deserialize;
-use std::time::Duration;
 use taskyard_runtime::batching::Message;
+use taskyard_runtime::consume::{Handler, Verdict};
 use taskyard_store::Store;
 use taskyard_store::dead_letters::DeadLetter;
-
-const RETRY_DELAY: Duration = Duration::from_secs(2);
 
 /// `io.nats.jetstream.advisory.v1.max_deliver`, the fields we use.
 #[derive(Debug, Deserialize)]
@@ -28,8 +26,8 @@ struct MaxDeliveries {
 /// batch's statement refused it on its own, see
 /// `taskyard_runtime::poison`), rather than redeliver it until its max
 /// deliveries. If Postgres cannot take the dead letter either, the message
-/// is handed back to be tried again.
-pub async fn keep_now(store: &Store, message: &Message, reason: &str) {
+/// is handed back to be tried again. Returns what to do with the message.
+pub async fn keep_now(store: &Store, message: &Message, reason: &str) -> Verdict {
     let info = message.info().ok();
     let letter = DeadLetter {
         stream: info
@@ -53,13 +51,11 @@ pub async fn keep_now(store: &Store, message: &Message, reason: &str) {
             metrics::counter!("taskyard_pool_manager_dead_letters_total", "stream" => letter.stream.clone())
                 .increment(1);
             tracing::warn!(stream = %letter.stream, seq = letter.stream_seq, subject = %letter.subject, %reason, "a message Postgres refused was kept as a dead letter");
-            if let Err(err) = message.ack_with(AckKind::Term).await {
-                tracing::warn!(error = %err, "cannot terminate a dead letter");
-            }
+            Verdict::Term
         }
         Err(err) => {
             taskyard_runtime::error_throttled!(error = %err, "keeping a dead letter failed; will retry");
-            let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+            Verdict::Retry
         }
     }
 }
@@ -75,31 +71,31 @@ impl DeadLetters {
         DeadLetters { store, js }
     }
 
-    pub async fn handle(&self, batch: Vec<Message>) {
+    pub async fn handle(&self, batch: &[Message]) -> Vec<Verdict> {
+        let mut verdicts = Vec::with_capacity(batch.len());
         for message in batch {
             let advisory = match serde_json::from_slice::<MaxDeliveries>(&message.payload) {
                 Ok(advisory) => advisory,
                 Err(err) => {
-                    tracing::warn!(error = %err, "unreadable advisory skipped");
-                    let _ = message.ack().await;
+                    taskyard_runtime::warn_throttled!(error = %err, "unreadable advisory skipped");
+                    verdicts.push(Verdict::Term);
                     continue;
                 }
             };
             // Other applications' streams are theirs to look after.
             if !advisory.stream.starts_with("TASKYARD_") {
-                let _ = message.ack().await;
+                verdicts.push(Verdict::Ack);
                 continue;
             }
-            match self.keep(&advisory).await {
-                Ok(()) => {
-                    let _ = message.ack().await;
-                }
+            verdicts.push(match self.keep(&advisory).await {
+                Ok(()) => Verdict::Ack,
                 Err(err) => {
-                    tracing::error!(stream = %advisory.stream, seq = advisory.stream_seq, error = format!("{err:#}"), "keeping a dead letter failed; will retry");
-                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                    taskyard_runtime::error_throttled!(stream = %advisory.stream, seq = advisory.stream_seq, error = format!("{err:#}"), "keeping a dead letter failed; will retry");
+                    Verdict::Retry
                 }
-            }
+            });
         }
+        verdicts
     }
 
     async fn keep(&self, advisory: &MaxDeliveries) -> anyhow::Result<()> {
@@ -141,5 +137,11 @@ impl DeadLetters {
             tracing::warn!(stream = %advisory.stream, seq = advisory.stream_seq, error = %err, "cannot delete a dead letter from its stream");
         }
         Ok(())
+    }
+}
+
+impl Handler for DeadLetters {
+    async fn handle(&self, batch: &[Message]) -> Vec<Verdict> {
+        DeadLetters::handle(self, batch).await
     }
 }

@@ -47,11 +47,9 @@ pub mod timings;
 pub use config::Config;
 
 use anyhow::Context;
-use futures::StreamExt;
-use std::future::Future;
 use std::time::Duration;
-use taskyard_runtime::batching::{Message, batches};
-use taskyard_runtime::{Shutdown, micro, streams};
+use taskyard_runtime::batching::batches;
+use taskyard_runtime::{Shutdown, consume, micro, streams};
 use taskyard_store::Store;
 
 /// Whether Postgres refused a batch for what it holds (see
@@ -90,7 +88,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let cancels =
         cancel::serve(&service, store.clone(), announcer.clone(), shutdown.clone()).await?;
 
-    let batch = config.batch_size.max(1);
+    let batch = config.batch_size;
     let reports = reports::ReportHandler::new(store.clone(), announcer.clone());
     let timers = timers::TimerHandler::new(store.clone(), announcer.clone());
     let node_loss = node_loss::NodeLoss::new(store.clone(), announcer.clone());
@@ -100,7 +98,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let status = streams::pull_consumer(
         &js,
         streams::STATUS,
-        streams::pool_manager_consumer(i64::from(config.max_deliveries.max(1))),
+        streams::pool_manager_consumer(i64::from(config.max_deliveries)),
     )
     .await?;
     let fired = streams::pull_consumer(
@@ -126,7 +124,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         store: store.clone(),
         timers: timers.clone(),
         node_loss: node_loss.clone(),
-        interval: Duration::from_millis(config.reconcile_interval_ms.max(100)),
+        interval: Duration::from_millis(config.reconcile_interval_ms),
         grace: Duration::from_millis(config.reconcile_grace_ms),
     };
     taskyard_runtime::lag::spawn_lag_watch(
@@ -142,61 +140,41 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     );
     census::spawn(
         store.clone(),
-        Duration::from_millis(config.census_interval_ms.max(100)),
+        Duration::from_millis(config.census_interval_ms),
         shutdown.clone(),
     );
     tracing::info!("pool manager ready");
     let mut loops = tokio::task::JoinSet::new();
-    let stop = shutdown.clone();
-    loops.spawn(consume(
+    let s = &shutdown;
+    loops.spawn(consume::run(
         "reports",
         batches(&status, batch).await?,
-        stop,
-        move |b| {
-            let reports = reports.clone();
-            async move { reports.handle(b).await }
-        },
+        s.clone(),
+        reports,
     ));
-    let stop = shutdown.clone();
-    let fired_timers = timers.clone();
-    loops.spawn(consume(
+    loops.spawn(consume::run(
         "timers",
         batches(&fired, batch).await?,
-        stop,
-        move |b| {
-            let timers = fired_timers.clone();
-            async move { timers.handle(b).await }
-        },
+        s.clone(),
+        timers.clone(),
     ));
-    let stop = shutdown.clone();
-    loops.spawn(consume(
+    loops.spawn(consume::run(
         "node events",
         batches(&nodes, 100).await?,
-        stop,
-        move |b| {
-            let node_loss = node_loss.clone();
-            async move { node_loss.handle(b).await }
-        },
+        s.clone(),
+        node_loss.clone(),
     ));
-    let stop = shutdown.clone();
-    loops.spawn(consume(
+    loops.spawn(consume::run(
         "advisories",
         batches(&advisories, 100).await?,
-        stop,
-        move |b| {
-            let dead_letters = dead_letters.clone();
-            async move { dead_letters.handle(b).await }
-        },
+        s.clone(),
+        dead_letters,
     ));
-    let stop = shutdown.clone();
-    loops.spawn(consume(
+    loops.spawn(consume::run(
         "task logs",
         batches(&log_lines, batch).await?,
-        stop,
-        move |b| {
-            let log_store = log_store.clone();
-            async move { log_store.handle(b).await }
-        },
+        s.clone(),
+        log_store,
     ));
     loops.spawn({
         let shutdown = shutdown.clone();
@@ -216,29 +194,5 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         Some(Ok(result)) => result,
         Some(Err(err)) => Err(anyhow::anyhow!("a pool manager loop failed: {err}")),
         None => Ok(()),
-    }
-}
-
-/// Feeds each batch of `incoming` to `handle` until `shutdown`.
-async fn consume<S, F, Fut>(
-    what: &'static str,
-    mut incoming: S,
-    shutdown: Shutdown,
-    mut handle: F,
-) -> anyhow::Result<()>
-where
-    S: futures::Stream<Item = Vec<Message>> + Unpin,
-    F: FnMut(Vec<Message>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    loop {
-        let batch = tokio::select! {
-            _ = shutdown.wait() => return Ok(()),
-            batch = incoming.next() => match batch {
-                Some(batch) => batch,
-                None => anyhow::bail!("the {what} consumer stopped delivering"),
-            },
-        };
-        handle(batch).await;
     }
 }

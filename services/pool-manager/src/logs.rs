@@ -8,9 +8,8 @@
 //! is away is handed back with a delay, to be stored once Postgres is back.
 
 use crate::{dead_letters, salvage};
-use async_nats::jetstream::AckKind;
-use std::time::Duration;
-use taskyard_runtime::batching::{Message, ack_all, nak_all};
+use taskyard_runtime::batching::Message;
+use taskyard_runtime::consume::{Handler, Verdict, Verdicts};
 use taskyard_runtime::poison::Bisection;
 use taskyard_runtime::{error_throttled, warn_throttled};
 use taskyard_store::logs::NewLogLine;
@@ -23,8 +22,6 @@ pub const METRIC_STORED: &str = "taskyard_pool_manager_log_lines_stored_total";
 /// Counter of lines not stored, by `reason`: `unreadable` (a message that is
 /// not a log batch), `duplicate` (already stored, or of an unknown task).
 pub const METRIC_DROPPED: &str = "taskyard_pool_manager_log_lines_dropped_total";
-
-const RETRY_DELAY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct LogStore {
@@ -40,21 +37,20 @@ impl LogStore {
     /// message holds has its culprits isolated and the rest stored, and a
     /// culprit is stored with its NUL characters replaced ([`salvage`]) or
     /// else kept as a dead letter.
-    pub async fn handle(&self, batch: Vec<Message>) {
+    pub async fn handle(&self, batch: &[Message]) -> Vec<Verdict> {
+        let mut verdicts = Verdicts::new(batch.len());
         let mut lines: Vec<Vec<NewLogLine>> = Vec::with_capacity(batch.len());
         let mut readable = Vec::with_capacity(batch.len());
-        for message in batch {
+        for (index, message) in batch.iter().enumerate() {
             match codec::decode::<LogBatch>(&message.payload) {
                 Ok(logs) => {
                     lines.push(rows(logs).collect());
-                    readable.push(message);
+                    readable.push(index);
                 }
                 Err(err) => {
                     metrics::counter!(METRIC_DROPPED, "reason" => "unreadable").increment(1);
                     warn_throttled!(subject = %message.subject, error = %err, "dropping a log message that cannot be read");
-                    if let Err(err) = message.ack_with(AckKind::Term).await {
-                        warn_throttled!(error = %err, "cannot terminate an unreadable log message");
-                    }
+                    verdicts.set(index, Verdict::Term);
                 }
             }
         }
@@ -67,38 +63,46 @@ impl LogStore {
         let mut isolated = bisection.finish();
         for (range, (stored, count)) in &isolated.recorded {
             count_stored(*stored, *count);
-            ack_all(&readable[range.clone()]).await;
+            verdicts.set_all(readable[range.clone()].iter().copied(), Verdict::Ack);
         }
         for (index, err) in std::mem::take(&mut isolated.poison) {
+            let message = &batch[readable[index]];
             let mut scrubbed = std::mem::take(&mut lines[index]);
             let again = if salvage::scrub_lines(&mut scrubbed) {
                 self.store.insert_log_lines(&scrubbed).await
             } else {
                 Err(err)
             };
-            match again {
+            let verdict = match again {
                 Ok(stored) => {
                     count_stored(stored, scrubbed.len());
-                    tracing::warn!(subject = %readable[index].subject, "log lines Postgres refused were stored with their NUL characters replaced");
-                    ack_all(&readable[index..=index]).await;
+                    tracing::warn!(subject = %message.subject, "log lines Postgres refused were stored with their NUL characters replaced");
+                    Verdict::Ack
                 }
                 Err(err) if err.is_poison() => {
-                    dead_letters::keep_now(&self.store, &readable[index], &err.refusal()).await;
+                    dead_letters::keep_now(&self.store, message, &err.refusal()).await
                 }
                 Err(err) => {
                     error_throttled!(error = %err, "storing task log lines failed; will retry");
-                    nak_all(&readable[index..=index], RETRY_DELAY).await;
+                    Verdict::Retry
                 }
-            }
+            };
+            verdicts.set(readable[index], verdict);
         }
         if let Some(err) = &isolated.retry_error {
-            let retry: Vec<Message> = isolated
-                .retry_indices()
-                .map(|i| readable[i].clone())
-                .collect();
-            error_throttled!(error = %err, messages = retry.len(), "storing task log lines failed; will retry");
-            nak_all(&retry, RETRY_DELAY).await;
+            error_throttled!(
+                error = %err,
+                messages = isolated.retry_indices().count(),
+                "storing task log lines failed; will retry"
+            );
         }
+        verdicts.into_vec()
+    }
+}
+
+impl Handler for LogStore {
+    async fn handle(&self, batch: &[Message]) -> Vec<Verdict> {
+        LogStore::handle(self, batch).await
     }
 }
 

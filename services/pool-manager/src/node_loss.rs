@@ -4,14 +4,11 @@
 //! a frozen worker that resumes must not finish work that moved elsewhere.
 
 use crate::announce::{Announcer, kills_for};
-use async_nats::jetstream::AckKind;
-use std::time::Duration;
 use taskyard_runtime::batching::Message;
+use taskyard_runtime::consume::{Handler, Verdict};
 use taskyard_store::Store;
 use taskyard_wire::codec;
 use taskyard_wire::event::NodeEvent;
-
-const RETRY_DELAY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct NodeLoss {
@@ -24,13 +21,14 @@ impl NodeLoss {
         NodeLoss { store, announcer }
     }
 
-    pub async fn handle(&self, batch: Vec<Message>) {
+    pub async fn handle(&self, batch: &[Message]) -> Vec<Verdict> {
+        let mut verdicts = Vec::with_capacity(batch.len());
         for message in batch {
             let event = match codec::decode::<NodeEvent>(&message.payload) {
                 Ok(event) => event,
                 Err(err) => {
-                    tracing::warn!(subject = %message.subject, error = %err, "unreadable node event skipped");
-                    let _ = message.ack().await;
+                    taskyard_runtime::warn_throttled!(subject = %message.subject, error = %err, "unreadable node event skipped");
+                    verdicts.push(Verdict::Term);
                     continue;
                 }
             };
@@ -38,16 +36,15 @@ impl NodeLoss {
                 .reason
                 .clone()
                 .unwrap_or_else(|| format!("node {}", event.kind.as_str()));
-            match self.end_attempts(&event.node_id, &why).await {
-                Ok(()) => {
-                    let _ = message.ack().await;
-                }
+            verdicts.push(match self.end_attempts(&event.node_id, &why).await {
+                Ok(()) => Verdict::Ack,
                 Err(err) => {
-                    tracing::error!(node = %event.node_id, error = format!("{err:#}"), "ending a lost node's attempts failed; will retry");
-                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                    taskyard_runtime::error_throttled!(node = %event.node_id, error = format!("{err:#}"), "ending a lost node's attempts failed; will retry");
+                    Verdict::Retry
                 }
-            }
+            });
         }
+        verdicts
     }
 
     /// Ends every attempt placed on `node_id`, announces it, and tells the
@@ -68,5 +65,11 @@ impl NodeLoss {
         self.announcer.announce(&transitions).await?;
         self.announcer.kill(&kills_for(&transitions)).await;
         Ok(())
+    }
+}
+
+impl Handler for NodeLoss {
+    async fn handle(&self, batch: &[Message]) -> Vec<Verdict> {
+        NodeLoss::handle(self, batch).await
     }
 }

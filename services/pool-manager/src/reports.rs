@@ -2,10 +2,9 @@
 
 use crate::announce::{Announcer, Kill};
 use crate::{blames_input, dead_letters, refusal, salvage};
-use async_nats::jetstream::AckKind;
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
-use taskyard_runtime::batching::{Message, ack_all, nak_all};
+use taskyard_runtime::batching::Message;
+use taskyard_runtime::consume::{Handler, Verdict, Verdicts};
 use taskyard_runtime::poison::Bisection;
 use taskyard_runtime::{error_throttled, warn_throttled};
 use taskyard_store::Store;
@@ -14,9 +13,6 @@ use taskyard_store::tasks::{FinishReport, StartReport};
 use taskyard_wire::status::{Outcome, StatusMessage, StatusReport};
 use taskyard_wire::{TaskState, codec};
 use uuid::Uuid;
-
-/// How long a batch that could not be recorded waits before redelivery.
-pub const RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// The reports of one batch, split by kind, duplicates dropped.
 #[derive(Debug, Default)]
@@ -111,18 +107,19 @@ impl ReportHandler {
     /// and kept as a dead letter if even that is refused. A batch that fails
     /// for another reason (Postgres away) is handed back whole. Every step
     /// is idempotent.
-    pub async fn handle(&self, batch: Vec<Message>) {
+    pub async fn handle(&self, batch: &[Message]) -> Vec<Verdict> {
+        let mut verdicts = Verdicts::new(batch.len());
         let mut reports = Vec::with_capacity(batch.len());
         let mut readable = Vec::with_capacity(batch.len());
-        for message in batch {
+        for (index, message) in batch.iter().enumerate() {
             match codec::decode::<StatusMessage>(&message.payload) {
                 Ok(status) => {
                     reports.push(status.into_reports());
-                    readable.push(message);
+                    readable.push(index);
                 }
                 Err(err) => {
                     warn_throttled!(subject = %message.subject, error = %err, "unreadable report terminated");
-                    let _ = message.ack_with(AckKind::Term).await;
+                    verdicts.set(index, Verdict::Term);
                 }
             }
         }
@@ -133,9 +130,10 @@ impl ReportHandler {
         }
         let mut isolated = bisection.finish();
         for (range, ()) in &isolated.recorded {
-            ack_all(&readable[range.clone()]).await;
+            verdicts.set_all(readable[range.clone()].iter().copied(), Verdict::Ack);
         }
         for (index, err) in std::mem::take(&mut isolated.poison) {
+            let message = &batch[readable[index]];
             let mut scrubbed = std::mem::take(&mut reports[index]);
             let changed = scrubbed
                 .iter_mut()
@@ -145,36 +143,32 @@ impl ReportHandler {
             } else {
                 Err(err)
             };
-            match again {
+            let verdict = match again {
                 Ok(()) => {
-                    tracing::warn!(subject = %readable[index].subject, "a report Postgres refused was recorded with its NUL characters replaced");
-                    ack_all(&readable[index..=index]).await;
+                    tracing::warn!(subject = %message.subject, "a report Postgres refused was recorded with its NUL characters replaced");
+                    Verdict::Ack
                 }
                 Err(err) if blames_input(&err) => {
-                    let reason = refusal(&err);
-                    dead_letters::keep_now(&self.store, &readable[index], &reason).await;
+                    dead_letters::keep_now(&self.store, message, &refusal(&err)).await
                 }
                 Err(err) => {
                     error_throttled!(
                         error = format!("{err:#}"),
                         "recording a report failed; will retry"
                     );
-                    nak_all(&readable[index..=index], RETRY_DELAY).await;
+                    Verdict::Retry
                 }
-            }
+            };
+            verdicts.set(readable[index], verdict);
         }
         if let Some(err) = &isolated.retry_error {
-            let retry: Vec<Message> = isolated
-                .retry_indices()
-                .map(|i| readable[i].clone())
-                .collect();
             error_throttled!(
                 error = format!("{err:#}"),
-                messages = retry.len(),
+                messages = isolated.retry_indices().count(),
                 "recording reports failed; will retry"
             );
-            nak_all(&retry, RETRY_DELAY).await;
         }
+        verdicts.into_vec()
     }
 
     /// Applies starts, then finishes (a fast task's two reports often share a
@@ -261,6 +255,12 @@ impl ReportHandler {
             self.announcer.kill(&kills).await;
         }
         Ok(())
+    }
+}
+
+impl Handler for ReportHandler {
+    async fn handle(&self, batch: &[Message]) -> Vec<Verdict> {
+        ReportHandler::handle(self, batch).await
     }
 }
 

@@ -8,17 +8,14 @@
 
 use crate::announce::{Announcer, kills_for};
 use crate::{blames_input, dead_letters, refusal};
-use async_nats::jetstream::AckKind;
-use std::time::Duration;
-use taskyard_runtime::batching::{Message, ack_all, nak_after, nak_all};
+use taskyard_runtime::batching::Message;
+use taskyard_runtime::consume::{Handler, Verdict, Verdicts};
 use taskyard_runtime::poison::Bisection;
 use taskyard_runtime::{error_throttled, warn_throttled};
 use taskyard_store::Store;
 use taskyard_wire::codec;
 use taskyard_wire::timer::{Timer, TimerKind};
 
-/// How long a batch of timers that could not be applied waits.
-const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// A timer this close to its due time is applied now.
 const EARLY_TOLERANCE: time::Duration = time::Duration::milliseconds(20);
 
@@ -33,25 +30,26 @@ impl TimerHandler {
         TimerHandler { store, announcer }
     }
 
-    pub async fn handle(&self, batch: Vec<Message>) {
+    pub async fn handle(&self, batch: &[Message]) -> Vec<Verdict> {
         let now = taskyard_wire::now();
+        let mut verdicts = Verdicts::new(batch.len());
         let mut due = Vec::with_capacity(batch.len());
         let mut ready = Vec::with_capacity(batch.len());
-        for message in batch {
+        for (index, message) in batch.iter().enumerate() {
             match codec::decode::<Timer>(&message.payload) {
                 Ok(timer) if timer.due_at - now > EARLY_TOLERANCE => {
                     // Capped: a schedule that fired long before its time
                     // comes back hourly rather than spinning.
                     let rest = (timer.due_at - now).unsigned_abs();
-                    let _ = message.ack_with(nak_after(rest)).await;
+                    verdicts.set(index, Verdict::RetryAfter(rest));
                 }
                 Ok(timer) => {
                     due.push(timer);
-                    ready.push(message);
+                    ready.push(index);
                 }
                 Err(err) => {
                     warn_throttled!(subject = %message.subject, error = %err, "unreadable timer terminated");
-                    let _ = message.ack_with(AckKind::Term).await;
+                    verdicts.set(index, Verdict::Term);
                 }
             }
         }
@@ -62,20 +60,21 @@ impl TimerHandler {
         }
         let isolated = bisection.finish();
         for (range, ()) in &isolated.recorded {
-            ack_all(&ready[range.clone()]).await;
+            verdicts.set_all(ready[range.clone()].iter().copied(), Verdict::Ack);
         }
         for (index, err) in &isolated.poison {
-            dead_letters::keep_now(&self.store, &ready[*index], &refusal(err)).await;
+            let verdict =
+                dead_letters::keep_now(&self.store, &batch[ready[*index]], &refusal(err)).await;
+            verdicts.set(ready[*index], verdict);
         }
         if let Some(err) = &isolated.retry_error {
-            let retry: Vec<Message> = isolated.retry_indices().map(|i| ready[i].clone()).collect();
             error_throttled!(
                 error = format!("{err:#}"),
-                timers = retry.len(),
+                timers = isolated.retry_indices().count(),
                 "applying timers failed; will retry"
             );
-            nak_all(&retry, RETRY_DELAY).await;
         }
+        verdicts.into_vec()
     }
 
     /// Applies due timers, kind by kind, and announces what moved.
@@ -100,5 +99,11 @@ impl TimerHandler {
             }
         }
         Ok(())
+    }
+}
+
+impl Handler for TimerHandler {
+    async fn handle(&self, batch: &[Message]) -> Vec<Verdict> {
+        TimerHandler::handle(self, batch).await
     }
 }

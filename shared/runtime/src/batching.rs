@@ -129,9 +129,7 @@ pub fn is_permanent(err: &BatchError) -> bool {
 /// redelivered, and every consumer tolerates that).
 pub async fn ack_all(messages: &[Message]) {
     for message in messages {
-        if let Err(err) = message.ack().await {
-            crate::warn_throttled!(error = %err, "ack failed; the message will be redelivered");
-        }
+        crate::consume::settle(message, crate::consume::Verdict::Ack).await;
     }
 }
 
@@ -142,18 +140,9 @@ pub async fn ack_all(messages: &[Message]) {
 /// back again when it comes.
 pub const MAX_NAK_DELAY: Duration = Duration::from_secs(3600);
 
-/// A NAK that hands `message` back for `delay`, at most [`MAX_NAK_DELAY`].
+/// A NAK that hands a message back for `delay`, at most [`MAX_NAK_DELAY`].
 pub fn nak_after(delay: Duration) -> async_nats::jetstream::AckKind {
     async_nats::jetstream::AckKind::Nak(Some(delay.min(MAX_NAK_DELAY)))
-}
-
-/// Hands every message back, to be redelivered after `delay` (what could
-/// not be handled now, such as while Postgres is away). A failed NAK needs
-/// nothing more: the message comes back once its ack wait runs out.
-pub async fn nak_all(messages: &[Message], delay: Duration) {
-    for message in messages {
-        let _ = message.ack_with(nak_after(delay)).await;
-    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! - [`nats`]: connecting to NATS and checking the server is fit for us.
 //! - [`streams`]: every JetStream stream and consumer, declared idempotently.
 //! - [`batching`]: pulling messages in batches and publishing many at once.
+//! - [`consume`]: the consume loop: a handler's verdict per message, settled.
 //! - [`poison`]: finding the message a batch statement refuses.
 //! - [`throttle`]: a warning that repeats, logged once an interval with a count.
 //! - [`shutdown`]: the shutdown signal.
@@ -22,6 +23,7 @@
 
 pub mod batching;
 pub mod config;
+pub mod consume;
 pub mod lag;
 pub mod micro;
 pub mod nats;
