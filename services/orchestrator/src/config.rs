@@ -1,6 +1,7 @@
 //! The orchestrator's settings.
 
 use serde::{Deserialize, Serialize};
+use taskyard_runtime::config::at_least;
 use taskyard_runtime::{Common, ServiceConfig};
 use taskyard_wire::task::Limits;
 
@@ -59,5 +60,30 @@ impl Config {
 impl ServiceConfig for Config {
     fn common(&self) -> &Common {
         &self.common
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        at_least(&mut problems, "batch_size", self.batch_size as u64, 1);
+        at_least(&mut problems, "pool_size", self.pool_size as u64, 1);
+        at_least(
+            &mut problems,
+            "max_spec_bytes",
+            self.max_spec_bytes as u64,
+            1,
+        );
+        at_least(
+            &mut problems,
+            "max_submission_bytes",
+            self.max_submission_bytes as u64,
+            1,
+        );
+        at_least(
+            &mut problems,
+            "reconcile_interval_ms",
+            self.reconcile_interval_ms,
+            100,
+        );
+        problems
     }
 }

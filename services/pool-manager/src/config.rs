@@ -1,6 +1,7 @@
 //! The pool manager's settings.
 
 use serde::{Deserialize, Serialize};
+use taskyard_runtime::config::at_least;
 use taskyard_runtime::{Common, ServiceConfig};
 
 /// Most reports taken from the stream at once.
@@ -50,5 +51,52 @@ impl Default for Config {
 impl ServiceConfig for Config {
     fn common(&self) -> &Common {
         &self.common
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        at_least(&mut problems, "batch_size", self.batch_size as u64, 1);
+        at_least(&mut problems, "pool_size", self.pool_size as u64, 1);
+        at_least(
+            &mut problems,
+            "reconcile_interval_ms",
+            self.reconcile_interval_ms,
+            100,
+        );
+        at_least(
+            &mut problems,
+            "census_interval_ms",
+            self.census_interval_ms,
+            100,
+        );
+        at_least(
+            &mut problems,
+            "max_deliveries",
+            u64::from(self.max_deliveries),
+            1,
+        );
+        problems
+    }
+}
+
+#[cfg(test)]
+mod problems {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_zeroes_are_named() {
+        assert_eq!(Config::default().problems(), Vec::<String>::new());
+        let zero = Config {
+            batch_size: 0,
+            max_deliveries: 0,
+            ..Config::default()
+        };
+        assert_eq!(
+            zero.problems(),
+            vec![
+                "batch_size is 0; it must be at least 1".to_owned(),
+                "max_deliveries is 0; it must be at least 1".to_owned(),
+            ]
+        );
     }
 }

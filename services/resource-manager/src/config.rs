@@ -3,6 +3,7 @@
 use crate::registry::Thresholds;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use taskyard_runtime::config::at_least;
 use taskyard_runtime::{Common, ServiceConfig};
 
 /// A node whose last heartbeat is older than this is `suspect`.
@@ -50,10 +51,9 @@ impl Default for Config {
 
 impl Config {
     pub fn thresholds(&self) -> Thresholds {
-        let suspect = Duration::from_millis(self.suspect_after_ms);
         Thresholds {
-            suspect_after: suspect,
-            lost_after: Duration::from_millis(self.lost_after_ms).max(suspect),
+            suspect_after: Duration::from_millis(self.suspect_after_ms),
+            lost_after: Duration::from_millis(self.lost_after_ms),
         }
     }
 }
@@ -61,5 +61,68 @@ impl Config {
 impl ServiceConfig for Config {
     fn common(&self) -> &Common {
         &self.common
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        at_least(&mut problems, "suspect_after_ms", self.suspect_after_ms, 1);
+        if self.lost_after_ms <= self.suspect_after_ms {
+            problems.push(format!(
+                "lost_after_ms is {}; it must be more than suspect_after_ms ({})",
+                self.lost_after_ms, self.suspect_after_ms
+            ));
+        }
+        at_least(
+            &mut problems,
+            "flush_interval_ms",
+            self.flush_interval_ms,
+            10,
+        );
+        at_least(
+            &mut problems,
+            "sweep_interval_ms",
+            self.sweep_interval_ms,
+            10,
+        );
+        at_least(
+            &mut problems,
+            "sample_interval_ms",
+            self.sample_interval_ms,
+            100,
+        );
+        at_least(
+            &mut problems,
+            "sample_retention_hours",
+            self.sample_retention_hours,
+            1,
+        );
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(Config::default().problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_lost_threshold_not_past_suspicion_is_refused_with_the_rest() {
+        let config = Config {
+            suspect_after_ms: 5_000,
+            lost_after_ms: 3_000,
+            sweep_interval_ms: 0,
+            ..Config::default()
+        };
+        assert_eq!(
+            config.problems(),
+            vec![
+                "lost_after_ms is 3000; it must be more than suspect_after_ms (5000)".to_owned(),
+                "sweep_interval_ms is 0; it must be at least 10".to_owned(),
+            ]
+        );
     }
 }

@@ -68,13 +68,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut latest: HashMap<String, Heartbeat> = HashMap::new();
     // The newest heartbeat of each node since the last sample.
     let mut to_sample: HashMap<String, Heartbeat> = HashMap::new();
-    let mut sample =
-        tokio::time::interval(Duration::from_millis(config.sample_interval_ms.max(100)));
+    let mut sample = tokio::time::interval(Duration::from_millis(config.sample_interval_ms));
     let mut prune = tokio::time::interval(Duration::from_secs(300));
     let retention = Duration::from_secs(config.sample_retention_hours.saturating_mul(3600));
     let mut announcements: Vec<NodeEvent> = Vec::new();
-    let mut flush = tokio::time::interval(Duration::from_millis(config.flush_interval_ms.max(10)));
-    let mut sweep = tokio::time::interval(Duration::from_millis(config.sweep_interval_ms.max(10)));
+    let mut flush = tokio::time::interval(Duration::from_millis(config.flush_interval_ms));
+    let mut sweep = tokio::time::interval(Duration::from_millis(config.sweep_interval_ms));
     loop {
         tokio::select! {
             _ = shutdown.wait() => break,

@@ -1,6 +1,7 @@
 //! The scheduler's settings.
 
 use serde::{Deserialize, Serialize};
+use taskyard_runtime::config::at_least;
 use taskyard_runtime::{Common, ServiceConfig};
 
 /// Most events taken from the stream at once.
@@ -35,5 +36,13 @@ impl Default for Config {
 impl ServiceConfig for Config {
     fn common(&self) -> &Common {
         &self.common
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        at_least(&mut problems, "batch_size", self.batch_size as u64, 1);
+        at_least(&mut problems, "max_round", self.max_round as u64, 1);
+        at_least(&mut problems, "pool_size", self.pool_size as u64, 1);
+        problems
     }
 }

@@ -57,6 +57,21 @@ impl Default for Common {
 /// A service's configuration: its own settings plus [`Common`] (flattened).
 pub trait ServiceConfig: DeserializeOwned + Serialize + Default {
     fn common(&self) -> &Common;
+
+    /// Every problem with the values, each naming its setting, all found
+    /// at once: the service refuses to start on any (exit code 78) rather
+    /// than clamp a value to something the operator did not ask for.
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Adds a problem to `problems` when setting `name` (its `TASKYARD_*`
+/// variable's name, lower case) is below `min`.
+pub fn at_least(problems: &mut Vec<String>, name: &str, value: u64, min: u64) {
+    if value < min {
+        problems.push(format!("{name} is {value}; it must be at least {min}"));
+    }
 }
 
 /// Loads `C` from its defaults, `file` (if any), then `TASKYARD_*` variables.
@@ -70,7 +85,7 @@ pub fn load<C: ServiceConfig>(file: Option<&Path>) -> Result<C, String> {
         figment = figment.merge(Toml::file(file));
     }
     // TASKYARD_CONFIG names the file itself; it is not a setting.
-    figment
+    let config: C = figment
         .merge(Env::prefixed("TASKYARD_").split("__").ignore(&["config"]))
         .extract()
         .map_err(|err| {
@@ -78,7 +93,16 @@ pub fn load<C: ServiceConfig>(file: Option<&Path>) -> Result<C, String> {
                 .map(|e| format!("  - {e}"))
                 .collect::<Vec<_>>()
                 .join("\n")
-        })
+        })?;
+    let problems = config.problems();
+    if !problems.is_empty() {
+        return Err(problems
+            .iter()
+            .map(|p| format!("  - {p}"))
+            .collect::<Vec<_>>()
+            .join("\n"));
+    }
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -99,6 +123,42 @@ mod tests {
         fn common(&self) -> &Common {
             &self.common
         }
+
+        fn problems(&self) -> Vec<String> {
+            let mut problems = Vec::new();
+            if self.batch_size > 1000 {
+                problems.push(format!("batch_size is {}; at most 1000", self.batch_size));
+            }
+            if self.common.nats_url.is_empty() {
+                problems.push("nats_url is empty".to_owned());
+            }
+            problems
+        }
+    }
+
+    #[test]
+    fn every_problem_with_the_values_is_reported_at_once() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TASKYARD_BATCH_SIZE", "5000");
+            jail.set_env("TASKYARD_NATS_URL", "");
+            let err = load::<Demo>(None).err().unwrap_or_default();
+            assert_eq!(
+                err, "  - batch_size is 5000; at most 1000\n  - nats_url is empty",
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn at_least_names_the_setting_and_its_bound() {
+        let mut problems = Vec::new();
+        at_least(&mut problems, "sweep_interval_ms", 5, 10);
+        at_least(&mut problems, "flush_interval_ms", 10, 10);
+        assert_eq!(
+            problems,
+            vec!["sweep_interval_ms is 5; it must be at least 10"]
+        );
     }
 
     #[test]
