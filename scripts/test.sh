@@ -15,6 +15,17 @@ if [ "${avail_kib:-0}" -lt $((4 * 1024 * 1024)) ]; then
     echo "[test] warning: only $((avail_kib / 1024)) MiB free here; a full build needs about 4 GiB" >&2
 fi
 
+# The house rules, before anything runs: formatted, no unused dependency
+# (cargo-machete, pinned, installed once), and no clippy warning anywhere.
+MACHETE_VERSION="0.9.2"
+cargo fmt --all --check
+if [ "$(cargo machete --version 2>/dev/null)" != "$MACHETE_VERSION" ]; then
+    echo "[test] installing cargo-machete $MACHETE_VERSION" >&2
+    cargo install cargo-machete --version "$MACHETE_VERSION" --locked --quiet
+fi
+cargo machete
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
 # The end-to-end tests start the service binaries as processes.
 cargo build --workspace --bins --quiet
 
