@@ -118,3 +118,67 @@ fn a_cpu_quota_binds_one_pool_while_another_shares_its_nodes() {
         assert_eq!(report.makespan_ms, 4000, "{policy}");
     }
 }
+
+/// Generated workloads split over two pools with quotas drawn per seed:
+/// every policy runs every task, and the engine, which counts each pool's
+/// running tasks, CPU and memory and each tenant's running tasks itself,
+/// never sees a quota exceeded (it would fail the run).
+#[test]
+fn random_quotas_are_never_exceeded_and_every_task_runs() {
+    for seed in 1..=16u64 {
+        let settings = taskyard_simulator::Generator {
+            tasks: 200,
+            tenants: [("a", 3), ("b", 1), ("c", 1)]
+                .into_iter()
+                .map(|(n, w)| (n.to_owned(), w))
+                .collect::<BTreeMap<_, _>>(),
+            cluster: Cluster {
+                nodes: 2,
+                cpu_millis: 8000,
+                memory_mb: 32_768,
+                ..Cluster::default()
+            },
+            seed,
+            ..taskyard_simulator::Generator::default()
+        };
+        let mut workload = settings.generate().expect("a workload");
+        // A fixed scatter of tasks over the pools, different per seed.
+        for (index, task) in workload.tasks.iter_mut().enumerate() {
+            if (index as u64)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed)
+                % 3
+                == 0
+            {
+                task.pool = "batch".to_owned();
+            }
+        }
+        let largest = |of: fn(&Task) -> u32| {
+            workload
+                .tasks
+                .iter()
+                .filter(|t| t.pool == "batch")
+                .map(of)
+                .max()
+                .unwrap_or(1)
+        };
+        let batch = PoolQuotas {
+            max_cpu_millis: Some(largest(|t| t.cpu_millis) * (1 + (seed % 3) as u32)),
+            max_memory_mb: Some(largest(|t| t.memory_mb) * (1 + (seed % 2) as u32)),
+            tenant_max_running: Some(1 + (seed % 3) as u32),
+            ..PoolQuotas::default()
+        };
+        let default = PoolQuotas {
+            max_running: Some(1 + (seed % 6) as u32),
+            ..PoolQuotas::default()
+        };
+        workload.pools = [("batch".to_owned(), batch), ("default".to_owned(), default)]
+            .into_iter()
+            .collect();
+        for policy in PolicyKind::ALL {
+            let report = simulate(&workload, &settings.cluster, policy)
+                .unwrap_or_else(|err| panic!("seed {seed}, {policy}: {err}"));
+            assert_eq!(report.tasks, 200, "seed {seed}, {policy}");
+        }
+    }
+}
