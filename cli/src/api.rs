@@ -11,8 +11,9 @@ use taskyard_wire::heartbeat::Capacity;
 use taskyard_wire::{Resources, TaskState, Timestamp};
 use uuid::Uuid;
 
-/// How long one API call may take.
-pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long one API call may take: what any request of Taskyard's may
+/// (the CLI's reads are Postgres queries behind the API).
+pub const REQUEST_TIMEOUT: std::time::Duration = taskyard_client::REQUEST_TIMEOUT;
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]

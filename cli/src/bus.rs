@@ -1,5 +1,6 @@
 //! The CLI's NATS connection, for the commands that talk to services
-//! directly (`submit`, `pools`, `pool`, `node`, `services`).
+//! directly (`submit`, `cancel`, `pools`, `pool`, `node`, `services`), and
+//! the typed client of their requests on it.
 
 use anyhow::Context;
 use std::time::Duration;
@@ -15,4 +16,9 @@ pub async fn connect(url: &str) -> anyhow::Result<async_nats::Client> {
         .connect(url)
         .await
         .with_context(|| format!("cannot reach NATS at {url} (is `taskyard up` running?)"))
+}
+
+/// Connects to NATS at `url` and returns the request client on it.
+pub async fn client(url: &str) -> anyhow::Result<taskyard_client::Client> {
+    Ok(taskyard_client::Client::new(connect(url).await?))
 }

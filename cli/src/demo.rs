@@ -4,7 +4,8 @@
 use rand::Rng;
 use serde_json::{Value, json};
 use std::time::Duration;
-use taskyard_wire::reply::SubmitReply;
+use taskyard_client::ClientError;
+use taskyard_wire::codec;
 
 /// Time between two demo batches.
 pub const INTERVAL: Duration = Duration::from_secs(2);
@@ -73,6 +74,7 @@ pub fn workflow(round: u64) -> Value {
 
 /// Submits a batch every [`INTERVAL`] until cancelled.
 pub async fn run(nats: async_nats::Client) {
+    let client = taskyard_client::Client::new(nats);
     let mut round = 0u64;
     let mut warned = false;
     loop {
@@ -82,23 +84,16 @@ pub async fn run(nats: async_nats::Client) {
         } else {
             batch(round)
         };
-        let payload = serde_json::to_vec(&body).unwrap_or_default();
-        let outcome = tokio::time::timeout(
-            Duration::from_secs(10),
-            nats.request(taskyard_wire::subjects::API_SUBMIT, payload.into()),
-        )
-        .await;
-        match outcome {
-            Ok(Ok(reply)) => match serde_json::from_slice::<SubmitReply>(&reply.payload) {
-                Ok(SubmitReply::Refused { error }) => eprintln!("demo batch refused: {error}"),
-                Ok(SubmitReply::Accepted { .. }) => warned = false,
-                Err(err) => eprintln!("demo: unexpected reply: {err}"),
-            },
-            _ if !warned => {
-                eprintln!("demo: the orchestrator is not answering yet; still trying");
-                warned = true;
+        match client.submit(codec::encode(&body)).await {
+            Ok(_) => warned = false,
+            Err(ClientError::Refused(error)) => eprintln!("demo batch refused: {error}"),
+            Err(err) if err.is_unavailable() => {
+                if !warned {
+                    eprintln!("demo: the orchestrator is not answering yet; still trying");
+                    warned = true;
+                }
             }
-            _ => {}
+            Err(err) => eprintln!("demo: {err}"),
         }
         tokio::time::sleep(INTERVAL).await;
     }

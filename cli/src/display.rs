@@ -1,6 +1,6 @@
 //! Plain-text output: aligned tables and readable times.
 
-pub use taskyard_api::readable::{format_ms, format_time};
+pub use taskyard_client::readable::{format_ms, format_time};
 use taskyard_wire::Timestamp;
 
 /// Columns separated by two spaces, each as wide as its widest cell.
@@ -73,7 +73,7 @@ pub fn run_duration(start: Option<Timestamp>, end: Option<Timestamp>) -> String 
 
 /// `3s ago`, `5m ago`, or the time itself when older than an hour.
 pub fn format_age(at: Timestamp) -> String {
-    taskyard_api::readable::format_age(at, taskyard_wire::now())
+    taskyard_client::readable::format_age(at, taskyard_wire::now())
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 //! and reply), so they work without the api service; so do pools (the pool
 //! manager, `taskyard.api.pools.<op>`), node operations (the resource
 //! manager, `taskyard.api.nodes.<op>`) and `services` (`$SRV.INFO` and
-//! `$SRV.STATS`), through the same typed requests as the API
-//! (`taskyard_api::requests` and `taskyard_api::discovery`). Reads of tasks
+//! `$SRV.STATS`), through the same typed client as the API
+//! ([`taskyard_client::Client`]): the CLI stands beside the services and
+//! depends on none of them. Reads of tasks
 //! and nodes go through the API (`/api/v1/...`), so the CLI needs no database
 //! access.
 //!

@@ -358,7 +358,7 @@ fn submit_selector_builds_the_node_selector() {
 
 #[test]
 fn node_and_services_commands_parse() {
-    use taskyard_api::requests::NodeOp;
+    use taskyard_client::NodeOp;
     for op in NodeOp::ALL {
         let cli = parse(&["node", op.as_str(), "node-1"]).expect("valid arguments");
         let Command::Node(node) = cli.command else {

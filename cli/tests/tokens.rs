@@ -3,8 +3,7 @@
 
 mod support;
 
-use support::{Env, stderr, stdout};
-use taskyard_api::AuthMode;
+use support::{AuthMode, Env, stderr, stdout};
 
 #[tokio::test]
 async fn tokens_are_created_used_listed_and_revoked() {

@@ -6,7 +6,11 @@
 use anyhow::Context;
 use serde_json::Value;
 use std::time::Duration;
+use taskyard_client::{Client, ClientError, NodeOp, PoolOp};
 use taskyard_testkit::{ServiceHandle, TestStack, wait_until};
+use taskyard_wire::Rejection;
+use taskyard_wire::control::NodeReply;
+use taskyard_wire::pool::PoolReply;
 use taskyard_wire::reply::SubmitReply;
 use uuid::Uuid;
 
@@ -255,66 +259,69 @@ impl Cluster {
         .await
     }
 
-    /// A request/reply round trip to a Taskyard service, JSON both ways.
-    pub async fn request<T: serde::de::DeserializeOwned>(
-        &self,
-        subject: &str,
-        body: &Value,
-    ) -> anyhow::Result<T> {
-        let payload = serde_json::to_vec(body)?;
-        let reply = tokio::time::timeout(
-            Duration::from_secs(10),
-            self.nats.request(subject.to_owned(), payload.into()),
-        )
-        .await
-        .with_context(|| format!("{subject} did not answer"))??;
-        serde_json::from_slice(&reply.payload).with_context(|| {
-            format!(
-                "unexpected reply on {subject}: {}",
-                String::from_utf8_lossy(&reply.payload)
-            )
-        })
+    /// The typed client of the request subjects, on this cluster's NATS.
+    pub fn client(&self) -> Client {
+        Client::new(self.nats.clone())
     }
 
-    /// A pool request (`create`, `update`, `delete`, `get`, `list`).
-    pub async fn pools(
-        &self,
-        op: &str,
-        body: &Value,
-    ) -> anyhow::Result<taskyard_wire::pool::PoolReply> {
-        self.request(&taskyard_wire::subjects::api_pools(op), body)
+    /// A pool request (`create`, `update`, `delete`, `get`, `list`), its
+    /// answer as the pool manager's reply (a refusal included).
+    pub async fn pools(&self, op: &str, body: &Value) -> anyhow::Result<PoolReply> {
+        let op = PoolOp::parse(op).with_context(|| format!("no pool operation `{op}`"))?;
+        let client = self.client();
+        let name = || body["name"].as_str().unwrap_or_default();
+        let answer = match op {
+            PoolOp::List => client.pools().await.map(|pools| PoolReply::Many { pools }),
+            PoolOp::Get => client
+                .pool(name())
+                .await
+                .map(|pool| PoolReply::One { pool }),
+            PoolOp::Delete => client
+                .delete_pool(name())
+                .await
+                .map(|pool| PoolReply::One { pool }),
+            PoolOp::Create => client
+                .create_pool(body)
+                .await
+                .map(|pool| PoolReply::One { pool }),
+            PoolOp::Update => client
+                .update_pool(body)
+                .await
+                .map(|pool| PoolReply::One { pool }),
+        };
+        refused_or(answer, |error| PoolReply::Refused { error })
+    }
+
+    /// A node request (`drain`, `cordon`, `uncordon`, `remove`), its answer
+    /// as the resource manager's reply (a refusal included).
+    pub async fn node(&self, op: &str, node_id: &str) -> anyhow::Result<NodeReply> {
+        let op = NodeOp::parse(op).with_context(|| format!("no node operation `{op}`"))?;
+        let answer = self
+            .client()
+            .node(op, node_id)
             .await
+            .map(|node| NodeReply::Done {
+                node_id: node.node_id,
+                health: node.health,
+                cordoned: node.cordoned,
+                draining: node.draining,
+                removed: node.removed,
+            });
+        refused_or(answer, |error| NodeReply::Refused { error })
     }
 
-    /// A node request (`drain`, `cordon`, `uncordon`, `remove`).
-    pub async fn node(
-        &self,
-        op: &str,
-        node_id: &str,
-    ) -> anyhow::Result<taskyard_wire::control::NodeReply> {
-        self.request(
-            &taskyard_wire::subjects::api_nodes(op),
-            &serde_json::json!({"node_id": node_id}),
-        )
-        .await
-    }
-
-    /// Submits by request/reply on `taskyard.api.submit`.
+    /// Submits by request/reply on `taskyard.api.submit`; the answer is the
+    /// orchestrator's reply (a refusal included).
     pub async fn submit(&self, body: &Value) -> anyhow::Result<SubmitReply> {
-        let payload = serde_json::to_vec(body)?;
-        let reply = tokio::time::timeout(
-            Duration::from_secs(10),
-            self.nats
-                .request(taskyard_wire::subjects::API_SUBMIT, payload.into()),
-        )
-        .await
-        .context("submit request timed out")??;
-        serde_json::from_slice(&reply.payload).with_context(|| {
-            format!(
-                "unexpected reply: {}",
-                String::from_utf8_lossy(&reply.payload)
-            )
-        })
+        let answer = self
+            .client()
+            .submit(serde_json::to_vec(body)?)
+            .await
+            .map(|submitted| SubmitReply::Accepted {
+                ids: submitted.ids,
+                workflow_id: submitted.workflow_id,
+            });
+        refused_or(answer, |error| SubmitReply::Refused { error })
     }
 
     /// Submits and expects ids.
@@ -401,13 +408,18 @@ impl Cluster {
         .await
     }
 
-    /// Asks the pool manager to cancel a task; returns its reply.
+    /// Asks the pool manager to cancel a task; returns its reply as JSON.
     pub async fn cancel(&self, id: Uuid, reason: &str) -> anyhow::Result<Value> {
-        self.request(
-            taskyard_wire::subjects::API_CANCEL,
-            &serde_json::json!({"task_id": id, "reason": reason}),
-        )
-        .await
+        let answer = self
+            .client()
+            .cancel(id, Some(reason.to_owned()))
+            .await
+            .map(|done| {
+                serde_json::json!({
+                    "task_id": done.task_id, "state": done.state, "cancelled": done.cancelled
+                })
+            });
+        refused_or(answer, |error| serde_json::json!({ "error": error }))
     }
 
     /// A task's history as `(from, to)` pairs, oldest first.
@@ -420,6 +432,20 @@ impl Cluster {
             )
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
+/// A request's answer, with the owner's refusal turned back into the
+/// reply that carries it (`refused`), so that tests can look at it; any
+/// other failure is an error.
+fn refused_or<T>(
+    answer: Result<T, ClientError>,
+    refused: impl FnOnce(Rejection) -> T,
+) -> anyhow::Result<T> {
+    match answer {
+        Ok(answer) => Ok(answer),
+        Err(ClientError::Refused(error)) => Ok(refused(error)),
+        Err(err) => Err(err.into()),
     }
 }
 

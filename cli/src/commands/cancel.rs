@@ -3,10 +3,10 @@
 //! killed on its node.
 
 use crate::GlobalOptions;
+use crate::commands::answered;
 use clap::Args;
 use std::process::ExitCode;
-use taskyard_api::requests;
-use taskyard_wire::control::CancelReply;
+use taskyard_client::CancelOutcome;
 use uuid::Uuid;
 
 #[derive(Debug, Args)]
@@ -21,24 +21,20 @@ pub struct Cancel {
 
 impl Cancel {
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
-        let client = crate::bus::connect(&global.nats_url).await?;
-        match requests::cancel(&client, self.id, self.reason, requests::REQUEST_TIMEOUT).await? {
-            CancelReply::Done {
+        let client = crate::bus::client(&global.nats_url).await?;
+        let Some(outcome) = answered(client.cancel(self.id, self.reason).await)? else {
+            return Ok(ExitCode::FAILURE);
+        };
+        match outcome {
+            CancelOutcome {
                 task_id,
                 cancelled: true,
                 ..
-            } => {
-                println!("{task_id} cancelled");
-                Ok(ExitCode::SUCCESS)
-            }
-            CancelReply::Done { task_id, state, .. } => {
-                println!("{task_id} had already ended: {state}");
-                Ok(ExitCode::SUCCESS)
-            }
-            CancelReply::Refused { error } => {
-                crate::commands::print_refusal(&error);
-                Ok(ExitCode::FAILURE)
+            } => println!("{task_id} cancelled"),
+            CancelOutcome { task_id, state, .. } => {
+                println!("{task_id} had already ended: {state}")
             }
         }
+        Ok(ExitCode::SUCCESS)
     }
 }

@@ -2,11 +2,11 @@
 //! manager (over NATS) to change one node.
 
 use crate::GlobalOptions;
+use crate::commands::answered;
 use crate::display::Table;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
-use taskyard_api::requests::{self, NodeOp};
-use taskyard_wire::control::NodeReply;
+use taskyard_client::NodeOp;
 
 #[derive(Debug, Args)]
 pub struct Node {
@@ -49,31 +49,20 @@ impl NodeAction {
 impl Node {
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
         let (op, id) = self.action.op();
-        let client = crate::bus::connect(&global.nats_url).await?;
-        match requests::nodes(&client, op, id, requests::REQUEST_TIMEOUT).await? {
-            NodeReply::Done {
-                node_id,
-                health,
-                cordoned,
-                draining,
-                removed,
-            } => {
-                let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
-                let mut table = Table::new(&["id", "health", "cordoned", "draining", "removed"]);
-                table.row(vec![
-                    node_id,
-                    health,
-                    yes_no(cordoned),
-                    yes_no(draining),
-                    yes_no(removed),
-                ]);
-                print!("{}", table.render());
-                Ok(ExitCode::SUCCESS)
-            }
-            NodeReply::Refused { error } => {
-                crate::commands::print_refusal(&error);
-                Ok(ExitCode::FAILURE)
-            }
-        }
+        let client = crate::bus::client(&global.nats_url).await?;
+        let Some(node) = answered(client.node(op, id).await)? else {
+            return Ok(ExitCode::FAILURE);
+        };
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
+        let mut table = Table::new(&["id", "health", "cordoned", "draining", "removed"]);
+        table.row(vec![
+            node.node_id,
+            node.health,
+            yes_no(node.cordoned),
+            yes_no(node.draining),
+            yes_no(node.removed),
+        ]);
+        print!("{}", table.render());
+        Ok(ExitCode::SUCCESS)
     }
 }

@@ -7,18 +7,17 @@
 //! keep their values.
 
 use crate::GlobalOptions;
+use crate::commands::answered;
 use crate::display::format_ms;
 use crate::labels::{format_labels, parse_label, to_map};
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use taskyard_api::requests::{self, PoolName, PoolOp};
-use taskyard_wire::codec;
-use taskyard_wire::pool::{PlacementStrategy, PoolReply, PoolSpec};
+use taskyard_client::ClientError;
+use taskyard_wire::pool::{PlacementStrategy, PoolSpec};
 
 #[derive(Debug, Args)]
 pub struct Pool {
@@ -262,73 +261,54 @@ fn read_definition(file: &PathBuf, name: Option<&str>) -> anyhow::Result<PoolSpe
 
 impl Pool {
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
-        let client = crate::bus::connect(&global.nats_url).await?;
+        let client = crate::bus::client(&global.nats_url).await?;
         match self.action {
-            PoolAction::Show(show) => {
-                let reply = request(&client, PoolOp::Get, name_body(&show.name)).await?;
-                finish(reply, show.json, None)
-            }
+            PoolAction::Show(show) => finish(client.pool(&show.name).await, show.json, None),
             PoolAction::Create(create) => {
                 let spec = create.spec()?;
-                let reply = request(&client, PoolOp::Create, codec::encode(&spec).into()).await?;
-                finish(reply, false, Some("created"))
+                finish(client.create_pool(&spec).await, false, Some("created"))
             }
             PoolAction::Update(update) => {
                 let current = if update.file.is_some() {
                     None
                 } else {
-                    match request(&client, PoolOp::Get, name_body(&update.name)).await? {
-                        PoolReply::One { pool } => Some(pool),
-                        other => return finish(other, false, None),
-                    }
+                    let Some(pool) = answered(client.pool(&update.name).await)? else {
+                        return Ok(ExitCode::FAILURE);
+                    };
+                    Some(pool)
                 };
                 let spec = update.spec(current.unwrap_or_else(PoolSpec::default_pool))?;
-                let reply = request(&client, PoolOp::Update, codec::encode(&spec).into()).await?;
-                finish(reply, false, Some("updated"))
+                finish(client.update_pool(&spec).await, false, Some("updated"))
             }
-            PoolAction::Delete(delete) => {
-                let reply = request(&client, PoolOp::Delete, name_body(&delete.name)).await?;
-                finish(reply, false, Some("deleted"))
-            }
+            PoolAction::Delete(delete) => finish(
+                client.delete_pool(&delete.name).await,
+                false,
+                Some("deleted"),
+            ),
         }
     }
 }
 
-fn name_body(name: &str) -> Bytes {
-    codec::encode(&PoolName { name }).into()
-}
-
-async fn request(
-    client: &async_nats::Client,
-    op: PoolOp,
-    body: Bytes,
-) -> anyhow::Result<PoolReply> {
-    Ok(requests::pools(client, op, body, requests::REQUEST_TIMEOUT).await?)
-}
-
-/// Prints the pool of a reply (after `done pool NAME` on standard error when
-/// `done` is given), or the refusal; the exit code says which.
-fn finish(reply: PoolReply, json: bool, done: Option<&str>) -> anyhow::Result<ExitCode> {
-    match reply {
-        PoolReply::One { pool } => {
-            if let Some(done) = done {
-                eprintln!("{done} pool {}", pool.name);
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&pool)?);
-            } else {
-                print!("{}", render(&pool));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        PoolReply::Refused { error } => {
-            crate::commands::print_refusal(&error);
-            Ok(ExitCode::FAILURE)
-        }
-        PoolReply::Many { .. } => {
-            bail!("the pool manager answered a list where one pool was expected")
-        }
+/// Prints the pool the pool manager answered with (after `done pool NAME`
+/// on standard error when `done` is given), or its refusal; the exit code
+/// says which.
+fn finish(
+    reply: Result<PoolSpec, ClientError>,
+    json: bool,
+    done: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let Some(pool) = answered(reply)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    if let Some(done) = done {
+        eprintln!("{done} pool {}", pool.name);
     }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&pool)?);
+    } else {
+        print!("{}", render(&pool));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One pool as `field  value` lines.

@@ -1,15 +1,12 @@
 //! `taskyard pools`: every pool, asked of the pool manager over NATS.
 
 use crate::GlobalOptions;
+use crate::commands::answered;
 use crate::display::{Table, format_ms};
 use crate::labels::format_labels;
-use anyhow::bail;
-use bytes::Bytes;
 use clap::Args;
 use std::process::ExitCode;
-use taskyard_api::requests::{self, ListPools, PoolOp};
-use taskyard_wire::codec;
-use taskyard_wire::pool::{PoolReply, PoolSpec};
+use taskyard_wire::pool::PoolSpec;
 
 #[derive(Debug, Args)]
 pub struct Pools {
@@ -20,17 +17,9 @@ pub struct Pools {
 
 impl Pools {
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
-        let client = crate::bus::connect(&global.nats_url).await?;
-        let body = Bytes::from(codec::encode(&ListPools {}));
-        let pools = match requests::pools(&client, PoolOp::List, body, requests::REQUEST_TIMEOUT)
-            .await?
-        {
-            PoolReply::Many { pools } => pools,
-            PoolReply::Refused { error } => {
-                crate::commands::print_refusal(&error);
-                return Ok(ExitCode::FAILURE);
-            }
-            PoolReply::One { .. } => bail!("the pool manager answered one pool to a list request"),
+        let client = crate::bus::client(&global.nats_url).await?;
+        let Some(pools) = answered(client.pools().await)? else {
+            return Ok(ExitCode::FAILURE);
         };
         if self.json {
             println!("{}", serde_json::to_string_pretty(&pools)?);

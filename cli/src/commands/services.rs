@@ -6,7 +6,7 @@ use crate::GlobalOptions;
 use crate::display::{Table, format_ms};
 use clap::Args;
 use std::process::ExitCode;
-use taskyard_api::discovery::{self, DISCOVERY_WINDOW, ServiceInstance};
+use taskyard_client::{DISCOVERY_WINDOW, ServiceInstance};
 
 #[derive(Debug, Args)]
 pub struct Services {
@@ -17,8 +17,8 @@ pub struct Services {
 
 impl Services {
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
-        let client = crate::bus::connect(&global.nats_url).await?;
-        let services = discovery::discover(&client, DISCOVERY_WINDOW).await?;
+        let client = crate::bus::client(&global.nats_url).await?;
+        let services = client.services(DISCOVERY_WINDOW).await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&services)?);
         } else if services.is_empty() {

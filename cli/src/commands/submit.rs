@@ -12,8 +12,6 @@ use crate::GlobalOptions;
 use crate::api::ApiClient;
 use crate::labels::{parse_label, to_map};
 use anyhow::{Context, bail};
-use async_nats::RequestErrorKind;
-use async_nats::client::Request;
 use bytes::Bytes;
 use clap::Args;
 use futures::StreamExt;
@@ -23,14 +21,13 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;
+use taskyard_client::{ClientError, Submitted};
 use taskyard_wire::event::TaskEventBatch;
 use taskyard_wire::reply::SubmitReply;
 use taskyard_wire::{TaskState, codec, subjects};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-/// How long the orchestrator may take to answer a submission.
-pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long without news of our tasks before asking the API.
 pub const RECONCILE_AFTER: Duration = Duration::from_secs(2);
 /// Most tasks looked up in one reconciliation round.
@@ -213,27 +210,35 @@ impl Submit {
         } else {
             None
         };
-        let reply = submit(&client, payload).await?;
-        let (reply, raw) = reply;
-        let ids = match reply {
-            SubmitReply::Accepted { ids, workflow_id } => {
-                if let (Some(workflow), false) = (workflow_id, self.json) {
+        let requests = taskyard_client::Client::new(client.clone());
+        let ids = match requests.submit(payload).await {
+            Ok(Submitted { ids, workflow_id }) => {
+                if self.json {
+                    // The orchestrator's reply, as the contract writes it.
+                    let reply = SubmitReply::Accepted {
+                        ids: ids.clone(),
+                        workflow_id,
+                    };
+                    println!("{}", String::from_utf8_lossy(&codec::encode(&reply)));
+                } else if let Some(workflow) = workflow_id {
                     // On stderr: stdout stays one task id per line.
                     eprintln!("workflow {workflow} (see `taskyard workflow {workflow}`)");
                 }
                 ids
             }
-            SubmitReply::Refused { error } => {
+            Err(ClientError::Refused(error)) => {
                 if self.json {
-                    println!("{}", String::from_utf8_lossy(&raw));
+                    let reply = SubmitReply::Refused {
+                        error: error.clone(),
+                    };
+                    println!("{}", String::from_utf8_lossy(&codec::encode(&reply)));
                 }
                 crate::commands::print_refusal(&error);
                 return Ok(ExitCode::FAILURE);
             }
+            Err(err) => return Err(err.into()),
         };
-        if self.json {
-            println!("{}", String::from_utf8_lossy(&raw));
-        } else {
+        if !self.json {
             for id in &ids {
                 println!("{id}");
             }
@@ -245,37 +250,6 @@ impl Submit {
         let api = global.api();
         wait_for(ids, events, &api, timeout).await
     }
-}
-
-/// Sends the submission and reads the reply (typed and as received).
-async fn submit(
-    client: &async_nats::Client,
-    payload: Bytes,
-) -> anyhow::Result<(SubmitReply, Bytes)> {
-    let size = payload.len();
-    let request = Request::new()
-        .payload(payload)
-        .timeout(Some(SUBMIT_TIMEOUT));
-    let message = client
-        .send_request(subjects::API_SUBMIT, request)
-        .await
-        .map_err(|err| match err.kind() {
-            RequestErrorKind::NoResponders => anyhow::anyhow!(
-                "no orchestrator is listening on {} (is `taskyard up` running?)",
-                subjects::API_SUBMIT
-            ),
-            RequestErrorKind::TimedOut => anyhow::anyhow!(
-                "the orchestrator did not answer within {} s",
-                SUBMIT_TIMEOUT.as_secs()
-            ),
-            RequestErrorKind::MaxPayloadExceeded => anyhow::anyhow!(
-                "the submission is {size} bytes; the NATS server accepts at most {}",
-                client.server_info().max_payload
-            ),
-            _ => anyhow::Error::new(err).context("sending the submission"),
-        })?;
-    let reply = codec::decode(&message.payload).context("reading the orchestrator's reply")?;
-    Ok((reply, message.payload))
 }
 
 /// A task that ended in a state other than `succeeded`.

@@ -86,7 +86,7 @@ impl Token {
                     return Ok(ExitCode::SUCCESS);
                 }
                 let when = |t: Option<taskyard_wire::Timestamp>| {
-                    t.map(taskyard_api::readable::format_time)
+                    t.map(taskyard_client::readable::format_time)
                         .unwrap_or_else(|| "-".to_owned())
                 };
                 let width = tokens
@@ -104,7 +104,7 @@ impl Token {
                         "{:<width$}  {:<8}  {:<19}  {:<19}  {}",
                         token.name,
                         token.role.as_str(),
-                        taskyard_api::readable::format_time(token.created_at),
+                        taskyard_client::readable::format_time(token.created_at),
                         when(token.last_used_at),
                         when(token.revoked_at),
                     );

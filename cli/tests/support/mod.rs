@@ -1,12 +1,32 @@
 //! What the CLI's integration tests share: a real NATS and Postgres, the
-//! API served in-process, and the `taskyard` binary run against them.
+//! api service's binary, and the `taskyard` binary run against them. The
+//! CLI stands beside the services, so its tests run the API as a user
+//! would: as a process (`cargo build --workspace --bins` builds it).
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
 use std::process::Output;
-use taskyard_api::{AppState, AuthMode, app};
+use std::time::Duration;
 use taskyard_store::Store;
-use taskyard_testkit::TestStack;
+use taskyard_testkit::{TestStack, wait_until};
+
+/// Whether the API asks for a token (its `TASKYARD_AUTH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Open: these tests run it on loopback only.
+    Off,
+    /// Every request needs a bearer token.
+    Required,
+}
+
+impl AuthMode {
+    fn as_env(self) -> &'static str {
+        match self {
+            AuthMode::Off => "off",
+            AuthMode::Required => "required",
+        }
+    }
+}
 
 pub struct Env {
     pub store: Store,
@@ -18,19 +38,43 @@ pub struct Env {
 impl Env {
     /// A fresh stack with the API on a free port, under `auth`.
     pub async fn start(auth: AuthMode) -> Env {
-        let stack = TestStack::start().await.expect("start the test stack");
+        let mut stack = TestStack::start().await.expect("start the test stack");
         let store = Store::connect_and_migrate(&stack.database_url, 4)
             .await
             .expect("connect and migrate");
         let nats = async_nats::connect(&stack.nats_url)
             .await
             .expect("connect to NATS");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let (http, metrics) = (free_addr(), free_addr());
+        stack
+            .spawn(
+                "taskyard-api",
+                "api",
+                &[
+                    ("TASKYARD_HTTP_ADDR", &http),
+                    ("TASKYARD_METRICS_ADDR", &metrics),
+                    ("TASKYARD_AUTH", auth.as_env()),
+                ],
+            )
             .await
-            .expect("bind port 0");
-        let api_url = format!("http://{}", listener.local_addr().expect("an address"));
-        let router = app(AppState::new(store.clone(), nats.clone(), auth));
-        tokio::spawn(async move { axum::serve(listener, router).await });
+            .expect("start the api");
+        let api_url = format!("http://{http}");
+        let client = reqwest::Client::new();
+        wait_until(
+            "the api to answer /healthz",
+            Duration::from_secs(30),
+            || async {
+                let answered = client
+                    .get(format!("{api_url}/healthz"))
+                    .timeout(Duration::from_millis(500))
+                    .send()
+                    .await
+                    .is_ok();
+                Ok(answered.then_some(()))
+            },
+        )
+        .await
+        .expect("the api answers");
         Env {
             store,
             nats,
@@ -72,4 +116,10 @@ pub fn stdout(output: &Output) -> String {
 
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A loopback address with a port free now (the api binds it right after).
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("an address").to_string()
 }

@@ -6,11 +6,11 @@
 //! their whole cause chain and answered with a bare `internal`, so nothing about
 //! the database or the network leaks to clients.
 
-use crate::requests::RequestError;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use taskyard_client::ClientError;
 use taskyard_store::StoreError;
 use taskyard_wire::{Rejection, RejectionCode};
 
@@ -195,12 +195,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<RequestError> for ApiError {
-    fn from(err: RequestError) -> Self {
-        if err.is_unavailable() {
-            ApiError::Unavailable(err.to_string())
-        } else {
-            ApiError::Internal(anyhow::Error::new(err))
+/// A request to an owner service that failed. A refusal is best turned into
+/// an error by the route, which knows what it means there
+/// ([`ApiError::from_refusal`]); one that reaches this is a 409 `refused`.
+impl From<ClientError> for ApiError {
+    fn from(err: ClientError) -> Self {
+        match err {
+            ClientError::Refused(error) => {
+                ApiError::from_refusal(error, |field, message| ApiError::Refused { field, message })
+            }
+            ClientError::TooLarge { max, .. } => ApiError::PayloadTooLarge { limit: max },
+            err if err.is_unavailable() => ApiError::Unavailable(err.to_string()),
+            err => ApiError::Internal(anyhow::Error::new(err)),
         }
     }
 }

@@ -15,15 +15,16 @@
 //! - [`config`]: the service's settings ([`Config`]).
 //! - [`error`]: [`ApiError`], the one error type of every handler, and its
 //!   JSON body `{"error": {"code", "message"}}`.
-//! - [`readable`]: how durations and times read for people (the CLI uses it too).
+//! - [`readable`]: how durations and times read for people (from
+//!   `taskyard_client`, where the CLI finds it too).
 //! - [`routes`]: the JSON API: `tasks` (submit, get, list, cancel, retry,
 //!   events), `tenants`, `nodes` (list,
 //!   get, drain, cordon, uncordon, remove), `pools` (list, get, create,
 //!   update, delete), `services`, `summary` and `health` (`/healthz`).
-//! - [`requests`]: typed NATS requests to the pool manager and the resource
-//!   manager, which own pools and nodes (shared with the CLI).
-//! - [`discovery`]: the NATS micro services on the bus (`$SRV.INFO` and
-//!   `$SRV.STATS`), shared with the CLI.
+//!
+//! Every request to another service (submit, pools, nodes, cancel, and the
+//! micro services on the bus) goes through [`taskyard_client::Client`], the
+//! typed client the CLI and the tests use too.
 //! - [`console`]: the server-rendered HTML pages (`/` and `/tasks/{id}`).
 //!   Its pages: overview (`/`), tasks (`/tasks`, with the submit form), a task
 //!   (`/tasks/{id}`: timeline, attempts, live log, cancel / retry), nodes
@@ -39,12 +40,11 @@
 pub mod auth;
 pub mod config;
 pub mod console;
-pub mod discovery;
 pub mod error;
 pub mod openapi;
-pub mod readable;
-pub mod requests;
 pub mod routes;
+
+pub use taskyard_client::readable;
 pub mod telemetry;
 
 pub use config::{AuthMode, Config};
@@ -60,9 +60,11 @@ use taskyard_store::Store;
 pub struct AppState {
     /// Every read goes to Postgres.
     pub store: Store,
-    /// Submissions, pool requests and node operations go over NATS
-    /// request/reply to the services that own them.
+    /// The live feed follows events here.
     pub nats: async_nats::Client,
+    /// Submissions, pool requests, node operations and cancels go over NATS
+    /// request/reply to the services that own them, through this client.
+    pub client: taskyard_client::Client,
     /// Whether requests need a token (see [`auth`]).
     pub auth: AuthMode,
 }
@@ -71,7 +73,12 @@ impl AppState {
     /// `auth` is said explicitly: there is no default that could leave an
     /// API open by accident.
     pub fn new(store: Store, nats: async_nats::Client, auth: AuthMode) -> AppState {
-        AppState { store, nats, auth }
+        AppState {
+            store,
+            client: taskyard_client::Client::new(nats.clone()),
+            nats,
+            auth,
+        }
     }
 }
 

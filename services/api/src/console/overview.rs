@@ -27,6 +27,7 @@ pub async fn page(State(state): State<AppState>) -> Page {
         limit: RECENT,
         ..ConsoleFilter::default()
     };
+    let quick = state.client.clone().with_timeout(super::POOLS_TIMEOUT);
     let (summary, nodes, loads, minutes, tasks, pools) = tokio::try_join!(
         summarize(&state.store),
         async { Ok(state.store.list_nodes().await?) },
@@ -34,7 +35,7 @@ pub async fn page(State(state): State<AppState>) -> Page {
         async { Ok(state.store.minute_stats(CHART_MINUTES).await?) },
         async { Ok::<_, ApiError>(state.store.console_tasks(&recent).await?) },
         // The page still shows the rest when the pool manager is away.
-        async { Ok(list_pools(&state.nats, super::POOLS_TIMEOUT).await) },
+        async { Ok(list_pools(&quick).await) },
     )
     .map_err(PageError)?;
     if let Err(err) = &pools {

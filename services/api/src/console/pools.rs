@@ -5,7 +5,6 @@
 use super::overview::pools_card;
 use super::{Page, layout, query_escape, see_other};
 use crate::AppState;
-use crate::requests::{self, PoolName, PoolOp};
 use crate::routes::pools::list_pools;
 use axum::Form;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -15,8 +14,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use taskyard_wire::codec;
-use taskyard_wire::pool::{POLICIES, PoolReply, PoolSpec};
+use taskyard_client::ClientError;
+use taskyard_wire::pool::{POLICIES, PoolSpec};
 
 /// What the page says after a save: `?saved=NAME` or `?error=...&pool=NAME`.
 #[derive(Debug, Default, Deserialize)]
@@ -32,10 +31,8 @@ pub async fn page(
     notice: Result<Query<Notice>, QueryRejection>,
 ) -> Page {
     let Query(notice) = notice?;
-    let (pools, loads) = tokio::join!(
-        list_pools(&state.nats, super::POOLS_TIMEOUT),
-        state.store.pool_loads()
-    );
+    let quick = state.client.clone().with_timeout(super::POOLS_TIMEOUT);
+    let (pools, loads) = tokio::join!(list_pools(&quick), state.store.pool_loads());
     let loads = loads?;
     let forms = pools.as_ref().map(|p| p.clone()).unwrap_or_default();
     let body = html! {
@@ -183,28 +180,30 @@ pub async fn update(
             query_escape(&message)
         ))
     };
-    let body = codec::encode(&PoolName { name: &name }).into();
-    let current =
-        match requests::pools(&state.nats, PoolOp::Get, body, requests::REQUEST_TIMEOUT).await {
-            Ok(PoolReply::One { pool }) => pool,
-            Ok(PoolReply::Refused { error }) => {
-                return failed(format!("{}: {}", error.field, error.message));
-            }
-            Ok(PoolReply::Many { .. }) => return failed("unexpected reply".to_owned()),
-            Err(err) => return failed(crate::ApiError::from(err).public_message()),
-        };
+    let current = match state.client.pool(&name).await {
+        Ok(pool) => pool,
+        Err(err) => return failed(why(err)),
+    };
     let definition = match form.apply(&current) {
         Ok(definition) => definition,
         Err(message) => return failed(message),
     };
-    let body = codec::encode(&definition).into();
-    match requests::pools(&state.nats, PoolOp::Update, body, requests::REQUEST_TIMEOUT).await {
-        Ok(PoolReply::One { pool }) => {
-            see_other(&format!("/pools?saved={}", query_escape(&pool.name)))
-        }
-        Ok(PoolReply::Refused { error }) => failed(format!("{}: {}", error.field, error.message)),
-        Ok(PoolReply::Many { .. }) => failed("unexpected reply".to_owned()),
-        Err(err) => failed(crate::ApiError::from(err).public_message()),
+    match state.client.update_pool(&definition).await {
+        Ok(pool) => see_other(&format!("/pools?saved={}", query_escape(&pool.name))),
+        Err(err) => failed(why(err)),
     }
     .into_response()
+}
+
+/// What the form says when a pool request fails: the refusal as
+/// `field: message`, anything else as the API would say it.
+fn why(err: ClientError) -> String {
+    match err {
+        ClientError::Refused(error) => format!("{}: {}", error.field, error.message),
+        other => {
+            let err = crate::ApiError::from(other);
+            err.log();
+            err.public_message()
+        }
+    }
 }

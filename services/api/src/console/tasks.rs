@@ -376,7 +376,7 @@ pub async fn submit(State(state): State<AppState>, Form(form): Form<SubmitForm>)
         }
     };
     let body = bytes::Bytes::from(serde_json::to_vec(&json).unwrap_or_default());
-    match forward_submission(&state.nats, body).await {
+    match forward_submission(&state.client, body).await {
         Ok(SubmitReply::Accepted { ids, .. }) => match ids.first() {
             Some(id) => see_other(&format!("/tasks/{id}")),
             None => see_other("/tasks"),

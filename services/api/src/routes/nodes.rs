@@ -3,14 +3,13 @@
 //! performs at our request over NATS.
 
 use crate::error::ErrorBody;
-use crate::requests::{self, NodeOp};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use serde::Serialize;
+use taskyard_client::{ClientError, NodeOp};
 use taskyard_store::nodes::NodeRow;
-use taskyard_wire::control::NodeReply;
 
 /// `{"nodes": [...]}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -125,22 +124,17 @@ async fn operate(
     op: NodeOp,
 ) -> Result<Json<NodeOutcome>, ApiError> {
     let Path(id) = id?;
-    match requests::nodes(&state.nats, op, &id, requests::REQUEST_TIMEOUT).await? {
-        NodeReply::Done {
-            node_id,
-            health,
-            cordoned,
-            draining,
-            removed,
-        } => Ok(Json(NodeOutcome {
-            node_id,
-            health,
-            cordoned,
-            draining,
-            removed,
+    match state.client.node(op, &id).await {
+        Ok(node) => Ok(Json(NodeOutcome {
+            node_id: node.node_id,
+            health: node.health,
+            cordoned: node.cordoned,
+            draining: node.draining,
+            removed: node.removed,
         })),
-        NodeReply::Refused { error } => Err(ApiError::from_refusal(error, |field, message| {
+        Err(ClientError::Refused(error)) => Err(ApiError::from_refusal(error, |field, message| {
             ApiError::Refused { field, message }
         })),
+        Err(err) => Err(err.into()),
     }
 }

@@ -1,13 +1,12 @@
 //! `/api/v1/pools`: pools, which the pool manager owns.
 //!
-//! Every handler is one request on `taskyard.api.pools.<op>` (see
-//! [`crate::requests`]); the API checks only what the URL adds (the name in
+//! Every handler is one request on `taskyard.api.pools.<op>` (through
+//! [`taskyard_client::Client`]); the API checks only what the URL adds (the name in
 //! the path) and leaves the pool's rules to its owner. A refusal with the
 //! code `not_found` is a 404, any other a 400 `invalid_pool` naming the field,
 //! and a pool manager that does not answer a 503.
 
 use crate::error::ErrorBody;
-use crate::requests::{self, ListPools, PoolName, PoolOp};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -16,9 +15,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::time::Duration;
-use taskyard_wire::codec;
-use taskyard_wire::pool::{PoolReply, PoolSpec};
+use taskyard_client::ClientError;
+use taskyard_wire::pool::PoolSpec;
 
 /// `{"pools": [...]}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -33,21 +31,13 @@ pub struct PoolList {
         (status = 503, description = "the pool manager did not answer", body = ErrorBody),
     ))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<PoolList>, ApiError> {
-    let pools = list_pools(&state.nats, requests::REQUEST_TIMEOUT).await?;
+    let pools = list_pools(&state.client).await?;
     Ok(Json(PoolList { pools }))
 }
 
 /// Every pool, as the pool manager lists them.
-pub async fn list_pools(
-    client: &async_nats::Client,
-    timeout: Duration,
-) -> Result<Vec<PoolSpec>, ApiError> {
-    let body = codec::encode(&ListPools {}).into();
-    match requests::pools(client, PoolOp::List, body, timeout).await? {
-        PoolReply::Many { pools } => Ok(pools),
-        PoolReply::Refused { error } => Err(refusal(error)),
-        PoolReply::One { .. } => Err(unexpected("one pool", "a list")),
-    }
+pub async fn list_pools(client: &taskyard_client::Client) -> Result<Vec<PoolSpec>, ApiError> {
+    client.pools().await.map_err(refusal)
 }
 
 /// `GET /api/v1/pools/{name}`.
@@ -62,8 +52,7 @@ pub async fn get_one(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<PoolSpec>, ApiError> {
     let Path(name) = name?;
-    let body = codec::encode(&PoolName { name: &name }).into();
-    one(&state, PoolOp::Get, body).await.map(Json)
+    state.client.pool(&name).await.map(Json).map_err(refusal)
 }
 
 /// `POST /api/v1/pools`: creates the pool the body defines; 201 with the
@@ -78,9 +67,13 @@ pub async fn create(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, HeaderMap, Json<PoolSpec>), ApiError> {
-    let body = body?;
-    json_object(&body)?;
-    let pool = one(&state, PoolOp::Create, body).await?;
+    // Forwarded as the client wrote it: the pool manager fills in defaults.
+    let definition = json_object(&body?)?;
+    let pool = state
+        .client
+        .create_pool(&definition)
+        .await
+        .map_err(refusal)?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/pools/{}", pool.name)) {
         headers.insert(header::LOCATION, location);
@@ -105,8 +98,12 @@ pub async fn update(
 ) -> Result<Json<PoolSpec>, ApiError> {
     let Path(name) = name?;
     let definition = named_definition(&name, &body?)?;
-    let body = Bytes::from(codec::encode(&definition));
-    one(&state, PoolOp::Update, body).await.map(Json)
+    state
+        .client
+        .update_pool(&definition)
+        .await
+        .map(Json)
+        .map_err(refusal)
 }
 
 /// `DELETE /api/v1/pools/{name}`: 200 with the pool as it was.
@@ -122,8 +119,12 @@ pub async fn delete(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<PoolSpec>, ApiError> {
     let Path(name) = name?;
-    let body = codec::encode(&PoolName { name: &name }).into();
-    one(&state, PoolOp::Delete, body).await.map(Json)
+    state
+        .client
+        .delete_pool(&name)
+        .await
+        .map(Json)
+        .map_err(refusal)
 }
 
 /// The body of an update: the client's definition with the path's name,
@@ -163,27 +164,15 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-/// Sends a request whose answer is one pool.
-async fn one(state: &AppState, op: PoolOp, body: Bytes) -> Result<PoolSpec, ApiError> {
-    match requests::pools(&state.nats, op, body, requests::REQUEST_TIMEOUT).await? {
-        PoolReply::One { pool } => Ok(pool),
-        PoolReply::Refused { error } => Err(refusal(error)),
-        PoolReply::Many { .. } => Err(unexpected("a list", "one pool")),
+/// A failed pool request as an API error; the pool manager's refusal by its
+/// code: `not_found` is a 404, any other a 400 `invalid_pool`.
+fn refusal(err: ClientError) -> ApiError {
+    match err {
+        ClientError::Refused(error) => ApiError::from_refusal(error, |field, message| {
+            ApiError::InvalidPool { field, message }
+        }),
+        other => other.into(),
     }
-}
-
-/// A pool manager's refusal as an API error.
-fn refusal(error: taskyard_wire::Rejection) -> ApiError {
-    ApiError::from_refusal(error, |field, message| ApiError::InvalidPool {
-        field,
-        message,
-    })
-}
-
-fn unexpected(got: &str, wanted: &str) -> ApiError {
-    ApiError::Internal(anyhow::anyhow!(
-        "the pool manager answered with {got} where {wanted} was expected"
-    ))
 }
 
 #[cfg(test)]

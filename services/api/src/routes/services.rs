@@ -1,10 +1,10 @@
 //! `/api/v1/services`: the NATS micro services on the bus.
 
-use crate::discovery::{self, DISCOVERY_WINDOW, ServiceInstance};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
+use taskyard_client::{ClientError, DISCOVERY_WINDOW, ServiceInstance};
 
 /// `{"services": [...]}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -20,8 +20,15 @@ pub struct ServiceList {
         (status = 503, description = "NATS is unreachable", body = crate::error::ErrorBody),
     ))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<ServiceList>, ApiError> {
-    let services = discovery::discover(&state.nats, DISCOVERY_WINDOW)
+    let services = state
+        .client
+        .services(DISCOVERY_WINDOW)
         .await
-        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+        .map_err(|err| match err {
+            ClientError::Nats { source, .. } => {
+                ApiError::Unavailable(format!("cannot ask NATS for its micro services: {source}"))
+            }
+            other => ApiError::Unavailable(other.to_string()),
+        })?;
     Ok(Json(ServiceList { services }))
 }

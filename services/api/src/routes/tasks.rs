@@ -4,18 +4,16 @@
 use crate::error::ErrorBody;
 use crate::routes::paging::{decode_cursor, encode_cursor, next_position, page_size, present};
 use crate::{ApiError, AppState};
-use async_nats::{RequestErrorKind, client::Request};
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use taskyard_client::ClientError;
 use taskyard_store::Store;
 use taskyard_store::tasks::{EventRow, TaskFilter, TaskRow};
 use taskyard_store::workflows::TaskLinks;
-use taskyard_wire::control::CancelReply;
 use taskyard_wire::reply::SubmitReply;
 use taskyard_wire::{TaskState, codec, subjects};
 use uuid::Uuid;
@@ -23,9 +21,6 @@ use uuid::Uuid;
 /// Largest submission body accepted: the orchestrator's own default limit, so
 /// a body we forward is never refused for its size alone.
 pub const MAX_BODY_BYTES: usize = taskyard_wire::task::DEFAULT_MAX_SUBMISSION_BYTES;
-/// How long a submission waits for the orchestrator's reply. A batch of
-/// thousands is one multi-row insert, so this is generous.
-pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Tasks per page when the client does not say.
 pub const DEFAULT_LIMIT: u32 = 50;
 /// Most tasks per page.
@@ -56,7 +51,7 @@ pub async fn submit(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
-    match forward_submission(&state.nats, body?).await? {
+    match forward_submission(&state.client, body?).await? {
         SubmitReply::Accepted { ids, workflow_id } => {
             Ok((StatusCode::CREATED, Json(Submitted { ids, workflow_id })))
         }
@@ -67,33 +62,30 @@ pub async fn submit(
     }
 }
 
-/// Sends a submission on `taskyard.api.submit` and reads the reply.
+/// Sends a submission on `taskyard.api.submit` and reads the reply: the
+/// orchestrator's refusal is a reply like its acceptance; only silence and
+/// a failing bus are errors.
 pub async fn forward_submission(
-    client: &async_nats::Client,
+    client: &taskyard_client::Client,
     body: Bytes,
 ) -> Result<SubmitReply, ApiError> {
-    let request = Request::new().payload(body).timeout(Some(SUBMIT_TIMEOUT));
-    let reply = client
-        .send_request(subjects::API_SUBMIT, request)
-        .await
-        .map_err(|err| match err.kind() {
-            RequestErrorKind::NoResponders | RequestErrorKind::TimedOut => {
-                ApiError::Unavailable(format!(
-                    "the orchestrator did not answer on {} ({}); is it running?",
-                    subjects::API_SUBMIT,
-                    err.kind()
-                ))
+    match client.submit(body).await {
+        Ok(taskyard_client::Submitted { ids, workflow_id }) => {
+            Ok(SubmitReply::Accepted { ids, workflow_id })
+        }
+        Err(ClientError::Refused(error)) => Ok(SubmitReply::Refused { error }),
+        // Worded for the one who submits: the orchestrator is the service
+        // they may not know is missing.
+        Err(err) if err.is_unavailable() => Err(ApiError::Unavailable(format!(
+            "the orchestrator did not answer on {} ({}); is it running?",
+            subjects::API_SUBMIT,
+            match err {
+                ClientError::TimedOut { .. } => "timed out",
+                _ => "no responders",
             }
-            RequestErrorKind::MaxPayloadExceeded => ApiError::PayloadTooLarge {
-                limit: client.server_info().max_payload,
-            },
-            _ => ApiError::Internal(
-                anyhow::Error::new(err).context("sending the submission over NATS"),
-            ),
-        })?;
-    codec::decode(&reply.payload).map_err(|err| {
-        ApiError::Internal(anyhow::Error::new(err).context("reading the orchestrator's reply"))
-    })
+        ))),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// A task with its history: the task row's fields, its place in a DAG
@@ -330,20 +322,16 @@ pub async fn cancel(
     let Path(raw) = id?;
     let id = parse_task_id(&raw)?;
     let reason = body.and_then(|Json(body)| body.reason);
-    match crate::requests::cancel(&state.nats, id, reason, crate::requests::REQUEST_TIMEOUT).await?
-    {
-        CancelReply::Done {
-            task_id,
-            state,
-            cancelled,
-        } => Ok(Json(CancelOutcome {
-            task_id,
-            state,
-            cancelled,
+    match state.client.cancel(id, reason).await {
+        Ok(outcome) => Ok(Json(CancelOutcome {
+            task_id: outcome.task_id,
+            state: outcome.state,
+            cancelled: outcome.cancelled,
         })),
-        CancelReply::Refused { error } => Err(ApiError::from_refusal(error, |field, message| {
+        Err(ClientError::Refused(error)) => Err(ApiError::from_refusal(error, |field, message| {
             ApiError::Refused { field, message }
         })),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -441,7 +429,7 @@ pub async fn retry(
         });
     }
     let body = Bytes::from(codec::encode(&retry_submission(&task)));
-    match forward_submission(&state.nats, body).await? {
+    match forward_submission(&state.client, body).await? {
         SubmitReply::Accepted { ids, .. } => {
             let new = ids.first().copied().ok_or_else(|| {
                 ApiError::Internal(anyhow::anyhow!(

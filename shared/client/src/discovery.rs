@@ -4,9 +4,10 @@
 //! (`taskyard-<service>`), and so may services in other languages (a `nats`
 //! driver's executor, say). [`discover`] publishes one `$SRV.INFO` and one
 //! `$SRV.STATS` request with reply inboxes, collects every answer that comes
-//! within the window, and joins the two by instance id. Nothing here knows
-//! about HTTP: `GET /api/v1/services` and `taskyard services` both call it.
+//! within the window, and joins the two by instance id. `GET /api/v1/services`
+//! and `taskyard services` both call it, through [`crate::Client::services`].
 
+use crate::ClientError;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -53,11 +54,6 @@ pub struct EndpointStats {
     pub errors: u64,
 }
 
-/// Why the bus could not be asked at all.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot ask NATS for its micro services: {0}")]
-pub struct DiscoveryError(String);
-
 /// `$SRV.INFO` as read here: only what is shown, every field optional, so
 /// that a service written with another library still counts.
 #[derive(Debug, Deserialize)]
@@ -97,8 +93,13 @@ struct EndpointReply {
 pub async fn discover(
     client: &async_nats::Client,
     window: Duration,
-) -> Result<Vec<ServiceInstance>, DiscoveryError> {
-    let fail = |what: &str, err: &dyn std::fmt::Display| DiscoveryError(format!("{what}: {err}"));
+) -> Result<Vec<ServiceInstance>, ClientError> {
+    // Only the bus itself can fail here: a service that does not answer is
+    // simply not listed.
+    let fail = |subject: &str, source: async_nats::Error| ClientError::Nats {
+        subject: subject.to_owned(),
+        source,
+    };
     let info_inbox = client.new_inbox();
     let stats_inbox = client.new_inbox();
     // Subscribed before asking, so that no early answer is missed; the
@@ -106,18 +107,21 @@ pub async fn discover(
     let mut infos = client
         .subscribe(info_inbox.clone())
         .await
-        .map_err(|e| fail("subscribing", &e))?;
+        .map_err(|e| fail(&info_inbox, e.into()))?;
     let mut stats = client
         .subscribe(stats_inbox.clone())
         .await
-        .map_err(|e| fail("subscribing", &e))?;
+        .map_err(|e| fail(&stats_inbox, e.into()))?;
     for (subject, inbox) in [(INFO_SUBJECT, info_inbox), (STATS_SUBJECT, stats_inbox)] {
         client
             .publish_with_reply(subject, inbox, Bytes::new())
             .await
-            .map_err(|e| fail("publishing", &e))?;
+            .map_err(|e| fail(subject, e.into()))?;
     }
-    client.flush().await.map_err(|e| fail("flushing", &e))?;
+    client
+        .flush()
+        .await
+        .map_err(|e| fail(STATS_SUBJECT, e.into()))?;
 
     let mut info_by_id: BTreeMap<String, InfoReply> = BTreeMap::new();
     let mut stats_by_id: BTreeMap<String, StatsReply> = BTreeMap::new();
