@@ -7,9 +7,10 @@
 //! manager, `taskyard.api.nodes.<op>`) and `services` (`$SRV.INFO` and
 //! `$SRV.STATS`), through the same typed client as the API
 //! ([`taskyard_client::Client`]): the CLI stands beside the services and
-//! depends on none of them. Reads of tasks
-//! and nodes go through the API (`/api/v1/...`), so the CLI needs no database
-//! access.
+//! depends on none of them. Reads of tasks and nodes go through the API
+//! (`/api/v1/...`). Only three commands reach Postgres themselves, as they
+//! act on it before or beside the services: `up` (it starts or reuses one),
+//! `migrate` and `token` ([`database`]).
 //!
 //! # Layout
 //! - [`Cli`], [`GlobalOptions`] and [`Command`]: the argument grammar. Each

@@ -343,12 +343,9 @@ fn admit(
     compensation
         .entry("tenant")
         .or_insert_with(|| Value::String(task.tenant.clone()));
-    let nested = |rejection: Rejection| {
-        Rejection::new(
-            format!("compensation.{}", rejection.field),
-            rejection.message,
-        )
-    };
+    // `within` keeps the code: an unknown pool in a compensation must
+    // still make the caller reload its pools and plan again.
+    let nested = |rejection: Rejection| rejection.within("compensation");
     let value = Value::Object(compensation.clone());
     let mut undo = validate_task(&value, limits).map_err(nested)?;
     pools.admit(&mut undo).map_err(nested)
@@ -854,6 +851,22 @@ mod tests {
         assert_eq!(
             again[0].rows.iter().map(|r| r.id).collect::<Vec<_>>(),
             rows.iter().map(|r| r.id).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_compensation_in_an_unknown_pool_is_refused_as_an_unknown_pool() {
+        // The code, not only the words, survives the nesting: the consumer
+        // reloads its pools and plans again on `unknown_pool`.
+        let planned = planned(json!({
+            "workflow": "trip",
+            "tasks": [{"kind": "noop", "name": "book", "compensation": {"kind": "noop", "pool": "fresh"}}]
+        }));
+        let refusal = planned.refusal.expect("refused");
+        assert_eq!(refusal.field, "tasks[0].compensation.pool", "{refusal}");
+        assert!(
+            crate::pool_view::is_unknown_pool(Some(&refusal)),
+            "{refusal:?}"
         );
     }
 }
