@@ -10,7 +10,11 @@
 //! - [`state`]: the task state machine (mirrored by the Postgres ENUM and
 //!   `docs/state-machine.md`).
 //! - [`task`]: what a client submits, the per-kind specs, and validation
-//!   (with every limit a submission is held to).
+//!   (with every limit a submission is held to), in three files under
+//!   `task/`, all re-exported as `task::X`: `kind` (the kinds, the driver
+//!   specs and their checks), `submission` (the submission, its limits,
+//!   reading a message and workflows) and `validation` (the checks of one
+//!   task, and naming the field an error is about).
 //! - [`storable`]: text Postgres can store: finding (and, in a refused
 //!   submission, replacing) NUL characters.
 //! - [`event`]: task and node events published on `taskyard.events.>`.
