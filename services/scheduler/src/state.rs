@@ -10,9 +10,9 @@
 //! last recorded.
 //!
 //! # Layout
-//! - [`rebuild`]: the state as Postgres has it, at start.
-//! - [`events`]: decoding task, node and pool events and applying them.
-//! - [`wait_reasons`]: why each task at the head of a queue still waits.
+//! - `rebuild`: the state as Postgres has it, at start.
+//! - `events`: decoding task, node and pool events and applying them.
+//! - `wait_reasons`: why each task at the head of a queue still waits.
 
 mod events;
 mod rebuild;
@@ -136,7 +136,17 @@ impl SchedulerState {
         for (pool, err) in &round.unplaceable {
             tracing::error!(pool = %pool, task_id = %err.task, "{err}; the pool waits for the next round");
         }
-        for decision in &round.decisions {
+        let mut decisions = round.decisions;
+        for decision in &mut decisions {
+            // "Why did this run there" answers both halves: the policy's
+            // pick, then the node's score.
+            decision.placed.reason = format!(
+                "picked by {} in pool {} (priority {}); {}",
+                decision.policy,
+                decision.pool,
+                decision.task.request.priority,
+                decision.placed.reason
+            );
             let task = &decision.task;
             self.reasons.remove(&task.id);
             self.reservations.insert(
@@ -150,7 +160,7 @@ impl SchedulerState {
                 },
             );
         }
-        round.decisions
+        decisions
     }
 
     /// Forgets a decision that the database did not take (the task was no

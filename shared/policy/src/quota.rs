@@ -23,6 +23,12 @@ pub struct Quotas {
 }
 
 impl Quotas {
+    /// Whether no quota is set: then nothing is ever refused, and the
+    /// round need not ask for each task a policy offers.
+    pub fn is_unlimited(&self) -> bool {
+        *self == Quotas::default()
+    }
+
     /// The quotas a pool definition sets.
     pub fn of(pool: &PoolSpec) -> Quotas {
         Quotas {

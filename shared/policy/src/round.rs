@@ -73,11 +73,15 @@ impl Pool {
     }
 }
 
-/// One placement the round decided: the task, its pool, and the node with
-/// the reason ("picked by … in pool …; " then the node's score).
+/// One placement the round decided: the task, its pool, the policy that
+/// picked it, and the node with placement's reason (the node's score). The
+/// scheduler words the whole story for people; the round does not spend a
+/// string on it per decision.
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub pool: String,
+    /// The name of the pool's queue policy ([`QueuePolicy::name`]).
+    pub policy: &'static str,
     pub task: Waiting,
     pub placed: Placed,
 }
@@ -106,8 +110,9 @@ pub struct Planner {
     queues: BTreeMap<String, Box<dyn QueuePolicy>>,
     usage: BTreeMap<String, Usage>,
     /// Per pool, the node held for a task that fits nowhere now (see
-    /// [`crate::turn`]).
-    holds: BTreeMap<String, HeadHold>,
+    /// [`crate::turn`]). A pool's slot stays once made, so that a turn does
+    /// not allocate its key again.
+    holds: BTreeMap<String, Option<HeadHold>>,
     /// Placements decided so far, and the count as each pool last saw it at
     /// the end of its turn: more since then were other pools' (which may
     /// have taken room its head waits for).
@@ -278,12 +283,14 @@ impl Planner {
 
     /// The node held for a task of `pool`, if any.
     pub fn hold(&self, pool: &str) -> Option<&HeadHold> {
-        self.holds.get(pool)
+        self.holds.get(pool).and_then(Option::as_ref)
     }
 
     /// Every pool's held node, in pool name order.
     pub fn holds(&self) -> impl Iterator<Item = (&str, &HeadHold)> {
-        self.holds.iter().map(|(pool, hold)| (pool.as_str(), hold))
+        self.holds
+            .iter()
+            .filter_map(|(pool, hold)| Some((pool.as_str(), hold.as_ref()?)))
     }
 
     /// Decides up to `max` placements, taking turns across pools, and holds
@@ -293,50 +300,62 @@ impl Planner {
         self.refresh_capacity();
         self.forget_stale_holds();
         let mut round = Round::default();
-        let mut turns: Vec<String> = self
-            .queues
-            .iter()
+        // The queues are out of the planner for the round, so that each
+        // turn borrows its pool's name and queue without copying the name.
+        let mut queues = std::mem::take(&mut self.queues);
+        let mut turns: Vec<(&str, &mut Box<dyn QueuePolicy>)> = queues
+            .iter_mut()
             .filter(|(pool, queue)| !queue.is_empty() && self.pools.contains_key(*pool))
-            .map(|(pool, _)| pool.clone())
+            .map(|(pool, queue)| (pool.as_str(), queue))
             .collect();
         while round.decisions.len() < max && !turns.is_empty() {
-            turns.retain(|pool| round.decisions.len() >= max || self.turn(pool, &mut round));
+            turns.retain_mut(|(pool, queue)| {
+                round.decisions.len() >= max || self.turn(pool, queue.as_mut(), &mut round)
+            });
         }
+        drop(turns);
+        self.queues = queues;
         round
     }
 
     /// One pool's turn. Whether it placed a task, and so stays in the round.
-    fn turn(&mut self, pool: &str, round: &mut Round) -> bool {
-        let (Some(queue), Some(spec)) = (self.queues.get_mut(pool), self.pools.get(pool)) else {
+    fn turn(&mut self, pool: &str, queue: &mut dyn QueuePolicy, round: &mut Round) -> bool {
+        let Some(spec) = self.pools.get(pool) else {
             return false;
         };
         let empty = Usage::default();
         let usage = self.usage.get(pool).unwrap_or(&empty);
-        let mut hold = self.holds.remove(pool);
+        if !self.holds.contains_key(pool) {
+            self.holds.insert(pool.to_owned(), None);
+        }
+        let Some(hold) = self.holds.get_mut(pool) else {
+            return false;
+        };
         if usage.pool_full(&spec.quotas).is_some() {
             // Its head could not go even on a free node: hold nothing.
-            release_hold(&mut self.fleet, &mut hold);
+            release_hold(&mut self.fleet, hold);
             return false;
         }
         let placed_elsewhere = self
             .placements_seen
             .get(pool)
             .is_some_and(|seen| self.placements > *seen);
+        // Most pools set no quota: then a task the policy offers is not
+        // asked about any (a policy may offer dozens per decision).
+        let unlimited = spec.quotas.is_unlimited();
         let turn = take_turn(
-            queue.as_mut(),
+            queue,
             &mut self.fleet,
-            &mut hold,
+            hold,
             spec.rules(),
             &mut |task| {
-                usage
-                    .refuses(&spec.quotas, &task.request.tenant, &task.request.resources)
-                    .is_none()
+                unlimited
+                    || usage
+                        .refuses(&spec.quotas, &task.request.tenant, &task.request.resources)
+                        .is_none()
             },
             placed_elsewhere,
         );
-        if let Some(hold) = hold {
-            self.holds.insert(pool.to_owned(), hold);
-        }
         if matches!(turn, Ok(Some(_))) {
             self.placements += 1;
         }
@@ -349,7 +368,7 @@ impl Planner {
                     .insert(pool.to_owned(), self.placements);
             }
         }
-        let Turn { task, mut placed } = match turn {
+        let Turn { task, placed } = match turn {
             Ok(Some(turn)) => turn,
             Ok(None) => return false,
             Err(err) => {
@@ -357,14 +376,6 @@ impl Planner {
                 return false;
             }
         };
-        // "Why did this run there" answers both halves: the policy's pick,
-        // then the node's score.
-        placed.reason = format!(
-            "picked by {} in pool {pool} (priority {}); {}",
-            queue.name(),
-            task.request.priority,
-            placed.reason
-        );
         match self.usage.get_mut(pool) {
             Some(usage) => usage.add(&task.request.tenant, &task.request.resources),
             None => {
@@ -375,6 +386,7 @@ impl Planner {
         }
         round.decisions.push(Decision {
             pool: pool.to_owned(),
+            policy: queue.name(),
             task,
             placed,
         });
@@ -399,21 +411,17 @@ impl Planner {
     /// queued (cancelled, or queued again elsewhere), whose pool may not
     /// take another turn soon to notice.
     fn forget_stale_holds(&mut self) {
-        let stale: Vec<String> = self
-            .holds
-            .iter()
-            .filter(|(pool, hold)| {
-                !self.pools.contains_key(*pool)
-                    || !self
-                        .queues
-                        .get(*pool)
-                        .is_some_and(|queue| queue.contains(hold.task.id))
-            })
-            .map(|(pool, _)| pool.clone())
-            .collect();
-        for pool in stale {
-            let mut hold = self.holds.remove(&pool);
-            release_hold(&mut self.fleet, &mut hold);
+        for (pool, hold) in &mut self.holds {
+            let Some(current) = hold else {
+                continue;
+            };
+            let queued = self
+                .queues
+                .get(pool)
+                .is_some_and(|queue| queue.contains(current.task.id));
+            if !queued || !self.pools.contains_key(pool) {
+                release_hold(&mut self.fleet, hold);
+            }
         }
     }
 }
@@ -471,14 +479,7 @@ mod tests {
             pools_and_seqs(&round),
             [("a", 1), ("b", 11), ("a", 2), ("b", 12), ("a", 3)]
         );
-        assert!(
-            round.decisions[0]
-                .placed
-                .reason
-                .starts_with("picked by fcfs in pool a (priority 0); "),
-            "{}",
-            round.decisions[0].placed.reason
-        );
+        assert_eq!(round.decisions[0].policy, "fcfs");
         assert_eq!(pools_and_seqs(&planner.plan_round(5)), [("b", 13)]);
         assert_eq!(planner.queued(), 0);
     }
