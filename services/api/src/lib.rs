@@ -12,15 +12,21 @@
 //! binds and serves it until the shutdown signal.
 //!
 //! # Layout
+//! - [`bodies`]: the JSON bodies of the API (`Task`, `TaskDetail`, `Node`,
+//!   `Workflow`, `DeadLetter`, ...), the api's own types built from store
+//!   rows by `From<Row>`, so a column rename cannot change the public API
+//!   by accident.
 //! - [`config`]: the service's settings ([`Config`]).
 //! - [`error`]: [`ApiError`], the one error type of every handler, and its
 //!   JSON body `{"error": {"code", "message"}}`.
 //! - [`readable`]: how durations and times read for people (from
 //!   `taskyard_client`, where the CLI finds it too).
 //! - [`routes`]: the JSON API: `tasks` (submit, get, list, cancel, retry,
-//!   events), `tenants`, `nodes` (list,
+//!   events), `logs` (a task's output, paged and live), `workflows`,
+//!   `tenants`, `dead_letters`, `nodes` (list,
 //!   get, drain, cordon, uncordon, remove), `pools` (list, get, create,
-//!   update, delete), `services`, `summary` and `health` (`/healthz`).
+//!   update, delete), `services`, `summary` and `health` (`/healthz`);
+//!   each answers [`bodies`], never a store row.
 //!
 //! Every request to another service (submit, pools, nodes, cancel, and the
 //! micro services on the bus) goes through [`taskyard_client::Client`], the
@@ -38,6 +44,7 @@
 //!   from the handlers and their response types.
 
 pub mod auth;
+pub mod bodies;
 pub mod config;
 pub mod console;
 pub mod error;

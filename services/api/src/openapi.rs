@@ -2,9 +2,11 @@
 //!
 //! It is derived from the code: every handler carries a `#[utoipa::path]`
 //! naming its responses, and every response type derives
-//! `utoipa::ToSchema`, so a field added to a row shows up here without
-//! anyone editing the document. A test validates real responses against
-//! the schemas it holds (`tests/api/openapi.rs`).
+//! `utoipa::ToSchema`, so a field added to a body shows up here without
+//! anyone editing the document. The bodies are the api's own
+//! ([`crate::bodies`]), never the store's rows: a test below checks that no
+//! schema of the document is a store type. Another validates real responses
+//! against the schemas it holds (`tests/api/openapi.rs`).
 
 use crate::AppState;
 use crate::routes;
@@ -175,7 +177,7 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is missing");
         }
-        for schema in ["ErrorBody", "TaskDetail", "TaskRow", "NodeRow", "PoolSpec"] {
+        for schema in ["ErrorBody", "TaskDetail", "Task", "Node", "PoolSpec"] {
             assert!(
                 doc["components"]["schemas"][schema].is_object(),
                 "{schema} is missing"
@@ -186,5 +188,63 @@ mod tests {
             doc["paths"]["/healthz"]["get"]["security"],
             serde_json::json!([{}])
         );
+    }
+
+    /// The names the store's row types would have in the document.
+    fn store_schema_names() -> Vec<String> {
+        use taskyard_store::{console, dead_letters, nodes, tasks, tokens, workflows};
+        use utoipa::ToSchema;
+        [
+            <tasks::TaskRow as ToSchema>::name(),
+            <tasks::EventRow as ToSchema>::name(),
+            <nodes::NodeRow as ToSchema>::name(),
+            <nodes::Health as ToSchema>::name(),
+            <nodes::Reserved as ToSchema>::name(),
+            <dead_letters::DeadLetterRow as ToSchema>::name(),
+            <console::WorkflowSummary as ToSchema>::name(),
+            <workflows::WorkflowRow as ToSchema>::name(),
+            <workflows::WorkflowState as ToSchema>::name(),
+            <workflows::WorkflowStep as ToSchema>::name(),
+            <workflows::WorkflowDetail as ToSchema>::name(),
+            <workflows::TaskLinks as ToSchema>::name(),
+            <tokens::Role as ToSchema>::name(),
+            <tokens::TokenRow as ToSchema>::name(),
+        ]
+        .into_iter()
+        .map(|name| name.into_owned())
+        .collect()
+    }
+
+    #[test]
+    fn the_document_describes_the_apis_bodies_not_the_stores_rows() {
+        let doc = DOCUMENT.clone();
+        let schemas = doc["components"]["schemas"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for name in store_schema_names() {
+            assert!(
+                !schemas.contains_key(&name),
+                "the document holds the store's `{name}`: a route answers a store row"
+            );
+        }
+        // Every body a route answers is one of the api's, under its name.
+        use crate::bodies;
+        use utoipa::ToSchema;
+        for name in [
+            <bodies::Task as ToSchema>::name(),
+            <bodies::TaskEvent as ToSchema>::name(),
+            <bodies::TaskDetail as ToSchema>::name(),
+            <bodies::Node as ToSchema>::name(),
+            <bodies::NodeHealthState as ToSchema>::name(),
+            <bodies::NodeReserved as ToSchema>::name(),
+            <bodies::DeadLetter as ToSchema>::name(),
+            <bodies::WorkflowListItem as ToSchema>::name(),
+            <bodies::Workflow as ToSchema>::name(),
+            <bodies::WorkflowStatus as ToSchema>::name(),
+            <bodies::Step as ToSchema>::name(),
+        ] {
+            assert!(schemas.contains_key(name.as_ref()), "{name} is missing");
+        }
     }
 }

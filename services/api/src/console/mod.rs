@@ -24,6 +24,12 @@
 //!   workflow's DAG coloured by step state.
 //! - `/dead-letters` ([`dead_letters`]).
 //!
+//! # Store rows
+//! The pages read the store's rows (`TaskRow`, `NodeRow`, `WorkflowStep`,
+//! ...) directly, unlike the JSON routes, which answer the api's own bodies
+//! ([`crate::bodies`]): a page is HTML for people, not a public contract, so
+//! a column rename may change it freely.
+//!
 //! # Live updates
 //! [`live`] subscribes to `taskyard.events.>` and fans events out to
 //! browsers on `GET /console/events` (server-sent events). On an event the

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::AppState;
 use crate::readable::{format_ms, format_time};
-use crate::routes::tasks::{TaskDetail, load_task};
+use crate::routes::tasks::{TaskRecord, load_task};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::Html;
@@ -18,7 +18,9 @@ use taskyard_wire::{TaskState, Timestamp};
 /// `GET /tasks/{id}`.
 pub async fn page(State(state): State<AppState>, id: Result<Path<String>, PathRejection>) -> Page {
     let Path(id) = id?;
-    let TaskDetail {
+    // The store's rows, not the API's bodies: this page is HTML, not a
+    // public JSON contract.
+    let TaskRecord {
         task,
         links,
         events,

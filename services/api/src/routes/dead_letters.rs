@@ -1,6 +1,7 @@
 //! `/api/v1/dead-letters`: messages a consumer gave up on after its max
 //! deliveries, with their raw payload and why (kept by the pool manager).
 
+use crate::bodies::DeadLetter;
 use crate::error::ErrorBody;
 use crate::routes::paging::{check_limit, decode_cursor, encode_cursor, next_position};
 use crate::{ApiError, AppState};
@@ -8,7 +9,6 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
-use taskyard_store::dead_letters::DeadLetterRow;
 
 /// Most dead letters one page shows.
 pub const MAX_LIMIT: u32 = 1000;
@@ -33,7 +33,7 @@ fn default_limit() -> u32 {
 /// `{"dead_letters": [...]}`, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterList {
-    pub dead_letters: Vec<DeadLetterRow>,
+    pub dead_letters: Vec<DeadLetter>,
     /// Pass as `cursor` for the next page; `null` on the last one.
     pub next_cursor: Option<String>,
 }
@@ -67,7 +67,7 @@ pub async fn list(
     let next_cursor = next_position(&dead_letters, params.limit, |d| d.id)
         .map(|id| encode_cursor(DEAD_LETTERS_CURSOR, id));
     Ok(Json(DeadLetterList {
-        dead_letters,
+        dead_letters: dead_letters.into_iter().map(DeadLetter::from).collect(),
         next_cursor,
     }))
 }

@@ -7,6 +7,7 @@
 //! A cursor (`next_after`, or an event's `id`) is opaque to clients; today it
 //! reads `<attempt>-<seq>`, the last line seen.
 
+use crate::bodies::LogLine;
 use crate::routes::tasks::{existing_task, parse_task_id};
 use crate::{ApiError, AppState};
 use axum::Json;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use std::time::Duration;
 use taskyard_store::Store;
-use taskyard_store::logs::{LogCursor, LogLineRow};
+use taskyard_store::logs::LogCursor;
 use taskyard_wire::TaskState;
 use uuid::Uuid;
 
@@ -50,7 +51,7 @@ pub struct StreamParams {
 /// One page of lines.
 #[derive(Debug, Serialize)]
 pub struct LogPage {
-    pub lines: Vec<LogLineRow>,
+    pub lines: Vec<LogLine>,
     /// The cursor after the last line of this page (pass it as `after` for
     /// the next one); the `after` asked for when the page is empty.
     pub next_after: Option<String>,
@@ -128,7 +129,7 @@ pub async fn page(
         .or(after)
         .map(format_cursor);
     Ok(Json(LogPage {
-        lines,
+        lines: lines.into_iter().map(LogLine::from).collect(),
         next_after,
         finished: task_state.is_terminal(),
     }))
@@ -213,16 +214,17 @@ impl Follow {
             .await?;
         if !lines.is_empty() {
             let mut events = Vec::with_capacity(lines.len());
-            for line in &lines {
-                let cursor = format_cursor(LogCursor::after(line));
+            let last = lines.last().map(LogCursor::after);
+            for line in lines {
+                let cursor = format_cursor(LogCursor::after(&line));
                 events.push(
                     Event::default()
                         .event("line")
                         .id(cursor)
-                        .data(serde_json::to_string(line)?),
+                        .data(serde_json::to_string(&LogLine::from(line))?),
                 );
             }
-            self.cursor = lines.last().map(LogCursor::after);
+            self.cursor = last;
             return Ok(events);
         }
         // Deleted meanwhile: nothing more will come.

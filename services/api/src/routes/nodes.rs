@@ -2,6 +2,7 @@
 //! on one node (drain, cordon, uncordon, remove), which the resource manager
 //! performs at our request over NATS.
 
+use crate::bodies::Node;
 use crate::error::ErrorBody;
 use crate::{ApiError, AppState};
 use axum::Json;
@@ -9,12 +10,11 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use serde::Serialize;
 use taskyard_client::{ClientError, NodeOp};
-use taskyard_store::nodes::NodeRow;
 
 /// `{"nodes": [...]}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeList {
-    pub nodes: Vec<NodeRow>,
+    pub nodes: Vec<Node>,
 }
 
 /// `GET /api/v1/nodes`: every node, with what placed tasks reserve on it.
@@ -22,23 +22,25 @@ pub struct NodeList {
     responses((status = 200, description = "every node", body = NodeList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<NodeList>, ApiError> {
     let nodes = state.store.list_nodes().await?;
-    Ok(Json(NodeList { nodes }))
+    Ok(Json(NodeList {
+        nodes: nodes.into_iter().map(Node::from).collect(),
+    }))
 }
 
 /// `GET /api/v1/nodes/{id}`.
 #[utoipa::path(get, path = "/api/v1/nodes/{id}", tag = "nodes",
     params(("id" = String, Path, description = "the node's id")),
     responses(
-        (status = 200, description = "the node", body = NodeRow),
+        (status = 200, description = "the node", body = Node),
         (status = 404, description = "no such node", body = ErrorBody),
     ))]
 pub async fn get_one(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<NodeRow>, ApiError> {
+) -> Result<Json<Node>, ApiError> {
     let Path(id) = id?;
     let node = state.store.get_node(&id).await?;
-    node.map(Json)
+    node.map(|node| Json(Node::from(node)))
         .ok_or_else(|| ApiError::NotFound(format!("no node has the id `{id}`")))
 }
 

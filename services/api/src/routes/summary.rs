@@ -1,12 +1,12 @@
 //! `/api/v1/summary`: counts for a dashboard.
 
+use crate::bodies::NodeHealthState;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use taskyard_store::Store;
-use taskyard_store::nodes::Health;
 use taskyard_wire::TaskState;
 
 /// `{"states": {"queued": n, ...}, "nodes": {"alive": n, ...}}`. Every state
@@ -33,12 +33,14 @@ pub async fn summarize(store: &Store) -> Result<Summary, ApiError> {
     for (state, n) in counts {
         states.insert(state.as_str(), n);
     }
-    let mut health: BTreeMap<&'static str, i64> = [Health::Alive, Health::Suspect, Health::Lost]
+    let mut health: BTreeMap<&'static str, i64> = NodeHealthState::ALL
         .iter()
         .map(|h| (h.as_str(), 0))
         .collect();
     for node in &nodes {
-        *health.entry(node.health.as_str()).or_default() += 1;
+        *health
+            .entry(NodeHealthState::from(node.health).as_str())
+            .or_default() += 1;
     }
     Ok(Summary {
         states,

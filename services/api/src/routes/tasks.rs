@@ -1,6 +1,7 @@
 //! `/api/v1/tasks`: submit, get one with its history, list, cancel, retry,
 //! and a task's events page by page.
 
+use crate::bodies::{Task, TaskDetail, TaskEvent};
 use crate::error::ErrorBody;
 use crate::routes::paging::{decode_cursor, encode_cursor, next_position, page_size, present};
 use crate::{ApiError, AppState};
@@ -88,16 +89,22 @@ pub async fn forward_submission(
     }
 }
 
-/// A task with its history: the task row's fields, its place in a DAG
-/// (`name`, `workflow_id`, `depends_on`, `compensates`), plus `events`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TaskDetail {
-    #[serde(flatten)]
+/// A task as the store holds it, with its place in a DAG and its history:
+/// what [`load_task`] reads. The route answers it as a [`TaskDetail`]; the
+/// console pages read these store rows directly (they are HTML, not a JSON
+/// contract).
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
     pub task: TaskRow,
-    #[serde(flatten)]
     pub links: TaskLinks,
     /// Every transition, oldest first.
     pub events: Vec<EventRow>,
+}
+
+impl From<TaskRecord> for TaskDetail {
+    fn from(record: TaskRecord) -> TaskDetail {
+        TaskDetail::new(record.task, record.links, record.events)
+    }
 }
 
 /// `GET /api/v1/tasks/{id}`.
@@ -117,7 +124,7 @@ pub async fn get_one(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TaskDetail>, ApiError> {
     let Path(id) = id?;
-    Ok(Json(load_task(&state.store, &id).await?))
+    Ok(Json(load_task(&state.store, &id).await?.into()))
 }
 
 /// Parses a task id from a path, naming `id` when it is not a UUID.
@@ -137,7 +144,7 @@ pub async fn existing_task(store: &Store, id: Uuid) -> Result<TaskRow, ApiError>
 }
 
 /// A task and its history, or `not_found`.
-pub async fn load_task(store: &Store, raw_id: &str) -> Result<TaskDetail, ApiError> {
+pub async fn load_task(store: &Store, raw_id: &str) -> Result<TaskRecord, ApiError> {
     let id = parse_task_id(raw_id)?;
     let (task, links, events) = tokio::try_join!(
         store.get_task(id),
@@ -145,7 +152,7 @@ pub async fn load_task(store: &Store, raw_id: &str) -> Result<TaskDetail, ApiErr
         store.task_events(id)
     )?;
     let task = task.ok_or_else(|| no_task(id))?;
-    Ok(TaskDetail {
+    Ok(TaskRecord {
         task,
         links: links.unwrap_or_default(),
         events,
@@ -211,7 +218,7 @@ impl ListParams {
 /// One page of tasks, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskPage {
-    pub tasks: Vec<TaskRow>,
+    pub tasks: Vec<Task>,
     /// Pass as `cursor` to get the next page; `null` when this page is the last.
     pub next_cursor: Option<String>,
     /// The same place as a `seq`, for `before` (older clients).
@@ -238,7 +245,7 @@ pub async fn list(
     let tasks = state.store.list_tasks(&filter).await?;
     let next_before = next_position(&tasks, filter.limit, |task| task.seq);
     Ok(Json(TaskPage {
-        tasks,
+        tasks: tasks.into_iter().map(Task::from).collect(),
         next_cursor: next_before.map(|seq| encode_cursor(TASKS_CURSOR, seq)),
         next_before,
     }))
@@ -465,7 +472,7 @@ pub struct EventParams {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventPage {
     pub task_id: Uuid,
-    pub events: Vec<EventRow>,
+    pub events: Vec<TaskEvent>,
     /// Pass as `cursor` for the next page; `null` on the last one.
     pub next_cursor: Option<String>,
 }
@@ -501,7 +508,7 @@ pub async fn events(
         next_position(&events, limit, |e| e.id).map(|id| encode_cursor(EVENTS_CURSOR, id));
     Ok(Json(EventPage {
         task_id: id,
-        events,
+        events: events.into_iter().map(TaskEvent::from).collect(),
         next_cursor,
     }))
 }

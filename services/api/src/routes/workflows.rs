@@ -1,13 +1,12 @@
 //! `/api/v1/workflows`: the newest workflows, and one with its steps.
 
+use crate::bodies::{Workflow, WorkflowListItem};
 use crate::routes::paging::check_limit;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
-use taskyard_store::console::WorkflowSummary;
-use taskyard_store::workflows::WorkflowDetail;
 use uuid::Uuid;
 
 /// Most workflows one list shows.
@@ -28,7 +27,7 @@ fn default_limit() -> u32 {
 /// `{"workflows": [...]}`, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WorkflowList {
-    pub workflows: Vec<WorkflowSummary>,
+    pub workflows: Vec<WorkflowListItem>,
 }
 
 /// `GET /api/v1/workflows?limit=N`: the newest workflows with their state,
@@ -46,7 +45,9 @@ pub async fn list(
     let Query(params) = params.map_err(|err| ApiError::bad_request("query", err.body_text()))?;
     check_limit(params.limit, MAX_LIMIT)?;
     let workflows = state.store.list_workflows(params.limit).await?;
-    Ok(Json(WorkflowList { workflows }))
+    Ok(Json(WorkflowList {
+        workflows: workflows.into_iter().map(WorkflowListItem::from).collect(),
+    }))
 }
 
 /// `GET /api/v1/workflows/{id}`: the workflow (state, first error) and
@@ -55,13 +56,13 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/workflows/{id}", tag = "workflows",
     params(("id" = String, Path, description = "the workflow's id")),
     responses(
-        (status = 200, description = "the workflow and its steps", body = WorkflowDetail),
+        (status = 200, description = "the workflow and its steps", body = Workflow),
         (status = 404, description = "no such workflow", body = crate::error::ErrorBody),
     ))]
 pub async fn get_one(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<WorkflowDetail>, ApiError> {
+) -> Result<Json<Workflow>, ApiError> {
     let Path(raw) = id?;
     let id: Uuid = raw.parse().map_err(|_| {
         ApiError::bad_request("id", format!("`{raw}` is not a workflow id (a UUID)"))
@@ -71,5 +72,5 @@ pub async fn get_one(
         .get_workflow(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no workflow has the id {id}")))?;
-    Ok(Json(workflow))
+    Ok(Json(Workflow::from(workflow)))
 }
