@@ -499,3 +499,49 @@ pub async fn cpu_share(pid: u32, window: Duration) -> anyhow::Result<f64> {
     let used = ticks(pid)?.saturating_sub(before) as f64 / TICKS_PER_SECOND;
     Ok(used / window.as_secs_f64())
 }
+
+/// Makes Postgres refuse, with SQLSTATE `sqlstate`, every update of a task
+/// whose `error` becomes `error`; then starts a long task on `node` and
+/// publishes a forged `finished` report for it carrying that error. Returns
+/// the task's id and the report's bytes. What a report that can never be
+/// recorded does to its consumer, without touching any other report.
+pub async fn publish_refused_report(
+    cluster: &Cluster,
+    node: &str,
+    error: &str,
+    sqlstate: &str,
+) -> anyhow::Result<(Uuid, Vec<u8>)> {
+    cluster
+        .db
+        .batch_execute(&format!(
+            "CREATE FUNCTION refuse_report() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.error = '{error}' THEN
+                 RAISE EXCEPTION 'refused by the test' USING ERRCODE = '{sqlstate}';
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_report BEFORE UPDATE ON tasks
+               FOR EACH ROW EXECUTE FUNCTION refuse_report();"
+        ))
+        .await?;
+    let held = cluster
+        .submit_ok(
+            &serde_json::json!({"kind": "sleep", "spec": {"ms": 30000}, "timeout_ms": 60000}),
+        )
+        .await?;
+    let id = *held.first().context("the task's id")?;
+    cluster.wait_state(id, "running").await?;
+    let forged = serde_json::json!({
+        "type": "finished", "task_id": id, "attempt": 1, "node_id": node,
+        "outcome": "failed", "result": null, "error": error,
+        "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z"
+    });
+    let bytes = serde_json::to_vec(&forged)?;
+    let js = async_nats::jetstream::new(cluster.nats.clone());
+    js.publish(format!("taskyard.status.{node}"), bytes.clone().into())
+        .await?
+        .await
+        .context("the STATUS stream did not take the report")?;
+    Ok((id, bytes))
+}

@@ -148,34 +148,8 @@ async fn a_report_that_keeps_failing_becomes_a_dead_letter_while_others_flow() -
     // A report whose statement fails every time for what looks like the
     // moment (a serialization failure, which is retried as a whole rather
     // than split): after the consumer's max deliveries it is a dead letter.
-    cluster
-        .db
-        .batch_execute(
-            "CREATE FUNCTION refuse_report() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-               IF NEW.error = 'never recorded' THEN
-                 RAISE EXCEPTION 'refused by the test' USING ERRCODE = '40001';
-               END IF;
-               RETURN NEW;
-             END $$;
-             CREATE TRIGGER refuse_report BEFORE UPDATE ON tasks
-               FOR EACH ROW EXECUTE FUNCTION refuse_report();",
-        )
-        .await?;
-    let held = cluster
-        .submit_ok(&json!({"kind": "sleep", "spec": {"ms": 30000}, "timeout_ms": 60000}))
-        .await?;
-    cluster.wait_state(held[0], "running").await?;
-    let forged = json!({
-        "type": "finished", "task_id": held[0], "attempt": 1, "node_id": "w1",
-        "outcome": "failed", "result": null, "error": "never recorded",
-        "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z"
-    });
-    let bytes = serde_json::to_vec(&forged)?;
-    let js = async_nats::jetstream::new(cluster.nats.clone());
-    js.publish("taskyard.status.w1", bytes.clone().into())
-        .await?
-        .await?;
+    let (held, bytes) =
+        taskyard_tests::publish_refused_report(&cluster, "w1", "never recorded", "40001").await?;
     let ids = cluster
         .submit_ok(&json!([{"kind": "noop"}, {"kind": "echo", "spec": {"x": 1}}]))
         .await?;
@@ -199,7 +173,7 @@ async fn a_report_that_keeps_failing_becomes_a_dead_letter_while_others_flow() -
     assert_eq!(row.get::<_, i32>(4), 3);
     let reason: String = row.get(5);
     assert!(reason.contains("gave it up after 3 deliveries"), "{reason}");
-    assert_eq!(cluster.state(held[0]).await?.as_deref(), Some("running"));
+    assert_eq!(cluster.state(held).await?.as_deref(), Some("running"));
     // And after it, reports still flow.
     let later = cluster.submit_ok(&json!({"kind": "noop"})).await?;
     assert_eq!(cluster.wait_final(later[0]).await?, "succeeded");

@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use std::time::Duration;
 use taskyard_runtime::streams;
-use taskyard_tests::{Cluster, WAIT, WorkerSpec, cpu_share, publish_all};
+use taskyard_tests::{Cluster, WAIT, WorkerSpec, cpu_share, publish_all, publish_refused_report};
 use taskyard_wire::reply::SubmitReply;
 use uuid::Uuid;
 
@@ -296,31 +296,7 @@ async fn a_report_postgres_refuses_is_a_dead_letter_at_once_and_its_batch_is_rec
 -> anyhow::Result<()> {
     let cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
     // A refusal of what was sent (a trigger's exception): no retry can help.
-    cluster
-        .db
-        .batch_execute(
-            "CREATE FUNCTION refuse_report() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-               IF NEW.error = 'poisoned' THEN RAISE EXCEPTION 'refused by the test'; END IF;
-               RETURN NEW;
-             END $$;
-             CREATE TRIGGER refuse_report BEFORE UPDATE ON tasks
-               FOR EACH ROW EXECUTE FUNCTION refuse_report();",
-        )
-        .await?;
-    let held = cluster
-        .submit_ok(&json!({"kind": "sleep", "spec": {"ms": 30000}, "timeout_ms": 60000}))
-        .await?;
-    cluster.wait_state(held[0], "running").await?;
-    let forged = json!({
-        "type": "finished", "task_id": held[0], "attempt": 1, "node_id": "w1",
-        "outcome": "failed", "result": null, "error": "poisoned",
-        "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z"
-    });
-    let js = async_nats::jetstream::new(cluster.nats.clone());
-    js.publish("taskyard.status.w1", serde_json::to_vec(&forged)?.into())
-        .await?
-        .await?;
+    let (held, _) = publish_refused_report(&cluster, "w1", "poisoned", "P0001").await?;
     let ids = cluster
         .submit_ok(&json!([{"kind": "noop"}, {"kind": "echo", "spec": {"x": 1}}]))
         .await?;
@@ -343,6 +319,6 @@ async fn a_report_postgres_refuses_is_a_dead_letter_at_once_and_its_batch_is_rec
         reason.contains("refused by the test (SQLSTATE P0001)"),
         "{reason}"
     );
-    assert_eq!(cluster.state(held[0]).await?.as_deref(), Some("running"));
+    assert_eq!(cluster.state(held).await?.as_deref(), Some("running"));
     Ok(())
 }
