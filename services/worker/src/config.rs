@@ -138,6 +138,16 @@ impl ServiceConfig for Config {
     fn common(&self) -> &Common {
         &self.common
     }
+
+    /// The same checks as [`Config::resolve`], run at load so that a bad
+    /// worker setting stops the process with exit code 78 like any other
+    /// service's, every problem named at once.
+    fn problems(&self) -> Vec<String> {
+        match self.resolve(&HostFacts::probe()) {
+            Ok(_) => Vec::new(),
+            Err(err) => err.problems,
+        }
+    }
 }
 
 /// The configuration as the worker runs it: host facts filled in, checked.
@@ -369,6 +379,29 @@ mod tests {
         assert_eq!(
             settings.fence_after,
             Some(Duration::from_millis(lost_after))
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_problems_at_load_all_at_once() {
+        let config = Config {
+            heartbeat_interval_ms: 1_000,
+            fence_after_ms: 1_500,
+            log_flush_lines: 0,
+            ..Config::default()
+        };
+        let problems = config.problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("fence_after_ms is 1500")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p == "log_flush_lines must be at least 1"),
+            "{problems:?}"
         );
     }
 
