@@ -476,6 +476,41 @@ pub async fn publish_all(cluster: &Cluster, payloads: Vec<Vec<u8>>) -> anyhow::R
     Ok(())
 }
 
+/// Waits until every consumer of every Taskyard stream has nothing left to
+/// deliver and nothing unacknowledged: the work in flight is done.
+pub async fn wait_until_settled(cluster: &Cluster) -> anyhow::Result<()> {
+    use futures::TryStreamExt;
+    use taskyard_runtime::streams;
+    let js = async_nats::jetstream::new(cluster.nats.clone());
+    wait_until("every consumer to settle", WAIT, || async {
+        for name in [
+            streams::SUBMIT,
+            streams::EVENTS,
+            streams::DISPATCH,
+            streams::STATUS,
+            streams::LOGS,
+            streams::TIMERS,
+            streams::ADVISORIES,
+        ] {
+            let Ok(stream) = js.get_stream(name).await else {
+                continue;
+            };
+            let busy: Vec<_> = stream
+                .consumers()
+                .try_filter(|info| {
+                    futures::future::ready(info.num_pending > 0 || info.num_ack_pending > 0)
+                })
+                .try_collect()
+                .await?;
+            if !busy.is_empty() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })
+    .await
+}
+
 /// The share of one core process `pid` used over `window` (user plus
 /// system time, from `/proc/<pid>/stat`).
 pub async fn cpu_share(pid: u32, window: Duration) -> anyhow::Result<f64> {
@@ -495,6 +530,7 @@ pub async fn cpu_share(pid: u32, window: Duration) -> anyhow::Result<f64> {
     // Clock ticks are 1/100 s on every Linux this runs on (USER_HZ).
     const TICKS_PER_SECOND: f64 = 100.0;
     let before = ticks(pid)?;
+    // A measurement over a window, not a wait for an event.
     tokio::time::sleep(window).await;
     let used = ticks(pid)?.saturating_sub(before) as f64 / TICKS_PER_SECOND;
     Ok(used / window.as_secs_f64())

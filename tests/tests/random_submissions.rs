@@ -13,7 +13,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{Value, json};
 use std::time::Duration;
-use taskyard_tests::{Cluster, WAIT, WorkerSpec, cpu_share, publish_all};
+use taskyard_tests::{Cluster, WAIT, WorkerSpec, cpu_share, publish_all, wait_until_settled};
 
 /// Rounds of submissions, each published in one burst.
 const ROUNDS: usize = 4;
@@ -223,7 +223,7 @@ async fn random_submissions_mixed_with_bad_ones_never_cost_a_good_one() -> anyho
     assert_eq!(dead, 0, "no message became a dead letter");
 
     // Nothing keeps spinning once the work is done.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_until_settled(&cluster).await?;
     for service in cluster.stack.services() {
         if !service.is_running() {
             continue;

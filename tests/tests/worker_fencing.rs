@@ -84,6 +84,8 @@ impl Scene {
             Ok((task["attempt"] == 2 && task["node_id"] == "w2").then_some(()))
         })
         .await;
+        // Not a wait for something to happen: the freeze's length is the
+        // fault itself, which must outlast the worker's fencing threshold.
         tokio::time::sleep_until((frozen_at + FREEZE).into()).await;
         let running = self.attempt_1_running();
         // Resumed before any check can fail, so that no stopped process is left.

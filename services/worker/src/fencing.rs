@@ -237,11 +237,17 @@ impl Fence {
     /// Looks now, and when the worker is cut off stops every attempt it runs.
     /// Returns the cut-off, if there is one.
     pub fn check(&self) -> Option<CutOff> {
+        self.check_at(Instant::now())
+    }
+
+    /// [`Fence::check`] as of `now` (tests hand in a later instant rather
+    /// than wait for one).
+    fn check_at(&self, now: Instant) -> Option<CutOff> {
         let connected = self.nats.as_ref().is_none_or(|client| {
             client.connection_state() == async_nats::connection::State::Connected
         });
         // The lock is released before the switches are pulled and logged.
-        let verdict = self.lock()?.look(Instant::now(), connected);
+        let verdict = self.lock()?.look(now, connected);
         match verdict {
             Verdict::InTouch => None,
             Verdict::Recovered => {
@@ -545,8 +551,9 @@ mod tests {
         assert_eq!(fence.check(), None, "just started: in touch");
         assert!(!token.is_cancelled());
 
-        std::thread::sleep(ms(80));
-        let cut = fence.check().expect("80 ms without a tick or an echo");
+        let cut = fence
+            .check_at(Instant::now() + ms(80))
+            .expect("80 ms without a tick or an echo");
         assert_eq!(cut.cause, Cause::Frozen);
         assert!(token.is_cancelled(), "the attempt's switch is pulled");
         let reason = kills.disarm(&key).expect("a pulled switch has a reason");
@@ -566,8 +573,7 @@ mod tests {
         let token = kills.arm((Uuid::from_u128(8), 1), &CancellationToken::new());
         let fence = Fence::new(None, kills, None);
         fence.contact(Instant::now());
-        std::thread::sleep(ms(20));
-        assert_eq!(fence.check(), None);
+        assert_eq!(fence.check_at(Instant::now() + ms(20)), None);
         assert_eq!(fence.tick(), None);
         assert!(!token.is_cancelled());
     }

@@ -631,8 +631,12 @@ fn alive(pid: i32) -> bool {
 
 #[tokio::test]
 async fn a_partitioned_worker_stops_its_attempt_itself_and_says_why() {
-    let (stack, _client, js, work_dir) = setup().await;
+    let (stack, client, js, work_dir) = setup().await;
     let node = "it-node-6";
+    let mut heartbeats = client
+        .subscribe(subjects::heartbeat(node))
+        .await
+        .expect("subscribe to heartbeats");
     let partition = Partition::start(&stack.nats_url).await;
     let mut reports = Reports::open(&js, node).await;
     let worker = Node::start(&stack, node, work_dir.path(), |config| {
@@ -663,8 +667,13 @@ async fn a_partitioned_worker_stops_its_attempt_itself_and_says_why() {
     .expect("the command started");
     assert_eq!(pids.len(), 2, "{pids:?}");
 
-    // In touch for longer than the threshold: nothing is fenced.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // In touch for longer than the threshold (its heartbeats reach the
+    // server over a span past 2 s): nothing is fenced.
+    let first = heartbeat(&mut heartbeats, "a heartbeat", |_| true).await.at;
+    heartbeat(&mut heartbeats, "a heartbeat 2.5 s later", |beat| {
+        (beat.at - first).whole_milliseconds() >= 2_500
+    })
+    .await;
     assert!(
         pids.iter().all(|pid| alive(*pid)),
         "a worker whose heartbeats get through must not fence"
