@@ -197,22 +197,8 @@ async fn quarantine(
 
 /// `message` as a dead letter of its consumer, kept for `reason`.
 pub(crate) fn dead_letter(message: &Message, reason: &str) -> DeadLetter {
-    let info = message.info().ok();
     DeadLetter {
-        stream: info
-            .as_ref()
-            .map(|i| i.stream.to_owned())
-            .unwrap_or_default(),
-        consumer: info
-            .as_ref()
-            .map(|i| i.consumer.to_owned())
-            .unwrap_or_default(),
-        stream_seq: info.as_ref().map(|i| i.stream_sequence).unwrap_or(0),
-        subject: message.subject.to_string(),
-        payload: message.payload.to_vec(),
-        deliveries: info
-            .map(|i| u32::try_from(i.delivered).unwrap_or(0))
-            .unwrap_or(0),
+        origin: consume::origin(message),
         reason: reason.to_owned(),
     }
 }

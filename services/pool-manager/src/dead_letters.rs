@@ -8,9 +8,10 @@
 use async_nats::jetstream;
 use serde::Deserialize;
 use taskyard_runtime::batching::Message;
-use taskyard_runtime::consume::{Handler, Verdict};
+use taskyard_runtime::consume::{self, Handler, Verdict};
 use taskyard_store::Store;
 use taskyard_store::dead_letters::DeadLetter;
+use taskyard_wire::origin::Origin;
 
 /// `io.nats.jetstream.advisory.v1.max_deliver`, the fields we use.
 #[derive(Debug, Deserialize)]
@@ -28,29 +29,15 @@ struct MaxDeliveries {
 /// deliveries. If Postgres cannot take the dead letter either, the message
 /// is handed back to be tried again. Returns what to do with the message.
 pub async fn keep_now(store: &Store, message: &Message, reason: &str) -> Verdict {
-    let info = message.info().ok();
     let letter = DeadLetter {
-        stream: info
-            .as_ref()
-            .map(|i| i.stream.to_owned())
-            .unwrap_or_default(),
-        consumer: info
-            .as_ref()
-            .map(|i| i.consumer.to_owned())
-            .unwrap_or_default(),
-        stream_seq: info.as_ref().map(|i| i.stream_sequence).unwrap_or(0),
-        subject: message.subject.to_string(),
-        payload: message.payload.to_vec(),
-        deliveries: info
-            .map(|i| u32::try_from(i.delivered).unwrap_or(0))
-            .unwrap_or(0),
+        origin: consume::origin(message),
         reason: reason.to_owned(),
     };
     match store.record_dead_letter(&letter).await {
         Ok(_) => {
-            metrics::counter!("taskyard_pool_manager_dead_letters_total", "stream" => letter.stream.clone())
+            metrics::counter!("taskyard_pool_manager_dead_letters_total", "stream" => letter.origin.stream.clone())
                 .increment(1);
-            tracing::warn!(stream = %letter.stream, seq = letter.stream_seq, subject = %letter.subject, %reason, "a message Postgres refused was kept as a dead letter");
+            tracing::warn!(stream = %letter.origin.stream, seq = letter.origin.stream_seq, subject = %letter.origin.subject, %reason, "a message Postgres refused was kept as a dead letter");
             Verdict::Term
         }
         Err(err) => {
@@ -117,12 +104,14 @@ impl DeadLetters {
         let new = self
             .store
             .record_dead_letter(&DeadLetter {
-                stream: advisory.stream.clone(),
-                consumer: advisory.consumer.clone(),
-                stream_seq: advisory.stream_seq,
-                subject: subject.clone(),
-                payload,
-                deliveries: advisory.deliveries,
+                origin: Origin {
+                    stream: advisory.stream.clone(),
+                    consumer: advisory.consumer.clone(),
+                    stream_seq: advisory.stream_seq,
+                    subject: subject.clone(),
+                    payload,
+                    deliveries: advisory.deliveries,
+                },
                 reason,
             })
             .await?;

@@ -13,6 +13,7 @@ use async_nats::jetstream::AckKind;
 use futures::{Stream, StreamExt};
 use std::future::Future;
 use std::time::Duration;
+use taskyard_wire::origin::Origin;
 
 /// How long a message handed back waits before it comes again: long enough
 /// for Postgres or NATS to come back from a blip, short enough that nothing
@@ -75,6 +76,26 @@ pub async fn settle_all(batch: &[Message], verdicts: &[Verdict]) {
             verdicts.get(index).copied().unwrap_or(Verdict::Retry),
         )
         .await;
+    }
+}
+
+/// Where `message` came from, as a dead letter keeps it (what the server
+/// does not say, such as a message read without a consumer, is left empty).
+pub fn origin(message: &Message) -> Origin {
+    let info = message.info().ok();
+    Origin {
+        stream: info
+            .as_ref()
+            .map(|i| i.stream.to_owned())
+            .unwrap_or_default(),
+        consumer: info
+            .as_ref()
+            .map(|i| i.consumer.to_owned())
+            .unwrap_or_default(),
+        stream_seq: info.as_ref().map_or(0, |i| i.stream_sequence),
+        subject: message.subject.to_string(),
+        payload: message.payload.to_vec(),
+        deliveries: info.map_or(0, |i| u32::try_from(i.delivered).unwrap_or(0)),
     }
 }
 

@@ -3,16 +3,12 @@
 use crate::{Result, Store};
 use serde::Serialize;
 use taskyard_wire::Timestamp;
+use taskyard_wire::origin::Origin;
 
-/// A message to keep.
+/// A message to keep, and why.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
-    pub stream: String,
-    pub consumer: String,
-    pub stream_seq: u64,
-    pub subject: String,
-    pub payload: Vec<u8>,
-    pub deliveries: u32,
+    pub origin: Origin,
     pub reason: String,
 }
 
@@ -45,17 +41,17 @@ impl Store {
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
             )
             .await?;
-        let seq = i64::try_from(letter.stream_seq).unwrap_or(i64::MAX);
-        let deliveries = i32::try_from(letter.deliveries).unwrap_or(i32::MAX);
+        let seq = i64::try_from(letter.origin.stream_seq).unwrap_or(i64::MAX);
+        let deliveries = i32::try_from(letter.origin.deliveries).unwrap_or(i32::MAX);
         let inserted = client
             .execute(
                 &statement,
                 &[
-                    &letter.stream,
-                    &letter.consumer,
+                    &letter.origin.stream,
+                    &letter.origin.consumer,
                     &seq,
-                    &letter.subject,
-                    &letter.payload,
+                    &letter.origin.subject,
+                    &letter.origin.payload,
                     &deliveries,
                     &letter.reason,
                 ],

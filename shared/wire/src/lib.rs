@@ -30,6 +30,7 @@
 //! - [`timer`]: durable timers (deadlines, backoffs, delayed starts).
 //! - [`codec`]: the one place that turns messages into bytes and back.
 //! - [`logs`]: worker → pool-manager output lines of `exec` attempts.
+//! - [`origin`]: where a stream message came from, for dead letters.
 
 pub mod codec;
 pub mod control;
@@ -37,6 +38,7 @@ pub mod dispatch;
 pub mod event;
 pub mod heartbeat;
 pub mod logs;
+pub mod origin;
 pub mod pool;
 pub mod rejection;
 pub mod reply;

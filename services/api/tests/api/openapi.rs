@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use taskyard_store::dead_letters::DeadLetter;
 use taskyard_store::tasks::Placement;
+use taskyard_wire::origin::Origin;
 
 /// Validates `body` against the response schema of `method path` for
 /// `status` in `doc`, resolving `#/components/schemas/...` in the document.
@@ -81,12 +82,14 @@ async fn real_responses_match_the_document() {
         .expect("a node");
     app.store
         .record_dead_letter(&DeadLetter {
-            stream: "STATUS".to_owned(),
-            consumer: "pool-manager".to_owned(),
-            stream_seq: 7,
-            subject: "taskyard.status.x".to_owned(),
-            payload: b"{not json".to_vec(),
-            deliveries: 5,
+            origin: Origin {
+                stream: "STATUS".to_owned(),
+                consumer: "pool-manager".to_owned(),
+                stream_seq: 7,
+                subject: "taskyard.status.x".to_owned(),
+                payload: b"{not json".to_vec(),
+                deliveries: 5,
+            },
             reason: "undecodable".to_owned(),
         })
         .await
