@@ -39,12 +39,17 @@ impl LogStore {
     /// else kept as a dead letter.
     pub async fn handle(&self, batch: &[Message]) -> Vec<Verdict> {
         let mut verdicts = Verdicts::new(batch.len());
-        let mut lines: Vec<Vec<NewLogLine>> = Vec::with_capacity(batch.len());
+        // Every readable message's lines in one vector, message after
+        // message: `starts[k]..starts[k + 1]` are the k-th one's, so any run
+        // of messages is one slice to insert, with no copy.
+        let mut lines: Vec<NewLogLine> = Vec::new();
+        let mut starts = vec![0];
         let mut readable = Vec::with_capacity(batch.len());
         for (index, message) in batch.iter().enumerate() {
             match codec::decode::<LogBatch>(&message.payload) {
                 Ok(logs) => {
-                    lines.push(rows(logs).collect());
+                    lines.extend(rows(logs));
+                    starts.push(lines.len());
                     readable.push(index);
                 }
                 Err(err) => {
@@ -56,9 +61,9 @@ impl LogStore {
         }
         let mut bisection = Bisection::new(readable.len(), StoreError::is_poison);
         while let Some(part) = bisection.next_part() {
-            let flat: Vec<NewLogLine> = lines[part.clone()].iter().flatten().cloned().collect();
-            let result = self.store.insert_log_lines(&flat).await;
-            bisection.record(part, result.map(|stored| (stored, flat.len())));
+            let part_lines = &lines[starts[part.start]..starts[part.end]];
+            let result = self.store.insert_log_lines(part_lines).await;
+            bisection.record(part, result.map(|stored| (stored, part_lines.len())));
         }
         let mut isolated = bisection.finish();
         for (range, (stored, count)) in &isolated.recorded {
@@ -67,7 +72,7 @@ impl LogStore {
         }
         for (index, err) in std::mem::take(&mut isolated.poison) {
             let message = &batch[readable[index]];
-            let mut scrubbed = std::mem::take(&mut lines[index]);
+            let mut scrubbed = lines[starts[index]..starts[index + 1]].to_vec();
             let again = if salvage::scrub_lines(&mut scrubbed) {
                 self.store.insert_log_lines(&scrubbed).await
             } else {
