@@ -153,7 +153,12 @@ impl Cluster {
         let handle = self.stack.spawn("taskyard-worker", &name, &env).await?;
         self.metrics.insert(name, metrics_addr);
         let node = spec.node_id.clone();
-        wait_until(&format!("node {node} to be alive"), WAIT, || async {
+        let exited = wait_until(&format!("node {node} to be alive"), WAIT, || async {
+            // A worker that gave up will never register: say so now, with
+            // its last words, rather than at the deadline.
+            if let Some(status) = handle.try_status() {
+                return Ok(Some(Some(status)));
+            }
             let row = self
                 .db
                 .query_opt(
@@ -161,9 +166,18 @@ impl Cluster {
                     &[&node],
                 )
                 .await?;
-            Ok(row.map(|_| ()))
+            Ok(row.map(|_| None))
         })
         .await?;
+        if let Some(status) = exited {
+            let log = handle.log();
+            let from = log.lines().count().saturating_sub(20);
+            let tail: Vec<&str> = log.lines().skip(from).collect();
+            anyhow::bail!(
+                "worker {node} exited ({status}) before its node was alive; its last lines:\n{}",
+                tail.join("\n")
+            );
+        }
         Ok(handle)
     }
 

@@ -171,11 +171,48 @@ pub async fn ensure_streams(
 ) -> Result<(), StreamSetupError> {
     for config in stream_configs(replicas) {
         let stream = stream_name(&config.name);
-        js.create_or_update_stream(config)
-            .await
-            .map_err(|source| StreamSetupError::Stream { stream, source })?;
+        retrying(&format!("declaring stream {stream}"), || {
+            js.create_or_update_stream(config.clone())
+        })
+        .await
+        .map_err(|source| StreamSetupError::Stream { stream, source })?;
     }
     Ok(())
+}
+
+/// How long a starting service keeps trying one JetStream declaration.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Tries `declare` until it succeeds or [`SETUP_TIMEOUT`] has passed, with
+/// backoff. A JetStream that is electing a leader (a cluster after a
+/// failover), or one slow to answer on a loaded host, refuses or times out
+/// a request it will take a moment later; several services declaring the
+/// same stream at once can also race (both find it missing, one creation
+/// loses). None of that should end a service's start, and a retry of an
+/// idempotent declaration settles each.
+async fn retrying<T, E, F, Fut>(what: &str, mut declare: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        match declare().await {
+            Ok(value) => return Ok(value),
+            Err(err) if started.elapsed() + delay < SETUP_TIMEOUT => {
+                if !warned {
+                    tracing::warn!(error = %err, "{what} failed; retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 fn stream_name(name: &str) -> &'static str {
@@ -360,16 +397,16 @@ pub async fn pull_consumer(
     config: consumer::pull::Config,
 ) -> Result<consumer::PullConsumer, StreamSetupError> {
     let name = config.durable_name.clone().unwrap_or_default();
-    let handle = js
-        .get_stream(stream)
+    let handle = retrying(&format!("finding stream {stream}"), || js.get_stream(stream))
         .await
         .map_err(|source| StreamSetupError::Missing { stream, source })?;
-    handle
-        .create_consumer(config)
-        .await
-        .map_err(|source| StreamSetupError::Consumer {
-            stream,
-            consumer: name,
-            source,
-        })
+    retrying(&format!("declaring consumer {name} on {stream}"), || {
+        handle.create_consumer(config.clone())
+    })
+    .await
+    .map_err(|source| StreamSetupError::Consumer {
+        stream,
+        consumer: name.clone(),
+        source,
+    })
 }

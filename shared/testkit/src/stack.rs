@@ -186,7 +186,10 @@ impl TestStack {
     }
 
     /// Prints the last 60 lines of every log in the folder (services, NATS,
-    /// PostgreSQL) to stderr. Called automatically when a test panics.
+    /// PostgreSQL) to stderr. Called whenever a stack is dropped: a test
+    /// that fails by returning an error is not panicking, yet its logs are
+    /// what tells why, and the test runner shows a test's output only when
+    /// it fails.
     pub fn dump_logs(&self) {
         let mut logs = Vec::new();
         collect_logs(self.dir(), &mut logs);
@@ -225,9 +228,7 @@ impl TestStack {
 
 impl Drop for TestStack {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.dump_logs();
-        }
+        self.dump_logs();
         // Services first, so they do not log connection errors while the
         // servers go away; the fields then drop in declaration order.
         self.kill_services();
