@@ -125,7 +125,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 for (change, _) in &changes {
                     tracing::warn!(node_id = %change.node_id, health = change.health.as_str(), reason = %change.reason, "node health changed");
                 }
-                if let Err(err) = store.set_health(&health).await {
+                if let Err(err) = store.set_health(&health, None).await {
                     tracing::warn!(error = %err, "recording node health failed");
                 }
                 announcements.extend(changes.into_iter().map(|(_, event)| event));
@@ -147,7 +147,7 @@ async fn flush_heartbeats(
         // store, say) must not keep every other node's from being recorded.
         let mut bisection = Bisection::new(beats.len(), StoreError::is_poison);
         while let Some(part) = bisection.next_part() {
-            let result = store.record_heartbeats(&beats[part.clone()]).await;
+            let result = store.record_heartbeats(&beats[part.clone()], None).await;
             bisection.record(part, result);
         }
         let isolated = bisection.finish();

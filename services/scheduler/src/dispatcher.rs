@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use taskyard_runtime::batching::{BatchError, Outgoing, publish_all};
 use taskyard_runtime::poison::Bisection;
 use taskyard_runtime::warn_throttled;
+use taskyard_store::leases::Fence;
 use taskyard_store::tasks::{Placement, ScheduledTask};
 use taskyard_store::{Store, StoreError};
 use taskyard_wire::dispatch::{Dispatch, DispatchBatch};
@@ -27,14 +28,18 @@ pub struct Dispatcher {
     js: jetstream::Context,
     /// Recorded as `scheduled` but not yet on NATS.
     undispatched: Vec<ScheduledTask>,
+    /// The lease this scheduler places under: a round recorded after
+    /// another scheduler took over is refused by Postgres.
+    fence: Fence,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, js: jetstream::Context) -> Dispatcher {
+    pub fn new(store: Store, js: jetstream::Context, fence: Fence) -> Dispatcher {
         Dispatcher {
             store,
             js,
             undispatched: Vec::new(),
+            fence,
         }
     }
 
@@ -95,7 +100,10 @@ impl Dispatcher {
         // set aside (it stays queued in Postgres; a restart tries it again).
         let mut bisection = Bisection::new(placements.len(), StoreError::is_poison);
         while let Some(part) = bisection.next_part() {
-            let result = self.store.mark_scheduled(&placements[part.clone()]).await;
+            let result = self
+                .store
+                .mark_scheduled(&placements[part.clone()], Some(self.fence))
+                .await;
             bisection.record(part, result);
         }
         let isolated = bisection.finish();

@@ -10,7 +10,8 @@
 //! last recorded.
 //!
 //! # Layout
-//! - `rebuild`: the state as Postgres has it, at start.
+//! - `rebuild`: the state as Postgres has it, at start, and the resync
+//!   that heals it against Postgres.
 //! - `events`: decoding task, node and pool events and applying them.
 //! - `wait_reasons`: why each task at the head of a queue still waits.
 
@@ -18,6 +19,7 @@ mod events;
 mod rebuild;
 mod wait_reasons;
 
+pub use rebuild::Healed;
 pub use taskyard_policy::Decision;
 pub use wait_reasons::EXPLAINED_PER_POOL;
 

@@ -42,6 +42,10 @@ pub struct ServiceInstance {
     pub requests: u64,
     /// Errors answered by all its endpoints.
     pub errors: u64,
+    /// What this instance does among its service's replicas, as it says
+    /// (`active (epoch 3)`, `standby`; `active` where every replica shares
+    /// the work); absent for a service that does not say.
+    pub role: Option<String>,
     pub endpoints: Vec<EndpointStats>,
 }
 
@@ -86,6 +90,9 @@ struct EndpointReply {
     num_requests: u64,
     #[serde(default)]
     num_errors: u64,
+    /// What the service's stats handler adds; Taskyard's carries `role`.
+    #[serde(default)]
+    data: Option<serde_json::Value>,
 }
 
 /// Every micro service instance that answers both `$SRV.INFO` and
@@ -164,9 +171,15 @@ fn instance(info: InfoReply, stats: StatsReply, now: Timestamp) -> ServiceInstan
         let ms = (now - at).whole_milliseconds().max(0);
         u64::try_from(ms).unwrap_or(u64::MAX)
     });
-    let endpoints: Vec<EndpointStats> = stats
-        .endpoints
-        .unwrap_or_default()
+    let replies = stats.endpoints.unwrap_or_default();
+    let role = replies.iter().find_map(|e| {
+        e.data
+            .as_ref()
+            .and_then(|data| data.get("role"))
+            .and_then(|role| role.as_str())
+            .map(str::to_owned)
+    });
+    let endpoints: Vec<EndpointStats> = replies
         .into_iter()
         .map(|e| EndpointStats {
             name: e.name,
@@ -184,6 +197,7 @@ fn instance(info: InfoReply, stats: StatsReply, now: Timestamp) -> ServiceInstan
         uptime_ms,
         requests: endpoints.iter().map(|e| e.requests).sum(),
         errors: endpoints.iter().map(|e| e.errors).sum(),
+        role,
         endpoints,
     }
 }
@@ -202,7 +216,8 @@ mod tests {
         let stats: StatsReply = serde_json::from_str(
             r#"{"type":"io.nats.micro.v1.stats_response","name":"taskyard-api","id":"abc",
                 "version":"0.1.0","started":"2026-01-02T10:00:00.123456789Z",
-                "endpoints":[{"name":"a","subject":"x.a","num_requests":3,"num_errors":1},
+                "endpoints":[{"name":"a","subject":"x.a","num_requests":3,"num_errors":1,
+                              "data":{"role":"standby"}},
                              {"name":"b","subject":"x.b","num_requests":4,"num_errors":0}]}"#,
         )
         .expect("a stats reply");
@@ -216,5 +231,6 @@ mod tests {
         assert_eq!(instance.errors, 1);
         assert_eq!(instance.uptime_ms, Some(60_000));
         assert_eq!(instance.description, "");
+        assert_eq!(instance.role.as_deref(), Some("standby"));
     }
 }

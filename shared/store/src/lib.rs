@@ -17,6 +17,8 @@
 //! - [`tasks`]: task creation ([`tasks::insert`]), an attempt's placement,
 //!   start and finish ([`tasks::attempts`]), the scheduler's rebuild
 //!   ([`tasks::rebuild`]) and task reads ([`tasks::reads`]).
+//! - [`leases`]: which replica of a service is active, the epoch that
+//!   fences the others, and [`leases::Leadership`], the loop that keeps one.
 //! - [`nodes`]: the node registry written from heartbeats, and node reads.
 //! - [`pools`]: pool definitions.
 //! - [`timers`]: what happens when a task's time is up (deadline, backoff,
@@ -33,6 +35,7 @@
 pub mod console;
 pub mod dead_letters;
 pub mod interventions;
+pub mod leases;
 pub mod logs;
 pub mod migrate;
 pub mod nodes;

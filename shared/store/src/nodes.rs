@@ -1,6 +1,7 @@
 //! The node registry: written by the resource-manager from heartbeats, read by
 //! the scheduler on start and by the API.
 
+use crate::leases::Fence;
 use crate::{Result, Store, to_i32, to_u32};
 use serde::Serialize;
 use serde_json::Value;
@@ -107,6 +108,7 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::int[],
             $13::timestamptz[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[])
     AS i(id, hostname, version, cpu_millis, memory_mb, slots, cpu_percent, memory_used_mb,
          running, labels, draining, started_at, at, disk_total_mb, disk_free_mb, net_rx, net_tx)
+WHERE (SELECT $18::text IS NULL OR taskyard_fence($18::text, $19::bigint))
 ON CONFLICT (id) DO UPDATE SET
     hostname = excluded.hostname, version = excluded.version,
     health = 'alive',
@@ -139,8 +141,9 @@ const RESERVATIONS: &str = "LEFT JOIN (SELECT node_id, sum(cpu_millis) AS cpu, s
 
 impl Store {
     /// Records the latest heartbeat of each node (one row per node in `beats`)
-    /// and marks them alive.
-    pub async fn record_heartbeats(&self, beats: &[Heartbeat]) -> Result<()> {
+    /// and marks them alive; with a `fence`, only while the sender holds
+    /// that lease at that epoch.
+    pub async fn record_heartbeats(&self, beats: &[Heartbeat], fence: Option<Fence>) -> Result<()> {
         if beats.is_empty() {
             return Ok(());
         }
@@ -202,6 +205,8 @@ impl Store {
                     &disk_free,
                     &net_rx,
                     &net_tx,
+                    &fence.map(|f| f.lease),
+                    &fence.map(|f| f.epoch),
                 ],
             )
             .await?;
@@ -289,8 +294,9 @@ impl Store {
         Ok(removed > 0)
     }
 
-    /// Sets nodes' health and records each change in `node_events`.
-    pub async fn set_health(&self, changes: &[HealthChange]) -> Result<()> {
+    /// Sets nodes' health and records each change in `node_events`; with a
+    /// `fence`, only while the sender holds that lease at that epoch.
+    pub async fn set_health(&self, changes: &[HealthChange], fence: Option<Fence>) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -304,10 +310,18 @@ impl Store {
                      AS i(id, health, reason)), \
                  upd AS (UPDATE nodes n SET health = i.health::node_health, \
                      health_changed_at = now() FROM input i WHERE n.id = i.id \
-                     AND n.health <> i.health::node_health RETURNING n.id, i.health, i.reason) \
+                     AND n.health <> i.health::node_health \
+                     AND (SELECT $4::text IS NULL OR taskyard_fence($4::text, $5::bigint)) \
+                     RETURNING n.id, i.health, i.reason) \
                  INSERT INTO node_events (node_id, kind, reason) \
                  SELECT id, health, reason FROM upd",
-                &[&ids, &health, &reasons],
+                &[
+                    &ids,
+                    &health,
+                    &reasons,
+                    &fence.map(|f| f.lease),
+                    &fence.map(|f| f.epoch),
+                ],
             )
             .await?;
         Ok(())

@@ -196,7 +196,7 @@ fn fixture_sql(fixture: &Fixture, state: TaskState, setup: Setup) -> String {
 fn arguments(fixture: &Fixture, call: Call) -> String {
     let (id, node) = (fixture.id, &fixture.node);
     match call {
-        Call::Place => format!("'{{{id}}}', '{{1}}', '{{{node}}}', '{{test}}'"),
+        Call::Place => format!("'{{{id}}}', '{{1}}', '{{{node}}}', '{{test}}', NULL, NULL"),
         Call::Start => format!("'{{{id}}}', '{{1}}', '{{{node}}}', ARRAY[now()]"),
         Call::Finish(outcome) => format!(
             "'{{{id}}}', '{{1}}', '{{{node}}}', '{{{outcome}}}', ARRAY['null'::jsonb], \

@@ -10,7 +10,7 @@ async fn nodes_are_listed_and_fetched_by_id() {
     assert_eq!(body["nodes"], serde_json::json!([]));
 
     app.store
-        .record_heartbeats(&[heartbeat("node-a", 0), heartbeat("node-b", 0)])
+        .record_heartbeats(&[heartbeat("node-a", 0), heartbeat("node-b", 0)], None)
         .await
         .expect("record heartbeats");
     let (_, body) = app.get_json("/api/v1/nodes").await;
@@ -134,7 +134,7 @@ async fn the_console_marks_cordoned_nodes_and_shows_disk_free() {
     beat.usage.disk_total_mb = 40_960;
     beat.usage.disk_free_mb = 20_992;
     app.store
-        .record_heartbeats(&[beat])
+        .record_heartbeats(&[beat], None)
         .await
         .expect("record a heartbeat");
     app.store

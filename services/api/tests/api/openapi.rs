@@ -73,11 +73,11 @@ async fn real_responses_match_the_document() {
             attempt: 0,
             node_id: "node-a".to_owned(),
             reason: "best fit".to_owned(),
-        }])
+        }], None)
         .await
         .expect("schedule");
     app.store
-        .record_heartbeats(&[heartbeat("node-a", 1)])
+        .record_heartbeats(&[heartbeat("node-a", 1)], None)
         .await
         .expect("a node");
     app.store

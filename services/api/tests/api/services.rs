@@ -21,6 +21,7 @@ async fn the_api_lists_itself_with_its_endpoint_counts() {
         .await
         .expect("register");
     let mut endpoint = service
+        .service
         .endpoint_builder()
         .name("echo")
         .add("taskyard.test.echo")
@@ -62,6 +63,18 @@ async fn the_api_lists_itself_with_its_endpoint_counts() {
     assert!(api["uptime_ms"].as_u64().is_some(), "{api}");
     assert_eq!(api["requests"], 2, "{api}");
     assert_eq!(api["errors"], 1, "{api}");
-    assert_eq!(api["endpoints"][0]["name"], "echo");
-    assert_eq!(api["endpoints"][0]["subject"], "taskyard.test.echo");
+    assert_eq!(api["role"], "active", "{api}");
+    let endpoints = api["endpoints"].as_array().expect("endpoints is an array");
+    let echo = endpoints
+        .iter()
+        .find(|e| e["name"] == "echo")
+        .expect("the echo endpoint is listed");
+    assert_eq!(echo["subject"], "taskyard.test.echo");
+    // Every instance also answers its own role.
+    assert!(
+        endpoints
+            .iter()
+            .any(|e| e["subject"].as_str().unwrap_or_default().starts_with("taskyard.role.api.")),
+        "{api}"
+    );
 }

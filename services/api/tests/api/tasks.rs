@@ -15,7 +15,7 @@ async fn a_task_comes_with_its_history() {
             attempt: 0,
             node_id: "node-1".to_owned(),
             reason: "best fit".to_owned(),
-        }])
+        }], None)
         .await
         .expect("schedule the fixture");
     assert_eq!(placed.len(), 1);

@@ -84,7 +84,7 @@ async fn events_come_page_by_page_oldest_first() {
             attempt: 0,
             node_id: "node-1".to_owned(),
             reason: "best fit".to_owned(),
-        }])
+        }], None)
         .await
         .expect("schedule");
     let uri = format!("/api/v1/tasks/{}/events", ids[0]);

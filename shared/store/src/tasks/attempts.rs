@@ -11,6 +11,7 @@ use super::{parse_kind, resources_from_row, timeout_from_row};
 use crate::transitions::{
     Transition, backoff_ms, returned_task, table, transition_columns, transition_from_row,
 };
+use crate::leases::Fence;
 use crate::{Result, Store, to_i32, to_u32};
 use serde_json::Value;
 use taskyard_wire::{Resources, TaskKind, TaskState, Timestamp};
@@ -82,6 +83,8 @@ WITH input AS (
         scheduled_at = now(), wait_reason = NULL
     FROM input i
     WHERE t.id = i.id AND t.state {from} AND t.attempt = i.attempt
+      -- Evaluated once (it names no row): an ex-leader's round fails whole.
+      AND (SELECT $5::text IS NULL OR taskyard_fence($5::text, $6::bigint))
     RETURNING t.id, t.attempt, t.pool, t.tenant, t.kind, t.spec, t.cpu_millis, t.memory_mb,
               t.timeout_ms, t.node_id, t.scheduled_at, i.reason
 ), history AS (
@@ -199,7 +202,15 @@ SELECT ",
 impl Store {
     /// `queued → scheduled` for a batch of placements, bumping the attempt.
     /// Returns the tasks that moved, with what their dispatch needs.
-    pub async fn mark_scheduled(&self, placements: &[Placement]) -> Result<Vec<ScheduledTask>> {
+    ///
+    /// With a `fence`, the round is recorded only while the scheduler that
+    /// sends it holds the lease at that epoch; otherwise it fails whole
+    /// with an error for which [`crate::StoreError::is_fenced`] holds.
+    pub async fn mark_scheduled(
+        &self,
+        placements: &[Placement],
+        fence: Option<Fence>,
+    ) -> Result<Vec<ScheduledTask>> {
         if placements.is_empty() {
             return Ok(Vec::new());
         }
@@ -210,7 +221,17 @@ impl Store {
         let client = self.client().await?;
         let statement = client.prepare_cached(table::MARK_SCHEDULED.sql()).await?;
         let rows = client
-            .query(&statement, &[&ids, &attempts, &nodes, &reasons])
+            .query(
+                &statement,
+                &[
+                    &ids,
+                    &attempts,
+                    &nodes,
+                    &reasons,
+                    &fence.map(|f| f.lease),
+                    &fence.map(|f| f.epoch),
+                ],
+            )
             .await?;
         rows.iter().map(scheduled_from_row).collect()
     }
