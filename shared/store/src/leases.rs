@@ -86,7 +86,7 @@ impl Store {
         let row = client
             .query_opt(
                 "INSERT INTO leases (name, holder, epoch, expires_at) \
-                 VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond') \
+                 VALUES ($1, $2, 1, now() + $3::bigint * interval '1 millisecond') \
                  ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, \
                      epoch = leases.epoch + 1, acquired_at = now(), \
                      expires_at = EXCLUDED.expires_at \
@@ -104,7 +104,7 @@ impl Store {
         let client = self.client().await?;
         let renewed = client
             .execute(
-                "UPDATE leases SET expires_at = now() + $4 * interval '1 millisecond' \
+                "UPDATE leases SET expires_at = now() + $4::bigint * interval '1 millisecond' \
                  WHERE name = $1 AND holder = $2 AND epoch = $3",
                 &[&fence.lease, &holder, &fence.epoch, &millis(ttl)],
             )
@@ -191,8 +191,16 @@ impl LeaseTerms {
 pub struct Leadership {
     role: watch::Receiver<Role>,
     sender: watch::Sender<Role>,
-    stop: tokio::sync::oneshot::Sender<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Leadership {
+    /// Renewals stop with the owner: a service that ends without handing
+    /// the lease on leaves it to run out, as a crash would.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Leadership {
@@ -205,7 +213,7 @@ impl Leadership {
         Leadership {
             role,
             sender,
-            stop,
+            stop: Some(stop),
             task,
         }
     }
@@ -259,9 +267,11 @@ impl Leadership {
     }
 
     /// Stops trying, and hands the lease on at once if it is held.
-    pub async fn release(self) {
-        let _ = self.stop.send(());
-        if let Err(err) = self.task.await {
+    pub async fn release(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Err(err) = (&mut self.task).await {
             tracing::warn!(error = %err, "the lease task failed");
         }
     }

@@ -109,6 +109,12 @@ impl Postgres {
         }
     }
 
+    /// A URL for the `postgres` database, for tests that use the store.
+    #[allow(dead_code)] // Not every test binary that includes support uses it.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
     /// Runs `script` (stopping at its first error) and returns what it
     /// printed, unaligned and without headers; panics on an error.
     pub fn psql(&self, script: &str) -> String {
