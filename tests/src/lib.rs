@@ -82,6 +82,10 @@ pub const POOL_MANAGER: [(&str, &str); 3] = [
     ("TASKYARD_CENSUS_INTERVAL_MS", "500"),
 ];
 
+/// The scheduler of the tests: a lease of 2 s, so that a test that kills
+/// the active scheduler sees its successor take over within seconds.
+pub const SCHEDULER: [(&str, &str); 1] = [("TASKYARD_LEASE_TTL_MS", "2000")];
+
 impl Cluster {
     /// Starts NATS, Postgres, the orchestrator, scheduler, pool manager and
     /// resource manager, then the given workers, and waits until every
@@ -91,7 +95,7 @@ impl Cluster {
         let mut metrics = std::collections::BTreeMap::new();
         let services: [(&str, &[(&str, &str)]); 4] = [
             ("orchestrator", &[]),
-            ("scheduler", &[]),
+            ("scheduler", &SCHEDULER),
             ("pool-manager", &POOL_MANAGER),
             ("resource-manager", &FAST_HEALTH),
         ];
@@ -121,6 +125,33 @@ impl Cluster {
             .wait_for_endpoint("orchestrator", taskyard_wire::subjects::API_SUBMIT)
             .await?;
         Ok(cluster)
+    }
+
+    /// Starts one more replica of a control-plane service (`scheduler`,
+    /// `pool-manager`, ...), logging as `name`, with the settings the
+    /// harness gives that service plus `extra`.
+    pub async fn start_replica(
+        &mut self,
+        service: &str,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<ServiceHandle> {
+        let addr = free_addr()?;
+        let mut env = vec![("TASKYARD_METRICS_ADDR", addr.as_str())];
+        let given: &[(&str, &str)] = match service {
+            "scheduler" => &SCHEDULER,
+            "pool-manager" => &POOL_MANAGER,
+            "resource-manager" => &FAST_HEALTH,
+            _ => &[],
+        };
+        env.extend_from_slice(given);
+        env.extend_from_slice(extra);
+        let handle = self
+            .stack
+            .spawn(&format!("taskyard-{service}"), name, &env)
+            .await?;
+        self.metrics.insert(name.to_owned(), addr);
+        Ok(handle)
     }
 
     /// Starts one worker process and waits for its node to be registered.
