@@ -10,7 +10,8 @@
 //! # Layout
 //! - [`config`]: the layered configuration loader and the settings every
 //!   service has ([`config::Common`]).
-//! - [`telemetry`]: tracing and metrics set-up.
+//! - [`telemetry`]: tracing and metrics set-up, and `/healthz`.
+//! - [`health`]: whether NATS and Postgres answer, logged once per outage.
 //! - [`lag`]: consumer lag as metrics.
 //! - [`nats`]: connecting to NATS and checking the server is fit for us.
 //! - [`streams`]: every JetStream stream and consumer, declared idempotently.
@@ -24,6 +25,7 @@
 pub mod batching;
 pub mod config;
 pub mod consume;
+pub mod health;
 pub mod lag;
 pub mod micro;
 pub mod nats;

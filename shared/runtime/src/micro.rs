@@ -1,14 +1,16 @@
 //! Registration as a NATS micro service, so `$SRV.PING`, `$SRV.INFO` and
 //! `$SRV.STATS` find every Taskyard process, and say what each does among
-//! its service's replicas.
+//! its service's replicas and whether it reaches its dependencies (the
+//! `health` of [`crate::health`], the same report as `/healthz`).
 
 use async_nats::service::{Service, ServiceExt};
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// What an instance does among its service's replicas: `active` where every
 /// replica shares the work, `active (epoch N)` or `standby` where one holds
-/// a lease. Every endpoint's `$SRV.STATS` data carries it as `role`, and so
-/// does the reply of the instance's own `role` endpoint.
+/// a lease. Every endpoint's `$SRV.STATS` data carries it as `role` (next
+/// to `health`), and so does the reply of the instance's own `role`
+/// endpoint.
 #[derive(Debug, Clone)]
 pub struct RoleCell(Arc<RwLock<String>>);
 
@@ -22,7 +24,10 @@ impl RoleCell {
     }
 
     pub fn get(&self) -> String {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -46,7 +51,9 @@ pub async fn register(
     let registered = client
         .service_builder()
         .description(description)
-        .stats_handler(move |_endpoint, _stats| serde_json::json!({ "role": shown.get() }))
+        .stats_handler(move |_endpoint, _stats| {
+            serde_json::json!({ "role": shown.get(), "health": crate::health::health().report() })
+        })
         .start(format!("taskyard-{service}"), env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|err| anyhow::anyhow!("cannot register the {service} micro service: {err}"))?;
