@@ -66,10 +66,12 @@ pub struct Cluster {
 }
 
 /// Resource-manager thresholds and sampling short enough for tests.
-const FAST_HEALTH: [(&str, &str); 3] = [
+/// Its lease lasts 2 s, as the scheduler's does.
+const FAST_HEALTH: [(&str, &str); 4] = [
     ("TASKYARD_SUSPECT_AFTER_MS", "1500"),
     ("TASKYARD_LOST_AFTER_MS", "3000"),
     ("TASKYARD_SAMPLE_INTERVAL_MS", "300"),
+    ("TASKYARD_LEASE_TTL_MS", "2000"),
 ];
 
 /// The pool manager of the tests: a report is given up after three

@@ -231,3 +231,124 @@ async fn the_resync_heals_what_a_lost_event_left_wrong() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The holder of lease `name`, as Postgres has it.
+async fn holder_of(cluster: &Cluster, name: &str) -> anyhow::Result<Option<(String, i64)>> {
+    let row = cluster
+        .db
+        .query_opt(
+            "SELECT holder, epoch FROM leases WHERE name = $1 AND expires_at > now()",
+            &[&name],
+        )
+        .await?;
+    Ok(row.map(|row| (row.get(0), row.get(1))))
+}
+
+#[tokio::test]
+async fn two_of_every_service_share_the_load_and_lose_one_without_flapping() -> anyhow::Result<()>
+{
+    let mut cluster = Cluster::start(&[WorkerSpec::new("w1"), WorkerSpec::new("w2")]).await?;
+    for service in ["orchestrator", "scheduler", "pool-manager", "resource-manager"] {
+        cluster
+            .start_replica(service, &format!("{service}-2"), &[])
+            .await?;
+    }
+    let managers: Vec<ServiceHandle> = ["resource-manager", "resource-manager-2"]
+        .iter()
+        .filter_map(|name| cluster.stack.service(name))
+        .collect();
+    wait_until("one active resource manager and one standby", WAIT, || async {
+        let services = cluster.client().services(DISCOVERY_WINDOW).await?;
+        let mut roles: Vec<String> = services
+            .into_iter()
+            .filter(|s| s.name == "taskyard-resource-manager")
+            .map(|s| s.role.unwrap_or_default())
+            .collect();
+        roles.sort();
+        let shape = roles.len() == 2 && roles[0].starts_with("active") && roles[1] == "standby";
+        Ok(shape.then_some(()))
+    })
+    .await?;
+
+    let tasks: Vec<Vec<u8>> = (0..1000)
+        .map(|i| {
+            serde_json::to_vec(&json!({
+                "kind": "sleep", "spec": {"ms": 5}, "tenant": "pairs",
+                "resources": {"cpu_millis": 0, "memory_mb": 0},
+                "labels": {"i": i.to_string()}
+            }))
+        })
+        .collect::<Result<_, _>>()?;
+    publish_all(&cluster, tasks).await?;
+    cluster
+        .wait_count(
+            "a third of the tasks to succeed",
+            "SELECT count(*) FROM tasks WHERE tenant = 'pairs' AND state = 'succeeded'",
+            300,
+            WAIT,
+        )
+        .await?;
+
+    // The active resource manager dies; its standby has heard every
+    // heartbeat and takes over without judging any node silent.
+    let (holder, epoch) = holder_of(&cluster, "resource-manager")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("nobody holds the resource-manager lease"))?;
+    let active = holder_process(&holder, &managers)
+        .ok_or_else(|| anyhow::anyhow!("no resource manager process is the holder {holder}"))?;
+    active.signal(Signal::SIGKILL)?;
+    wait_until("the standby resource manager to take the lease", WAIT, || async {
+        Ok(holder_of(&cluster, "resource-manager")
+            .await?
+            .filter(|(h, e)| *h != holder && *e > epoch))
+    })
+    .await?;
+    // Operators' requests reach the new one.
+    let reply = cluster.node("cordon", "w2").await?;
+    assert!(
+        matches!(reply, taskyard_wire::control::NodeReply::Done { cordoned: true, .. }),
+        "{reply:?}"
+    );
+    cluster.node("uncordon", "w2").await?;
+
+    cluster
+        .wait_count(
+            "every task to succeed",
+            "SELECT count(*) FROM tasks WHERE tenant = 'pairs' AND state = 'succeeded'",
+            1000,
+            WAIT,
+        )
+        .await?;
+    let once = cluster
+        .db
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE attempt <> 1) FROM tasks WHERE tenant = 'pairs'",
+            &[],
+        )
+        .await?;
+    assert_eq!(
+        (once.get::<_, i64>(0), once.get::<_, i64>(1)),
+        (1000, 0),
+        "every task created once and run once"
+    );
+    let flaps = cluster
+        .db
+        .query(
+            "SELECT node_id, kind, reason FROM node_events WHERE kind IN ('suspect', 'lost')",
+            &[],
+        )
+        .await?;
+    let flaps: Vec<String> = flaps
+        .iter()
+        .map(|row| {
+            format!(
+                "{} {}: {}",
+                row.get::<_, String>(0),
+                row.get::<_, String>(1),
+                row.get::<_, String>(2)
+            )
+        })
+        .collect();
+    assert!(flaps.is_empty(), "no node's health flapped: {flaps:?}");
+    Ok(())
+}

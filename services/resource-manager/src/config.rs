@@ -33,6 +33,10 @@ pub struct Config {
     pub sample_interval_ms: u64,
     /// How long samples are kept, in hours (`TASKYARD_SAMPLE_RETENTION_HOURS`).
     pub sample_retention_hours: u64,
+    /// How long the resource-manager lease lasts unrenewed
+    /// (`TASKYARD_LEASE_TTL_MS`): a standby takes over within this of the
+    /// active one's death.
+    pub lease_ttl_ms: u64,
 }
 
 impl Default for Config {
@@ -45,6 +49,7 @@ impl Default for Config {
             sweep_interval_ms: 250,
             sample_interval_ms: DEFAULT_SAMPLE_INTERVAL_MS,
             sample_retention_hours: DEFAULT_SAMPLE_RETENTION_HOURS,
+            lease_ttl_ms: taskyard_store::leases::DEFAULT_LEASE_TTL_MS,
         }
     }
 }
@@ -96,6 +101,7 @@ impl ServiceConfig for Config {
             self.sample_retention_hours,
             1,
         );
+        at_least(&mut problems, "lease_ttl_ms", self.lease_ttl_ms, 250);
         problems
     }
 }

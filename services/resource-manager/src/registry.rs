@@ -67,6 +67,21 @@ impl Registry {
         );
     }
 
+    /// Becomes the registry of the active resource manager: each node's
+    /// health and the operator's flags as Postgres has them (the judgements
+    /// of the replica that was active), its silence as this process heard
+    /// it as a standby, or counted from now for a node it never heard.
+    pub fn take_over(&mut self, rows: &[NodeRow], now: Instant) {
+        let heard: HashMap<String, Instant> = self
+            .nodes
+            .drain()
+            .map(|(id, known)| (id, known.last_seen))
+            .collect();
+        for row in rows {
+            self.restore(row, heard.get(&row.id).copied().unwrap_or(now));
+        }
+    }
+
     /// The node's health and flags, if known.
     pub fn status(&self, node_id: &str) -> Option<(Health, bool, bool)> {
         self.nodes
@@ -143,6 +158,15 @@ impl Registry {
         };
         let known = self.nodes.get(&beat.node_id)?;
         Some(event(&beat.node_id, known, kind, reason))
+    }
+
+    /// Counts every node's silence from `now` again, as at start: this
+    /// process was cut off from NATS until now and heard nobody, so a
+    /// silence meanwhile says nothing about the nodes.
+    pub fn pardon(&mut self, now: Instant) {
+        for known in self.nodes.values_mut() {
+            known.last_seen = known.last_seen.max(now);
+        }
     }
 
     /// Judges every node's silence; returns the health changes and their events.
@@ -251,6 +275,20 @@ mod tests {
         assert_eq!(lost[0].1.kind, NodeEventKind::Lost);
         let back = registry.observe(&beat("n1", 1000), t0 + Duration::from_secs(12));
         assert_eq!(back.map(|e| e.kind), Some(NodeEventKind::Registered));
+    }
+
+    #[test]
+    fn a_pardon_counts_silence_from_then() {
+        let mut registry = Registry::new(thresholds());
+        let t0 = Instant::now();
+        registry.observe(&beat("n1", 1000), t0);
+        registry.pardon(t0 + Duration::from_secs(20));
+        assert!(
+            registry.sweep(t0 + Duration::from_secs(21)).is_empty(),
+            "alive: its silence counts from the pardon"
+        );
+        let lost = registry.sweep(t0 + Duration::from_secs(31));
+        assert_eq!(lost.first().map(|c| c.0.health), Some(Health::Lost));
     }
 
     #[test]
