@@ -113,6 +113,40 @@ pub enum DevstackError {
         source: tokio_postgres::Error,
     },
 
+    /// Three servers started but did not become one JetStream cluster in time.
+    #[error(
+        "the NATS cluster did not form within {}s ({last}); see the logs {}",
+        timeout.as_secs(),
+        logs.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    ClusterNotFormed {
+        /// How long we waited.
+        timeout: Duration,
+        /// What the last check saw.
+        last: String,
+        /// The servers' log files.
+        logs: Vec<PathBuf>,
+    },
+
+    /// An index past the servers of a cluster.
+    #[error("the NATS cluster has no server {index}; it has {size}")]
+    NoSuchServer {
+        /// The index asked for.
+        index: usize,
+        /// How many servers there are.
+        size: usize,
+    },
+
+    /// A request to a running NATS server failed or was refused.
+    #[error("{context}: {source}")]
+    Nats {
+        /// What we asked.
+        context: String,
+        /// The client's error, or the server's refusal.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// A file system or socket operation failed.
     #[error("{context}: {source}")]
     Io {

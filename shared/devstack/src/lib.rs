@@ -8,6 +8,8 @@
 //! Layout:
 //! - [`error`]: [`DevstackError`], which says what went wrong and which log to read.
 //! - [`nats`]: [`NatsServer`] and [`NatsOptions`]; finding the `nats-server` binary.
+//! - [`nats_cluster`]: [`NatsCluster`], three servers on loopback as one JetStream
+//!   cluster, with one server killed and restarted at will.
 //! - [`postgres`]: [`Postgres`] and [`PostgresOptions`]; `initdb`, running as the
 //!   `postgres` OS user when we are root, creating databases, [`bin_dir`].
 //! - [`net`]: [`free_port`], [`nats_reachable`], [`postgres_reachable`].
@@ -15,11 +17,13 @@
 
 pub mod error;
 pub mod nats;
+pub mod nats_cluster;
 pub mod net;
 pub mod postgres;
 mod proc;
 
 pub use error::DevstackError;
 pub use nats::{NatsOptions, NatsServer, nats_server_binary};
+pub use nats_cluster::{ClusterPorts, NatsCluster, NatsClusterOptions};
 pub use net::{free_port, nats_reachable, postgres_reachable};
 pub use postgres::{Postgres, PostgresOptions, bin_dir, create_database_at};
