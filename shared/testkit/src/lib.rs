@@ -20,10 +20,12 @@
 //!
 //! Layout:
 //! - [`stack`]: [`TestStack`], the servers, the database and the service environment.
+//! - [`cluster`]: [`TestStack::start_cluster`], the same on a three-server NATS cluster.
 //! - [`service`]: [`ServiceHandle`], a spawned service binary: signals, exit, log.
 //! - [`wait`]: [`wait_until`], polling with a deadline.
 //! - [`bin_path`] (in `service`): where the workspace's built binaries are.
 
+pub mod cluster;
 pub mod service;
 pub mod stack;
 pub mod wait;
@@ -31,4 +33,5 @@ pub mod wait;
 pub use nix::sys::signal::Signal;
 pub use service::{ServiceHandle, bin_path};
 pub use stack::TestStack;
+pub use taskyard_devstack::NatsCluster;
 pub use wait::wait_until;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::Context;
-use taskyard_devstack::{NatsOptions, NatsServer, Postgres, PostgresOptions};
+use taskyard_devstack::{NatsCluster, NatsOptions, NatsServer, Postgres, PostgresOptions};
 use tempfile::TempDir;
 
 use crate::service::{ServiceHandle, bin_path};
@@ -22,6 +22,10 @@ const DUMP_LINES: usize = 60;
 pub struct TestStack {
     /// The NATS server (JetStream on, no fsync).
     pub nats: NatsServer,
+    /// The three-server cluster the services use instead of `nats` when the
+    /// stack was started with [`TestStack::start_cluster`] (`nats` then
+    /// stands idle); `None` otherwise.
+    pub nats_cluster: Option<NatsCluster>,
     /// The PostgreSQL server (fsync off).
     pub pg: Postgres,
     /// URL of this test's database, `taskyard_<8 hex>`.
@@ -70,6 +74,7 @@ impl TestStack {
         let nats_url = nats.url();
         Ok(TestStack {
             nats,
+            nats_cluster: None,
             pg,
             database_url,
             nats_url,
@@ -87,7 +92,7 @@ impl TestStack {
     /// The environment every service gets: where NATS and the database are, and
     /// readable logs.
     pub fn service_env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("TASKYARD_NATS_URL".to_owned(), self.nats_url.clone()),
             (
                 "TASKYARD_DATABASE_URL".to_owned(),
@@ -95,7 +100,11 @@ impl TestStack {
             ),
             ("TASKYARD_LOG_FORMAT".to_owned(), "text".to_owned()),
             ("RUST_LOG".to_owned(), "info".to_owned()),
-        ]
+        ];
+        if self.nats_cluster.is_some() {
+            env.push(crate::cluster::replicas_env());
+        }
+        env
     }
 
     /// Spawns a workspace binary (see [`bin_path`]; a value containing `/` is used
