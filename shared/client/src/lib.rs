@@ -71,6 +71,16 @@ pub enum ClientError {
         subject: String,
         reason: String,
     },
+    /// The owner answered with a NATS service error (`Nats-Service-Error`
+    /// headers) instead of a reply of the contract: it could not do it.
+    #[error("the {owner} could not answer on {subject}: {message} (code {code})")]
+    Failed {
+        owner: &'static str,
+        subject: String,
+        /// `Nats-Service-Error-Code`, an HTTP-like status; 503 means "ask again later".
+        code: u16,
+        message: String,
+    },
     /// The request is larger than the NATS server carries.
     #[error("the request is {size} bytes; the NATS server accepts at most {max}")]
     TooLarge { size: usize, max: usize },
@@ -89,7 +99,9 @@ impl ClientError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            ClientError::NoReply { .. } | ClientError::TimedOut { .. }
+            ClientError::NoReply { .. }
+                | ClientError::TimedOut { .. }
+                | ClientError::Failed { code: 503, .. }
         )
     }
 
@@ -390,12 +402,33 @@ impl Client {
                 });
             }
         };
+        if let Some(failure) = service_error(&reply) {
+            let (code, message) = failure;
+            return Err(ClientError::Failed {
+                owner,
+                subject,
+                code,
+                message,
+            });
+        }
         codec::decode(&reply.payload).map_err(|err| ClientError::Unreadable {
             owner,
             subject,
             reason: err.to_string(),
         })
     }
+}
+
+/// The code and text of a NATS service error reply, whose body is empty: read
+/// as a reply of the contract, it would only say "EOF while parsing".
+fn service_error(reply: &async_nats::Message) -> Option<(u16, String)> {
+    let headers = reply.headers.as_ref()?;
+    let message = headers.get(async_nats::service::NATS_SERVICE_ERROR)?;
+    let code = headers
+        .get(async_nats::service::NATS_SERVICE_ERROR_CODE)
+        .and_then(|code| code.as_str().parse().ok())
+        .unwrap_or(500);
+    Some((code, message.as_str().to_owned()))
 }
 
 /// A pool reply of the contract, but not the one `op` is answered with.

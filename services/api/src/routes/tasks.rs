@@ -75,6 +75,8 @@ pub async fn forward_submission(
             Ok(SubmitReply::Accepted { ids, workflow_id })
         }
         Err(ClientError::Refused(error)) => Ok(SubmitReply::Refused { error }),
+        // It answered, and said why it could not record the submission.
+        Err(err @ ClientError::Failed { .. }) => Err(ApiError::Unavailable(err.to_string())),
         // Worded for the one who submits: the orchestrator is the service
         // they may not know is missing.
         Err(err) if err.is_unavailable() => Err(ApiError::Unavailable(format!(
