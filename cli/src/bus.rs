@@ -8,12 +8,14 @@ use std::time::Duration;
 /// How long connecting to NATS may take before the command gives up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connects to the NATS server at `url`, saying what to check when it fails.
+/// Connects to the NATS server at `url` (or to any of several, separated by
+/// commas: the servers of a cluster), saying what to check when it fails.
 pub async fn connect(url: &str) -> anyhow::Result<async_nats::Client> {
+    let servers = taskyard_runtime::nats::server_addrs(url)?;
     async_nats::ConnectOptions::new()
         .name("taskyard-cli")
         .connection_timeout(CONNECT_TIMEOUT)
-        .connect(url)
+        .connect(servers)
         .await
         .with_context(|| format!("cannot reach NATS at {url} (is `taskyard up` running?)"))
 }

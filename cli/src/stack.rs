@@ -7,7 +7,11 @@ use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use taskyard_devstack::{NatsOptions, NatsServer, Postgres, PostgresOptions};
+use taskyard_devstack::nats_cluster::CLUSTER_SIZE;
+use taskyard_devstack::{
+    ClusterPorts, NatsCluster, NatsClusterOptions, NatsOptions, NatsServer, Postgres,
+    PostgresOptions,
+};
 use tokio::process::{Child, Command};
 
 /// How long services get to stop on SIGTERM before they are killed.
@@ -24,9 +28,17 @@ pub const CONTROL_PLANE: [&str; 4] = [
 /// Where the servers are, or should be.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
-    /// Data and logs: `<dir>/nats`, `<dir>/postgres`, `<dir>/logs`.
+    /// Data and logs: `<dir>/nats` (or `<dir>/nats-cluster/n1` … `n3`),
+    /// `<dir>/postgres`, `<dir>/logs`.
     pub dir: PathBuf,
+    /// One URL, or the comma-separated URLs of a cluster's servers.
     pub nats_url: String,
+    /// Run on a three-server JetStream cluster (started on loopback when
+    /// nothing answers at `nats_url`), every stream replicated three times.
+    pub cluster: bool,
+    /// The cluster's ports, when it is started here; `None` takes them
+    /// from `nats_url` (see [`cluster_ports`]).
+    pub cluster_ports: Option<ClusterPorts>,
     pub database_url: String,
     /// Trade durability for speed in a throwaway Postgres (benchmarks of the
     /// pipeline itself keep it off).
@@ -41,10 +53,13 @@ pub struct StackOptions {
 pub struct LocalStack {
     pub nats_url: String,
     pub database_url: String,
+    /// Replicas of every stream the services declare.
+    stream_replicas: usize,
     log_dir: PathBuf,
     children: Vec<(String, Child)>,
     // Declared last so they stop after the services.
     nats: Option<NatsServer>,
+    nats_cluster: Option<NatsCluster>,
     postgres: Option<Postgres>,
 }
 
@@ -55,7 +70,26 @@ impl LocalStack {
         let log_dir = options.dir.join("logs");
         std::fs::create_dir_all(&log_dir)
             .with_context(|| format!("creating {}", log_dir.display()))?;
-        let (nats, nats_url) = nats(options).await?;
+        let (nats, nats_cluster, nats_url) = if options.cluster {
+            let (cluster, url) = nats_cluster(options).await?;
+            (None, cluster, url)
+        } else {
+            let (server, url) = nats(options).await?;
+            (server, None, url)
+        };
+        if options.cluster {
+            // Declared once, before the services: services that all create
+            // the same stream of a cluster at once each wait out a request
+            // timeout (the server answers only some of them), which made a
+            // start take a minute.
+            let client = crate::bus::connect(&nats_url).await?;
+            taskyard_runtime::streams::ensure_streams(
+                &async_nats::jetstream::new(client),
+                CLUSTER_SIZE,
+            )
+            .await
+            .context("declaring the streams on the NATS cluster")?;
+        }
         let (postgres, database_url) = postgres(options).await?;
         taskyard_store::Store::connect_and_migrate(&database_url, 1)
             .await
@@ -63,9 +97,11 @@ impl LocalStack {
         Ok(LocalStack {
             nats_url,
             database_url,
+            stream_replicas: if options.cluster { CLUSTER_SIZE } else { 1 },
             log_dir,
             children: Vec::new(),
             nats,
+            nats_cluster,
             postgres,
         })
     }
@@ -90,6 +126,7 @@ impl LocalStack {
         command
             .env("TASKYARD_NATS_URL", &self.nats_url)
             .env("TASKYARD_DATABASE_URL", &self.database_url)
+            .env("TASKYARD_STREAM_REPLICAS", self.stream_replicas.to_string())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err_log)
@@ -151,6 +188,9 @@ impl LocalStack {
         if let Some(nats) = self.nats.take() {
             nats.stop().await;
         }
+        if let Some(cluster) = self.nats_cluster.take() {
+            cluster.stop().await;
+        }
         if let Some(postgres) = self.postgres.take() {
             postgres.stop().await;
         }
@@ -178,6 +218,76 @@ async fn nats(options: &StackOptions) -> anyhow::Result<(Option<NatsServer>, Str
     );
     let url = server.url();
     Ok((Some(server), url))
+}
+
+async fn nats_cluster(options: &StackOptions) -> anyhow::Result<(Option<NatsCluster>, String)> {
+    if taskyard_devstack::nats_reachable(&options.nats_url).await {
+        println!("using the NATS cluster at {}", options.nats_url);
+        return Ok((None, options.nats_url.clone()));
+    }
+    let ports = match options.cluster_ports {
+        Some(ports) => ports,
+        None => cluster_ports(&options.nats_url)?,
+    };
+    let dir = options.dir.join("nats-cluster");
+    let cluster = NatsCluster::start(NatsClusterOptions {
+        dir: dir.clone(),
+        ports: Some(ports),
+        sync_always: options.nats_sync_always,
+    })
+    .await
+    .context("starting a three-server NATS cluster")?;
+    println!(
+        "started a {CLUSTER_SIZE}-server NATS cluster (JetStream, streams replicated {CLUSTER_SIZE} times{}), data in {}:",
+        if options.nats_sync_always {
+            ", sync_interval: always"
+        } else {
+            ""
+        },
+        dir.display()
+    );
+    for index in 0..CLUSTER_SIZE {
+        println!(
+            "  {}  {}  (routes on 127.0.0.1:{})",
+            cluster.server_name(index)?,
+            cluster.url(index)?,
+            ports.cluster[index]
+        );
+    }
+    let url = cluster.urls();
+    Ok((Some(cluster), url))
+}
+
+/// The ports of a cluster to start on this machine for `url`: the three
+/// URLs' ports when it lists three, else its port and the next two; each
+/// server routes on its client port + 2000 (4222 → 6222, as nats/cluster/).
+pub fn cluster_ports(url: &str) -> anyhow::Result<ClusterPorts> {
+    let urls: Vec<&str> = url.split(',').map(str::trim).collect();
+    let client: [u16; CLUSTER_SIZE] = match urls.as_slice() {
+        [one] => {
+            let port = local_port(one, "nats://", 4222)?;
+            let last = port
+                .checked_add(2)
+                .with_context(|| format!("port {port} is too high for three servers"))?;
+            [port, port + 1, last]
+        }
+        [a, b, c] => [
+            local_port(a, "nats://", 4222)?,
+            local_port(b, "nats://", 4222)?,
+            local_port(c, "nats://", 4222)?,
+        ],
+        _ => bail!(
+            "a cluster on this machine has {CLUSTER_SIZE} servers; {url} lists {}",
+            urls.len()
+        ),
+    };
+    let mut cluster = [0; CLUSTER_SIZE];
+    for (route, port) in cluster.iter_mut().zip(client) {
+        *route = port
+            .checked_add(2000)
+            .with_context(|| format!("no route port for client port {port}"))?;
+    }
+    Ok(ClusterPorts { client, cluster })
 }
 
 async fn postgres(options: &StackOptions) -> anyhow::Result<(Option<Postgres>, String)> {
@@ -294,6 +404,15 @@ mod tests {
             Some(4222)
         );
         assert!(local_port("nats://nats.example.com:4222", "nats://", 4222).is_err());
+        let defaults = cluster_ports("nats://127.0.0.1:4222").expect("three ports");
+        assert_eq!(defaults.client, [4222, 4223, 4224]);
+        assert_eq!(defaults.cluster, [6222, 6223, 6224]);
+        let listed =
+            cluster_ports("nats://127.0.0.1:5000,nats://localhost:5010, nats://127.0.0.1:5020")
+                .expect("three ports");
+        assert_eq!(listed.client, [5000, 5010, 5020]);
+        assert!(cluster_ports("nats://127.0.0.1:1,nats://127.0.0.1:2").is_err());
+        assert!(cluster_ports("nats://nats.example.com:4222").is_err());
         assert_eq!(
             with_database("postgres://postgres@127.0.0.1:5432/taskyard", "postgres"),
             "postgres://postgres@127.0.0.1:5432/postgres"

@@ -42,6 +42,10 @@ pub struct Bench {
     /// Keep the stack's folder (data and logs) instead of deleting it.
     #[arg(long)]
     pub keep: bool,
+    /// Run on a three-server JetStream cluster on loopback, every stream
+    /// replicated on all three, instead of one server.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 impl Bench {
@@ -56,12 +60,25 @@ impl Bench {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o755))?;
         }
-        let nats_port = taskyard_devstack::free_port()?;
+        let (nats_url, cluster_ports) = if self.cluster {
+            let ports = taskyard_devstack::ClusterPorts::free()?;
+            let urls: Vec<String> = ports
+                .client
+                .iter()
+                .map(|port| format!("nats://127.0.0.1:{port}"))
+                .collect();
+            (urls.join(","), Some(ports))
+        } else {
+            let port = taskyard_devstack::free_port()?;
+            (format!("nats://127.0.0.1:{port}"), None)
+        };
         let pg_port = taskyard_devstack::free_port()?;
         println!("starting a throwaway stack in {}", temp.path().display());
         let mut stack = LocalStack::servers(&StackOptions {
             dir: temp.path().to_path_buf(),
-            nats_url: format!("nats://127.0.0.1:{nats_port}"),
+            nats_url,
+            cluster: self.cluster,
+            cluster_ports,
             database_url: format!("postgres://postgres@127.0.0.1:{pg_port}/taskyard"),
             fast_postgres: false,
             nats_sync_always: !self.no_fsync,
@@ -76,11 +93,16 @@ impl Bench {
         let report = outcome?;
         println!();
         println!(
-            "| tasks | workers | tasks/message | seconds | tasks/s | submit→start p50 | p99 | max | succeeded |"
+            "| NATS | tasks | workers | tasks/message | seconds | tasks/s | submit→start p50 | p99 | max | succeeded |"
         );
-        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         println!(
-            "| {} | {} | {} | {:.2} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
+            "| {} | {} | {} | {} | {:.2} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
+            if self.cluster {
+                "3-server cluster, R3"
+            } else {
+                "1 server"
+            },
             self.tasks,
             self.workers,
             batch,
@@ -109,7 +131,7 @@ impl Bench {
             )?;
         }
         let store = taskyard_store::Store::connect(&stack.database_url, 2).await?;
-        let client = async_nats::connect(&stack.nats_url).await?;
+        let client = crate::bus::connect(&stack.nats_url).await?;
         wait_ready(&store, &client, self.workers.max(1) as usize).await?;
         // Progress comes from the events, not from polling Postgres, so the
         // measurement does not load the database it measures.

@@ -37,6 +37,12 @@ pub struct Up {
     /// Keep submitting a mixed demo workload.
     #[arg(long)]
     pub demo: bool,
+    /// Run NATS as a three-server JetStream cluster on this machine (client
+    /// ports from --nats-url: its port and the next two, or the three URLs it
+    /// lists), every stream replicated on all three, so that any one server
+    /// can be killed while work goes on.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 impl Up {
@@ -47,6 +53,8 @@ impl Up {
         let mut stack = LocalStack::servers(&StackOptions {
             dir,
             nats_url: global.nats_url.clone(),
+            cluster: self.cluster,
+            cluster_ports: None,
             database_url: self.database_url.clone(),
             fast_postgres: false,
             nats_sync_always: true,
@@ -96,6 +104,7 @@ impl Up {
         println!("Taskyard is up.");
         println!("  console:  {console}");
         println!("  REST API: {console}api/v1/tasks");
+        println!("  NATS:     {}", stack.nats_url);
         if auth == "off" {
             println!(
                 "  auth:     off (TASKYARD_AUTH=off: the API listens on loopback only, and \
@@ -116,7 +125,7 @@ impl Up {
         println!("Press ctrl-c to stop.");
 
         let demo = if self.demo {
-            let nats = async_nats::connect(&stack.nats_url)
+            let nats = crate::bus::connect(&stack.nats_url)
                 .await
                 .context("connecting for the demo")?;
             println!(
