@@ -93,7 +93,27 @@ impl Cluster {
     /// resource manager, then the given workers, and waits until every
     /// worker's node is registered.
     pub async fn start(workers: &[WorkerSpec]) -> anyhow::Result<Cluster> {
-        let mut stack = TestStack::start().await?;
+        Cluster::start_on(TestStack::start().await?, workers).await
+    }
+
+    /// Like [`Cluster::start`], on a three-server NATS cluster
+    /// ([`TestStack::start_cluster`]): every service and the test's own
+    /// client get the three URLs, and every stream has three replicas.
+    pub async fn start_on_nats_cluster(workers: &[WorkerSpec]) -> anyhow::Result<Cluster> {
+        let stack = TestStack::start_cluster().await?;
+        // Declared once, here: on a cluster, services that all create the
+        // same stream at once each wait out a request timeout (the server
+        // answers only some of them), which made a start take a minute.
+        let client =
+            async_nats::connect(taskyard_runtime::nats::server_addrs(&stack.nats_url)?).await?;
+        let replicas = stack.cluster()?.ports().client.len();
+        taskyard_runtime::streams::ensure_streams(&async_nats::jetstream::new(client), replicas)
+            .await
+            .context("declaring the streams on the NATS cluster")?;
+        Cluster::start_on(stack, workers).await
+    }
+
+    async fn start_on(mut stack: TestStack, workers: &[WorkerSpec]) -> anyhow::Result<Cluster> {
         let mut metrics = std::collections::BTreeMap::new();
         let services: [(&str, &[(&str, &str)]); 4] = [
             ("orchestrator", &[]),
@@ -110,7 +130,8 @@ impl Cluster {
                 .await?;
             metrics.insert(service.to_owned(), addr);
         }
-        let nats = async_nats::connect(&stack.nats_url).await?;
+        let nats =
+            async_nats::connect(taskyard_runtime::nats::server_addrs(&stack.nats_url)?).await?;
         let db = stack.db().await?;
         let mut cluster = Cluster {
             stack,
