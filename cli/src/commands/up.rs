@@ -43,6 +43,12 @@ pub struct Up {
     /// can be killed while work goes on.
     #[arg(long)]
     pub cluster: bool,
+    /// Processes of each control-plane service (orchestrator, scheduler,
+    /// pool-manager, resource-manager): one scheduler and one resource
+    /// manager are active, the others stand by to take over. Defaults to 2
+    /// with --cluster, else 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub replicas: Option<u32>,
 }
 
 impl Up {
@@ -67,8 +73,17 @@ impl Up {
             metrics_port += 1;
             ("TASKYARD_METRICS_ADDR", addr)
         };
+        let replicas = self.replicas.unwrap_or(if self.cluster { 2 } else { 1 });
         for service in CONTROL_PLANE {
-            stack.spawn(service, service, &[next_metrics()])?;
+            for replica in 1..=replicas {
+                // The first keeps the plain name, so logs of a one-replica
+                // stack read as they always did.
+                let name = match replica {
+                    1 => service.to_owned(),
+                    n => format!("{service}-{n}"),
+                };
+                stack.spawn(service, &name, &[next_metrics()])?;
+            }
         }
         // On loopback the API runs open, as a development stack; anywhere
         // else it needs tokens (and would refuse to start open).
@@ -105,6 +120,12 @@ impl Up {
         println!("  console:  {console}");
         println!("  REST API: {console}api/v1/tasks");
         println!("  NATS:     {}", stack.nats_url);
+        if replicas > 1 {
+            println!(
+                "  replicas: {replicas} of each control-plane service; `taskyard services` shows \
+                 which scheduler and resource manager are active"
+            );
+        }
         if auth == "off" {
             println!(
                 "  auth:     off (TASKYARD_AUTH=off: the API listens on loopback only, and \
