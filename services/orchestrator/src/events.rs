@@ -44,10 +44,19 @@ pub async fn consume(
             // Not `consume::run`: reconciliation shares this loop, so that
             // it never runs beside a batch.
             batch = incoming.next() => match batch {
-                Some(batch) => consume::settle_all(&batch, &handle(&progress, &batch).await).await,
+                Some(batch) => consume::process(batch, &shutdown, &Finished(&progress)).await,
                 None => anyhow::bail!("the task event consumer stopped delivering"),
             },
         }
+    }
+}
+
+/// [`handle`] as the consume loop's handler.
+struct Finished<'a>(&'a Progress);
+
+impl consume::Handler for Finished<'_> {
+    async fn handle(&self, batch: &[Message]) -> Vec<Verdict> {
+        handle(self.0, batch).await
     }
 }
 

@@ -1,6 +1,8 @@
 //! The hot path's two habits: take messages in batches, publish many at once.
 
-use async_nats::jetstream::{self, consumer::PullConsumer, context::PublishErrorKind};
+use crate::health::{Dependency, health};
+use async_nats::jetstream::consumer::{PullConsumer, pull};
+use async_nats::jetstream::{self, context::PublishErrorKind};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::time::Duration;
@@ -23,29 +25,134 @@ pub enum BatchError {
 /// Messages of a pull consumer, grouped: each item is everything that was
 /// ready, up to `max`. Under load batches fill up; when idle a single message
 /// comes through at once, so batching never adds latency.
+///
+/// The stream never ends: it rides out a NATS restart or failover. The
+/// client reconnects by itself, and async-nats sends a new pull request
+/// once it is back, but a pull can still be lost on the way (sent while
+/// JetStream was not ready yet, answered "no responders", or ended by the
+/// server), which left the old stream silent until its 30 s expiry or over
+/// for good. So the underlying message stream is opened again, with
+/// backoff, when it ends, when a pull fails, and when an idle heartbeat is
+/// missed while NATS is connected. Only the first open can fail.
 pub async fn batches(
     consumer: &PullConsumer,
     max: usize,
-) -> Result<impl Stream<Item = Vec<Message>> + use<>, BatchError> {
+) -> Result<impl Stream<Item = Vec<Message>> + Unpin + Send + use<>, BatchError> {
+    let max = max.max(1);
+    let first = open(consumer, max).await?;
+    let feed = Feed {
+        consumer: consumer.clone(),
+        max,
+        messages: Some(first),
+        delay: REOPEN_FIRST,
+    };
+    Ok(futures::stream::unfold(feed, |mut feed| async move {
+        let batch = feed.next_batch().await;
+        Some((batch, feed))
+    })
+    .boxed())
+}
+
+/// Idle heartbeat asked of the server; two of them missed is an error item.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Wait before the first re-open of a message stream; doubles up to
+/// [`REOPEN_MAX`] while re-opening keeps failing.
+const REOPEN_FIRST: Duration = Duration::from_millis(100);
+const REOPEN_MAX: Duration = Duration::from_secs(5);
+
+type Chunks = futures::stream::ReadyChunks<pull::Stream>;
+
+async fn open(consumer: &PullConsumer, max: usize) -> Result<Chunks, BatchError> {
     let messages = consumer
         .stream()
         .max_messages_per_batch(max)
-        .heartbeat(Duration::from_secs(5))
+        .heartbeat(HEARTBEAT)
         .expires(Duration::from_secs(30))
         .messages()
         .await?;
-    Ok(messages.ready_chunks(max).map(|chunk| {
-        chunk
-            .into_iter()
-            .filter_map(|item| match item {
-                Ok(message) => Some(message),
-                Err(err) => {
-                    crate::warn_throttled!(error = %err, "pull consumer hiccup");
-                    None
+    Ok(messages.ready_chunks(max))
+}
+
+/// A pull consumer's message stream, and what it takes to open it again.
+struct Feed {
+    consumer: PullConsumer,
+    max: usize,
+    /// `None` once it is to be opened again.
+    messages: Option<Chunks>,
+    delay: Duration,
+}
+
+impl Feed {
+    fn name(&self) -> &str {
+        &self.consumer.cached_info().name
+    }
+
+    /// The next non-empty batch, however long that takes.
+    async fn next_batch(&mut self) -> Vec<Message> {
+        loop {
+            let Some(messages) = self.messages.as_mut() else {
+                tokio::time::sleep(self.delay).await;
+                self.delay = (self.delay * 2).min(REOPEN_MAX);
+                match open(&self.consumer, self.max).await {
+                    Ok(messages) => self.messages = Some(messages),
+                    Err(err) => quiet_while_away(self.name(), &err.to_string()),
                 }
-            })
-            .collect::<Vec<_>>()
-    }))
+                continue;
+            };
+            let Some(chunk) = messages.next().await else {
+                crate::warn_throttled!(
+                    consumer = self.name(),
+                    "the pull consumer's message stream ended; opening it again"
+                );
+                self.messages = None;
+                continue;
+            };
+            let mut batch = Vec::with_capacity(chunk.len());
+            let mut reopen = false;
+            for item in chunk {
+                match item {
+                    Ok(message) => batch.push(message),
+                    Err(err) => {
+                        reopen |= lost_the_pull(&err);
+                        quiet_while_away(self.name(), &err.to_string());
+                    }
+                }
+            }
+            if reopen {
+                self.messages = None;
+            }
+            if !batch.is_empty() {
+                self.delay = REOPEN_FIRST;
+                return batch;
+            }
+        }
+    }
+}
+
+/// Whether `err` means no pull request of ours is waiting on the server
+/// any more, so that nothing will come until one is sent again.
+fn lost_the_pull(err: &pull::MessagesError) -> bool {
+    match err.kind() {
+        // Missed while disconnected is the outage itself; the client
+        // pulls again once it is back.
+        pull::MessagesErrorKind::MissingHeartbeat => !health().is_down(Dependency::Nats),
+        pull::MessagesErrorKind::NoResponders | pull::MessagesErrorKind::Pull => true,
+        // These end the stream; it is opened again when it says so.
+        pull::MessagesErrorKind::ConsumerDeleted
+        | pull::MessagesErrorKind::PushBasedConsumer
+        | pull::MessagesErrorKind::RequestLimitExceeded => false,
+        pull::MessagesErrorKind::Other => false,
+    }
+}
+
+/// A pull that failed: worth a line unless NATS is known to be away, which
+/// was said once already.
+fn quiet_while_away(consumer: &str, err: &str) {
+    if health().is_down(Dependency::Nats) {
+        tracing::debug!(consumer, error = err, "pull consumer waits for NATS");
+    } else {
+        crate::warn_throttled!(consumer, error = err, "pull consumer hiccup; pulling again");
+    }
 }
 
 /// A message to publish on JetStream.

@@ -5,10 +5,13 @@
 //! ([`Verdict`]); [`run`] pulls the batches, hands them over, and acks, hands
 //! back or terminates each message as told, logging (throttled) what the
 //! server refused. So no consumer drops an ack error silently, and a message
-//! handed back waits [`REDELIVERY_DELAY`] wherever it comes from.
+//! handed back waits [`REDELIVERY_DELAY`] wherever it comes from. While
+//! NATS or Postgres is away, a message to retry is held instead of handed
+//! back, so that an outage does not use up its deliveries ([`process`]).
 
 use crate::Shutdown;
 use crate::batching::{Message, nak_after};
+use crate::health::{Dependency, health};
 use async_nats::jetstream::AckKind;
 use futures::{Stream, StreamExt};
 use std::future::Future;
@@ -101,7 +104,8 @@ pub fn origin(message: &Message) -> Origin {
 
 /// Feeds each batch of `incoming` to `handler` and settles its messages,
 /// until `shutdown` (`Ok`) or until the consumer stops delivering (an error
-/// naming `what`, so that the service stops rather than run half alive).
+/// naming `what`, so that the service stops rather than run half alive;
+/// [`crate::batching::batches`] never stops, it opens its pull again).
 pub async fn run<S, H>(
     what: &'static str,
     mut incoming: S,
@@ -123,8 +127,79 @@ where
         if batch.is_empty() {
             continue;
         }
+        process(batch, &shutdown, &handler).await;
+    }
+}
+
+/// How often a message held through an outage is told to the server as
+/// still in progress: well inside every consumer's 30 s ack wait.
+pub const HOLD_PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Hands `batch` to `handler` and settles each message as its verdict
+/// says, except during an outage.
+///
+/// A message handed back counts as a delivery, and a consumer with
+/// `max_deliver` gives up on a message after that many: an outage of
+/// Postgres or NATS longer than `max_deliver` redeliveries would turn good
+/// messages into dead letters. So while [`crate::health`] says a
+/// dependency is away, the messages whose verdict is [`Verdict::Retry`]
+/// are kept here instead, marked in progress so that the server does not
+/// hand them to anyone else, and handed to `handler` again once it is
+/// back. On shutdown they are handed back.
+pub async fn process<H: Handler>(mut batch: Vec<Message>, shutdown: &Shutdown, handler: &H) {
+    loop {
         let verdicts = handler.handle(&batch).await;
-        settle_all(&batch, &verdicts).await;
+        let mut held = Vec::new();
+        for (index, message) in batch.into_iter().enumerate() {
+            let verdict = verdicts.get(index).copied().unwrap_or(Verdict::Retry);
+            if verdict == Verdict::Retry && !health().is_healthy() {
+                held.push(message);
+            } else {
+                settle(&message, verdict).await;
+            }
+        }
+        if held.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            messages = held.len(),
+            "holding messages until the outage ends"
+        );
+        if !ride_out(&held, shutdown).await {
+            settle_all(&held, &[]).await;
+            return;
+        }
+        batch = held;
+    }
+}
+
+/// Waits until every dependency is back (`true`) or `shutdown` (`false`),
+/// keeping `held` in progress meanwhile.
+async fn ride_out(held: &[Message], shutdown: &Shutdown) -> bool {
+    let mut progress = tokio::time::interval_at(
+        tokio::time::Instant::now() + HOLD_PROGRESS_EVERY,
+        HOLD_PROGRESS_EVERY,
+    );
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let back = health().wait_healthy();
+    tokio::pin!(back);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return false,
+            _ = &mut back => return true,
+            _ = progress.tick() => {
+                // Without NATS it could not reach the server anyway; the
+                // server redelivers what it did not hear about, harmlessly.
+                if health().is_down(Dependency::Nats) {
+                    continue;
+                }
+                for message in held {
+                    if let Err(err) = message.ack_with(AckKind::Progress).await {
+                        tracing::debug!(error = %err, "cannot mark a held message in progress");
+                    }
+                }
+            }
+        }
     }
 }
 
