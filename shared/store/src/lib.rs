@@ -152,15 +152,34 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How long opening one connection may take. Without it a Postgres host
+/// that drops packets (not one that refuses) would hold a statement for
+/// the kernel's TCP timeout, minutes.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Store {
     /// Builds a pool for `url` (a `postgres://` URL) and checks one connection.
+    ///
+    /// The pool outlives a Postgres restart: the server closes every
+    /// connection, each one's client sees it closed, and the pool drops it
+    /// when it is next taken (`RecyclingMethod::Fast` checks exactly that)
+    /// and opens a new one. A statement that was running on one fails
+    /// with a connection error, which is never poison ([`StoreError::is_poison`]),
+    /// so its message is retried.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Store> {
         let mut config = Config::new();
         config.url = Some(url.to_owned());
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
         config.manager = Some(ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         });
-        config.pool = Some(deadpool_postgres::PoolConfig::new(pool_size.max(1)));
+        let mut pool = deadpool_postgres::PoolConfig::new(pool_size.max(1));
+        // Creation is bounded, waiting for a free connection is not: under
+        // load every connection may be busy for a while, and that is no
+        // error.
+        pool.timeouts.create = Some(CONNECT_TIMEOUT);
+        pool.timeouts.recycle = Some(CONNECT_TIMEOUT);
+        config.pool = Some(pool);
         let pool = config
             .create_pool(Some(Runtime::Tokio1), NoTls)
             .map_err(|err| StoreError::Setup(err.to_string()))?;
