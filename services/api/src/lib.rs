@@ -59,6 +59,7 @@ pub use error::ApiError;
 
 use anyhow::Context;
 use axum::Router;
+use taskyard_runtime::health::{self, Dependency};
 use taskyard_runtime::{Shutdown, micro, nats};
 use taskyard_store::Store;
 
@@ -115,6 +116,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let store = Store::connect_and_migrate(&common.database_url, taskyard_store::DEFAULT_POOL_SIZE)
         .await
         .context("connecting to Postgres")?;
+    health::spawn_probe(Dependency::Postgres, shutdown.clone(), {
+        let store = store.clone();
+        move || {
+            let store = store.clone();
+            async move { store.ping().await }
+        }
+    });
     let client = nats::connect(
         &common.nats_url,
         "taskyard-api",

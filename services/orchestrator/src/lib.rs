@@ -46,6 +46,7 @@ pub mod stream;
 pub use config::Config;
 
 use anyhow::Context;
+use taskyard_runtime::health::{self, Dependency};
 use taskyard_runtime::{Shutdown, micro, streams};
 use taskyard_store::Store;
 
@@ -54,6 +55,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let store = Store::connect_and_migrate(&config.common.database_url, config.pool_size)
         .await
         .context("connecting to Postgres")?;
+    health::spawn_probe(Dependency::Postgres, shutdown.clone(), {
+        let store = store.clone();
+        move || {
+            let store = store.clone();
+            async move { store.ping().await }
+        }
+    });
     let attached = micro::attach(
         &config.common,
         "orchestrator",

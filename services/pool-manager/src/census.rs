@@ -29,7 +29,9 @@ pub fn spawn(store: Store, every: Duration, shutdown: Shutdown) -> tokio::task::
                     }
                     seen.extend(now);
                 }
-                Err(err) => tracing::warn!(error = %err, "counting tasks by pool and state failed"),
+                Err(err) => {
+                    taskyard_runtime::warn_throttled!(error = %err, "counting tasks by pool and state failed")
+                }
             }
             tokio::select! {
                 _ = shutdown.wait() => return,

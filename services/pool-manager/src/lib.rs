@@ -49,6 +49,7 @@ pub use config::Config;
 use anyhow::Context;
 use std::time::Duration;
 use taskyard_runtime::batching::batches;
+use taskyard_runtime::health::{self, Dependency};
 use taskyard_runtime::{Shutdown, consume, micro, streams};
 use taskyard_store::Store;
 
@@ -71,6 +72,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let store = Store::connect_and_migrate(&config.common.database_url, config.pool_size)
         .await
         .context("connecting to Postgres")?;
+    health::spawn_probe(Dependency::Postgres, shutdown.clone(), {
+        let store = store.clone();
+        move || {
+            let store = store.clone();
+            async move { store.ping().await }
+        }
+    });
     let attached = micro::attach(
         &config.common,
         "pool-manager",
@@ -184,7 +192,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         }
     });
     // The first loop to stop (shutdown, or a consumer that stopped
-    // delivering) stops the service.
+    // delivering, which `batches` never does) stops the service.
     let first = loops.join_next().await;
     shutdown.trigger();
     loops.shutdown().await;

@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use taskyard_runtime::Shutdown;
 use taskyard_runtime::batching::{self, Message};
+use taskyard_runtime::health::{Dependency, health};
 use taskyard_wire::dispatch::{Dispatch, DispatchMessage};
 use taskyard_wire::status::{Outcome, StatusReport};
 use taskyard_wire::task::Job;
@@ -390,12 +391,21 @@ impl Worker {
 
     /// Hands a report to the [`Reporter`], with retries: a report is only
     /// worth an ack once it is stored.
+    ///
+    /// While NATS is away, tries are not counted: the report waits for the
+    /// connection to come back (its dispatch is kept in progress
+    /// meanwhile), rather than giving up after a few seconds and leaving
+    /// its dispatch to be redelivered after the ack wait.
     async fn publish(&self, report: &StatusReport) -> Result<(), ReportError> {
         let mut delay = PUBLISH_RETRY_FIRST;
         let mut tries = 1;
         loop {
             match self.reporter.send(report).await {
                 Ok(()) => return Ok(()),
+                Err(err) if !err.permanent && health().is_down(Dependency::Nats) => {
+                    tracing::debug!(error = %err, "a report waits for NATS");
+                    health().wait_up(Dependency::Nats).await;
+                }
                 Err(err) if tries >= PUBLISH_TRIES || err.permanent => return Err(err),
                 Err(err) => {
                     taskyard_runtime::warn_throttled!(error = %err, tries, "publishing a report failed; retrying");
