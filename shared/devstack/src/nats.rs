@@ -38,6 +38,9 @@ pub struct NatsServer {
     port: u16,
     dir: PathBuf,
     log: PathBuf,
+    /// What it was started with, its port fixed: what [`NatsServer::restart`]
+    /// starts again.
+    options: NatsOptions,
 }
 
 impl NatsServer {
@@ -90,6 +93,36 @@ impl NatsServer {
     /// The server's log file.
     pub fn log_path(&self) -> &Path {
         &self.log
+    }
+
+    /// Whether the server process is running (not killed, not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Kills the server as a crash would (SIGKILL, no lame duck, nothing
+    /// flushed) and reaps it. Its folder and port are kept for
+    /// [`NatsServer::restart`].
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            proc::signal_child(&mut child, Signal::SIGKILL);
+            proc::wait_async(&mut child, Duration::from_secs(5)).await;
+        }
+    }
+
+    /// Starts the server again with the same config on the same port and
+    /// folder, so on the same JetStream store, and waits until it greets a
+    /// client (as [`NatsServer::start`]). A server still running is killed
+    /// first.
+    pub async fn restart(&mut self) -> Result<(), DevstackError> {
+        self.kill().await;
+        let binary = nats_server_binary()?;
+        let started = start_once(&binary, &self.dir, self.port, &self.options).await?;
+        // The old value holds no process any more: dropping it kills nothing.
+        drop(std::mem::replace(self, started));
+        Ok(())
     }
 
     /// Stops the server gracefully (SIGTERM, then SIGKILL after 5 s) and reaps it.
@@ -152,6 +185,11 @@ async fn start_once(
         port,
         dir: dir.to_path_buf(),
         log: log.path.clone(),
+        options: NatsOptions {
+            dir: dir.to_path_buf(),
+            port: Some(port),
+            ..opts.clone()
+        },
     };
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
@@ -313,6 +351,27 @@ mod tests {
         .expect_err("bad config must fail");
         assert!(matches!(err, DevstackError::ExitedEarly { .. }), "{err}");
         assert!(err.to_string().contains("nats.log"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_killed_server_restarts_on_its_port_with_its_store() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut server = NatsServer::start(NatsOptions {
+            dir: tmp.path().to_path_buf(),
+            ..Default::default()
+        })
+        .await
+        .expect("nats starts");
+        let (url, first_pid) = (server.url(), server.pid());
+        server.kill().await;
+        assert!(!server.is_running());
+        assert!(!nats_reachable(&url).await, "port still accepts after kill");
+        server.restart().await.expect("restarts");
+        assert!(server.is_running());
+        assert_eq!(server.url(), url, "same port");
+        assert_ne!(server.pid(), first_pid);
+        assert!(nats_reachable(&url).await);
+        assert!(tmp.path().join("jetstream").is_dir(), "same store");
     }
 
     #[tokio::test]

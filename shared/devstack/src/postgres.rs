@@ -49,6 +49,9 @@ pub struct Postgres {
     data_dir: PathBuf,
     socket_dir: PathBuf,
     log: PathBuf,
+    /// Whether it was started with [`PostgresOptions::fast_unsafe`], for
+    /// [`Postgres::start_again`].
+    fast_unsafe: bool,
     /// Holds the socket folder alive when `dir` is too deep for a Unix socket path.
     _socket_tmp: Option<tempfile::TempDir>,
 }
@@ -117,6 +120,7 @@ impl Postgres {
                         data_dir,
                         socket_dir,
                         log: log_path,
+                        fast_unsafe: opts.fast_unsafe,
                         _socket_tmp: socket_tmp,
                     });
                 }
@@ -163,6 +167,57 @@ impl Postgres {
     pub async fn create_database(&self, name: &str) -> Result<String, DevstackError> {
         create_database_at(&self.url("postgres"), name).await?;
         Ok(self.url(name))
+    }
+
+    /// Whether the postmaster is running (not stopped, not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Immediate shutdown, what `pg_ctl stop -m immediate` does: SIGQUIT to
+    /// the postmaster, which quits every backend at once, without a
+    /// checkpoint, so that the next start recovers from the WAL as after a
+    /// crash. Clients see their connections cut. The folder and port are
+    /// kept for [`Postgres::start_again`].
+    ///
+    /// Not `pg_ctl` itself: its restart would leave a postmaster that is
+    /// not our child, which nothing would stop when this handle is dropped.
+    pub async fn stop_immediate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            proc::signal_child(&mut child, Signal::SIGQUIT);
+            if proc::wait_async(&mut child, Duration::from_secs(10))
+                .await
+                .is_none()
+            {
+                proc::kill_group(&mut child);
+                proc::wait_async(&mut child, Duration::from_secs(5)).await;
+            }
+        }
+    }
+
+    /// Starts the server again on the same data directory and port (as
+    /// [`Postgres::start`], which waits until it accepts connections).
+    /// A server still running is stopped first, immediately.
+    pub async fn start_again(&mut self) -> Result<(), DevstackError> {
+        self.stop_immediate().await;
+        let started = Postgres::start(PostgresOptions {
+            dir: self.dir.clone(),
+            port: Some(self.port),
+            fast_unsafe: self.fast_unsafe,
+        })
+        .await?;
+        // The old value holds no process any more: dropping it stops nothing.
+        drop(std::mem::replace(self, started));
+        Ok(())
+    }
+
+    /// `pg_ctl restart -m immediate`: [`Postgres::stop_immediate`], then
+    /// [`Postgres::start_again`].
+    pub async fn restart_immediate(&mut self) -> Result<(), DevstackError> {
+        self.stop_immediate().await;
+        self.start_again().await
     }
 
     /// Shuts down cleanly (SIGINT "fast" shutdown, which checkpoints), escalating
@@ -681,6 +736,32 @@ mod tests {
         assert!(pid_file.exists(), "SIGKILL leaves postmaster.pid");
         let pg = Postgres::start(opts).await.expect("second start");
         assert!(postgres_reachable(&pg.url("kept")).await);
+        pg.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_immediate_restart_keeps_the_port_and_the_data() {
+        let tmp = pg_tempdir();
+        let mut pg = Postgres::start(PostgresOptions {
+            dir: tmp.path().to_path_buf(),
+            port: None,
+            fast_unsafe: true,
+        })
+        .await
+        .expect("postgres starts");
+        let url = pg.create_database("kept").await.expect("create");
+        pg.stop_immediate().await;
+        assert!(!pg.is_running());
+        assert!(
+            !postgres_reachable(&url).await,
+            "down after an immediate stop"
+        );
+        pg.start_again().await.expect("starts again");
+        assert!(pg.is_running());
+        assert_eq!(pg.url("kept"), url, "same port");
+        assert!(postgres_reachable(&url).await, "the database survived");
+        pg.restart_immediate().await.expect("restarts");
+        assert!(postgres_reachable(&url).await);
         pg.stop().await;
     }
 
