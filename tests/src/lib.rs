@@ -96,6 +96,12 @@ impl Cluster {
         Cluster::start_on(TestStack::start().await?, workers).await
     }
 
+    /// Like [`Cluster::start`], on a Postgres that keeps every commit it
+    /// answered across a crash ([`TestStack::start_durable`]).
+    pub async fn start_durable(workers: &[WorkerSpec]) -> anyhow::Result<Cluster> {
+        Cluster::start_on(TestStack::start_durable().await?, workers).await
+    }
+
     /// Like [`Cluster::start`], on a three-server NATS cluster
     /// ([`TestStack::start_cluster`]): every service and the test's own
     /// client get the three URLs, and every stream has three replicas.

@@ -22,10 +22,13 @@
 //! - [`stack`]: [`TestStack`], the servers, the database and the service environment.
 //! - [`cluster`]: [`TestStack::start_cluster`], the same on a three-server NATS cluster.
 //! - [`service`]: [`ServiceHandle`], a spawned service binary: signals, exit, log.
+//! - [`outages`]: NATS killed and restarted, Postgres restarted in immediate
+//!   mode, each on the same port and data.
 //! - [`wait`]: [`wait_until`], polling with a deadline.
 //! - [`bin_path`] (in `service`): where the workspace's built binaries are.
 
 pub mod cluster;
+pub mod outages;
 pub mod service;
 pub mod stack;
 pub mod wait;

@@ -42,6 +42,19 @@ impl TestStack {
     /// Starts both servers in a new folder `$TMPDIR/taskyard-test-*` and creates
     /// an empty database.
     pub async fn start() -> anyhow::Result<TestStack> {
+        TestStack::start_with(true).await
+    }
+
+    /// Like [`TestStack::start`], with PostgreSQL's default durability
+    /// (`fsync`, `synchronous_commit`): a commit it answered survives an
+    /// immediate shutdown, as in production. Without it the last commits
+    /// before [`TestStack::stop_postgres_immediate`] are lost, which no
+    /// service could be asked to ride out.
+    pub async fn start_durable() -> anyhow::Result<TestStack> {
+        TestStack::start_with(false).await
+    }
+
+    async fn start_with(fast_unsafe: bool) -> anyhow::Result<TestStack> {
         let dir = tempfile::Builder::new()
             .prefix("taskyard-test-")
             .tempdir_in(std::env::temp_dir())
@@ -58,7 +71,7 @@ impl TestStack {
         let pg = Postgres::start(PostgresOptions {
             dir: dir.path().join("postgres"),
             port: None,
-            fast_unsafe: true,
+            fast_unsafe,
         })
         .await
         .context("starting postgres")?;
