@@ -135,7 +135,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                     Role::Active(_) => {}
                     Role::Standby => {
                         if fence.take().is_some() {
-                            tracing::warn!("another resource manager holds the lease; standing by");
+                            tracing::warn!("this resource manager no longer holds the lease (see the lease log line before); standing by");
                         }
                         operations = None;
                         latest.clear();
