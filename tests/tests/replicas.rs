@@ -44,7 +44,9 @@ async fn two_schedulers_never_overbook_a_node_and_the_standby_takes_over() -> an
     node.cpu_millis = 1000;
     node.slots = 16;
     let mut cluster = Cluster::start(&[node]).await?;
-    let second = cluster.start_replica("scheduler", "scheduler-2", &[]).await?;
+    let second = cluster
+        .start_replica("scheduler", "scheduler-2", &[])
+        .await?;
     let first = cluster
         .stack
         .service("scheduler")
@@ -54,15 +56,17 @@ async fn two_schedulers_never_overbook_a_node_and_the_standby_takes_over() -> an
     // One active, one standby, and `taskyard services` says which.
     let roles = wait_until("one active scheduler and one standby", WAIT, || async {
         let roles = scheduler_roles(&cluster).await?;
-        let shape = roles.len() == 2
-            && roles[0].starts_with("active (epoch ")
-            && roles[1] == "standby";
+        let shape =
+            roles.len() == 2 && roles[0].starts_with("active (epoch ") && roles[1] == "standby";
         Ok(shape.then_some(roles))
     })
     .await?;
     let (code, listing) = cluster.taskyard(&["services"]).await?;
     assert_eq!(code, 0, "{listing}");
-    assert!(listing.contains("standby") && listing.contains(&roles[0]), "{listing}");
+    assert!(
+        listing.contains("standby") && listing.contains(&roles[0]),
+        "{listing}"
+    );
 
     // Two tasks of 500m fit the node at once; a hundred wait their turn.
     let tasks: Vec<Vec<u8>> = (0..100)
@@ -117,10 +121,7 @@ async fn two_schedulers_never_overbook_a_node_and_the_standby_takes_over() -> an
         epoch, successor.1
     );
     // The lease lasts 2 s in the tests: taken within a term and a renewal.
-    assert!(
-        takeover < Duration::from_millis(3500),
-        "took {takeover:?}"
-    );
+    assert!(takeover < Duration::from_millis(3500), "took {takeover:?}");
 
     cluster
         .wait_count(
@@ -245,10 +246,14 @@ async fn holder_of(cluster: &Cluster, name: &str) -> anyhow::Result<Option<(Stri
 }
 
 #[tokio::test]
-async fn two_of_every_service_share_the_load_and_lose_one_without_flapping() -> anyhow::Result<()>
-{
+async fn two_of_every_service_share_the_load_and_lose_one_without_flapping() -> anyhow::Result<()> {
     let mut cluster = Cluster::start(&[WorkerSpec::new("w1"), WorkerSpec::new("w2")]).await?;
-    for service in ["orchestrator", "scheduler", "pool-manager", "resource-manager"] {
+    for service in [
+        "orchestrator",
+        "scheduler",
+        "pool-manager",
+        "resource-manager",
+    ] {
         cluster
             .start_replica(service, &format!("{service}-2"), &[])
             .await?;
@@ -257,17 +262,21 @@ async fn two_of_every_service_share_the_load_and_lose_one_without_flapping() -> 
         .iter()
         .filter_map(|name| cluster.stack.service(name))
         .collect();
-    wait_until("one active resource manager and one standby", WAIT, || async {
-        let services = cluster.client().services(DISCOVERY_WINDOW).await?;
-        let mut roles: Vec<String> = services
-            .into_iter()
-            .filter(|s| s.name == "taskyard-resource-manager")
-            .map(|s| s.role.unwrap_or_default())
-            .collect();
-        roles.sort();
-        let shape = roles.len() == 2 && roles[0].starts_with("active") && roles[1] == "standby";
-        Ok(shape.then_some(()))
-    })
+    wait_until(
+        "one active resource manager and one standby",
+        WAIT,
+        || async {
+            let services = cluster.client().services(DISCOVERY_WINDOW).await?;
+            let mut roles: Vec<String> = services
+                .into_iter()
+                .filter(|s| s.name == "taskyard-resource-manager")
+                .map(|s| s.role.unwrap_or_default())
+                .collect();
+            roles.sort();
+            let shape = roles.len() == 2 && roles[0].starts_with("active") && roles[1] == "standby";
+            Ok(shape.then_some(()))
+        },
+    )
     .await?;
 
     let tasks: Vec<Vec<u8>> = (0..1000)
@@ -297,16 +306,23 @@ async fn two_of_every_service_share_the_load_and_lose_one_without_flapping() -> 
     let active = holder_process(&holder, &managers)
         .ok_or_else(|| anyhow::anyhow!("no resource manager process is the holder {holder}"))?;
     active.signal(Signal::SIGKILL)?;
-    wait_until("the standby resource manager to take the lease", WAIT, || async {
-        Ok(holder_of(&cluster, "resource-manager")
-            .await?
-            .filter(|(h, e)| *h != holder && *e > epoch))
-    })
+    wait_until(
+        "the standby resource manager to take the lease",
+        WAIT,
+        || async {
+            Ok(holder_of(&cluster, "resource-manager")
+                .await?
+                .filter(|(h, e)| *h != holder && *e > epoch))
+        },
+    )
     .await?;
     // Operators' requests reach the new one.
     let reply = cluster.node("cordon", "w2").await?;
     assert!(
-        matches!(reply, taskyard_wire::control::NodeReply::Done { cordoned: true, .. }),
+        matches!(
+            reply,
+            taskyard_wire::control::NodeReply::Done { cordoned: true, .. }
+        ),
         "{reply:?}"
     );
     cluster.node("uncordon", "w2").await?;

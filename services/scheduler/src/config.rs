@@ -55,7 +55,12 @@ impl ServiceConfig for Config {
         at_least(&mut problems, "max_round", self.max_round as u64, 1);
         at_least(&mut problems, "pool_size", self.pool_size as u64, 1);
         at_least(&mut problems, "lease_ttl_ms", self.lease_ttl_ms, 250);
-        at_least(&mut problems, "resync_interval_ms", self.resync_interval_ms, 100);
+        at_least(
+            &mut problems,
+            "resync_interval_ms",
+            self.resync_interval_ms,
+            100,
+        );
         problems
     }
 }

@@ -114,7 +114,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         match term {
             Ok(TermEnd::Shutdown) => break Ok(()),
             Ok(TermEnd::Deposed) => {
-                tracing::warn!(epoch = fence.epoch, "this scheduler no longer holds the lease (see the lease log line before); standing by");
+                tracing::warn!(
+                    epoch = fence.epoch,
+                    "this scheduler no longer holds the lease (see the lease log line before); standing by"
+                );
                 metrics::counter!("taskyard_scheduler_deposed_total").increment(1);
                 leadership.step_down(fence);
             }

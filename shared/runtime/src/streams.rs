@@ -397,9 +397,11 @@ pub async fn pull_consumer(
     config: consumer::pull::Config,
 ) -> Result<consumer::PullConsumer, StreamSetupError> {
     let name = config.durable_name.clone().unwrap_or_default();
-    let handle = retrying(&format!("finding stream {stream}"), || js.get_stream(stream))
-        .await
-        .map_err(|source| StreamSetupError::Missing { stream, source })?;
+    let handle = retrying(&format!("finding stream {stream}"), || {
+        js.get_stream(stream)
+    })
+    .await
+    .map_err(|source| StreamSetupError::Missing { stream, source })?;
     retrying(&format!("declaring consumer {name} on {stream}"), || {
         handle.create_consumer(config.clone())
     })

@@ -32,7 +32,11 @@ pub fn holder_id(service: &str) -> String {
         .map(|name| name.trim().to_owned())
         .unwrap_or_else(|_| "localhost".to_owned());
     let unique = uuid::Uuid::now_v7().simple().to_string();
-    format!("{service}@{host}:{}/{}", std::process::id(), &unique[unique.len() - 8..])
+    format!(
+        "{service}@{host}:{}/{}",
+        std::process::id(),
+        &unique[unique.len() - 8..]
+    )
 }
 
 /// The SQLSTATE `taskyard_fence` raises (class 55: not the statement's
@@ -303,7 +307,9 @@ async fn hold(
         let sent = Instant::now();
         match current {
             Role::Standby => {
-                match tokio::time::timeout(patience, store.acquire_lease(lease, &holder, terms.ttl)).await {
+                match tokio::time::timeout(patience, store.acquire_lease(lease, &holder, terms.ttl))
+                    .await
+                {
                     Ok(Ok(Some(epoch))) => {
                         failing = false;
                         last_renewed = Some(sent);
@@ -316,13 +322,19 @@ async fn hold(
                 }
             }
             Role::Active(fence) => {
-                match tokio::time::timeout(patience, store.renew_lease(fence, &holder, terms.ttl)).await {
+                match tokio::time::timeout(patience, store.renew_lease(fence, &holder, terms.ttl))
+                    .await
+                {
                     Ok(Ok(true)) => {
                         failing = false;
                         last_renewed = Some(sent);
                     }
                     Ok(Ok(false)) => {
-                        tracing::warn!(lease, epoch = fence.epoch, "the lease was taken over: this replica stands by");
+                        tracing::warn!(
+                            lease,
+                            epoch = fence.epoch,
+                            "the lease was taken over: this replica stands by"
+                        );
                         role.send_replace(Role::Standby);
                     }
                     Ok(Err(err)) => note_failure(&mut failing, lease, &err.to_string()),
@@ -334,7 +346,11 @@ async fn hold(
                 // term can have ended there.
                 let expired = last_renewed.is_none_or(|at| at.elapsed() >= terms.ttl);
                 if *role.borrow() == Role::Active(fence) && expired {
-                    tracing::warn!(lease, epoch = fence.epoch, "no renewal of the lease succeeded within its term: this replica stands by");
+                    tracing::warn!(
+                        lease,
+                        epoch = fence.epoch,
+                        "no renewal of the lease succeeded within its term: this replica stands by"
+                    );
                     role.send_replace(Role::Standby);
                 }
             }
@@ -344,8 +360,13 @@ async fn hold(
     if let Role::Active(fence) = last {
         match tokio::time::timeout(patience, store.release_lease(fence, &holder)).await {
             Ok(Ok(())) => tracing::info!(lease, epoch = fence.epoch, "lease handed on"),
-            Ok(Err(err)) => tracing::warn!(lease, error = %err, "cannot hand the lease on; a standby takes it when its term ends"),
-            Err(_) => tracing::warn!(lease, "Postgres did not answer in time; a standby takes the lease when its term ends"),
+            Ok(Err(err)) => {
+                tracing::warn!(lease, error = %err, "cannot hand the lease on; a standby takes it when its term ends")
+            }
+            Err(_) => tracing::warn!(
+                lease,
+                "Postgres did not answer in time; a standby takes the lease when its term ends"
+            ),
         }
     }
     role.send_replace(Role::Standby);

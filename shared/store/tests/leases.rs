@@ -31,10 +31,7 @@ async fn one_holder_at_a_time_and_a_stale_epoch_is_fenced() {
     let store = store(&pg).await;
     let ttl = Duration::from_millis(300);
 
-    let first = store
-        .acquire_lease(LEASE, "a", ttl)
-        .await
-        .expect("acquire");
+    let first = store.acquire_lease(LEASE, "a", ttl).await.expect("acquire");
     assert_eq!(first, Some(1), "a free lease is taken at epoch 1");
     assert_eq!(
         store.acquire_lease(LEASE, "b", ttl).await.expect("acquire"),
@@ -56,10 +53,7 @@ async fn one_holder_at_a_time_and_a_stale_epoch_is_fenced() {
 
     // Unrenewed, the term ends; the next taker moves the epoch on.
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
-    let second = store
-        .acquire_lease(LEASE, "b", ttl)
-        .await
-        .expect("acquire");
+    let second = store.acquire_lease(LEASE, "b", ttl).await.expect("acquire");
     assert_eq!(second, Some(2));
     assert!(
         !store.renew_lease(a, "a", ttl).await.expect("renew"),
@@ -70,7 +64,10 @@ async fn one_holder_at_a_time_and_a_stale_epoch_is_fenced() {
         .await
         .expect_err("the ex-holder's round is fenced");
     assert!(refused.is_fenced(), "{refused}");
-    assert!(!refused.is_poison(), "a fenced round is not the round's fault");
+    assert!(
+        !refused.is_poison(),
+        "a fenced round is not the round's fault"
+    );
     assert!(
         refused
             .refusal()

@@ -68,12 +68,15 @@ async fn real_responses_match_the_document() {
         .insert(vec![task("default"), crate::helpers::rejected("gpu", "no")])
         .await;
     app.store
-        .mark_scheduled(&[Placement {
-            task_id: ids[0],
-            attempt: 0,
-            node_id: "node-a".to_owned(),
-            reason: "best fit".to_owned(),
-        }], None)
+        .mark_scheduled(
+            &[Placement {
+                task_id: ids[0],
+                attempt: 0,
+                node_id: "node-a".to_owned(),
+                reason: "best fit".to_owned(),
+            }],
+            None,
+        )
         .await
         .expect("schedule");
     app.store

@@ -72,9 +72,10 @@ async fn the_api_lists_itself_with_its_endpoint_counts() {
     assert_eq!(echo["subject"], "taskyard.test.echo");
     // Every instance also answers its own role.
     assert!(
-        endpoints
-            .iter()
-            .any(|e| e["subject"].as_str().unwrap_or_default().starts_with("taskyard.role.api.")),
+        endpoints.iter().any(|e| e["subject"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("taskyard.role.api.")),
         "{api}"
     );
 }

@@ -10,12 +10,15 @@ async fn a_task_comes_with_its_history() {
     let ids = app.insert(vec![task("default")]).await;
     let placed = app
         .store
-        .mark_scheduled(&[Placement {
-            task_id: ids[0],
-            attempt: 0,
-            node_id: "node-1".to_owned(),
-            reason: "best fit".to_owned(),
-        }], None)
+        .mark_scheduled(
+            &[Placement {
+                task_id: ids[0],
+                attempt: 0,
+                node_id: "node-1".to_owned(),
+                reason: "best fit".to_owned(),
+            }],
+            None,
+        )
         .await
         .expect("schedule the fixture");
     assert_eq!(placed.len(), 1);

@@ -79,12 +79,15 @@ async fn events_come_page_by_page_oldest_first() {
     let app = TestApp::start().await;
     let ids = app.insert(vec![task("default")]).await;
     app.store
-        .mark_scheduled(&[Placement {
-            task_id: ids[0],
-            attempt: 0,
-            node_id: "node-1".to_owned(),
-            reason: "best fit".to_owned(),
-        }], None)
+        .mark_scheduled(
+            &[Placement {
+                task_id: ids[0],
+                attempt: 0,
+                node_id: "node-1".to_owned(),
+                reason: "best fit".to_owned(),
+            }],
+            None,
+        )
         .await
         .expect("schedule");
     let uri = format!("/api/v1/tasks/{}/events", ids[0]);

@@ -8,10 +8,10 @@
 //! [`crate::transitions::table`].
 
 use super::{parse_kind, resources_from_row, timeout_from_row};
+use crate::leases::Fence;
 use crate::transitions::{
     Transition, backoff_ms, returned_task, table, transition_columns, transition_from_row,
 };
-use crate::leases::Fence;
 use crate::{Result, Store, to_i32, to_u32};
 use serde_json::Value;
 use taskyard_wire::{Resources, TaskKind, TaskState, Timestamp};

@@ -9,6 +9,9 @@
 //! refuses to run as root. `TASKYARD_PG_BIN_DIR` names the folder holding
 //! `initdb`, `postgres` and `psql` when they are not on the `PATH`.
 
+// Each test binary that includes this module uses a part of it.
+#![allow(dead_code)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -110,7 +113,6 @@ impl Postgres {
     }
 
     /// A URL for the `postgres` database, for tests that use the store.
-    #[allow(dead_code)] // Not every test binary that includes support uses it.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
