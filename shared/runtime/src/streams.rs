@@ -169,6 +169,11 @@ pub async fn ensure_streams(
     js: &jetstream::Context,
     replicas: usize,
 ) -> Result<(), StreamSetupError> {
+    // When several services create the same stream on a fresh cluster at
+    // once, the server answers only some of them; the others would wait
+    // out the context's whole request timeout before trying again.
+    let mut js = js.clone();
+    js.set_timeout(DECLARE_TIMEOUT);
     for config in stream_configs(replicas) {
         let stream = stream_name(&config.name);
         retrying(&format!("declaring stream {stream}"), || {
@@ -182,6 +187,8 @@ pub async fn ensure_streams(
 
 /// How long a starting service keeps trying one JetStream declaration.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one try of a stream declaration waits for its answer.
+pub const DECLARE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Tries `declare` until it succeeds or [`SETUP_TIMEOUT`] has passed, with
 /// backoff. A JetStream that is electing a leader (a cluster after a
