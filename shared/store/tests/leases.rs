@@ -52,9 +52,15 @@ async fn one_holder_at_a_time_and_a_stale_epoch_is_fenced() {
     assert!(placed.is_empty());
 
     // Unrenewed, the term ends; the next taker moves the epoch on.
-    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
-    let second = store.acquire_lease(LEASE, "b", ttl).await.expect("acquire");
-    assert_eq!(second, Some(2));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let second = loop {
+        let taken = store.acquire_lease(LEASE, "b", ttl).await.expect("acquire");
+        if taken.is_some() || std::time::Instant::now() > deadline {
+            break taken;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(second, Some(2), "taken once the term ran out");
     assert!(
         !store.renew_lease(a, "a", ttl).await.expect("renew"),
         "the ex-holder cannot renew"
@@ -106,8 +112,18 @@ async fn a_standby_takes_over_when_the_holder_hands_on_or_dies() {
         .await
         .expect("the first replica becomes active");
     let mut two = Leadership::start(store.clone(), LEASE, "two".to_owned(), terms);
-    // Two whole terms: the holder keeps renewing, the standby stays one.
-    tokio::time::sleep(terms.ttl * 2).await;
+    // Two whole terms without a change of role: the holder keeps renewing,
+    // the standby stays one.
+    let mut one_changes = one.watch();
+    let mut two_changes = two.watch();
+    let changed = tokio::time::timeout(terms.ttl * 2, async {
+        tokio::select! {
+            _ = one_changes.changed() => "the holder",
+            _ = two_changes.changed() => "the standby",
+        }
+    })
+    .await;
+    assert!(changed.is_err(), "{:?} changed role", changed.ok());
     assert_eq!(one.role(), Role::Active(fence));
     assert_eq!(two.role(), Role::Standby);
 
