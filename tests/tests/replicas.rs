@@ -8,28 +8,41 @@ use taskyard_client::DISCOVERY_WINDOW;
 use taskyard_testkit::{ServiceHandle, Signal, wait_until};
 use taskyard_tests::{Cluster, WAIT, WorkerSpec, publish_all};
 
-/// The roles the schedulers on the bus report, sorted.
-async fn scheduler_roles(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
+/// The roles the instances of `service` on the bus report, sorted.
+async fn roles(cluster: &Cluster, service: &str) -> anyhow::Result<Vec<String>> {
     let services = cluster.client().services(DISCOVERY_WINDOW).await?;
     let mut roles: Vec<String> = services
         .into_iter()
-        .filter(|s| s.name == "taskyard-scheduler")
+        .filter(|s| s.name == service)
         .map(|s| s.role.unwrap_or_default())
         .collect();
     roles.sort();
     Ok(roles)
 }
 
-/// The holder of the scheduler lease and its epoch, as Postgres has it.
-async fn lease(cluster: &Cluster) -> anyhow::Result<Option<(String, i64)>> {
+/// The holder of lease `name` and its epoch, as Postgres has it.
+async fn holder_of(cluster: &Cluster, name: &str) -> anyhow::Result<Option<(String, i64)>> {
     let row = cluster
         .db
         .query_opt(
-            "SELECT holder, epoch FROM leases WHERE name = 'scheduler' AND expires_at > now()",
-            &[],
+            "SELECT holder, epoch FROM leases WHERE name = $1 AND expires_at > now()",
+            &[&name],
         )
         .await?;
     Ok(row.map(|row| (row.get(0), row.get(1))))
+}
+
+/// `n` sleep tasks of `ms` and `cpu_millis` for `tenant`, as submissions.
+fn sleep_tasks(n: usize, ms: u64, cpu_millis: u32, tenant: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    (0..n)
+        .map(|i| {
+            Ok(serde_json::to_vec(&json!({
+                "kind": "sleep", "spec": {"ms": ms}, "tenant": tenant,
+                "resources": {"cpu_millis": cpu_millis, "memory_mb": if cpu_millis == 0 { 0 } else { 64 }},
+                "labels": {"i": i.to_string()}
+            }))?)
+        })
+        .collect()
 }
 
 /// The process of the holder `scheduler@host:<pid>/<id>`.
@@ -55,7 +68,7 @@ async fn two_schedulers_never_overbook_a_node_and_the_standby_takes_over() -> an
 
     // One active, one standby, and `taskyard services` says which.
     let roles = wait_until("one active scheduler and one standby", WAIT, || async {
-        let roles = scheduler_roles(&cluster).await?;
+        let roles = roles(&cluster, "taskyard-scheduler").await?;
         let shape =
             roles.len() == 2 && roles[0].starts_with("active (epoch ") && roles[1] == "standby";
         Ok(shape.then_some(roles))
@@ -69,15 +82,7 @@ async fn two_schedulers_never_overbook_a_node_and_the_standby_takes_over() -> an
     );
 
     // Two tasks of 500m fit the node at once; a hundred wait their turn.
-    let tasks: Vec<Vec<u8>> = (0..100)
-        .map(|i| {
-            serde_json::to_vec(&json!({
-                "kind": "sleep", "spec": {"ms": 60}, "tenant": "ha",
-                "resources": {"cpu_millis": 500, "memory_mb": 64},
-                "labels": {"i": i.to_string()}
-            }))
-        })
-        .collect::<Result<_, _>>()?;
+    let tasks = sleep_tasks(100, 60, 500, "ha")?;
     publish_all(&cluster, tasks).await?;
     cluster
         .wait_count(
@@ -88,7 +93,7 @@ async fn two_schedulers_never_overbook_a_node_and_the_standby_takes_over() -> an
         )
         .await?;
 
-    let (holder, epoch) = lease(&cluster)
+    let (holder, epoch) = holder_of(&cluster, "scheduler")
         .await?
         .ok_or_else(|| anyhow::anyhow!("nobody holds the scheduler lease"))?;
     let active = holder_process(&holder, &schedulers)
@@ -97,7 +102,7 @@ async fn two_schedulers_never_overbook_a_node_and_the_standby_takes_over() -> an
     let killed = Instant::now();
     let killed_at: time::OffsetDateTime = cluster.db.query_one("SELECT now()", &[]).await?.get(0);
     let successor = wait_until("the standby to take the lease", WAIT, || async {
-        Ok(lease(&cluster)
+        Ok(holder_of(&cluster, "scheduler")
             .await?
             .filter(|(h, e)| *h != holder && *e > epoch))
     })
@@ -233,18 +238,6 @@ async fn the_resync_heals_what_a_lost_event_left_wrong() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The holder of lease `name`, as Postgres has it.
-async fn holder_of(cluster: &Cluster, name: &str) -> anyhow::Result<Option<(String, i64)>> {
-    let row = cluster
-        .db
-        .query_opt(
-            "SELECT holder, epoch FROM leases WHERE name = $1 AND expires_at > now()",
-            &[&name],
-        )
-        .await?;
-    Ok(row.map(|row| (row.get(0), row.get(1))))
-}
-
 #[tokio::test]
 async fn two_of_every_service_share_the_load_and_lose_one_without_flapping() -> anyhow::Result<()> {
     let mut cluster = Cluster::start(&[WorkerSpec::new("w1"), WorkerSpec::new("w2")]).await?;
@@ -266,28 +259,14 @@ async fn two_of_every_service_share_the_load_and_lose_one_without_flapping() -> 
         "one active resource manager and one standby",
         WAIT,
         || async {
-            let services = cluster.client().services(DISCOVERY_WINDOW).await?;
-            let mut roles: Vec<String> = services
-                .into_iter()
-                .filter(|s| s.name == "taskyard-resource-manager")
-                .map(|s| s.role.unwrap_or_default())
-                .collect();
-            roles.sort();
+            let roles = roles(&cluster, "taskyard-resource-manager").await?;
             let shape = roles.len() == 2 && roles[0].starts_with("active") && roles[1] == "standby";
             Ok(shape.then_some(()))
         },
     )
     .await?;
 
-    let tasks: Vec<Vec<u8>> = (0..1000)
-        .map(|i| {
-            serde_json::to_vec(&json!({
-                "kind": "sleep", "spec": {"ms": 5}, "tenant": "pairs",
-                "resources": {"cpu_millis": 0, "memory_mb": 0},
-                "labels": {"i": i.to_string()}
-            }))
-        })
-        .collect::<Result<_, _>>()?;
+    let tasks = sleep_tasks(1000, 5, 0, "pairs")?;
     publish_all(&cluster, tasks).await?;
     cluster
         .wait_count(
