@@ -341,32 +341,10 @@ mod tests {
         assert!(health.report().is_healthy());
     }
 
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .map_err(|_| std::io::ErrorKind::Other)?
-                .extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn an_outage_is_logged_once_when_it_begins_and_once_when_it_ends() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
         let health = fresh();
-        tracing::subscriber::with_default(subscriber, || {
+        let text = crate::log_capture::logged(|| {
             health.up(Dependency::Nats);
             for _ in 0..50 {
                 health.down(Dependency::Nats, "disconnected");
@@ -374,7 +352,6 @@ mod tests {
             health.up(Dependency::Nats);
             health.up(Dependency::Nats);
         });
-        let text = String::from_utf8_lossy(&captured.0.lock().expect("not poisoned")).into_owned();
         assert_eq!(text.matches("NATS connection lost").count(), 1, "{text}");
         assert_eq!(
             text.matches("NATS connection restored (after").count(),

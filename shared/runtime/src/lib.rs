@@ -27,6 +27,8 @@ pub mod config;
 pub mod consume;
 pub mod health;
 pub mod lag;
+#[cfg(test)]
+mod log_capture;
 pub mod micro;
 pub mod nats;
 pub mod poison;

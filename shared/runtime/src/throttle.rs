@@ -105,37 +105,14 @@ mod tests {
         assert_eq!(throttle.admit_at(2001), Some(1));
     }
 
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .map_err(|_| std::io::ErrorKind::Other)?
-                .extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn each_call_site_logs_once_per_interval() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let text = crate::log_capture::logged(|| {
             for _ in 0..100 {
                 crate::warn_throttled!(attempt = 1, "first site");
                 crate::error_throttled!(error = %"boom", "second site");
             }
         });
-        let text = String::from_utf8_lossy(&captured.0.lock().expect("not poisoned")).into_owned();
         assert_eq!(text.matches("first site").count(), 1, "{text}");
         assert_eq!(text.matches("second site").count(), 1, "{text}");
         assert!(text.contains("suppressed=0"), "{text}");
