@@ -354,19 +354,7 @@ async fn a_nats_crash_under_load_loses_no_task_and_restarts_no_service() -> anyh
         "the node was never declared lost"
     );
     assert_never_restarted(&cluster, &before);
-    for name in CONTROL_PLANE {
-        let log = cluster.stack.service(name).context(name)?.log();
-        assert_eq!(
-            log.matches("NATS connection lost").count(),
-            1,
-            "{name} logs the outage once:\n{log}"
-        );
-        assert_eq!(
-            log.matches("NATS connection restored").count(),
-            1,
-            "{name}:\n{log}"
-        );
-    }
+    assert_outage_logged_once(&cluster, "NATS connection lost", "NATS connection restored")?;
     Ok(())
 }
 
@@ -418,19 +406,7 @@ async fn an_immediate_postgres_restart_under_load_loses_no_task_and_restarts_no_
         "no message was given up"
     );
     assert_never_restarted(&cluster, &before);
-    for name in CONTROL_PLANE {
-        let log = cluster.stack.service(name).context(name)?.log();
-        assert_eq!(
-            log.matches("Postgres unreachable").count(),
-            1,
-            "{name} logs the outage once:\n{log}"
-        );
-        assert_eq!(
-            log.matches("Postgres reachable again").count(),
-            1,
-            "{name}:\n{log}"
-        );
-    }
+    assert_outage_logged_once(&cluster, "Postgres unreachable", "Postgres reachable again")?;
     Ok(())
 }
 
@@ -473,5 +449,20 @@ async fn a_delayed_task_due_while_nats_is_down_runs_once_when_it_is_back() -> an
     let ended = trail.iter().filter(|(_, to)| to == "succeeded").count();
     assert_eq!(ended, 1, "succeeded once: {trail:?}");
     assert_never_restarted(&cluster, &before);
+    Ok(())
+}
+
+/// Every control-plane service logged the outage once when it began
+/// (`lost`) and once when it ended (`back`).
+fn assert_outage_logged_once(cluster: &Cluster, lost: &str, back: &str) -> anyhow::Result<()> {
+    for name in CONTROL_PLANE {
+        let log = cluster.stack.service(name).context(name)?.log();
+        assert_eq!(
+            log.matches(lost).count(),
+            1,
+            "{name} logs the outage once:\n{log}"
+        );
+        assert_eq!(log.matches(back).count(), 1, "{name}:\n{log}");
+    }
     Ok(())
 }
