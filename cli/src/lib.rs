@@ -63,6 +63,15 @@ pub struct GlobalOptions {
         value_name = "URL"
     )]
     pub nats_url: String,
+    /// The nkey seed file this command connects to NATS with (from
+    /// `taskyard creds create`); not needed by a `taskyard up` stack on
+    /// loopback, whose bus runs open.
+    #[arg(long, global = true, env = "TASKYARD_NATS_NKEY_FILE", value_name = "FILE")]
+    pub nats_nkey: Option<std::path::PathBuf>,
+    /// The CA that signed the NATS servers' certificates: set, the command
+    /// speaks TLS to NATS.
+    #[arg(long, global = true, env = "TASKYARD_NATS_CA_FILE", value_name = "FILE")]
+    pub nats_ca: Option<std::path::PathBuf>,
     /// Base URL of the REST API.
     #[arg(
         long,
@@ -85,6 +94,15 @@ pub struct GlobalOptions {
 }
 
 impl GlobalOptions {
+    /// The NATS identity and CA of `--nats-nkey` and `--nats-ca`.
+    pub fn nats_security(&self) -> taskyard_runtime::nats::NatsSecurity {
+        taskyard_runtime::nats::NatsSecurity {
+            nkey_file: self.nats_nkey.clone(),
+            ca_file: self.nats_ca.clone(),
+            ..Default::default()
+        }
+    }
+
     /// A client of the REST API at `--api-url`, sending `--token`.
     pub fn api(&self) -> api::ApiClient {
         api::ApiClient::new(&self.api_url).with_token(self.token.clone())

@@ -77,19 +77,6 @@ impl LocalStack {
             let (server, url) = nats(options).await?;
             (server, None, url)
         };
-        if options.cluster {
-            // Declared once, before the services: services that all create
-            // the same stream of a cluster at once each wait out a request
-            // timeout (the server answers only some of them), which made a
-            // start take a minute.
-            let client = crate::bus::connect(&nats_url).await?;
-            taskyard_runtime::streams::ensure_streams(
-                &async_nats::jetstream::new(client),
-                CLUSTER_SIZE,
-            )
-            .await
-            .context("declaring the streams on the NATS cluster")?;
-        }
         let (postgres, database_url) = postgres(options).await?;
         taskyard_store::Store::connect_and_migrate(&database_url, 1)
             .await
@@ -139,6 +126,12 @@ impl LocalStack {
             .with_context(|| format!("starting {}", binary.display()))?;
         self.children.push((name.to_owned(), child));
         Ok(())
+    }
+
+    /// How the stack's own clients (the demo, the benchmark) connect to its
+    /// NATS: as the operator when it runs with credentials.
+    pub fn nats_security(&self) -> taskyard_runtime::nats::NatsSecurity {
+        taskyard_runtime::nats::NatsSecurity::default()
     }
 
     pub fn log_dir(&self) -> &Path {

@@ -131,7 +131,7 @@ impl Bench {
             )?;
         }
         let store = taskyard_store::Store::connect(&stack.database_url, 2).await?;
-        let client = crate::bus::connect(&stack.nats_url).await?;
+        let client = crate::bus::connect(&stack.nats_url, &stack.nats_security()).await?;
         wait_ready(&store, &client, self.workers.max(1) as usize).await?;
         // Progress comes from the events, not from polling Postgres, so the
         // measurement does not load the database it measures.

@@ -21,7 +21,7 @@ pub struct Cancel {
 
 impl Cancel {
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
-        let client = crate::bus::client(&global.nats_url).await?;
+        let client = crate::bus::client(global).await?;
         let Some(outcome) = answered(client.cancel(self.id, self.reason).await)? else {
             return Ok(ExitCode::FAILURE);
         };

@@ -49,7 +49,7 @@ impl NodeAction {
 impl Node {
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
         let (op, id) = self.action.op();
-        let client = crate::bus::client(&global.nats_url).await?;
+        let client = crate::bus::client(global).await?;
         let Some(node) = answered(client.node(op, id).await)? else {
             return Ok(ExitCode::FAILURE);
         };

@@ -261,7 +261,7 @@ fn read_definition(file: &PathBuf, name: Option<&str>) -> anyhow::Result<PoolSpe
 
 impl Pool {
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
-        let client = crate::bus::client(&global.nats_url).await?;
+        let client = crate::bus::client(global).await?;
         match self.action {
             PoolAction::Show(show) => finish(client.pool(&show.name).await, show.json, None),
             PoolAction::Create(create) => {

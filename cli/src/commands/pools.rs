@@ -17,7 +17,7 @@ pub struct Pools {
 
 impl Pools {
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
-        let client = crate::bus::client(&global.nats_url).await?;
+        let client = crate::bus::client(global).await?;
         let Some(pools) = answered(client.pools().await)? else {
             return Ok(ExitCode::FAILURE);
         };

@@ -17,7 +17,7 @@ pub struct Services {
 
 impl Services {
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
-        let client = crate::bus::client(&global.nats_url).await?;
+        let client = crate::bus::client(global).await?;
         let services = client.services(DISCOVERY_WINDOW).await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&services)?);

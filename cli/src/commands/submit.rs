@@ -197,7 +197,7 @@ impl Submit {
 
     pub async fn run(self, global: &GlobalOptions) -> anyhow::Result<ExitCode> {
         let payload = self.payload()?;
-        let client = crate::bus::connect(&global.nats_url).await?;
+        let client = crate::bus::connect(&global.nats_url, &global.nats_security()).await?;
         // Subscribed before the request leaves, on the same connection, so the
         // server has our subscription before the orchestrator can publish.
         let events = if self.wait {

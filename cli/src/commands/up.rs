@@ -146,7 +146,7 @@ impl Up {
         println!("Press ctrl-c to stop.");
 
         let demo = if self.demo {
-            let nats = crate::bus::connect(&stack.nats_url)
+            let nats = crate::bus::connect(&stack.nats_url, &stack.nats_security())
                 .await
                 .context("connecting for the demo")?;
             println!(

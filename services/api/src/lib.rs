@@ -125,6 +125,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     });
     let client = nats::connect(
         &common.nats_url,
+        &common.nats_security(),
         "taskyard-api",
         nats::DEFAULT_CONNECT_TIMEOUT,
     )

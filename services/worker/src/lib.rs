@@ -70,8 +70,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let started_at = taskyard_wire::now();
 
     let client_name = format!("taskyard-worker {node}");
+    let security = config.common.nats_security();
     let connect = nats::connect(
         &config.common.nats_url,
+        &security,
         &client_name,
         DEFAULT_CONNECT_TIMEOUT,
     );

@@ -7,7 +7,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Default NATS server.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -40,6 +40,29 @@ pub struct Common {
     pub metrics_addr: Option<SocketAddr>,
     /// Replicas of each JetStream stream (1 for a single server, 3 for the cluster).
     pub stream_replicas: usize,
+    /// This service's nkey seed file (`TASKYARD_NATS_NKEY_FILE`).
+    pub nats_nkey_file: Option<PathBuf>,
+    /// The CA of the NATS servers' certificates (`TASKYARD_NATS_CA_FILE`): TLS on.
+    pub nats_ca_file: Option<PathBuf>,
+    /// A client certificate for NATS (`TASKYARD_NATS_CERT_FILE`, `TASKYARD_NATS_KEY_FILE`).
+    pub nats_cert_file: Option<PathBuf>,
+    pub nats_key_file: Option<PathBuf>,
+    /// Reach a NATS server on another host without credentials or TLS
+    /// (`TASKYARD_NATS_ALLOW_INSECURE`); refused otherwise.
+    pub nats_allow_insecure: bool,
+}
+
+impl Common {
+    /// The NATS identity and certificates these settings name.
+    pub fn nats_security(&self) -> crate::nats::NatsSecurity {
+        crate::nats::NatsSecurity {
+            nkey_file: self.nats_nkey_file.clone(),
+            ca_file: self.nats_ca_file.clone(),
+            cert_file: self.nats_cert_file.clone(),
+            key_file: self.nats_key_file.clone(),
+            allow_insecure: self.nats_allow_insecure,
+        }
+    }
 }
 
 impl Default for Common {
@@ -50,6 +73,11 @@ impl Default for Common {
             log_format: LogFormat::Text,
             metrics_addr: None,
             stream_replicas: 1,
+            nats_nkey_file: None,
+            nats_ca_file: None,
+            nats_cert_file: None,
+            nats_key_file: None,
+            nats_allow_insecure: false,
         }
     }
 }

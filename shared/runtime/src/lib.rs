@@ -14,6 +14,8 @@
 //! - [`health`]: whether NATS and Postgres answer, logged once per outage.
 //! - [`lag`]: consumer lag as metrics.
 //! - [`nats`]: connecting to NATS and checking the server is fit for us.
+//! - [`access`]: the kinds of NATS identity, their permissions, and the
+//!   server's authorization config.
 //! - [`streams`]: every JetStream stream and consumer, declared idempotently.
 //! - [`batching`]: pulling messages in batches and publishing many at once.
 //! - [`consume`]: the consume loop: a handler's verdict per message, settled.
@@ -22,6 +24,7 @@
 //! - [`shutdown`]: the shutdown signal.
 //! - [`micro`]: registration as a NATS micro service (`$SRV.PING` etc.).
 
+pub mod access;
 pub mod batching;
 pub mod config;
 pub mod consume;

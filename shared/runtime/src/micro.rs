@@ -104,6 +104,7 @@ pub async fn attach(
 ) -> anyhow::Result<Attached> {
     let client = crate::nats::connect(
         &common.nats_url,
+        &common.nats_security(),
         &format!("taskyard-{service}"),
         crate::nats::DEFAULT_CONNECT_TIMEOUT,
     )

@@ -2,6 +2,8 @@
 
 use crate::health::{Dependency, health};
 use async_nats::Event;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The smallest `max_payload` we accept: a full batch submission must fit.
@@ -30,6 +32,120 @@ pub enum NatsError {
          with JetStream enabled (`-js`, or the `jetstream` block of nats/dev.conf)"
     )]
     NoJetStream { url: String, reason: String },
+    #[error("cannot use the NATS nkey file {path}: {reason}")]
+    Credentials { path: PathBuf, reason: String },
+    #[error(
+        "refusing to connect to NATS at {url} without {missing}: the server is not on this \
+         machine, so the bus would be open to the network (see docs/security.md; set \
+         TASKYARD_NATS_NKEY_FILE and TASKYARD_NATS_CA_FILE, or TASKYARD_NATS_ALLOW_INSECURE=true \
+         for a network you trust)"
+    )]
+    Insecure { url: String, missing: String },
+}
+
+/// How a client proves who it is to NATS and checks the server: the
+/// `TASKYARD_NATS_*` settings every service shares (see `docs/security.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NatsSecurity {
+    /// A file holding this identity's nkey seed (`SU...`), as
+    /// `taskyard creds create` writes it. Never logged.
+    pub nkey_file: Option<PathBuf>,
+    /// The CA that signed the servers' certificates: set, the client speaks
+    /// TLS and checks the server against it.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key, for servers that verify clients.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Connect to a server on another host without credentials or TLS.
+    pub allow_insecure: bool,
+}
+
+impl NatsSecurity {
+    /// What this client lacks to talk to a server off this machine, if anything.
+    fn missing_off_loopback(&self) -> Option<String> {
+        let missing: Vec<&str> = [
+            (self.nkey_file.is_none(), "credentials"),
+            (self.ca_file.is_none(), "TLS"),
+        ]
+        .into_iter()
+        .filter_map(|(lacking, what)| lacking.then_some(what))
+        .collect();
+        (!missing.is_empty()).then(|| missing.join(" or "))
+    }
+
+    /// The servers of `url` and the options that connect to them as this
+    /// identity; refused when a server is off this machine and the
+    /// connection would be open ([`NatsError::Insecure`]).
+    pub fn connect_options(
+        &self,
+        url: &str,
+    ) -> Result<(Vec<async_nats::ServerAddr>, async_nats::ConnectOptions), NatsError> {
+        let addrs = server_addrs(url)?;
+        if !self.allow_insecure && !all_on_loopback(&addrs) {
+            if let Some(missing) = self.missing_off_loopback() {
+                return Err(NatsError::Insecure {
+                    url: url.to_owned(),
+                    missing,
+                });
+            }
+        }
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some(path) = &self.nkey_file {
+            options = options.nkey(read_seed(path)?);
+        }
+        if let Some(ca) = &self.ca_file {
+            options = options.require_tls(true).add_root_certificates(ca.clone());
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+            (None, None) => {}
+            (Some(path), None) | (None, Some(path)) => {
+                return Err(NatsError::Credentials {
+                    path: path.clone(),
+                    reason: "a client certificate needs both TASKYARD_NATS_CERT_FILE and \
+                             TASKYARD_NATS_KEY_FILE"
+                        .to_owned(),
+                });
+            }
+        }
+        Ok((addrs, options))
+    }
+}
+
+/// Reads an nkey seed file: one line, a user seed. Checked here so that a
+/// wrong file is named at start rather than refused by the server.
+pub fn read_seed(path: &Path) -> Result<String, NatsError> {
+    let bad = |reason: String| NatsError::Credentials {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|err| bad(err.to_string()))?;
+    let seed = text
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with('#'))
+        .ok_or_else(|| bad("the file holds no seed".to_owned()))?;
+    if !seed.starts_with("SU") {
+        return Err(bad(
+            "it does not hold a user nkey seed (a line starting with SU)".to_owned(),
+        ));
+    }
+    nkeys::KeyPair::from_seed(seed).map_err(|err| bad(format!("the seed is not valid: {err}")))?;
+    Ok(seed.to_owned())
+}
+
+/// Whether every server of `addrs` is on this machine.
+fn all_on_loopback(addrs: &[async_nats::ServerAddr]) -> bool {
+    addrs.iter().all(|addr| {
+        let host = addr.host().trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 /// The servers of a `TASKYARD_NATS_URL`: one URL, or several separated by
@@ -65,14 +181,16 @@ pub fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, NatsError>
 /// is lost, one when it is back, whatever the number of attempts between.
 pub async fn connect(
     url: &str,
+    security: &NatsSecurity,
     name: &str,
     timeout: Duration,
 ) -> Result<async_nats::Client, NatsError> {
-    let addrs = server_addrs(url)?;
+    let (addrs, base) = security.connect_options(url)?;
     let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(100);
     let client = loop {
-        let attempt = async_nats::ConnectOptions::new()
+        let attempt = base
+            .clone()
             .name(name)
             .connection_timeout(Duration::from_secs(2))
             .max_reconnects(None)
