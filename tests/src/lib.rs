@@ -107,15 +107,6 @@ impl Cluster {
     /// client get the three URLs, and every stream has three replicas.
     pub async fn start_on_nats_cluster(workers: &[WorkerSpec]) -> anyhow::Result<Cluster> {
         let stack = TestStack::start_cluster().await?;
-        // Declared once, here: on a cluster, services that all create the
-        // same stream at once each wait out a request timeout (the server
-        // answers only some of them), which made a start take a minute.
-        let client =
-            async_nats::connect(taskyard_runtime::nats::server_addrs(&stack.nats_url)?).await?;
-        let replicas = stack.cluster()?.ports().client.len();
-        taskyard_runtime::streams::ensure_streams(&async_nats::jetstream::new(client), replicas)
-            .await
-            .context("declaring the streams on the NATS cluster")?;
         Cluster::start_on(stack, workers).await
     }
 
