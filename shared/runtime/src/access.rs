@@ -302,7 +302,8 @@ pub fn permissions(kind: &Kind) -> Permissions {
                 // gave up on and deletes it from its work queue.
                 for stream in STREAMS {
                     p.publish.push(format!("$JS.API.STREAM.MSG.GET.{stream}"));
-                    p.publish.push(format!("$JS.API.STREAM.MSG.DELETE.{stream}"));
+                    p.publish
+                        .push(format!("$JS.API.STREAM.MSG.DELETE.{stream}"));
                 }
             }
             p
@@ -347,7 +348,11 @@ pub fn permissions(kind: &Kind) -> Permissions {
             }
         }
         Kind::Submitter => Permissions {
-            publish: strings(&[subjects::SUBMIT, subjects::SUBMIT_WILDCARD, subjects::API_SUBMIT]),
+            publish: strings(&[
+                subjects::SUBMIT,
+                subjects::SUBMIT_WILDCARD,
+                subjects::API_SUBMIT,
+            ]),
             subscribe: strings(&["_INBOX.>", subjects::TASK_EVENTS_ALL]),
             responds: false,
         },
@@ -550,12 +555,25 @@ mod tests {
         let err = Kind::parse("wizard", None, &[]).expect_err("unknown kind");
         assert!(err.to_string().contains("`wizard` is not a kind"), "{err}");
         let err = Kind::parse("service", Some("mailer"), &[]).expect_err("unknown service");
-        assert!(err.to_string().contains("`mailer` is not a Taskyard service"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`mailer` is not a Taskyard service"),
+            "{err}"
+        );
         let err = Kind::parse("worker", None, &[]).expect_err("no node");
         assert_eq!(err.to_string(), "a worker credential needs a node id");
         let err = Kind::parse("worker", Some("a.b"), &[]).expect_err("dotted node");
-        assert!(err.to_string().contains("`a.b` cannot be a node id"), "{err}");
-        for subject in ["taskyard.api.pools.delete", ">", "$JS.API.>", "_INBOX.x", "a..b"] {
+        assert!(
+            err.to_string().contains("`a.b` cannot be a node id"),
+            "{err}"
+        );
+        for subject in [
+            "taskyard.api.pools.delete",
+            ">",
+            "$JS.API.>",
+            "_INBOX.x",
+            "a..b",
+        ] {
             let err = Kind::parse("worker", Some("n1"), &[subject.to_owned()])
                 .expect_err("reserved task subject");
             assert!(err.to_string().contains(subject), "{err}");
@@ -571,21 +589,36 @@ mod tests {
             assert!(p.publish.iter().all(|s| !s.starts_with("$JS")), "{p:?}");
         }
         let submitter = permissions(&Kind::Submitter);
-        assert!(submitter.publish.iter().all(|s| !s.starts_with("taskyard.api.p")));
+        assert!(
+            submitter
+                .publish
+                .iter()
+                .all(|s| !s.starts_with("taskyard.api.p"))
+        );
     }
 
     #[test]
     fn the_config_names_every_identity_in_its_account() {
-        let worker = generate("worker-n1", Kind::parse("worker", Some("n1"), &[]).expect("kind"))
-            .expect("nkey");
+        let worker = generate(
+            "worker-n1",
+            Kind::parse("worker", Some("n1"), &[]).expect("kind"),
+        )
+        .expect("nkey");
         let operator = generate("alice", Kind::Operator).expect("nkey");
         assert!(worker.seed.starts_with("SU"));
-        assert!(!format!("{worker:?}").contains(&worker.seed), "Debug shows no seed");
+        assert!(
+            !format!("{worker:?}").contains(&worker.seed),
+            "Debug shows no seed"
+        );
         let config = render_accounts(&[worker.identity.clone(), operator.identity.clone()]);
         let cluster = config.find("TASKYARD {").expect("cluster account");
         let clients = config.find("CLIENTS {").expect("clients account");
-        let w = config.find(&worker.identity.public_key).expect("worker key");
-        let o = config.find(&operator.identity.public_key).expect("operator key");
+        let w = config
+            .find(&worker.identity.public_key)
+            .expect("worker key");
+        let o = config
+            .find(&operator.identity.public_key)
+            .expect("operator key");
         assert!(cluster < w && w < clients && clients < o, "{config}");
         assert!(!config.contains(&worker.seed));
         assert!(config.contains("share: true"));
