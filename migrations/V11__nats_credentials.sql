@@ -7,7 +7,7 @@
 -- this" is answered in SQL. A revoked row stays for the record.
 CREATE TABLE nats_credentials (
     id            uuid PRIMARY KEY,
-    name          text NOT NULL UNIQUE CHECK (name <> ''),
+    name          text NOT NULL CHECK (name <> ''),
     kind          text NOT NULL
                   CHECK (kind IN ('service', 'worker', 'submitter', 'operator', 'admin')),
     -- The service or node a service or worker credential is for.
@@ -18,3 +18,9 @@ CREATE TABLE nats_credentials (
     created_at    timestamptz NOT NULL DEFAULT now(),
     revoked_at    timestamptz
 );
+
+-- One live credential per name: a name in the audit trail means one holder
+-- at a time, and re-issuing a name (a lost seed, `taskyard up --secure` on a
+-- fresh folder) revokes the old key first.
+CREATE UNIQUE INDEX nats_credentials_live_name ON nats_credentials (name)
+    WHERE revoked_at IS NULL;

@@ -200,7 +200,7 @@ async fn nats(options: &StackOptions) -> anyhow::Result<(Option<NatsServer>, Str
         dir: options.dir.join("nats"),
         port: Some(port),
         sync_always: options.nats_sync_always,
-        extra_config: String::new(),
+        ..NatsOptions::default()
     })
     .await
     .context("starting nats-server")?;
@@ -227,6 +227,7 @@ async fn nats_cluster(options: &StackOptions) -> anyhow::Result<(Option<NatsClus
         dir: dir.clone(),
         ports: Some(ports),
         sync_always: options.nats_sync_always,
+        ..NatsClusterOptions::default()
     })
     .await
     .context("starting a three-server NATS cluster")?;

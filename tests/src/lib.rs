@@ -127,8 +127,7 @@ impl Cluster {
                 .await?;
             metrics.insert(service.to_owned(), addr);
         }
-        let nats =
-            async_nats::connect(taskyard_runtime::nats::server_addrs(&stack.nats_url)?).await?;
+        let nats = stack.nats_client().await?;
         let db = stack.db().await?;
         let mut cluster = Cluster {
             stack,

@@ -11,7 +11,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
-use taskyard_testkit::wait_until;
+use taskyard_runtime::access::Kind;
+use taskyard_testkit::{TestStack, wait_until};
 use taskyard_tests::{Cluster, WAIT, WorkerSpec};
 
 /// Tasks each load test publishes, one JSON object per message.
@@ -41,11 +42,14 @@ fn key(prefix: &str, index: usize) -> String {
 }
 
 impl Load {
-    async fn start(nats_url: &str, prefix: &'static str) -> anyhow::Result<Load> {
-        // Its own connection, back within 100 ms of the server.
-        let client = async_nats::ConnectOptions::new()
+    async fn start(stack: &TestStack, prefix: &'static str) -> anyhow::Result<Load> {
+        // Its own connection, as a submitting program, back within 100 ms
+        // of the server.
+        let security = stack.security_of("load", Kind::Submitter)?;
+        let (addrs, options) = security.connect_options(&stack.nats_url)?;
+        let client = options
             .reconnect_delay_callback(|_| Duration::from_millis(100))
-            .connect(nats_url)
+            .connect(addrs)
             .await?;
         let js = async_nats::jetstream::new(client);
         let publisher = tokio::spawn(async move {
@@ -321,7 +325,7 @@ async fn a_nats_crash_under_load_loses_no_task_and_restarts_no_service() -> anyh
     let mut cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
     wait_health(&cluster, &EVERY_SERVICE, 200).await?;
     let before = processes(&cluster);
-    let load = Load::start(&cluster.stack.nats_url, "nats").await?;
+    let load = Load::start(&cluster.stack, "nats").await?;
     flowing(&cluster, "nats").await?;
 
     cluster.stack.kill_nats().await;
@@ -368,7 +372,7 @@ async fn an_immediate_postgres_restart_under_load_loses_no_task_and_restarts_no_
     let mut cluster = Cluster::start_durable(&[WorkerSpec::new("w1")]).await?;
     wait_health(&cluster, &EVERY_SERVICE, 200).await?;
     let before = processes(&cluster);
-    let load = Load::start(&cluster.stack.nats_url, "pg").await?;
+    let load = Load::start(&cluster.stack, "pg").await?;
     flowing(&cluster, "pg").await?;
 
     // `pg_ctl restart -m immediate`, held open until every service said

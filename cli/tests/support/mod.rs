@@ -42,9 +42,7 @@ impl Env {
         let store = Store::connect_and_migrate(&stack.database_url, 4)
             .await
             .expect("connect and migrate");
-        let nats = async_nats::connect(&stack.nats_url)
-            .await
-            .expect("connect to NATS");
+        let nats = stack.nats_client().await.expect("connect to NATS");
         let (http, metrics) = (free_addr(), free_addr());
         stack
             .spawn(
@@ -88,6 +86,13 @@ impl Env {
         self.taskyard_env(args, &[]).await
     }
 
+    /// The operator credential the CLI runs with, as a person would.
+    pub fn operator_nkey(&self) -> std::path::PathBuf {
+        self.stack
+            .credential("cli", taskyard_runtime::access::Kind::Operator)
+            .expect("the operator's credential")
+    }
+
     /// Runs `taskyard ARGS` against this stack with `env` set; no token
     /// comes from the caller's environment.
     pub async fn taskyard_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -101,6 +106,7 @@ impl Env {
             ])
             .args(args)
             .env("TASKYARD_DATABASE_URL", &self.stack.database_url)
+            .env("TASKYARD_NATS_NKEY_FILE", self.operator_nkey())
             .env_remove("TASKYARD_TOKEN")
             .kill_on_drop(true);
         for (key, value) in env {

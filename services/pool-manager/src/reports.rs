@@ -11,8 +11,28 @@ use taskyard_store::Store;
 use taskyard_store::interventions::AttemptHolder;
 use taskyard_store::tasks::{FinishReport, StartReport};
 use taskyard_wire::status::{Outcome, StatusMessage, StatusReport};
-use taskyard_wire::{TaskState, codec};
+use taskyard_wire::{TaskState, codec, subjects};
 use uuid::Uuid;
+
+/// Counter of messages dropped because their body speaks for another node
+/// than the one whose subject they came on, by `kind` (`status`, `logs`,
+/// `heartbeat`).
+pub const METRIC_WRONG_NODE: &str = "taskyard_wrong_node_messages_total";
+
+/// The node a message on `subject` names in its body that is not the
+/// sender's, if any. Permissions let a worker publish only on its own
+/// `taskyard.status.<node>`, so the subject's token is who sent it; a report
+/// about any other node (a task placed elsewhere) is one node speaking for
+/// another, and the whole message is dropped, since a worker that forges one
+/// report says nothing trustworthy in the rest. A subject that names no valid
+/// node has no sender to hold the body to, so nothing in it counts either.
+pub fn wrong_node<'a>(subject: &str, reports: &'a [StatusReport]) -> Option<&'a str> {
+    let sender = subjects::sender_node(subject);
+    reports
+        .iter()
+        .map(StatusReport::node_id)
+        .find(|node| sender != Some(*node))
+}
 
 /// The reports of one batch, split by kind, duplicates dropped.
 #[derive(Debug, Default)]
@@ -114,7 +134,14 @@ impl ReportHandler {
         for (index, message) in batch.iter().enumerate() {
             match codec::decode::<StatusMessage>(&message.payload) {
                 Ok(status) => {
-                    reports.push(status.into_reports());
+                    let status = status.into_reports();
+                    if let Some(node) = wrong_node(&message.subject, &status) {
+                        metrics::counter!(METRIC_WRONG_NODE, "kind" => "status").increment(1);
+                        warn_throttled!(subject = %message.subject, node_id = %node, "a report about another node than its subject's was terminated");
+                        verdicts.set(index, Verdict::Term);
+                        continue;
+                    }
+                    reports.push(status);
                     readable.push(index);
                 }
                 Err(err) => {
@@ -267,6 +294,28 @@ impl Handler for ReportHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn started(node: &str) -> StatusReport {
+        StatusReport::Started {
+            task_id: Uuid::from_u128(7),
+            attempt: 1,
+            node_id: node.to_owned(),
+            at: taskyard_wire::now(),
+        }
+    }
+
+    #[test]
+    fn a_node_reports_only_on_its_own_tasks() {
+        let own = [started("n1"), started("n1")];
+        assert_eq!(wrong_node("taskyard.status.n1", &own), None);
+        // One report about n2 among n1's spoils the message.
+        let mixed = [started("n1"), started("n2")];
+        assert_eq!(wrong_node("taskyard.status.n1", &mixed), Some("n2"));
+        assert_eq!(wrong_node("taskyard.status.n2", &own), Some("n1"));
+        // A subject that names no node vouches for none.
+        assert_eq!(wrong_node("taskyard.status.n1.x", &own), Some("n1"));
+        assert_eq!(wrong_node("taskyard.status.n1", &[]), None);
+    }
 
     #[test]
     fn duplicate_reports_are_kept_once() {

@@ -70,7 +70,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let started_at = taskyard_wire::now();
 
     let client_name = format!("taskyard-worker {node}");
-    let security = config.common.nats_security();
+    let security = taskyard_runtime::nats::NatsSecurity {
+        // Replies and acks come to inboxes only this node may read.
+        inbox_prefix: Some(taskyard_runtime::access::worker_inbox_prefix(node)),
+        ..config.common.nats_security()
+    };
     let connect = nats::connect(
         &config.common.nats_url,
         &security,
@@ -82,10 +86,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         client = connect => client.context("connecting to NATS")?,
         _ = shutdown.wait() => return Ok(()),
     };
+    // The worker declares no stream: the services do, and a worker's
+    // credential may not (it reads and acks its own consumer, nothing else).
+    // Creating that consumer waits for the dispatch stream to exist.
     let js = async_nats::jetstream::new(client.clone());
-    streams::ensure_streams(&js, config.common.stream_replicas)
-        .await
-        .context("declaring the JetStream streams")?;
     // Kept until run returns: dropping it leaves the micro service.
     let _service = micro::register(
         &client,

@@ -6,6 +6,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
+use taskyard_runtime::access::Kind;
 use taskyard_runtime::{Common, Shutdown, streams};
 use taskyard_testkit::{TestStack, wait_until};
 use taskyard_wire::control::Control;
@@ -36,9 +37,16 @@ impl Node {
         work_dir: &Path,
         tweak: impl FnOnce(&mut taskyard_worker::Config),
     ) -> Node {
+        // Each node connects with its own credential, as in production;
+        // its `nats` tasks may call the test's `test.>` services.
+        let kind = Kind::parse("worker", Some(id), &["test.>".to_owned()]).expect("a node id");
+        let nkey = stack
+            .credential(&format!("worker-{id}"), kind)
+            .expect("the node's credential");
         let mut config = taskyard_worker::Config {
             common: Common {
                 nats_url: stack.nats_url.clone(),
+                nats_nkey_file: Some(nkey),
                 ..Common::default()
             },
             node_id: Some(id.to_owned()),
@@ -216,9 +224,7 @@ async fn setup() -> (
 ) {
     init_tracing();
     let stack = TestStack::start().await.expect("nats-server and postgres");
-    let client = async_nats::connect(&stack.nats_url)
-        .await
-        .expect("connect to NATS");
+    let client = stack.nats_client().await.expect("connect to NATS");
     let js = jetstream::new(client.clone());
     streams::ensure_streams(&js, 1).await.expect("streams");
     let work_dir = tempfile::tempdir().expect("work dir");

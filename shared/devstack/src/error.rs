@@ -10,6 +10,22 @@ use std::time::Duration;
 /// because that is where the real reason almost always is.
 #[derive(Debug, thiserror::Error)]
 pub enum DevstackError {
+    /// A server would be reachable from other hosts with no credentials or
+    /// no TLS.
+    #[error(
+        "refusing to run nats-server on {host} without {missing}: anyone who reaches it could \
+         forge dispatches and read every task; listen on 127.0.0.1, or give it both"
+    )]
+    Insecure { host: String, missing: String },
+
+    /// A server did not take a changed config.
+    #[error("nats-server did not reload its config ({detail}); see {}", log.display())]
+    Reload { log: PathBuf, detail: String },
+
+    /// Certificates for a TLS stack could not be made.
+    #[error("cannot make the stack's certificates: {0}")]
+    Tls(String),
+
     /// A server binary could not be found.
     #[error("{binary} not found: {hint}")]
     BinaryNotFound {

@@ -12,6 +12,7 @@
 //!   cluster, with one server killed and restarted at will.
 //! - [`postgres`]: [`Postgres`] and [`PostgresOptions`]; `initdb`, running as the
 //!   `postgres` OS user when we are root, creating databases, [`bin_dir`].
+//! - [`tls`]: a local CA and the servers' certificate, for a stack on TLS.
 //! - [`net`]: [`free_port`], [`nats_reachable`], [`postgres_reachable`].
 //! - `proc` (private): log files, log tails, signals and reaping shared by both servers.
 
@@ -21,9 +22,11 @@ pub mod nats_cluster;
 pub mod net;
 pub mod postgres;
 mod proc;
+pub mod tls;
 
 pub use error::DevstackError;
 pub use nats::{NatsOptions, NatsServer, nats_server_binary};
 pub use nats_cluster::{ClusterPorts, NatsCluster, NatsClusterOptions};
 pub use net::{free_port, nats_reachable, postgres_reachable};
+pub use tls::{TlsFiles, ensure_certificates};
 pub use postgres::{Postgres, PostgresOptions, bin_dir, create_database_at};

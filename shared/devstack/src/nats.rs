@@ -20,9 +20,18 @@ pub struct NatsOptions {
     /// Folder for the generated `nats.conf`, the log `nats.log` and the JetStream
     /// store `jetstream/`. Created when missing; reusing it keeps the streams.
     pub dir: PathBuf,
-    /// TCP port on 127.0.0.1. `None` picks a free port (and retries on another
-    /// one if it was taken in the meantime).
+    /// TCP port. `None` picks a free port (and retries on another one if it
+    /// was taken in the meantime).
     pub port: Option<u16>,
+    /// The address to listen on; `None` is 127.0.0.1. Anything reachable
+    /// from another host needs [`NatsOptions::tls`] and
+    /// [`NatsOptions::authorization`], or the server is not started.
+    pub host: Option<String>,
+    /// Serve clients over TLS with these certificates.
+    pub tls: Option<crate::TlsFiles>,
+    /// Config that says who may connect (an `include` of the accounts
+    /// rendered by `taskyard creds`); empty lets anyone in.
+    pub authorization: String,
     /// fsync every JetStream write (`sync_interval: always`): slower, but no
     /// acknowledged message is lost if the machine crashes. Tests leave it off.
     pub sync_always: bool,
@@ -47,6 +56,7 @@ impl NatsServer {
     /// Writes `dir/nats.conf`, starts `nats-server -c` on it and waits up to
     /// 15 s until it greets a TCP client.
     pub async fn start(opts: NatsOptions) -> Result<NatsServer, DevstackError> {
+        opts.check_secure()?;
         let binary = nats_server_binary()?;
         let dir = proc::absolute(&opts.dir)?;
         proc::create_dir(&dir)?;
@@ -70,9 +80,19 @@ impl NatsServer {
         }
     }
 
-    /// `nats://127.0.0.1:PORT`.
+    /// `nats://HOST:PORT`: 127.0.0.1 unless it listens on one address
+    /// elsewhere (`tls://` when it speaks TLS).
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.options.tls.is_some() {
+            "tls"
+        } else {
+            "nats"
+        };
+        let host = match self.options.host.as_deref() {
+            None | Some("0.0.0.0") | Some("::") | Some("[::]") => "127.0.0.1",
+            Some(host) => host,
+        };
+        format!("{scheme}://{host}:{}", self.port)
     }
 
     /// The client port.
@@ -93,6 +113,53 @@ impl NatsServer {
     /// The server's log file.
     pub fn log_path(&self) -> &Path {
         &self.log
+    }
+
+    /// Tells the server to re-read its config (SIGHUP) and waits, up to
+    /// 10 s, until its log says it has: a changed authorization config is in
+    /// force when this returns. A server that is not running is skipped.
+    pub fn reload(&self) -> Result<(), DevstackError> {
+        const DONE: &str = "Reloaded server configuration";
+        const FAILED: &str = "Failed to reload server configuration";
+        let count = |needle: &str| -> usize {
+            std::fs::read_to_string(&self.log)
+                .map(|log| log.matches(needle).count())
+                .unwrap_or(0)
+        };
+        let (done, failed) = (count(DONE), count(FAILED));
+        if self.child.is_none() {
+            return Ok(());
+        }
+        // Pids fit in i32 on every Unix.
+        let pid = nix::unistd::Pid::from_raw(self.pid as i32);
+        match nix::sys::signal::kill(pid, Signal::SIGHUP) {
+            Ok(()) => {}
+            // Died meanwhile: nothing to reload.
+            Err(nix::errno::Errno::ESRCH) => return Ok(()),
+            Err(err) => {
+                return Err(DevstackError::Reload {
+                    log: self.log.clone(),
+                    detail: format!("cannot signal pid {pid}: {err}"),
+                });
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if count(DONE) > done {
+                return Ok(());
+            }
+            if count(FAILED) > failed {
+                return Err(DevstackError::Reload {
+                    log: self.log.clone(),
+                    detail: proc::tail_from(&self.log, 0, 3),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(DevstackError::Reload {
+            log: self.log.clone(),
+            detail: "it did not say it reloaded within 10 s".to_owned(),
+        })
     }
 
     /// Whether the server process is running (not killed, not exited).
@@ -222,6 +289,42 @@ async fn start_once(
     }
 }
 
+impl NatsOptions {
+    /// A server reachable from other hosts runs with credentials and TLS,
+    /// or not at all.
+    fn check_secure(&self) -> Result<(), DevstackError> {
+        let Some(host) = self.host.as_deref() else {
+            return Ok(());
+        };
+        if is_loopback(host) {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        if self.authorization.trim().is_empty() {
+            missing.push("credentials");
+        }
+        if self.tls.is_none() {
+            missing.push("TLS");
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(DevstackError::Insecure {
+            host: host.to_owned(),
+            missing: missing.join(" and "),
+        })
+    }
+}
+
+/// Whether `host` (an address or `localhost`) is this machine only.
+pub fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn render_config(dir: &Path, port: u16, opts: &NatsOptions) -> String {
     // JSON string syntax is valid NATS config syntax and escapes odd paths.
     let store_dir = serde_json::Value::String(dir.join("jetstream").to_string_lossy().into_owned());
@@ -230,12 +333,29 @@ fn render_config(dir: &Path, port: u16, opts: &NatsOptions) -> String {
     } else {
         ""
     };
+    // The pid file lets `taskyard creds` tell the server to reload its
+    // authorization config.
+    let pid_file = serde_json::Value::String(dir.join("nats.pid").to_string_lossy().into_owned());
+    let host = opts.host.as_deref().unwrap_or("127.0.0.1");
+    let listen = serde_json::Value::String(if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    });
+    let tls = match &opts.tls {
+        Some(files) => format!("{}\n", files.nats_block(false)),
+        None => String::new(),
+    };
     format!(
         "# Generated by taskyard-devstack; rewritten on every start.\n\
-         listen: \"127.0.0.1:{port}\"\n\
+         listen: {listen}\n\
+         pid_file: {pid_file}\n\
          max_payload: 8MB\n\
+         {tls}\
          jetstream {{\n  store_dir: {store_dir}{sync}\n}}\n\
+         {authorization}\n\
          {extra}\n",
+        authorization = opts.authorization,
         extra = opts.extra_config,
     )
 }
@@ -339,6 +459,89 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn off_loopback_it_needs_credentials_and_tls() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let err = NatsServer::start(NatsOptions {
+            dir: tmp.path().to_path_buf(),
+            host: Some("0.0.0.0".to_owned()),
+            ..NatsOptions::default()
+        })
+        .await
+        .expect_err("an open server on every interface");
+        assert!(
+            err.to_string()
+                .contains("refusing to run nats-server on 0.0.0.0 without credentials and TLS"),
+            "{err}"
+        );
+        assert!(!tmp.path().join("nats.conf").exists(), "nothing was started");
+        for host in ["127.0.0.1", "localhost", "::1", "[::1]"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        assert!(!is_loopback("10.0.0.5"));
+    }
+
+    #[tokio::test]
+    async fn a_tls_server_admits_only_clients_that_trust_its_ca() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let tls = crate::ensure_certificates(&tmp.path().join("tls"), &[]).expect("certs");
+        let server = NatsServer::start(NatsOptions {
+            dir: tmp.path().join("nats"),
+            tls: Some(tls.clone()),
+            ..NatsOptions::default()
+        })
+        .await
+        .expect("nats starts with TLS");
+        let url = server.url();
+        assert!(url.starts_with("tls://127.0.0.1:"), "{url}");
+        let trusting = async_nats::ConnectOptions::new()
+            .require_tls(true)
+            .add_root_certificates(tls.ca.clone())
+            .connect(url.as_str())
+            .await
+            .expect("a client with the CA connects");
+        trusting.flush().await.expect("and talks");
+        let refused = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(url))
+            .await
+            .expect("refused within 10 s");
+        let err = refused.expect_err("a client without the CA got in");
+        assert!(
+            format!("{err:?}").to_lowercase().contains("tls")
+                || format!("{err:?}").to_lowercase().contains("certificate"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reload_is_in_force_when_it_returns() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let server = NatsServer::start(NatsOptions {
+            dir: tmp.path().to_path_buf(),
+            authorization: "include \"auth.conf\"\n".to_owned(),
+            ..NatsOptions::default()
+        });
+        std::fs::write(
+            tmp.path().join("auth.conf"),
+            "authorization { users: [ { user: a, password: a } ] }\n",
+        )
+        .expect("auth");
+        let server = server.await.expect("nats starts");
+        let connect = |user: &'static str| {
+            async_nats::ConnectOptions::with_user_and_password(user.into(), user.into())
+                .connect(server.url())
+        };
+        connect("a").await.expect("a may connect");
+        assert!(connect("b").await.is_err(), "b may not, yet");
+        std::fs::write(
+            tmp.path().join("auth.conf"),
+            "authorization { users: [ { user: b, password: b } ] }\n",
+        )
+        .expect("auth");
+        server.reload().expect("reloaded");
+        connect("b").await.expect("b may connect at once");
+        assert!(connect("a").await.is_err(), "a no longer may");
+    }
+
+    #[tokio::test]
     async fn reports_early_exit_with_log_tail() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let err = NatsServer::start(NatsOptions {
@@ -346,6 +549,7 @@ mod tests {
             port: Some(free_port().expect("port")),
             sync_always: true,
             extra_config: "this is { not valid".to_owned(),
+            ..NatsOptions::default()
         })
         .await
         .expect_err("bad config must fail");

@@ -64,6 +64,54 @@ pub struct NatsClusterOptions {
     pub ports: Option<ClusterPorts>,
     /// fsync every JetStream write (`sync_interval: always`) on every server.
     pub sync_always: bool,
+    /// Config that says who may connect (an `include` of the accounts
+    /// rendered by `taskyard creds`), on every server; empty lets anyone in.
+    pub authorization: String,
+    /// Serve clients, and route between the servers, over TLS with these
+    /// certificates (routes verify each other's).
+    pub tls: Option<crate::TlsFiles>,
+    /// The nkey seed file the cluster's own readiness and leader probes
+    /// connect with, when `authorization` asks for credentials: an identity
+    /// that may call the JetStream API (`$JS.API.INFO`, `STREAM.INFO`).
+    pub probe_nkey: Option<PathBuf>,
+}
+
+/// How the cluster's own probes connect.
+#[derive(Debug, Clone, Default)]
+struct Probe {
+    seed: Option<String>,
+    ca: Option<PathBuf>,
+}
+
+impl Probe {
+    fn of(opts: &NatsClusterOptions) -> Result<Probe, DevstackError> {
+        let seed = match &opts.probe_nkey {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(DevstackError::io(format!("reading {}", path.display())))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        Ok(Probe {
+            seed,
+            ca: opts.tls.as_ref().map(|tls| tls.ca.clone()),
+        })
+    }
+
+    fn options(&self) -> async_nats::ConnectOptions {
+        let mut options = async_nats::ConnectOptions::new()
+            .name("taskyard-devstack")
+            .connection_timeout(REQUEST_TIMEOUT);
+        if let Some(seed) = &self.seed {
+            options = options.nkey(seed.clone());
+        }
+        if let Some(ca) = &self.ca {
+            options = options.require_tls(true).add_root_certificates(ca.clone());
+        }
+        options
+    }
 }
 
 #[derive(Debug)]
@@ -80,6 +128,8 @@ pub struct NatsCluster {
     nodes: Vec<Node>,
     ports: ClusterPorts,
     dir: PathBuf,
+    probe: Probe,
+    tls: bool,
 }
 
 impl NatsCluster {
@@ -94,7 +144,7 @@ impl NatsCluster {
                 Some(ports) => ports,
                 None => ClusterPorts::free()?,
             };
-            match start_once(&dir, ports, opts.sync_always).await {
+            match start_once(&dir, ports, &opts).await {
                 Err(e)
                     if opts.ports.is_none()
                         && attempt < PORT_ATTEMPTS
@@ -115,7 +165,7 @@ impl NatsCluster {
         self.ports
             .client
             .iter()
-            .map(|port| client_url(*port))
+            .map(|port| client_url(*port, self.tls))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -123,7 +173,7 @@ impl NatsCluster {
     /// The client URL of server `index` (0, 1 or 2).
     pub fn url(&self, index: usize) -> Result<String, DevstackError> {
         self.node(index)?;
-        Ok(client_url(self.ports.client[index]))
+        Ok(client_url(self.ports.client[index], self.tls))
     }
 
     /// The ports the servers use.
@@ -183,21 +233,21 @@ impl NatsCluster {
             return Ok(());
         }
         node.server = Some(NatsServer::start(node.options.clone()).await?);
-        let url = client_url(self.ports.client[index]);
-        wait_serving(&[url], FORM_TIMEOUT, &self.log_paths()).await
+        let url = client_url(self.ports.client[index], self.tls);
+        wait_serving(&[url], &self.probe, FORM_TIMEOUT, &self.log_paths()).await
     }
 
     /// The `server_name` of the server that leads `stream` now; `None` while
     /// the stream has no leader.
     pub async fn stream_leader(&self, stream: &str) -> Result<Option<String>, DevstackError> {
         let subject = format!("$JS.API.STREAM.INFO.{stream}");
-        let info = js_request(&self.running_urls(), &subject).await?;
+        let info = js_request(&self.running_urls(), &self.probe, &subject).await?;
         Ok(info["cluster"]["leader"].as_str().map(str::to_owned))
     }
 
     /// Waits until every running server serves the JetStream API.
     pub async fn wait_formed(&self, timeout: Duration) -> Result<(), DevstackError> {
-        wait_serving(&self.running_urls(), timeout, &self.log_paths()).await
+        wait_serving(&self.running_urls(), &self.probe, timeout, &self.log_paths()).await
     }
 
     /// Stops every running server gracefully (SIGTERM, then SIGKILL after 5 s).
@@ -214,7 +264,7 @@ impl NatsCluster {
             .iter()
             .zip(self.ports.client)
             .filter(|(node, _)| node.server.is_some())
-            .map(|(_, port)| client_url(port))
+            .map(|(_, port)| client_url(port, self.tls))
             .collect()
     }
 
@@ -236,7 +286,7 @@ impl NatsCluster {
 async fn start_once(
     dir: &Path,
     ports: ClusterPorts,
-    sync_always: bool,
+    opts: &NatsClusterOptions,
 ) -> Result<NatsCluster, DevstackError> {
     let mut cluster = NatsCluster {
         nodes: (0..CLUSTER_SIZE)
@@ -246,8 +296,16 @@ async fn start_once(
                     options: NatsOptions {
                         dir: dir.join(&name),
                         port: Some(ports.client[index]),
-                        sync_always,
-                        extra_config: node_config(&name, ports.cluster[index], &ports.cluster),
+                        sync_always: opts.sync_always,
+                        tls: opts.tls.clone(),
+                        authorization: opts.authorization.clone(),
+                        extra_config: node_config(
+                            &name,
+                            ports.cluster[index],
+                            &ports.cluster,
+                            opts.tls.as_ref(),
+                        ),
+                        ..NatsOptions::default()
                     },
                     name,
                     server: None,
@@ -256,6 +314,8 @@ async fn start_once(
             .collect(),
         ports,
         dir: dir.to_path_buf(),
+        probe: Probe::of(opts)?,
+        tls: opts.tls.is_some(),
     };
     // One at a time: each waits only for its own client port, and the first
     // two already make the majority that elects the meta leader.
@@ -268,7 +328,12 @@ async fn start_once(
     Ok(cluster)
 }
 
-fn node_config(name: &str, cluster_port: u16, all_cluster_ports: &[u16]) -> String {
+fn node_config(
+    name: &str,
+    cluster_port: u16,
+    all_cluster_ports: &[u16],
+    tls: Option<&crate::TlsFiles>,
+) -> String {
     // A route to itself is ignored by the server, so every node gets the same list.
     let routes: String = all_cluster_ports
         .iter()
@@ -276,25 +341,32 @@ fn node_config(name: &str, cluster_port: u16, all_cluster_ports: &[u16]) -> Stri
         .collect();
     format!(
         "server_name: {name}\n\
-         cluster {{\n  name: {CLUSTER_NAME}\n  listen: \"127.0.0.1:{cluster_port}\"\n  routes: [\n{routes}  ]\n}}\n"
+         cluster {{\n  name: {CLUSTER_NAME}\n  listen: \"127.0.0.1:{cluster_port}\"\n  routes: [\n{routes}  ]\n{tls}}}\n",
+        // Routes present the servers' certificate to each other and verify
+        // the other's, so nothing unknown joins the cluster.
+        tls = tls
+            .map(|files| format!("  {}\n", files.nats_block(true)))
+            .unwrap_or_default(),
     )
 }
 
-fn client_url(port: u16) -> String {
-    format!("nats://127.0.0.1:{port}")
+fn client_url(port: u16, tls: bool) -> String {
+    let scheme = if tls { "tls" } else { "nats" };
+    format!("{scheme}://127.0.0.1:{port}")
 }
 
 /// Waits until a JetStream API request through each of `urls` on its own is
 /// answered without error.
 async fn wait_serving(
     urls: &[String],
+    probe: &Probe,
     timeout: Duration,
     logs: &[PathBuf],
 ) -> Result<(), DevstackError> {
     let deadline = Instant::now() + timeout;
     for url in urls {
         loop {
-            let last = match js_request(std::slice::from_ref(url), "$JS.API.INFO").await {
+            let last = match js_request(std::slice::from_ref(url), probe, "$JS.API.INFO").await {
                 Ok(_) => break,
                 Err(e) => e.to_string(),
             };
@@ -313,7 +385,11 @@ async fn wait_serving(
 
 /// One JetStream API request through any of `urls`; its JSON answer, or the
 /// server's refusal as an error.
-async fn js_request(urls: &[String], subject: &str) -> Result<serde_json::Value, DevstackError> {
+async fn js_request(
+    urls: &[String],
+    probe: &Probe,
+    subject: &str,
+) -> Result<serde_json::Value, DevstackError> {
     let failed = |source: Box<dyn std::error::Error + Send + Sync>| DevstackError::Nats {
         context: format!("{subject} through {}", urls.join(",")),
         source,
@@ -326,9 +402,8 @@ async fn js_request(urls: &[String], subject: &str) -> Result<serde_json::Value,
         .map(|url| url.parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| failed(e.into()))?;
-    let client = async_nats::ConnectOptions::new()
-        .name("taskyard-devstack")
-        .connection_timeout(REQUEST_TIMEOUT)
+    let client = probe
+        .options()
         .connect(addrs)
         .await
         .map_err(|e| failed(e.into()))?;

@@ -61,6 +61,7 @@ impl Common {
             cert_file: self.nats_cert_file.clone(),
             key_file: self.nats_key_file.clone(),
             allow_insecure: self.nats_allow_insecure,
+            inbox_prefix: None,
         }
     }
 }

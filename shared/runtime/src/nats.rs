@@ -59,6 +59,10 @@ pub struct NatsSecurity {
     pub key_file: Option<PathBuf>,
     /// Connect to a server on another host without credentials or TLS.
     pub allow_insecure: bool,
+    /// The prefix of this client's reply inboxes, when its identity may
+    /// read only its own (a worker's: see [`crate::access`]).
+    #[serde(skip)]
+    pub inbox_prefix: Option<String>,
 }
 
 impl NatsSecurity {
@@ -82,15 +86,19 @@ impl NatsSecurity {
         url: &str,
     ) -> Result<(Vec<async_nats::ServerAddr>, async_nats::ConnectOptions), NatsError> {
         let addrs = server_addrs(url)?;
-        if !self.allow_insecure && !all_on_loopback(&addrs) {
-            if let Some(missing) = self.missing_off_loopback() {
-                return Err(NatsError::Insecure {
-                    url: url.to_owned(),
-                    missing,
-                });
-            }
+        if !self.allow_insecure
+            && !all_on_loopback(&addrs)
+            && let Some(missing) = self.missing_off_loopback()
+        {
+            return Err(NatsError::Insecure {
+                url: url.to_owned(),
+                missing,
+            });
         }
         let mut options = async_nats::ConnectOptions::new();
+        if let Some(prefix) = &self.inbox_prefix {
+            options = options.custom_inbox_prefix(prefix);
+        }
         if let Some(path) = &self.nkey_file {
             options = options.nkey(read_seed(path)?);
         }

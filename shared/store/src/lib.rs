@@ -29,10 +29,13 @@
 //! - [`workflows`]: dependency release and failure propagation, workflows
 //!   and their compensation, and the workflow page.
 //! - [`tokens`]: the REST API's bearer tokens, kept hashed.
+//! - [`credentials`]: the bus's NATS identities (public keys only), for
+//!   `taskyard creds` and for naming who sent a request.
 //! - [`console`]: the web console's reads: filtered task pages, throughput and latency per minute, pool loads, node history, workflows.
 //! - [`stats`]: aggregate questions (latency percentiles) for benchmarks and dashboards.
 
 pub mod console;
+pub mod credentials;
 pub mod dead_letters;
 pub mod interventions;
 pub mod leases;

@@ -31,6 +31,9 @@ impl TestStack {
             dir: stack.dir().to_path_buf(),
             ports: None,
             sync_always: true,
+            authorization: stack.auth_include(),
+            tls: None,
+            probe_nkey: stack.nats_security().nkey_file,
         })
         .await
         .context("starting a three-server NATS cluster")?;

@@ -20,6 +20,8 @@
 //!
 //! Layout:
 //! - [`stack`]: [`TestStack`], the servers, the database and the service environment.
+//! - [`credentials`]: the bus's identities; every service and node spawned
+//!   gets its own nkey, the test's clients connect as an admin.
 //! - [`cluster`]: [`TestStack::start_cluster`], the same on a three-server NATS cluster.
 //! - [`service`]: [`ServiceHandle`], a spawned service binary: signals, exit, log.
 //! - [`outages`]: NATS killed and restarted, Postgres restarted in immediate
@@ -28,6 +30,7 @@
 //! - [`bin_path`] (in `service`): where the workspace's built binaries are.
 
 pub mod cluster;
+pub mod credentials;
 pub mod outages;
 pub mod service;
 pub mod stack;

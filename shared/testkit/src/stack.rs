@@ -9,7 +9,10 @@ use anyhow::Context;
 use taskyard_devstack::{NatsCluster, NatsOptions, NatsServer, Postgres, PostgresOptions};
 use tempfile::TempDir;
 
+use crate::credentials::{Credentials, identity_for};
 use crate::service::{ServiceHandle, bin_path};
+use taskyard_runtime::access::Kind;
+use taskyard_runtime::nats::NatsSecurity;
 
 /// Lines of each log that [`TestStack::dump_logs`] prints.
 const DUMP_LINES: usize = 60;
@@ -34,6 +37,10 @@ pub struct TestStack {
     pub nats_url: String,
     /// Name of this test's database.
     pub database_name: String,
+    /// The bus's identities: every service and node spawned gets its own.
+    credentials: std::sync::Mutex<Credentials>,
+    /// Subjects the workers' `nats` tasks may send requests to.
+    task_subjects: Vec<String>,
     services: Vec<ServiceHandle>,
     dir: TempDir,
 }
@@ -60,11 +67,13 @@ impl TestStack {
             .tempdir_in(std::env::temp_dir())
             .context("creating the test folder")?;
         give_to_postgres_user(dir.path())?;
+        let credentials = Credentials::create(&dir.path().join("creds"))?;
         let nats = NatsServer::start(NatsOptions {
             dir: dir.path().join("nats"),
             port: None,
             sync_always: false,
-            extra_config: String::new(),
+            authorization: AUTH_INCLUDE.to_owned(),
+            ..NatsOptions::default()
         })
         .await
         .context("starting nats-server")?;
@@ -92,9 +101,90 @@ impl TestStack {
             database_url,
             nats_url,
             database_name,
+            credentials: std::sync::Mutex::new(credentials),
+            task_subjects: Vec::new(),
             services: Vec::new(),
             dir,
         })
+    }
+
+    /// The config line that makes a server enforce the stack's credentials.
+    pub fn auth_include(&self) -> String {
+        AUTH_INCLUDE.to_owned()
+    }
+
+    fn credentials(&self) -> std::sync::MutexGuard<'_, Credentials> {
+        // Credentials stay whole across a panic elsewhere: every change is
+        // written to a new file and renamed into place.
+        self.credentials
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How the test's own clients connect to NATS: as the admin.
+    pub fn nats_security(&self) -> NatsSecurity {
+        self.credentials().admin()
+    }
+
+    /// How a client connects as identity `name` (made with `kind` if new).
+    pub fn security_of(&self, name: &str, kind: Kind) -> anyhow::Result<NatsSecurity> {
+        Ok(NatsSecurity {
+            inbox_prefix: kind.inbox_prefix(),
+            nkey_file: Some(self.credential(name, kind)?),
+            ..NatsSecurity::default()
+        })
+    }
+
+    /// A NATS client of the test's own, as the admin (every right).
+    pub async fn nats_client(&self) -> anyhow::Result<async_nats::Client> {
+        self.nats_client_as(&self.nats_security()).await
+    }
+
+    /// A NATS client connected as `security` says, on the first try.
+    pub async fn nats_client_as(
+        &self,
+        security: &NatsSecurity,
+    ) -> anyhow::Result<async_nats::Client> {
+        let (addrs, options) = security.connect_options(&self.nats_url)?;
+        options
+            .connect(addrs)
+            .await
+            .with_context(|| format!("connecting to NATS at {}", self.nats_url))
+    }
+
+    /// The seed file of identity `name`, made with `kind` (and the servers
+    /// reloaded) if it is new.
+    pub fn credential(&self, name: &str, kind: Kind) -> anyhow::Result<PathBuf> {
+        let (path, new) = self.credentials().issue(name, kind)?;
+        if new {
+            self.reload_nats()?;
+        }
+        Ok(path)
+    }
+
+    /// Removes identity `name` from the servers' config and reloads them:
+    /// it is refused from its next connection on.
+    pub fn revoke(&self, name: &str) -> anyhow::Result<()> {
+        self.credentials().revoke(name)?;
+        self.reload_nats()
+    }
+
+    /// Lets the workers spawned from now on send `nats` tasks' requests to
+    /// `subjects` (see `access::Kind::Worker`).
+    pub fn grant_task_subjects(&mut self, subjects: &[&str]) {
+        self.task_subjects = subjects.iter().map(|s| (*s).to_owned()).collect();
+    }
+
+    /// Tells every running server to re-read its config and waits until
+    /// each has, so that a changed `auth.conf` is in force on return.
+    pub fn reload_nats(&self) -> anyhow::Result<()> {
+        self.nats.reload()?;
+        if let Some(cluster) = &self.nats_cluster {
+            for server in (0..3).filter_map(|i| cluster.server(i)) {
+                server.reload()?;
+            }
+        }
+        Ok(())
     }
 
     /// The temporary folder; service logs are `<name>.log` in it.
@@ -163,9 +253,23 @@ impl TestStack {
         let stderr = log
             .try_clone()
             .with_context(|| format!("duplicating {}", log_path.display()))?;
+        let mut env = self.service_env();
+        let chooses_own = extra_env
+            .iter()
+            .any(|(key, _)| *key == "TASKYARD_NATS_NKEY_FILE");
+        if !chooses_own
+            && let Some((identity, kind)) =
+                identity_for(binary, name, extra_env, &self.task_subjects)
+        {
+            let seed = self.credential(&identity, kind)?;
+            env.push((
+                "TASKYARD_NATS_NKEY_FILE".to_owned(),
+                seed.to_string_lossy().into_owned(),
+            ));
+        }
         let mut cmd = tokio::process::Command::new(&program);
         cmd.args(args)
-            .envs(self.service_env())
+            .envs(env)
             .envs(extra_env.iter().copied())
             .current_dir(self.dir())
             .stdin(Stdio::null())
@@ -256,6 +360,12 @@ impl Drop for TestStack {
         self.kill_services();
     }
 }
+
+/// The line that includes `creds/auth.conf` in a server's config. nats-server
+/// resolves an include against the including file's folder and takes no
+/// absolute path; every server's folder (`nats/`, `n1/` ...) sits beside
+/// `creds/` in the test folder.
+const AUTH_INCLUDE: &str = "include \"../creds/auth.conf\"\n";
 
 /// `*.log` files in `dir` and one level below (the servers' own folders).
 fn collect_logs(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -56,6 +56,15 @@ impl StatusReport {
         }
     }
 
+    /// The node the report is about.
+    pub fn node_id(&self) -> &str {
+        match self {
+            StatusReport::Started { node_id, .. } | StatusReport::Finished { node_id, .. } => {
+                node_id
+            }
+        }
+    }
+
     /// The `Nats-Msg-Id`: a report sent twice is stored once.
     pub fn msg_id(&self) -> String {
         match self {

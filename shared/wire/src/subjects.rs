@@ -112,6 +112,23 @@ pub fn control(node_id: &str) -> String {
     format!("taskyard.control.{node_id}")
 }
 
+/// The node a worker's own subject is for: the `<node>` of
+/// `taskyard.status.<node>`, `taskyard.logs.<node>` or
+/// `taskyard.nodes.heartbeat.<node>`, when `subject` is one of those and the
+/// token is a valid node id. Permissions let a worker publish only on its own
+/// node's subjects, so this token, not the body's `node_id`, says who sent
+/// the message.
+pub fn sender_node(subject: &str) -> Option<&str> {
+    let node = [
+        "taskyard.status.",
+        "taskyard.logs.",
+        "taskyard.nodes.heartbeat.",
+    ]
+    .iter()
+    .find_map(|prefix| subject.strip_prefix(prefix))?;
+    is_token(node).then_some(node)
+}
+
 /// Whether `token` can be one subject token (node ids, pools, tenants end up
 /// in subjects, so they must not contain dots, wildcards or spaces).
 pub fn is_token(token: &str) -> bool {
@@ -135,5 +152,17 @@ mod tests {
         assert!(!is_token("a*"));
         assert!(!is_token(""));
         assert!(!is_token(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn the_sender_is_the_node_of_its_own_subject() {
+        assert_eq!(sender_node(&status("n1")), Some("n1"));
+        assert_eq!(sender_node(&logs("node-2")), Some("node-2"));
+        assert_eq!(sender_node(&heartbeat("w_3")), Some("w_3"));
+        // Not one node's subject: nobody to hold the body to.
+        assert_eq!(sender_node("taskyard.status.n1.extra"), None);
+        assert_eq!(sender_node("taskyard.status."), None);
+        assert_eq!(sender_node(&dispatch("n1")), None);
+        assert_eq!(sender_node("taskyard.statusn1"), None);
     }
 }

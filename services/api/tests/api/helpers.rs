@@ -5,6 +5,7 @@ use axum::http::{Request, StatusCode, header};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use taskyard_api::{AppState, AuthMode, app};
+use taskyard_runtime::access::Kind;
 use taskyard_store::Store;
 use taskyard_store::tasks::TaskInsert;
 use taskyard_testkit::TestStack;
@@ -39,7 +40,17 @@ impl TestApp {
         let store = Store::connect_and_migrate(&stack.database_url, 4)
             .await
             .expect("connect and migrate");
-        let nats = async_nats::connect(&stack.nats_url)
+        // The in-process API connects as the api service does.
+        let security = stack
+            .security_of(
+                "api",
+                Kind::Service {
+                    service: "api".to_owned(),
+                },
+            )
+            .expect("the api's credential");
+        let nats = stack
+            .nats_client_as(&security)
             .await
             .expect("connect to NATS");
         TestApp {

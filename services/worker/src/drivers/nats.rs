@@ -139,8 +139,7 @@ mod tests {
         let server = NatsServer::start(NatsOptions {
             dir: dir.path().join("nats"),
             port: None,
-            sync_always: false,
-            extra_config: String::new(),
+            ..NatsOptions::default()
         })
         .await
         .expect("nats-server starts");
