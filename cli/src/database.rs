@@ -1,6 +1,7 @@
 //! `--database-url`, for the commands that talk to Postgres directly rather
-//! than through the services: `migrate`, and `token` (the first admin token
-//! cannot come from an API that needs one).
+//! than through the services: `migrate`, `token` (the first admin token
+//! cannot come from an API that needs one) and `creds` (nor the first
+//! NATS credential from a bus that needs one).
 
 use anyhow::Context;
 use clap::Args;

@@ -8,16 +8,19 @@
 //! `$SRV.STATS`), through the same typed client as the API
 //! ([`taskyard_client::Client`]): the CLI stands beside the services and
 //! depends on none of them. Reads of tasks and nodes go through the API
-//! (`/api/v1/...`). Only three commands reach Postgres themselves, as they
+//! (`/api/v1/...`). Only four commands reach Postgres themselves, as they
 //! act on it before or beside the services: `up` (it starts or reuses one),
-//! `migrate` and `token` ([`database`]).
+//! `migrate`, `token` and `creds` ([`database`]).
 //!
 //! # Layout
 //! - [`Cli`], [`GlobalOptions`] and [`Command`]: the argument grammar. Each
 //!   subcommand is one struct in [`commands`] with an async `run`; adding one
 //!   is a module, a variant and a match arm.
 //! - [`commands`]: `up`, `submit`, `tasks`, `task`, `logs`, `nodes`, `node`, `pools`,
-//!   `pool`, `services`, `bench`, `migrate`.
+//!   `pool`, `services`, `bench`, `migrate`, `token`, `creds`.
+//! - [`credentials`]: the bus's NATS identities as a library: issue one,
+//!   write its seed, render the servers' authorization config, reload them
+//!   (for `creds`, and for `up` issuing every service's identity).
 //! - [`bus`]: the NATS connection of the commands that talk to services.
 //! - [`labels`]: `KEY=VALUE` arguments (node selectors).
 //! - [`stack`]: a whole local stack (servers and service processes), for
@@ -29,6 +32,7 @@
 pub mod api;
 pub mod bus;
 pub mod commands;
+pub mod credentials;
 pub mod database;
 pub mod demo;
 pub mod display;
@@ -66,11 +70,21 @@ pub struct GlobalOptions {
     /// The nkey seed file this command connects to NATS with (from
     /// `taskyard creds create`); not needed by a `taskyard up` stack on
     /// loopback, whose bus runs open.
-    #[arg(long, global = true, env = "TASKYARD_NATS_NKEY_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "TASKYARD_NATS_NKEY_FILE",
+        value_name = "FILE"
+    )]
     pub nats_nkey: Option<std::path::PathBuf>,
     /// The CA that signed the NATS servers' certificates: set, the command
     /// speaks TLS to NATS.
-    #[arg(long, global = true, env = "TASKYARD_NATS_CA_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "TASKYARD_NATS_CA_FILE",
+        value_name = "FILE"
+    )]
     pub nats_ca: Option<std::path::PathBuf>,
     /// Base URL of the REST API.
     #[arg(
@@ -143,6 +157,10 @@ pub enum Command {
     /// Create, list or revoke the REST API's bearer tokens (in Postgres).
     #[command(subcommand)]
     Token(commands::token::Token),
+    /// Issue, list, revoke the bus's NATS credentials, and write the
+    /// servers' authorization config (in Postgres, like `token`).
+    #[command(subcommand)]
+    Creds(commands::creds::Creds),
     /// Run the scheduling policies on a workload in virtual time and compare them.
     Simulate(commands::simulate::Simulate),
 }
@@ -172,6 +190,7 @@ impl Command {
             Command::Bench(cmd) => cmd.run().await,
             Command::Migrate(cmd) => cmd.run().await,
             Command::Token(cmd) => cmd.run().await,
+            Command::Creds(cmd) => cmd.run().await,
             Command::Simulate(cmd) => cmd.run().await,
         }
     }

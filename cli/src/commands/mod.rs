@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cancel;
+pub mod creds;
 pub mod logs;
 pub mod migrate;
 pub mod node;
