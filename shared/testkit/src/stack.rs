@@ -162,6 +162,12 @@ impl TestStack {
         Ok(path)
     }
 
+    /// Where identity `name`'s seed is (kept after a revoke, so a test can
+    /// show the server refuses it).
+    pub fn seed_file(&self, name: &str) -> PathBuf {
+        self.credentials().seed_file(name)
+    }
+
     /// Removes identity `name` from the servers' config and reloads them:
     /// it is refused from its next connection on.
     pub fn revoke(&self, name: &str) -> anyhow::Result<()> {
