@@ -17,12 +17,16 @@
 //! that a browser asking for a console page is sent to `/login`; a token of
 //! too small a role is a 403. With [`AuthMode::Off`] (loopback only) every
 //! request passes.
+//!
+//! The caller is also who the services record as having asked ([`Actor`]):
+//! every change the API forwards names it, and history rows keep it.
 
 use crate::config::AuthMode;
 use crate::{ApiError, AppState};
 use axum::Form;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -87,6 +91,37 @@ pub fn presented_token(headers: &HeaderMap) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, value)| *name == COOKIE_NAME && !value.is_empty())
         .map(|(_, value)| value.to_owned())
+}
+
+/// Who a request is made for, as history rows record it (see
+/// `taskyard_wire::actor`): `token:<name>` of the caller's token, or
+/// `api:open` when the API runs without auth and so knows no caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+impl Actor {
+    /// The actor of a request that [`require`] let through with `caller`.
+    pub fn of(caller: Option<&Authenticated>) -> Actor {
+        Actor(match caller {
+            Some(caller) => taskyard_wire::actor::token(&caller.name),
+            None => taskyard_wire::actor::API_OPEN.to_owned(),
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Actor, Self::Rejection> {
+        Ok(Actor::of(parts.extensions.get::<Authenticated>()))
+    }
+}
+
+impl AppState {
+    /// The client to forward a change with, naming `actor` as who asked.
+    pub fn client_for(&self, actor: &Actor) -> taskyard_client::Client {
+        self.client.clone().on_behalf_of(actor.0.clone())
+    }
 }
 
 /// The middleware: checks the token against the route's role, and stores
@@ -282,6 +317,17 @@ mod tests {
             required_role(&post, "/console/pools/gpu"),
             Some(Role::Admin)
         );
+    }
+
+    #[test]
+    fn the_actor_is_the_tokens_name_or_the_open_api() {
+        let caller = Authenticated {
+            id: uuid::Uuid::now_v7(),
+            name: "ci".to_owned(),
+            role: Role::Operator,
+        };
+        assert_eq!(Actor::of(Some(&caller)).0, "token:ci");
+        assert_eq!(Actor::of(None).0, "api:open");
     }
 
     #[test]

@@ -146,6 +146,11 @@ pub struct TaskEvent {
     pub at: Timestamp,
     pub node_id: Option<String>,
     pub reason: Option<String>,
+    /// Who asked for the transition: `token:<name>` (a REST caller),
+    /// `api:open` (the API without auth), `nats:<credential>` (a NATS
+    /// client such as the CLI); absent when the system made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 impl From<EventRow> for TaskEvent {
@@ -159,6 +164,7 @@ impl From<EventRow> for TaskEvent {
             at,
             node_id,
             reason,
+            actor,
         } = row;
         TaskEvent {
             id,
@@ -169,6 +175,7 @@ impl From<EventRow> for TaskEvent {
             at,
             node_id,
             reason,
+            actor,
         }
     }
 }

@@ -6,10 +6,11 @@ use crate::recorder::{Recorded, Recorder};
 use async_nats::service::{Request, Service};
 use futures::StreamExt;
 use std::sync::Arc;
-use taskyard_runtime::{Shutdown, error_throttled};
+use taskyard_runtime::{Shutdown, access, error_throttled};
+use taskyard_store::StoreError;
 use taskyard_wire::reply::SubmitReply;
 use taskyard_wire::task::Limits;
-use taskyard_wire::{codec, subjects};
+use taskyard_wire::{actor, codec, subjects};
 use tokio::sync::Semaphore;
 
 /// Requests handled at once; more wait for a turn.
@@ -85,6 +86,16 @@ async fn answer(request: Request, recorder: &Recorder, pools: &SharedView, limit
     let reply = match planned {
         Plan::Unreadable(error) => Ok(SubmitReply::Refused { error }),
         Plan::Record(mut planned) => {
+            let actor = match submitter(&request, recorder).await {
+                Ok(actor) => actor,
+                Err(err) => {
+                    error_throttled!(error = %err, "cannot name who submitted");
+                    return respond(request, unavailable()).await;
+                }
+            };
+            for row in &mut planned.rows {
+                row.actor.clone_from(&actor);
+            }
             match recorder.record(std::slice::from_mut(&mut planned)).await {
                 Ok(mut recorded) => Ok(reply_for(recorded.pop())),
                 // Asking again would fail again: refuse it, and record it
@@ -105,14 +116,37 @@ async fn answer(request: Request, recorder: &Recorder, pools: &SharedView, limit
                 }
                 Err(err) => {
                     error_throttled!(error = %err, "cannot record a submission");
-                    Err(async_nats::service::error::Error {
-                        status: "cannot record the submission now; retry".to_owned(),
-                        code: 503,
-                    })
+                    unavailable()
                 }
             }
         }
     };
+    respond(request, reply).await;
+}
+
+/// Who asked for the tasks of a request, for their first history row: the
+/// sender the server names when it came from the clients' account, else
+/// the caller the api service names in `Taskyard-Requested-By` (a retry,
+/// a REST submission).
+async fn submitter(request: &Request, recorder: &Recorder) -> Result<Option<String>, StoreError> {
+    let headers = request.message.headers.as_ref();
+    let claimed = headers
+        .and_then(|headers| headers.get(actor::REQUESTED_BY_HEADER))
+        .map(|value| value.as_str());
+    recorder
+        .store()
+        .actor(&access::requester(headers, claimed))
+        .await
+}
+
+fn unavailable() -> Result<SubmitReply, async_nats::service::error::Error> {
+    Err(async_nats::service::error::Error {
+        status: "cannot record the submission now; retry".to_owned(),
+        code: 503,
+    })
+}
+
+async fn respond(request: Request, reply: Result<SubmitReply, async_nats::service::error::Error>) {
     let response = reply.map(|reply| codec::encode(&reply).into());
     if let Err(err) = request.respond(response).await {
         tracing::warn!(error = %err, "cannot reply to a submission");

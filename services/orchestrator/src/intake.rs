@@ -492,6 +492,8 @@ fn queued_row(task: NewTask, id: Uuid) -> TaskInsert {
         depends_on: Vec::new(),
         compensation: task.compensation,
         compensates: None,
+        // Who asked is the request's, not the task's: the endpoint sets it.
+        actor: None,
     }
 }
 

@@ -7,6 +7,7 @@ use crate::announce::{Announcer, kills_for};
 use async_nats::service::{Request, Service};
 use futures::StreamExt;
 use taskyard_runtime::Shutdown;
+use taskyard_runtime::access;
 use taskyard_store::Store;
 use taskyard_wire::control::{CancelReply, CancelRequest};
 use taskyard_wire::{Rejection, codec, subjects};
@@ -41,7 +42,7 @@ async fn answer(request: Request, store: &Store, announcer: &Announcer) {
         Err(err) => CancelReply::Refused {
             error: Rejection::new("", err.to_string()),
         },
-        Ok(cancel) => cancel_one(&cancel, store, announcer)
+        Ok(cancel) => cancel_one(&cancel, request.message.headers.as_ref(), store, announcer)
             .await
             .unwrap_or_else(|err| {
                 tracing::error!(task_id = %cancel.task_id, error = format!("{err:#}"), "cancel failed");
@@ -57,6 +58,7 @@ async fn answer(request: Request, store: &Store, announcer: &Announcer) {
 
 async fn cancel_one(
     cancel: &CancelRequest,
+    headers: Option<&async_nats::HeaderMap>,
     store: &Store,
     announcer: &Announcer,
 ) -> anyhow::Result<CancelReply> {
@@ -64,10 +66,16 @@ async fn cancel_one(
         Some(reason) => format!("cancelled: {reason}"),
         None => "cancelled on request".to_owned(),
     };
-    let transitions = store.cancel_tasks(&[cancel.task_id], &reason).await?;
+    let requester = access::requester(headers, cancel.requested_by.as_deref());
+    let actor = store.actor(&requester).await?;
+    let transitions = store
+        .cancel_tasks(&[cancel.task_id], &reason, actor.as_deref())
+        .await?;
     if let Some(t) = transitions.first() {
         let span = tracing::info_span!("task", task_id = %t.task_id, attempt = t.attempt);
-        span.in_scope(|| tracing::info!(from = %t.from, %reason, "task cancelled"));
+        span.in_scope(
+            || tracing::info!(from = %t.from, %reason, actor = actor.as_deref(), "task cancelled"),
+        );
         metrics::counter!("taskyard_pool_manager_cancelled_total").increment(1);
         announcer.announce(&transitions).await?;
         announcer.kill(&kills_for(&transitions)).await;

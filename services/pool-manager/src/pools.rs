@@ -4,23 +4,16 @@
 
 use async_nats::service::{Request, Service};
 use futures::StreamExt;
-use serde::Deserialize;
 use taskyard_runtime::Shutdown;
+use taskyard_runtime::access;
 use taskyard_runtime::batching::{Outgoing, publish_all};
 use taskyard_store::Store;
 use taskyard_store::pools::PoolDeletion;
-use taskyard_wire::pool::{PoolEvent, PoolReply, PoolSpec};
+use taskyard_wire::pool::{PoolChange, PoolEvent, PoolName, PoolReply, PoolSpec};
 use taskyard_wire::{Rejection, RejectionCode, codec, subjects};
 
 /// The operations, as they appear in subjects.
 pub const OPERATIONS: [&str; 5] = ["create", "update", "delete", "get", "list"];
-
-/// `{"name": ...}`: the body of get and delete.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ByName {
-    name: String,
-}
 
 /// Answers pool requests until `shutdown`.
 pub async fn serve(
@@ -49,7 +42,8 @@ pub async fn serve(
 }
 
 async fn answer(op: &str, request: Request, store: &Store, js: &async_nats::jetstream::Context) {
-    let reply = match apply(op, &request.message.payload, store, js).await {
+    let headers = request.message.headers.as_ref();
+    let reply = match apply(op, &request.message.payload, headers, store, js).await {
         Ok(reply) => reply,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), op, "pool request failed");
@@ -68,15 +62,22 @@ async fn answer(op: &str, request: Request, store: &Store, js: &async_nats::jets
 async fn apply(
     op: &str,
     body: &[u8],
+    headers: Option<&async_nats::HeaderMap>,
     store: &Store,
     js: &async_nats::jetstream::Context,
 ) -> anyhow::Result<PoolReply> {
+    // Who asked, for the changes' history: the server's word for a client,
+    // the api service's for its caller.
+    let actor = |requested_by: Option<&str>| {
+        let requester = access::requester(headers, requested_by);
+        async move { store.actor(&requester).await }
+    };
     Ok(match op {
         "list" => PoolReply::Many {
             pools: store.list_pools().await?,
         },
         "get" => {
-            let name = match codec::decode::<ByName>(body) {
+            let name = match codec::decode::<PoolName>(body) {
                 Ok(by) => by.name,
                 Err(err) => return Ok(refused(RejectionCode::Invalid, "", &err.to_string())),
             };
@@ -86,17 +87,18 @@ async fn apply(
             }
         }
         "create" | "update" => {
-            let pool = match codec::decode::<PoolSpec>(body) {
-                Ok(pool) => pool,
+            let PoolChange { pool, requested_by } = match codec::decode::<PoolChange>(body) {
+                Ok(change) => change,
                 Err(err) => return Ok(refused(RejectionCode::Invalid, "", &err.to_string())),
             };
             if let Err(error) = pool.validate() {
                 return Ok(PoolReply::Refused { error });
             }
+            let actor = actor(requested_by.as_deref()).await?;
             let done = if op == "create" {
-                store.create_pool(&pool).await?
+                store.create_pool(&pool, actor.as_deref()).await?
             } else {
-                store.update_pool(&pool).await?
+                store.update_pool(&pool, actor.as_deref()).await?
             };
             if !done {
                 return Ok(if op == "create" {
@@ -110,12 +112,12 @@ async fn apply(
                 });
             }
             announce(js, &pool, false).await?;
-            tracing::info!(pool = %pool.name, op, "pool saved");
+            tracing::info!(pool = %pool.name, op, actor = actor.as_deref(), "pool saved");
             PoolReply::One { pool }
         }
         "delete" => {
-            let name = match codec::decode::<ByName>(body) {
-                Ok(by) => by.name,
+            let (name, requested_by) = match codec::decode::<PoolName>(body) {
+                Ok(by) => (by.name, by.requested_by),
                 Err(err) => return Ok(refused(RejectionCode::Invalid, "", &err.to_string())),
             };
             if name == taskyard_wire::task::DEFAULT_POOL {
@@ -125,7 +127,8 @@ async fn apply(
                     "the default pool cannot be deleted",
                 ));
             }
-            match store.delete_pool(&name).await? {
+            let actor = actor(requested_by.as_deref()).await?;
+            match store.delete_pool(&name, actor.as_deref()).await? {
                 PoolDeletion::NotFound => not_found(&name),
                 PoolDeletion::Busy { active } => refused(
                     RejectionCode::Conflict,
@@ -134,7 +137,7 @@ async fn apply(
                 ),
                 PoolDeletion::Deleted(pool) => {
                     announce(js, &pool, true).await?;
-                    tracing::info!(pool = %pool.name, "pool deleted");
+                    tracing::info!(pool = %pool.name, actor = actor.as_deref(), "pool deleted");
                     PoolReply::One { pool }
                 }
             }

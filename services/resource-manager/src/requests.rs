@@ -3,9 +3,11 @@
 
 use crate::registry::Registry;
 use async_nats::service::Request;
+use taskyard_runtime::access;
 use taskyard_runtime::batching::{Outgoing, publish_all};
 use taskyard_store::Store;
 use taskyard_store::nodes::Health;
+use taskyard_wire::actor::Requester;
 use taskyard_wire::control::{Control, NodeReply, NodeRequest};
 use taskyard_wire::event::NodeEvent;
 use taskyard_wire::{Rejection, RejectionCode, codec, subjects};
@@ -23,7 +25,15 @@ pub async fn handle(
     js: &async_nats::jetstream::Context,
 ) {
     let reply = match codec::decode::<NodeRequest>(&request.message.payload) {
-        Ok(asked) => apply(op, &asked.node_id, registry, store, client, js).await,
+        Ok(asked) => {
+            // Who asked, for the node's history: the server's word for a
+            // client, the api service's for its caller.
+            let requester = access::requester(
+                request.message.headers.as_ref(),
+                asked.requested_by.as_deref(),
+            );
+            apply(op, &asked.node_id, &requester, registry, store, client, js).await
+        }
         Err(err) => refused(RejectionCode::Invalid, "", err.to_string()),
     };
     if let Err(err) = request.respond(Ok(codec::encode(&reply).into())).await {
@@ -34,6 +44,7 @@ pub async fn handle(
 async fn apply(
     op: &str,
     node_id: &str,
+    requester: &Requester,
     registry: &mut Registry,
     store: &Store,
     client: &async_nats::Client,
@@ -47,6 +58,8 @@ async fn apply(
         );
     };
     let outcome: anyhow::Result<NodeReply> = async {
+        let actor = store.actor(requester).await?;
+        let actor = actor.as_deref();
         match op {
             "cordon" | "drain" | "uncordon" => {
                 let cordon = op != "uncordon";
@@ -55,7 +68,7 @@ async fn apply(
                     "drain" => "drain requested by an operator",
                     _ => "uncordoned by an operator",
                 };
-                store.set_cordoned(node_id, cordon, reason).await?;
+                store.set_cordoned(node_id, cordon, reason, actor).await?;
                 if let Some(event) = registry.set_cordoned(node_id, cordon, reason) {
                     announce(js, &event).await?;
                 }
@@ -69,7 +82,7 @@ async fn apply(
                         )
                         .await?;
                 }
-                tracing::info!(node_id, op, "node request carried out");
+                tracing::info!(node_id, op, actor, "node request carried out");
                 Ok(done(
                     node_id,
                     health,
@@ -88,11 +101,13 @@ async fn apply(
                         ),
                     ));
                 }
-                store.remove_node(node_id, "removed by an operator").await?;
+                store
+                    .remove_node(node_id, "removed by an operator", actor)
+                    .await?;
                 if let Some(event) = registry.remove(node_id, "removed by an operator") {
                     announce(js, &event).await?;
                 }
-                tracing::info!(node_id, "node removed");
+                tracing::info!(node_id, actor, "node removed");
                 Ok(done(node_id, health, false, draining, true))
             }
             other => Ok(refused(

@@ -23,9 +23,9 @@ use serde::Serialize;
 use std::time::Duration;
 use taskyard_wire::codec;
 use taskyard_wire::control::{CancelReply, CancelRequest, NodeReply, NodeRequest};
-use taskyard_wire::pool::{PoolReply, PoolSpec};
+use taskyard_wire::pool::{PoolName, PoolReply, PoolSpec};
 use taskyard_wire::reply::SubmitReply;
-use taskyard_wire::{Rejection, TaskState, subjects};
+use taskyard_wire::{Rejection, TaskState, actor, subjects};
 use uuid::Uuid;
 
 pub use discovery::{DISCOVERY_WINDOW, EndpointStats, ServiceInstance};
@@ -214,12 +214,6 @@ pub struct CancelOutcome {
     pub cancelled: bool,
 }
 
-/// The body of pool `get` and `delete`: `{"name": "..."}`.
-#[derive(Debug, Serialize)]
-struct PoolName<'a> {
-    name: &'a str,
-}
-
 /// The body of pool `list`: `{}`.
 #[derive(Debug, Serialize)]
 struct ListPools {}
@@ -230,6 +224,7 @@ struct ListPools {}
 pub struct Client {
     nats: async_nats::Client,
     timeout: Duration,
+    requested_by: Option<String>,
 }
 
 impl Client {
@@ -238,12 +233,23 @@ impl Client {
         Client {
             nats,
             timeout: REQUEST_TIMEOUT,
+            requested_by: None,
         }
     }
 
     /// The same client, waiting `timeout` for each answer.
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
         self.timeout = timeout;
+        self
+    }
+
+    /// The same client, asking on behalf of `actor` (`token:<name>`; see
+    /// [`taskyard_wire::actor`]): its submissions, cancels, node and pool
+    /// changes are recorded as `actor`'s. Only the api service's word is
+    /// believed: on a connection of the clients' account the services
+    /// record the connection's own credential instead.
+    pub fn on_behalf_of(mut self, actor: impl Into<String>) -> Client {
+        self.requested_by = Some(actor.into());
         self
     }
 
@@ -257,8 +263,14 @@ impl Client {
     /// is the one that validates it.
     pub async fn submit(&self, body: impl Into<Bytes>) -> Result<Submitted, ClientError> {
         let subject = subjects::API_SUBMIT;
+        // The body is the submission itself, so who asked goes in a header.
+        let headers = self.requested_by.as_deref().map(|by| {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(actor::REQUESTED_BY_HEADER, by);
+            headers
+        });
         match self
-            .ask(SUBMIT_OWNER, subject.to_owned(), body.into())
+            .ask_with(SUBMIT_OWNER, subject.to_owned(), body.into(), headers)
             .await?
         {
             SubmitReply::Accepted { ids, workflow_id } => Ok(Submitted { ids, workflow_id }),
@@ -276,30 +288,55 @@ impl Client {
 
     /// The pool named `name`; refused with `not_found` when there is none.
     pub async fn pool(&self, name: &str) -> Result<PoolSpec, ClientError> {
-        self.one_pool(PoolOp::Get, &PoolName { name }).await
+        let body = PoolName {
+            name: name.to_owned(),
+            requested_by: None,
+        };
+        self.one_pool(PoolOp::Get, &body).await
     }
 
     /// Creates the pool `definition` describes (a [`PoolSpec`], or the JSON
     /// object a client wrote, whose omissions the pool manager fills in);
     /// returns it as created.
     pub async fn create_pool<T: Serialize>(&self, definition: &T) -> Result<PoolSpec, ClientError> {
-        self.one_pool(PoolOp::Create, definition).await
+        self.one_pool(PoolOp::Create, &self.pool_change(definition))
+            .await
     }
 
     /// Replaces the definition of the pool `definition` names.
     pub async fn update_pool<T: Serialize>(&self, definition: &T) -> Result<PoolSpec, ClientError> {
-        self.one_pool(PoolOp::Update, definition).await
+        self.one_pool(PoolOp::Update, &self.pool_change(definition))
+            .await
     }
 
     /// Deletes the pool `name`; returns it as it was.
     pub async fn delete_pool(&self, name: &str) -> Result<PoolSpec, ClientError> {
-        self.one_pool(PoolOp::Delete, &PoolName { name }).await
+        let body = PoolName {
+            name: name.to_owned(),
+            requested_by: self.requested_by.clone(),
+        };
+        self.one_pool(PoolOp::Delete, &body).await
+    }
+
+    /// The body of a pool change ([`taskyard_wire::pool::PoolChange`]): the
+    /// definition as the caller wrote it (the pool manager fills in what it
+    /// leaves out), with `requested_by` beside its fields.
+    fn pool_change<T: Serialize>(&self, definition: &T) -> serde_json::Value {
+        let mut body = serde_json::to_value(definition).unwrap_or(serde_json::Value::Null);
+        if let (Some(by), serde_json::Value::Object(fields)) = (&self.requested_by, &mut body) {
+            fields.insert(
+                taskyard_wire::pool::REQUESTED_BY.to_owned(),
+                serde_json::Value::from(by.as_str()),
+            );
+        }
+        body
     }
 
     /// Asks the resource manager to `op` the node `node_id`.
     pub async fn node(&self, op: NodeOp, node_id: &str) -> Result<NodeStatus, ClientError> {
         let body = codec::encode(&NodeRequest {
             node_id: node_id.to_owned(),
+            requested_by: self.requested_by.clone(),
         });
         let subject = subjects::api_nodes(op.as_str());
         match self.ask(NODE_OWNER, subject, body.into()).await? {
@@ -327,7 +364,11 @@ impl Client {
         task_id: Uuid,
         reason: Option<String>,
     ) -> Result<CancelOutcome, ClientError> {
-        let body = codec::encode(&CancelRequest { task_id, reason });
+        let body = codec::encode(&CancelRequest {
+            task_id,
+            reason,
+            requested_by: self.requested_by.clone(),
+        });
         let subject = subjects::API_CANCEL.to_owned();
         match self.ask(CANCEL_OWNER, subject, body.into()).await? {
             CancelReply::Done {
@@ -379,8 +420,22 @@ impl Client {
         subject: String,
         body: Bytes,
     ) -> Result<T, ClientError> {
+        self.ask_with(owner, subject, body, None).await
+    }
+
+    /// [`Client::ask`], with `headers`.
+    async fn ask_with<T: serde::de::DeserializeOwned>(
+        &self,
+        owner: &'static str,
+        subject: String,
+        body: Bytes,
+        headers: Option<async_nats::HeaderMap>,
+    ) -> Result<T, ClientError> {
         let size = body.len();
-        let request = Request::new().payload(body).timeout(Some(self.timeout));
+        let mut request = Request::new().payload(body).timeout(Some(self.timeout));
+        if let Some(headers) = headers {
+            request = request.headers(headers);
+        }
         let reply = match self.nats.send_request(subject.clone(), request).await {
             Ok(reply) => reply,
             Err(err) => {

@@ -530,6 +530,32 @@ pub fn request_info(headers: Option<&async_nats::HeaderMap>) -> Option<RequestIn
     serde_json::from_str(value.as_str()).ok()
 }
 
+/// Who sent a request with `headers` whose body claims `requested_by`: the
+/// sender the server names when it crossed from `CLIENTS` (the claim is
+/// then ignored: a client speaks for itself only), else the claim of a
+/// sender inside `TASKYARD` (the api service, for its caller).
+pub fn requester(
+    headers: Option<&async_nats::HeaderMap>,
+    requested_by: Option<&str>,
+) -> taskyard_wire::actor::Requester {
+    use taskyard_wire::actor::{Crossed, Requester};
+    let crossed = headers
+        .and_then(|headers| headers.get(REQUEST_INFO_HEADER))
+        .map(|_| match request_info(headers) {
+            Some(info) => Crossed {
+                account: info.account,
+                public_key: info.user,
+            },
+            // The server wrote it, so this does not happen; if it did, the
+            // request still came from outside and its claim is not believed.
+            None => Crossed {
+                account: CLIENTS_ACCOUNT.to_owned(),
+                public_key: None,
+            },
+        });
+    Requester::judge(crossed, requested_by)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,5 +648,52 @@ mod tests {
         assert!(cluster < w && w < clients && clients < o, "{config}");
         assert!(!config.contains(&worker.seed));
         assert!(config.contains("share: true"));
+    }
+
+    #[test]
+    fn the_servers_header_beats_the_bodys_claim() {
+        use taskyard_wire::actor::Requester;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            REQUEST_INFO_HEADER,
+            r#"{"acc":"CLIENTS","user":"UALICE","name":"token:root"}"#,
+        );
+        assert_eq!(
+            requester(Some(&headers), Some("token:root")),
+            Requester::Client {
+                account: CLIENTS_ACCOUNT.to_owned(),
+                public_key: Some("UALICE".to_owned()),
+            },
+            "a client cannot speak for another, nor name itself by its connection name"
+        );
+        let mut garbled = async_nats::HeaderMap::new();
+        garbled.insert(REQUEST_INFO_HEADER, "not json");
+        assert!(
+            matches!(
+                requester(Some(&garbled), Some("token:root")),
+                Requester::Client {
+                    public_key: None,
+                    ..
+                }
+            ),
+            "a header that cannot be read still marks the request as a client's"
+        );
+    }
+
+    #[test]
+    fn without_the_header_the_body_is_believed() {
+        use taskyard_wire::actor::Requester;
+        let claimed = Requester::Cluster {
+            claimed: Some("token:alice".to_owned()),
+        };
+        assert_eq!(requester(None, Some("token:alice")), claimed);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", "x");
+        assert_eq!(requester(Some(&headers), Some("token:alice")), claimed);
+        assert_eq!(
+            requester(None, None),
+            Requester::Cluster { claimed: None },
+            "the system itself"
+        );
     }
 }

@@ -29,8 +29,8 @@ WITH old AS (
     ", o.old_state AS from_state,
               o.old_node AS node_id, t.finished_at, t.error AS reason
 ), history AS (
-    INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id, reason)
-    SELECT id, attempt, from_state, state, finished_at, node_id, reason FROM upd
+    INSERT INTO task_events (task_id, attempt, from_state, to_state, at, node_id, reason, actor)
+    SELECT id, attempt, from_state, state, finished_at, node_id, reason, $3::text FROM upd
 )
 SELECT ",
     transition_columns!(),
@@ -82,14 +82,20 @@ pub struct AttemptHolder {
 
 impl Store {
     /// Cancels every live task among `ids`, with `reason` kept as its error
-    /// and in its history. Tasks already ended are left as they are.
-    pub async fn cancel_tasks(&self, ids: &[Uuid], reason: &str) -> Result<Vec<Transition>> {
+    /// and in its history, and `actor` (who asked: see [`crate::actors`])
+    /// in the same history rows. Tasks already ended are left as they are.
+    pub async fn cancel_tasks(
+        &self,
+        ids: &[Uuid],
+        reason: &str,
+        actor: Option<&str>,
+    ) -> Result<Vec<Transition>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let client = self.client().await?;
         let statement = client.prepare_cached(table::CANCEL.sql()).await?;
-        let rows = client.query(&statement, &[&ids, &reason]).await?;
+        let rows = client.query(&statement, &[&ids, &reason, &actor]).await?;
         rows.iter().map(transition_from_row).collect()
     }
 

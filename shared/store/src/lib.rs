@@ -31,9 +31,11 @@
 //! - [`tokens`]: the REST API's bearer tokens, kept hashed.
 //! - [`credentials`]: the bus's NATS identities (public keys only), for
 //!   `taskyard creds` and for naming who sent a request.
+//! - [`actors`]: the `actor` history rows keep, named from who sent a request.
 //! - [`console`]: the web console's reads: filtered task pages, throughput and latency per minute, pool loads, node history, workflows.
 //! - [`stats`]: aggregate questions (latency percentiles) for benchmarks and dashboards.
 
+pub mod actors;
 pub mod console;
 pub mod credentials;
 pub mod dead_letters;

@@ -258,20 +258,23 @@ impl Store {
             .await?)
     }
 
-    /// Cordons or uncordons a node, recording the event; `None` if unknown.
+    /// Cordons or uncordons a node, recording the event with `actor` (who
+    /// asked: see [`crate::actors`]); `None` if unknown.
     pub async fn set_cordoned(
         &self,
         node_id: &str,
         cordoned: bool,
         reason: &str,
+        actor: Option<&str>,
     ) -> Result<Option<NodeRow>> {
         let client = self.client().await?;
         let changed = client
             .execute(
                 "WITH upd AS (UPDATE nodes SET cordoned = $2 WHERE id = $1 RETURNING id) \
-                 INSERT INTO node_events (node_id, kind, reason) \
-                 SELECT id, CASE WHEN $2 THEN 'cordoned' ELSE 'uncordoned' END, $3 FROM upd",
-                &[&node_id, &cordoned, &reason],
+                 INSERT INTO node_events (node_id, kind, reason, actor) \
+                 SELECT id, CASE WHEN $2 THEN 'cordoned' ELSE 'uncordoned' END, $3, $4::text \
+                 FROM upd",
+                &[&node_id, &cordoned, &reason, &actor],
             )
             .await?;
         if changed == 0 {
@@ -281,14 +284,21 @@ impl Store {
         self.get_node(node_id).await
     }
 
-    /// Removes a node from the registry (its history stays); false if unknown.
-    pub async fn remove_node(&self, node_id: &str, reason: &str) -> Result<bool> {
+    /// Removes a node from the registry (its history stays, with `actor`);
+    /// false if unknown.
+    pub async fn remove_node(
+        &self,
+        node_id: &str,
+        reason: &str,
+        actor: Option<&str>,
+    ) -> Result<bool> {
         let client = self.client().await?;
         let removed = client
             .execute(
                 "WITH del AS (DELETE FROM nodes WHERE id = $1 RETURNING id) \
-                 INSERT INTO node_events (node_id, kind, reason) SELECT id, 'removed', $2 FROM del",
-                &[&node_id, &reason],
+                 INSERT INTO node_events (node_id, kind, reason, actor) \
+                 SELECT id, 'removed', $2, $3::text FROM del",
+                &[&node_id, &reason, &actor],
             )
             .await?;
         Ok(removed > 0)

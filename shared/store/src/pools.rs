@@ -4,6 +4,7 @@ use crate::{Result, Store, StoreError, to_i32, to_u32};
 use serde_json::Value;
 use taskyard_wire::pool::{PlacementStrategy, PoolSpec};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 const POOL_COLUMNS: &str = "name, policy, placement, node_selector, max_running, max_cpu_millis, \
      max_memory_mb, tenant_max_running, default_timeout_ms, overcommit, tenant_weights, \
@@ -37,42 +38,59 @@ impl Store {
         row.as_ref().map(pool_from_row).transpose()
     }
 
-    /// Creates a pool; false when one of that name exists.
-    pub async fn create_pool(&self, pool: &PoolSpec) -> Result<bool> {
+    /// Creates a pool, and its `created` row in `pool_events` with `actor`
+    /// (who asked: see [`crate::actors`]); false when one of that name
+    /// exists.
+    pub async fn create_pool(&self, pool: &PoolSpec, actor: Option<&str>) -> Result<bool> {
         let client = self.client().await?;
         let values = PoolValues::of(pool);
+        let definition = definition_of(pool);
+        let mut params = values.params().to_vec();
+        params.extend_from_slice(&[&actor as &(dyn ToSql + Sync), &definition]);
         let created = client
             .execute(
-                "INSERT INTO pools (name, policy, placement, node_selector, max_running, \
-                     max_cpu_millis, max_memory_mb, tenant_max_running, default_timeout_ms, overcommit, \
-                     tenant_weights, retry_backoff_ms, retry_backoff_max_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                 ON CONFLICT (name) DO NOTHING",
-                &values.params(),
+                "WITH ins AS ( \
+                     INSERT INTO pools (name, policy, placement, node_selector, max_running, \
+                         max_cpu_millis, max_memory_mb, tenant_max_running, default_timeout_ms, \
+                         overcommit, tenant_weights, retry_backoff_ms, retry_backoff_max_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                     ON CONFLICT (name) DO NOTHING RETURNING name) \
+                 INSERT INTO pool_events (pool, change, actor, definition) \
+                 SELECT name, 'created', $14::text, $15::jsonb FROM ins",
+                &params,
             )
             .await?;
         Ok(created == 1)
     }
 
-    /// Replaces a pool's definition; false when there is no such pool.
-    pub async fn update_pool(&self, pool: &PoolSpec) -> Result<bool> {
+    /// Replaces a pool's definition, recording the change with `actor`;
+    /// false when there is no such pool.
+    pub async fn update_pool(&self, pool: &PoolSpec, actor: Option<&str>) -> Result<bool> {
         let client = self.client().await?;
         let values = PoolValues::of(pool);
+        let definition = definition_of(pool);
+        let mut params = values.params().to_vec();
+        params.extend_from_slice(&[&actor as &(dyn ToSql + Sync), &definition]);
         let updated = client
             .execute(
-                "UPDATE pools SET policy = $2, placement = $3, node_selector = $4, max_running = $5, \
-                     max_cpu_millis = $6, max_memory_mb = $7, tenant_max_running = $8, \
-                     default_timeout_ms = $9, overcommit = $10, tenant_weights = $11, \
-                     retry_backoff_ms = $12, retry_backoff_max_ms = $13, updated_at = now() \
-                 WHERE name = $1",
-                &values.params(),
+                "WITH upd AS ( \
+                     UPDATE pools SET policy = $2, placement = $3, node_selector = $4, \
+                         max_running = $5, max_cpu_millis = $6, max_memory_mb = $7, \
+                         tenant_max_running = $8, default_timeout_ms = $9, overcommit = $10, \
+                         tenant_weights = $11, retry_backoff_ms = $12, retry_backoff_max_ms = $13, \
+                         updated_at = now() \
+                     WHERE name = $1 RETURNING name) \
+                 INSERT INTO pool_events (pool, change, actor, definition) \
+                 SELECT name, 'updated', $14::text, $15::jsonb FROM upd",
+                &params,
             )
             .await?;
         Ok(updated == 1)
     }
 
-    /// Deletes a pool unless tasks of it are still live.
-    pub async fn delete_pool(&self, name: &str) -> Result<PoolDeletion> {
+    /// Deletes a pool unless tasks of it are still live, recording the
+    /// definition it had and `actor` in `pool_events`.
+    pub async fn delete_pool(&self, name: &str, actor: Option<&str>) -> Result<PoolDeletion> {
         let Some(pool) = self.get_pool(name).await? else {
             return Ok(PoolDeletion::NotFound);
         };
@@ -88,11 +106,27 @@ impl Store {
         if active > 0 {
             return Ok(PoolDeletion::Busy { active });
         }
-        client
-            .execute("DELETE FROM pools WHERE name = $1", &[&name])
+        // The definition recorded is the one read above: the pool manager
+        // handles pool requests one at a time, so nothing changed it since.
+        let definition = definition_of(&pool);
+        let deleted = client
+            .execute(
+                "WITH del AS (DELETE FROM pools WHERE name = $1 RETURNING name) \
+                 INSERT INTO pool_events (pool, change, actor, definition) \
+                 SELECT name, 'deleted', $2::text, $3::jsonb FROM del",
+                &[&name, &actor, &definition],
+            )
             .await?;
+        if deleted == 0 {
+            return Ok(PoolDeletion::NotFound);
+        }
         Ok(PoolDeletion::Deleted(pool))
     }
+}
+
+/// A definition as `pool_events` keeps it: the pool's JSON on the wire.
+fn definition_of(pool: &PoolSpec) -> Value {
+    serde_json::to_value(pool).unwrap_or(Value::Null)
 }
 
 /// A pool as the thirteen parameters of its INSERT and UPDATE, in column order.
@@ -129,7 +163,7 @@ impl<'a> PoolValues<'a> {
         }
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 13] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 13] {
         [
             &self.pool.name,
             &self.pool.policy,

@@ -205,7 +205,7 @@ fn arguments(fixture: &Fixture, call: Call) -> String {
         ),
         Call::Timer => format!("'{{{id}}}', '{{1}}'"),
         Call::TimerIds => format!("'{{{id}}}'"),
-        Call::Cancel => format!("'{{{id}}}', 'test'"),
+        Call::Cancel => format!("'{{{id}}}', 'test', 'token:test'"),
         Call::Dependency => format!("'{{{}}}'", fixture.dependency),
         Call::Workflow => format!("'{{{}}}'", fixture.workflow),
         Call::LoseNode => format!("'{node}', 'test'"),

@@ -29,6 +29,11 @@ pub struct CancelRequest {
     /// Kept in the task's history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Who the request is made for, kept in the history as its `actor`
+    /// (`token:<name>`). Believed only from the api service: a request from
+    /// the clients' account is recorded as its sender's own credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// The reply to a cancel: the task's state afterwards, or what is wrong.
@@ -52,6 +57,10 @@ pub enum CancelReply {
 #[serde(deny_unknown_fields)]
 pub struct NodeRequest {
     pub node_id: String,
+    /// Who the request is made for, kept in `node_events.actor`; believed
+    /// only from the api service, as on a cancel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// The reply: the node's state after the operation, or what is wrong.

@@ -31,7 +31,9 @@
 //! - [`codec`]: the one place that turns messages into bytes and back.
 //! - [`logs`]: worker → pool-manager output lines of `exec` attempts.
 //! - [`origin`]: where a stream message came from, for dead letters.
+//! - [`actor`]: who asked for a change, and whose word on it is believed.
 
+pub mod actor;
 pub mod codec;
 pub mod control;
 pub mod dispatch;

@@ -253,6 +253,58 @@ pub struct PoolEvent {
     pub at: Timestamp,
 }
 
+/// The body of pool `create` and `update`: a definition, with the
+/// `requested_by` of a request the api service makes for its caller (see
+/// [`crate::actor`]) beside its fields.
+///
+/// The definition stays a plain [`PoolSpec`] on the wire, so that every
+/// client that sends one goes on working; `requested_by` is taken off
+/// before the rest is read, which still refuses unknown fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolChange {
+    pub pool: PoolSpec,
+    pub requested_by: Option<String>,
+}
+
+/// The field of [`PoolChange`] and [`PoolName`] that names who asked.
+pub const REQUESTED_BY: &str = "requested_by";
+
+impl Serialize for PoolChange {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut value = serde_json::to_value(&self.pool).map_err(serde::ser::Error::custom)?;
+        if let (Some(by), serde_json::Value::Object(fields)) = (&self.requested_by, &mut value) {
+            fields.insert(REQUESTED_BY.to_owned(), by.clone().into());
+        }
+        value.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for PoolChange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let requested_by = match fields.remove(REQUESTED_BY) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(by)) => Some(by),
+            Some(_) => return Err(D::Error::custom("`requested_by` must be a string")),
+        };
+        let pool =
+            PoolSpec::deserialize(serde_json::Value::Object(fields)).map_err(D::Error::custom)?;
+        Ok(PoolChange { pool, requested_by })
+    }
+}
+
+/// The body of pool `get` and `delete`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolName {
+    pub name: String,
+    /// Who a `delete` is made for, kept in `pool_events.actor`; believed
+    /// only from the api service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
 /// Replies of pool requests: the pool (or pools), or what is wrong.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -306,6 +358,33 @@ mod tests {
         assert_eq!(
             pool.validate().map_err(|e| e.field),
             Err("overcommit".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_pool_change_is_a_definition_with_who_asked_beside_it() {
+        let change: PoolChange = crate::codec::decode(
+            br#"{"name": "gpu", "policy": "sjf", "requested_by": "token:ci"}"#,
+        )
+        .expect("a change");
+        assert_eq!(change.requested_by.as_deref(), Some("token:ci"));
+        assert_eq!(change.pool.name, "gpu");
+        assert_eq!(change.pool.policy, "sjf");
+        let plain: PoolChange =
+            crate::codec::decode(br#"{"name": "gpu"}"#).expect("a plain definition");
+        assert_eq!(plain.requested_by, None);
+        assert_eq!(
+            crate::codec::decode::<PoolChange>(&crate::codec::encode(&change)).expect("again"),
+            change,
+            "what is sent is read back"
+        );
+        let typo = crate::codec::decode::<PoolChange>(br#"{"name": "gpu", "polcy": "sjf"}"#);
+        assert!(
+            typo.is_err_and(|err| err.to_string().contains("polcy")),
+            "unknown fields are still refused"
+        );
+        assert!(
+            crate::codec::decode::<PoolChange>(br#"{"name": "gpu", "requested_by": 7}"#).is_err()
         );
     }
 

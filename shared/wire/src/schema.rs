@@ -47,9 +47,37 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("node-request", schema_for!(crate::control::NodeRequest)),
         ("node-reply", schema_for!(crate::control::NodeReply)),
         ("pool", submitted(schema_for!(crate::pool::PoolSpec))),
+        ("pool-change", submitted(pool_change())),
+        ("pool-name", schema_for!(crate::pool::PoolName)),
         ("pool-event", schema_for!(crate::pool::PoolEvent)),
         ("pool-reply", schema_for!(crate::pool::PoolReply)),
     ]
+}
+
+/// The body of pool `create` and `update` ([`crate::pool::PoolChange`]):
+/// a pool's definition, with `requested_by` beside its fields. Its serde is
+/// written by hand (to keep the definition a plain object), so its schema is
+/// the definition's with that one property added.
+fn pool_change() -> Schema {
+    let mut schema = schema_for!(crate::pool::PoolSpec);
+    schema.insert("title".to_owned(), json!("PoolChange"));
+    schema.insert(
+        "description".to_owned(),
+        json!(
+            "The body of `taskyard.api.pools.create` and `.update`: a pool's definition, and \
+             who the change is made for (believed only from the api service)."
+        ),
+    );
+    if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+        properties.insert(
+            crate::pool::REQUESTED_BY.to_owned(),
+            json!({
+                "description": "Who the change is made for, kept in `pool_events.actor`.",
+                "type": ["string", "null"]
+            }),
+        );
+    }
+    schema
 }
 
 /// A schema as the committed file holds it: pretty JSON with a final newline.

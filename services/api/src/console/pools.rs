@@ -5,6 +5,7 @@
 use super::overview::pools_card;
 use super::{Page, layout, query_escape, see_other};
 use crate::AppState;
+use crate::auth::Actor;
 use crate::routes::pools::list_pools;
 use axum::Form;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -167,6 +168,7 @@ impl PoolForm {
 /// `POST /console/pools/{name}`: 303 back to `/pools` saying what happened.
 pub async fn update(
     State(state): State<AppState>,
+    actor: Actor,
     name: Result<Path<String>, PathRejection>,
     Form(form): Form<PoolForm>,
 ) -> Response {
@@ -188,7 +190,7 @@ pub async fn update(
         Ok(definition) => definition,
         Err(message) => return failed(message),
     };
-    match state.client.update_pool(&definition).await {
+    match state.client_for(&actor).update_pool(&definition).await {
         Ok(pool) => see_other(&format!("/pools?saved={}", query_escape(&pool.name))),
         Err(err) => failed(why(err)),
     }

@@ -168,7 +168,12 @@ fn timeline(task: &TaskRow, events: &[EventRow], now: Timestamp) -> Markup {
                                 span class={ "seg " (super::state_class(event.to_state)) } style={ "width:" (width) "%" } {}
                             }
                         }
-                        td.reason { (event.reason.as_deref().unwrap_or("")) }
+                        td.reason {
+                            (event.reason.as_deref().unwrap_or(""))
+                            @if let Some(actor) = &event.actor {
+                                " " span.small.actor { "by " (actor) }
+                            }
+                        }
                     }
                 }
             }

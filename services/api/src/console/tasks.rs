@@ -3,6 +3,7 @@
 
 use super::{Page, layout, query_escape, run_duration, see_other, state_badge};
 use crate::AppState;
+use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::readable::format_time;
 use crate::routes::paging::page_size;
@@ -353,7 +354,11 @@ pub fn submit_card(form: &SubmitForm, error: Option<&str>) -> Markup {
 
 /// `POST /console/submit`: sends the form as a submission; on success a
 /// 303 to the new task's page, else the form again with the error.
-pub async fn submit(State(state): State<AppState>, Form(form): Form<SubmitForm>) -> Response {
+pub async fn submit(
+    State(state): State<AppState>,
+    actor: Actor,
+    Form(form): Form<SubmitForm>,
+) -> Response {
     let refused = |form: &SubmitForm, status: StatusCode, message: String| {
         let body = html! {
             p { a href="/tasks" { "← all tasks" } }
@@ -376,7 +381,7 @@ pub async fn submit(State(state): State<AppState>, Form(form): Form<SubmitForm>)
         }
     };
     let body = bytes::Bytes::from(serde_json::to_vec(&json).unwrap_or_default());
-    match forward_submission(&state.client, body).await {
+    match forward_submission(&state.client_for(&actor), body).await {
         Ok(SubmitReply::Accepted { ids, .. }) => match ids.first() {
             Some(id) => see_other(&format!("/tasks/{id}")),
             None => see_other("/tasks"),

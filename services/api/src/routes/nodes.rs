@@ -2,6 +2,7 @@
 //! on one node (drain, cordon, uncordon, remove), which the resource manager
 //! performs at our request over NATS.
 
+use crate::auth::Actor;
 use crate::bodies::Node;
 use crate::error::ErrorBody;
 use crate::{ApiError, AppState};
@@ -66,9 +67,10 @@ pub struct NodeOutcome {
     ))]
 pub async fn drain(
     state: State<AppState>,
+    actor: Actor,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<NodeOutcome>, ApiError> {
-    operate(state, id, NodeOp::Drain).await
+    operate(state, actor, id, NodeOp::Drain).await
 }
 
 /// `POST /api/v1/nodes/{id}/cordon`: no new work; running tasks go on.
@@ -81,9 +83,10 @@ pub async fn drain(
     ))]
 pub async fn cordon(
     state: State<AppState>,
+    actor: Actor,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<NodeOutcome>, ApiError> {
-    operate(state, id, NodeOp::Cordon).await
+    operate(state, actor, id, NodeOp::Cordon).await
 }
 
 /// `POST /api/v1/nodes/{id}/uncordon`: new work again.
@@ -96,9 +99,10 @@ pub async fn cordon(
     ))]
 pub async fn uncordon(
     state: State<AppState>,
+    actor: Actor,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<NodeOutcome>, ApiError> {
-    operate(state, id, NodeOp::Uncordon).await
+    operate(state, actor, id, NodeOp::Uncordon).await
 }
 
 /// `DELETE /api/v1/nodes/{id}`: forgets the node; refused (409) while it is
@@ -113,20 +117,22 @@ pub async fn uncordon(
     ))]
 pub async fn remove(
     state: State<AppState>,
+    actor: Actor,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<NodeOutcome>, ApiError> {
-    operate(state, id, NodeOp::Remove).await
+    operate(state, actor, id, NodeOp::Remove).await
 }
 
 /// Asks the resource manager; `not_found` is a 404, any other refusal a 409
 /// `refused` (the node's state forbids it), silence a 503.
 async fn operate(
     State(state): State<AppState>,
+    actor: Actor,
     id: Result<Path<String>, PathRejection>,
     op: NodeOp,
 ) -> Result<Json<NodeOutcome>, ApiError> {
     let Path(id) = id?;
-    match state.client.node(op, &id).await {
+    match state.client_for(&actor).node(op, &id).await {
         Ok(node) => Ok(Json(NodeOutcome {
             node_id: node.node_id,
             health: node.health,

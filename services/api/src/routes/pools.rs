@@ -6,6 +6,7 @@
 //! code `not_found` is a 404, any other a 400 `invalid_pool` naming the field,
 //! and a pool manager that does not answer a 503.
 
+use crate::auth::Actor;
 use crate::error::ErrorBody;
 use crate::{ApiError, AppState};
 use axum::Json;
@@ -65,12 +66,13 @@ pub async fn get_one(
     ))]
 pub async fn create(
     State(state): State<AppState>,
+    actor: Actor,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, HeaderMap, Json<PoolSpec>), ApiError> {
     // Forwarded as the client wrote it: the pool manager fills in defaults.
     let definition = json_object(&body?)?;
     let pool = state
-        .client
+        .client_for(&actor)
         .create_pool(&definition)
         .await
         .map_err(refusal)?;
@@ -93,13 +95,14 @@ pub async fn create(
     ))]
 pub async fn update(
     State(state): State<AppState>,
+    actor: Actor,
     name: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PoolSpec>, ApiError> {
     let Path(name) = name?;
     let definition = named_definition(&name, &body?)?;
     state
-        .client
+        .client_for(&actor)
         .update_pool(&definition)
         .await
         .map(Json)
@@ -116,11 +119,12 @@ pub async fn update(
     ))]
 pub async fn delete(
     State(state): State<AppState>,
+    actor: Actor,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<PoolSpec>, ApiError> {
     let Path(name) = name?;
     state
-        .client
+        .client_for(&actor)
         .delete_pool(&name)
         .await
         .map(Json)

@@ -1,6 +1,7 @@
 //! `/api/v1/tasks`: submit, get one with its history, list, cancel, retry,
 //! and a task's events page by page.
 
+use crate::auth::Actor;
 use crate::bodies::{Task, TaskDetail, TaskEvent};
 use crate::error::ErrorBody;
 use crate::routes::paging::{decode_cursor, encode_cursor, next_position, page_size, present};
@@ -50,9 +51,10 @@ pub struct Submitted {
 )]
 pub async fn submit(
     State(state): State<AppState>,
+    actor: Actor,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
-    match forward_submission(&state.client, body?).await? {
+    match forward_submission(&state.client_for(&actor), body?).await? {
         SubmitReply::Accepted { ids, workflow_id } => {
             Ok((StatusCode::CREATED, Json(Submitted { ids, workflow_id })))
         }
@@ -325,13 +327,14 @@ pub struct CancelOutcome {
 )]
 pub async fn cancel(
     State(state): State<AppState>,
+    actor: Actor,
     id: Result<Path<String>, PathRejection>,
     body: Option<Json<CancelBody>>,
 ) -> Result<Json<CancelOutcome>, ApiError> {
     let Path(raw) = id?;
     let id = parse_task_id(&raw)?;
     let reason = body.and_then(|Json(body)| body.reason);
-    match state.client.cancel(id, reason).await {
+    match state.client_for(&actor).cancel(id, reason).await {
         Ok(outcome) => Ok(Json(CancelOutcome {
             task_id: outcome.task_id,
             state: outcome.state,
@@ -417,6 +420,7 @@ pub fn retry_submission(task: &TaskRow) -> serde_json::Value {
 )]
 pub async fn retry(
     State(state): State<AppState>,
+    actor: Actor,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<(StatusCode, Json<Retried>), ApiError> {
     let Path(raw) = id?;
@@ -438,7 +442,8 @@ pub async fn retry(
         });
     }
     let body = Bytes::from(codec::encode(&retry_submission(&task)));
-    match forward_submission(&state.client, body).await? {
+    // The copy's first history row names who asked for the retry.
+    match forward_submission(&state.client_for(&actor), body).await? {
         SubmitReply::Accepted { ids, .. } => {
             let new = ids.first().copied().ok_or_else(|| {
                 ApiError::Internal(anyhow::anyhow!(

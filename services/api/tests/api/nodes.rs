@@ -138,7 +138,7 @@ async fn the_console_marks_cordoned_nodes_and_shows_disk_free() {
         .await
         .expect("record a heartbeat");
     app.store
-        .set_cordoned("node-a", true, "maintenance")
+        .set_cordoned("node-a", true, "maintenance", None)
         .await
         .expect("cordon the node");
     let (status, html) = app.get_html("/").await;

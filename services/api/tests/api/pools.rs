@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use taskyard_wire::pool::PoolSpec;
+use taskyard_wire::pool::{PoolChange, PoolSpec};
 
 fn refused(code: &str, field: &str, message: String) -> Value {
     json!({"error": {"code": code, "field": field, "message": message}})
@@ -29,7 +29,7 @@ async fn pool_manager(app: &TestApp) -> Arc<Mutex<Vec<(String, Value)>>> {
             .expect("the log")
             .push((op.to_owned(), body.clone()));
         let name = body["name"].as_str().unwrap_or_default().to_owned();
-        let spec = || serde_json::from_value::<PoolSpec>(body.clone());
+        let spec = || serde_json::from_value::<PoolChange>(body.clone()).map(|c| c.pool);
         match op {
             "list" => json!({"pools": pools.values().collect::<Vec<_>>()}),
             "get" => match pools.get(&name) {
@@ -88,10 +88,12 @@ async fn pools_are_created_listed_fetched_updated_and_deleted() {
     assert_eq!(created["name"], "gpu");
     assert_eq!(created["policy"], "fcfs", "defaults are filled in");
     assert_eq!(created["overcommit"], 1.0);
+    let mut forwarded = definition.clone();
+    forwarded["requested_by"] = json!("api:open");
     assert_eq!(
         received.lock().expect("the log")[0],
-        ("create".to_owned(), definition),
-        "the definition is forwarded as the client wrote it"
+        ("create".to_owned(), forwarded),
+        "the definition is forwarded as the client wrote it, naming who asked"
     );
 
     let (status, list) = app.get_json("/api/v1/pools").await;

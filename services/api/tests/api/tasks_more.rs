@@ -162,7 +162,12 @@ async fn tenants_have_counts_by_state_and_weights_by_pool() {
         "name": "batch", "policy": "wfq", "tenant_weights": {"acme": 5, "zeta": 2}
     }))
     .expect("a pool");
-    assert!(app.store.create_pool(&pool).await.expect("create the pool"));
+    assert!(
+        app.store
+            .create_pool(&pool, None)
+            .await
+            .expect("create the pool")
+    );
 
     let (status, body) = app.get_json("/api/v1/tenants").await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -49,6 +49,10 @@ pub struct TaskInsert {
     pub compensation: Option<Value>,
     /// On a compensation task: the step it undoes.
     pub compensates: Option<Uuid>,
+    /// Who asked for it (see [`crate::actors`]), kept in its first history
+    /// row; `None` for the system's own (a compensation, a stream
+    /// submission, which no one vouches for).
+    pub actor: Option<String>,
 }
 
 impl TaskInsert {
@@ -89,6 +93,7 @@ impl TaskInsert {
             depends_on: Vec::new(),
             compensation: None,
             compensates: None,
+            actor: None,
         }
     }
 }
@@ -117,11 +122,12 @@ WITH input AS (
                          $11::int[], $12::jsonb[], $13::text[], $14::text[], $15::jsonb[],
                          $16::bigint[], $17::bigint[], $18::bigint[], $19::timestamptz[],
                          $20::bigint[], $21::text[], $22::uuid[], $23::jsonb[], $24::jsonb[],
-                         $25::uuid[])
+                         $25::uuid[], $26::text[])
         AS i(id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb, priority,
              tenant, timeout_ms, max_attempts, labels, state, error, node_selector,
              estimated_runtime_ms, retry_backoff_ms, retry_backoff_max_ms, run_at,
-             schedule_timeout_ms, name, workflow_id, depends_on, compensation, compensates)
+             schedule_timeout_ms, name, workflow_id, depends_on, compensation, compensates,
+             actor)
 ), ins AS (
     INSERT INTO tasks (id, idempotency_key, pool, kind, spec, cpu_millis, memory_mb,
                        priority, tenant, timeout_ms, max_attempts, labels, state, error,
@@ -142,8 +148,12 @@ WITH input AS (
               state, error, attempt, created_at, node_selector, estimated_runtime_ms,
               run_at, schedule_timeout_ms
 ), history AS (
-    INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason)
-    SELECT id, 0, NULL, state, created_at, error FROM ins
+    -- The actor is not a column of tasks: it is looked up in the input by
+    -- id, once (a join would repeat the row of an id given twice).
+    INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason, actor)
+    SELECT id, 0, NULL, state, created_at, error,
+           (SELECT i.actor FROM input i WHERE i.id = ins.id LIMIT 1)
+    FROM ins
 )
 SELECT id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
        state::text AS state, error, attempt, created_at, node_selector, estimated_runtime_ms,
@@ -234,6 +244,7 @@ impl Store {
         let compensations: Vec<Option<&Value>> =
             tasks.iter().map(|t| t.compensation.as_ref()).collect();
         let compensates: Vec<Option<Uuid>> = tasks.iter().map(|t| t.compensates).collect();
+        let actors: Vec<Option<&str>> = tasks.iter().map(|t| t.actor.as_deref()).collect();
         let client = self.client().await?;
         let statement = client.prepare_cached(table::INSERT_TASKS.sql()).await?;
         let rows = client
@@ -265,6 +276,7 @@ impl Store {
                     &depends,
                     &compensations,
                     &compensates,
+                    &actors,
                 ],
             )
             .await?;

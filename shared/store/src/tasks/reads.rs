@@ -65,6 +65,9 @@ pub struct EventRow {
     pub at: Timestamp,
     pub node_id: Option<String>,
     pub reason: Option<String>,
+    /// Who asked for it (`token:<name>`, `nats:<name>`, ...; see
+    /// [`crate::actors`]); `None` when the system moved the task itself.
+    pub actor: Option<String>,
 }
 
 /// Filters of [`Store::list_tasks`].
@@ -140,7 +143,7 @@ impl Store {
         let rows = client
             .query(
                 "SELECT id, task_id, attempt, from_state::text AS from_state, \
-                        to_state::text AS to_state, at, node_id, reason \
+                        to_state::text AS to_state, at, node_id, reason, actor \
                  FROM task_events WHERE task_id = $1 AND ($2::bigint IS NULL OR id > $2) \
                  ORDER BY id LIMIT $3",
                 &[&id, &after, &i64::from(limit)],
@@ -155,7 +158,7 @@ impl Store {
         let rows = client
             .query(
                 "SELECT id, task_id, attempt, from_state::text AS from_state, \
-                        to_state::text AS to_state, at, node_id, reason \
+                        to_state::text AS to_state, at, node_id, reason, actor \
                  FROM task_events WHERE task_id = $1 ORDER BY id",
                 &[&id],
             )
@@ -249,6 +252,7 @@ fn event_from_row(row: &Row) -> Result<EventRow> {
         at: row.try_get("at")?,
         node_id: row.try_get("node_id")?,
         reason: row.try_get("reason")?,
+        actor: row.try_get("actor")?,
     })
 }
 
