@@ -12,6 +12,7 @@ use taskyard_devstack::{
     ClusterPorts, NatsCluster, NatsClusterOptions, NatsOptions, NatsServer, Postgres,
     PostgresOptions,
 };
+use taskyard_store::DbTls;
 use tokio::process::{Child, Command};
 
 /// How long services get to stop on SIGTERM before they are killed.
@@ -40,6 +41,10 @@ pub struct StackOptions {
     /// from `nats_url` (see [`cluster_ports`]).
     pub cluster_ports: Option<ClusterPorts>,
     pub database_url: String,
+    /// The CA of the Postgres at `database_url`, when it serves TLS
+    /// (`TASKYARD_DATABASE_CA_FILE`, passed on to every service); TLS itself
+    /// follows the URL's `sslmode`.
+    pub database_ca_file: Option<PathBuf>,
     /// Trade durability for speed in a throwaway Postgres (benchmarks of the
     /// pipeline itself keep it off).
     pub fast_postgres: bool,
@@ -53,6 +58,7 @@ pub struct StackOptions {
 pub struct LocalStack {
     pub nats_url: String,
     pub database_url: String,
+    database_ca_file: Option<PathBuf>,
     /// Replicas of every stream the services declare.
     stream_replicas: usize,
     log_dir: PathBuf,
@@ -78,12 +84,17 @@ impl LocalStack {
             (server, None, url)
         };
         let (postgres, database_url) = postgres(options).await?;
-        taskyard_store::Store::connect_and_migrate(&database_url, 1)
-            .await
-            .context("applying migrations")?;
+        taskyard_store::Store::connect_and_migrate_with(
+            &database_url,
+            1,
+            &DbTls::from_ca_file(options.database_ca_file.clone()),
+        )
+        .await
+        .context("applying migrations")?;
         Ok(LocalStack {
             nats_url,
             database_url,
+            database_ca_file: options.database_ca_file.clone(),
             stream_replicas: if options.cluster { CLUSTER_SIZE } else { 1 },
             log_dir,
             children: Vec::new(),
@@ -118,6 +129,9 @@ impl LocalStack {
             .stdout(log)
             .stderr(err_log)
             .kill_on_drop(true);
+        if let Some(ca) = &self.database_ca_file {
+            command.env("TASKYARD_DATABASE_CA_FILE", ca);
+        }
         for (key, value) in env {
             command.env(key, value);
         }
@@ -286,15 +300,18 @@ pub fn cluster_ports(url: &str) -> anyhow::Result<ClusterPorts> {
 
 async fn postgres(options: &StackOptions) -> anyhow::Result<(Option<Postgres>, String)> {
     let url = &options.database_url;
-    if taskyard_devstack::postgres_reachable(url).await {
+    // A Postgres elsewhere may insist on TLS (or the URL may): ask as the
+    // services will, by the URL's sslmode and with the same CA.
+    let tls = DbTls::from_ca_file(options.database_ca_file.clone()).connector_for(url)?;
+    if taskyard_devstack::postgres_reachable_with(url, tls.clone()).await {
         println!("using Postgres at {}", redact(url));
         return Ok((None, url.clone()));
     }
     let config: tokio_postgres::Config = url.parse().context("reading the database URL")?;
     let database = config.get_dbname().unwrap_or("taskyard").to_owned();
     let admin_url = with_database(url, "postgres");
-    if taskyard_devstack::postgres_reachable(&admin_url).await {
-        taskyard_devstack::create_database_at(&admin_url, &database).await?;
+    if taskyard_devstack::postgres_reachable_with(&admin_url, tls.clone()).await {
+        taskyard_devstack::create_database_at_with(&admin_url, &database, tls).await?;
         println!(
             "created database {database} on the Postgres at {}",
             redact(url)
@@ -306,6 +323,7 @@ async fn postgres(options: &StackOptions) -> anyhow::Result<(Option<Postgres>, S
         dir: options.dir.join("postgres"),
         port: Some(port),
         fast_unsafe: options.fast_postgres,
+        tls: None,
     })
     .await
     .context("starting Postgres")?;

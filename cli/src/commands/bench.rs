@@ -80,6 +80,7 @@ impl Bench {
             cluster: self.cluster,
             cluster_ports,
             database_url: format!("postgres://postgres@127.0.0.1:{pg_port}/taskyard"),
+            database_ca_file: None,
             fast_postgres: false,
             nats_sync_always: !self.no_fsync,
         })

@@ -14,9 +14,15 @@ pub struct Migrate {
 
 impl Migrate {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        self.database.connect().await?;
+        let store = self.database.connect().await?;
+        // Under sslmode=prefer only the server decides; say which it was.
+        let channel = match store.encrypted().await {
+            Ok(true) => " over TLS",
+            Ok(false) => " in the clear",
+            Err(_) => "",
+        };
         println!(
-            "migrations applied to {}",
+            "migrations applied to {}{channel}",
             crate::stack::redact(&self.database.database_url)
         );
         Ok(ExitCode::SUCCESS)

@@ -28,6 +28,11 @@ pub struct Up {
         value_name = "URL"
     )]
     pub database_url: String,
+    /// The CA to verify that Postgres's certificate against (passed on to
+    /// the services); TLS itself follows the URL's sslmode
+    /// (docs/security.md#postgres-over-tls).
+    #[arg(long, env = "TASKYARD_DATABASE_CA_FILE", value_name = "FILE")]
+    pub database_ca_file: Option<PathBuf>,
     /// Where the web console and REST API listen.
     #[arg(long, env = "TASKYARD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
@@ -62,6 +67,7 @@ impl Up {
             cluster: self.cluster,
             cluster_ports: None,
             database_url: self.database_url.clone(),
+            database_ca_file: self.database_ca_file.clone(),
             fast_postgres: false,
             nats_sync_always: true,
         })

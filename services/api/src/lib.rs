@@ -61,7 +61,7 @@ use anyhow::Context;
 use axum::Router;
 use taskyard_runtime::health::{self, Dependency};
 use taskyard_runtime::{Shutdown, micro, nats};
-use taskyard_store::Store;
+use taskyard_store::{DbTls, Store};
 
 /// What every handler needs; cheap to clone (both are handles on pools).
 #[derive(Debug, Clone)]
@@ -113,9 +113,13 @@ pub fn app(state: AppState) -> Router {
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     config.check()?;
     let common = &config.common;
-    let store = Store::connect_and_migrate(&common.database_url, taskyard_store::DEFAULT_POOL_SIZE)
-        .await
-        .context("connecting to Postgres")?;
+    let store = Store::connect_and_migrate_with(
+        &common.database_url,
+        taskyard_store::DEFAULT_POOL_SIZE,
+        &DbTls::from_ca_file(common.database_ca_file.clone()),
+    )
+    .await
+    .context("connecting to Postgres")?;
     health::spawn_probe(Dependency::Postgres, shutdown.clone(), {
         let store = store.clone();
         move || {

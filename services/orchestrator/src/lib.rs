@@ -48,13 +48,17 @@ pub use config::Config;
 use anyhow::Context;
 use taskyard_runtime::health::{self, Dependency};
 use taskyard_runtime::{Shutdown, micro, streams};
-use taskyard_store::Store;
+use taskyard_store::{DbTls, Store};
 
 /// Runs the orchestrator until `shutdown`.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let store = Store::connect_and_migrate(&config.common.database_url, config.pool_size)
-        .await
-        .context("connecting to Postgres")?;
+    let store = Store::connect_and_migrate_with(
+        &config.common.database_url,
+        config.pool_size,
+        &DbTls::from_ca_file(config.common.database_ca_file.clone()),
+    )
+    .await
+    .context("connecting to Postgres")?;
     health::spawn_probe(Dependency::Postgres, shutdown.clone(), {
         let store = store.clone();
         move || {

@@ -51,7 +51,7 @@ use std::time::Duration;
 use taskyard_runtime::batching::batches;
 use taskyard_runtime::health::{self, Dependency};
 use taskyard_runtime::{Shutdown, consume, micro, streams};
-use taskyard_store::Store;
+use taskyard_store::{DbTls, Store};
 
 /// Whether Postgres refused a batch for what it holds (see
 /// `taskyard_runtime::poison`), through the context the handlers add.
@@ -69,9 +69,13 @@ pub(crate) fn refusal(err: &anyhow::Error) -> String {
 
 /// Runs the pool manager until `shutdown`.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let store = Store::connect_and_migrate(&config.common.database_url, config.pool_size)
-        .await
-        .context("connecting to Postgres")?;
+    let store = Store::connect_and_migrate_with(
+        &config.common.database_url,
+        config.pool_size,
+        &DbTls::from_ca_file(config.common.database_ca_file.clone()),
+    )
+    .await
+    .context("connecting to Postgres")?;
     health::spawn_probe(Dependency::Postgres, shutdown.clone(), {
         let store = store.clone();
         move || {

@@ -43,7 +43,7 @@ use taskyard_runtime::poison::Bisection;
 use taskyard_runtime::{Shutdown, micro, warn_throttled};
 use taskyard_store::leases::{self, Fence, Leadership, LeaseTerms, Role};
 use taskyard_store::nodes::HealthChange;
-use taskyard_store::{Store, StoreError};
+use taskyard_store::{DbTls, Store, StoreError};
 use taskyard_wire::event::{NodeEvent, NodeEventKind};
 use taskyard_wire::heartbeat::Heartbeat;
 use taskyard_wire::{codec, subjects};
@@ -51,9 +51,13 @@ use tokio::time::Instant;
 
 /// Runs the resource manager until `shutdown`.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let store = Store::connect_and_migrate(&config.common.database_url, 2)
-        .await
-        .context("connecting to Postgres")?;
+    let store = Store::connect_and_migrate_with(
+        &config.common.database_url,
+        2,
+        &DbTls::from_ca_file(config.common.database_ca_file.clone()),
+    )
+    .await
+    .context("connecting to Postgres")?;
     let attached = micro::attach(
         &config.common,
         "resource-manager",

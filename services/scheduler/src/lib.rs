@@ -45,8 +45,8 @@ use std::time::Duration;
 use taskyard_runtime::batching::{ack_all, batches};
 use taskyard_runtime::health::{self, Dependency};
 use taskyard_runtime::{Shutdown, micro, streams};
-use taskyard_store::Store;
 use taskyard_store::leases::{self, Fence, Leadership, LeaseTerms, Role};
+use taskyard_store::{DbTls, Store};
 use tokio::time::Instant;
 
 /// How long to wait before trying again after Postgres or NATS failed.
@@ -72,9 +72,13 @@ enum TermEnd {
 /// Runs the scheduler until `shutdown`: a standby until it holds the
 /// scheduler lease, the active scheduler while it does.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let store = Store::connect_and_migrate(&config.common.database_url, config.pool_size)
-        .await
-        .context("connecting to Postgres")?;
+    let store = Store::connect_and_migrate_with(
+        &config.common.database_url,
+        config.pool_size,
+        &DbTls::from_ca_file(config.common.database_ca_file.clone()),
+    )
+    .await
+    .context("connecting to Postgres")?;
     health::spawn_probe(Dependency::Postgres, shutdown.clone(), {
         let store = store.clone();
         move || {

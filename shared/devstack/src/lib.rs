@@ -27,6 +27,8 @@ pub mod tls;
 pub use error::DevstackError;
 pub use nats::{NatsOptions, NatsServer, nats_server_binary};
 pub use nats_cluster::{ClusterPorts, NatsCluster, NatsClusterOptions};
-pub use net::{free_port, nats_reachable, postgres_reachable};
+pub use net::{free_port, nats_reachable, postgres_reachable, postgres_reachable_with};
+pub use postgres::{
+    Postgres, PostgresOptions, bin_dir, create_database_at, create_database_at_with,
+};
 pub use tls::{TlsFiles, ensure_certificates};
-pub use postgres::{Postgres, PostgresOptions, bin_dir, create_database_at};

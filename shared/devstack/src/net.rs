@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio_postgres::Socket;
+use tokio_postgres::tls::MakeTlsConnect;
 
 use crate::error::DevstackError;
 
@@ -39,8 +41,19 @@ pub async fn nats_reachable(url: &str) -> bool {
 /// The database in the URL must exist; check the `postgres` database to ask
 /// only whether the server runs.
 pub async fn postgres_reachable(url: &str) -> bool {
+    postgres_reachable_with(url, tokio_postgres::NoTls).await
+}
+
+/// [`postgres_reachable`] with TLS as the URL's `sslmode` asks, through
+/// `tls` (e.g. `taskyard_store::DbTls::connector_for`): a server that
+/// insists on TLS, or a URL with `sslmode=require`, is unreachable without.
+pub async fn postgres_reachable_with<T>(url: &str, tls: T) -> bool
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
     let attempt = async {
-        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        match tokio_postgres::connect(url, tls).await {
             Ok((client, connection)) => {
                 // The connection future must be polled for the client to work at all.
                 let task = tokio::spawn(connection);

@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Uid, User};
+use tokio_postgres::Socket;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::MakeTlsConnect;
 
 use crate::error::DevstackError;
 use crate::net::free_port;
 use crate::proc::{self, LogFile};
+use crate::tls::TlsFiles;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const PORT_ATTEMPTS: u32 = 3;
@@ -34,6 +37,11 @@ pub struct PostgresOptions {
     /// Turn off `fsync`, `synchronous_commit` and `full_page_writes`: much faster,
     /// but a machine crash can corrupt the data. Only for throwaway test data.
     pub fast_unsafe: bool,
+    /// Serve TLS with this certificate and key (`ssl = on`); clients may
+    /// still connect in the clear (`sslmode=disable`). The two files are
+    /// copied into the data directory on every start, so a renewed
+    /// certificate is picked up by [`Postgres::start_again`].
+    pub tls: Option<TlsFiles>,
 }
 
 /// A running PostgreSQL postmaster in its own process group.
@@ -52,6 +60,8 @@ pub struct Postgres {
     /// Whether it was started with [`PostgresOptions::fast_unsafe`], for
     /// [`Postgres::start_again`].
     fast_unsafe: bool,
+    /// The certificate it serves, for [`Postgres::start_again`].
+    tls: Option<TlsFiles>,
     /// Holds the socket folder alive when `dir` is too deep for a Unix socket path.
     _socket_tmp: Option<tempfile::TempDir>,
 }
@@ -81,6 +91,9 @@ impl Postgres {
             init_data_dir(&bin, &dir, &data_dir, &log_path, run_as.as_ref()).await?;
         }
         remove_stale_pid_file(&data_dir)?;
+        if let Some(tls) = &opts.tls {
+            install_certificate(tls, &data_dir, run_as.as_ref())?;
+        }
         let (socket_dir, socket_tmp) = socket_dir(&dir, run_as.as_ref())?;
 
         let mut attempt = 1;
@@ -98,6 +111,7 @@ impl Postgres {
                 run_as: run_as.as_ref(),
                 port,
                 fast_unsafe: opts.fast_unsafe,
+                tls: opts.tls.is_some(),
             }
             .run()
             .await;
@@ -121,6 +135,7 @@ impl Postgres {
                         socket_dir,
                         log: log_path,
                         fast_unsafe: opts.fast_unsafe,
+                        tls: opts.tls.clone(),
                         _socket_tmp: socket_tmp,
                     });
                 }
@@ -206,6 +221,7 @@ impl Postgres {
             dir: self.dir.clone(),
             port: Some(self.port),
             fast_unsafe: self.fast_unsafe,
+            tls: self.tls.clone(),
         })
         .await?;
         // The old value holds no process any more: dropping it stops nothing.
@@ -263,6 +279,8 @@ struct Spawn<'a> {
     run_as: Option<&'a RunAs>,
     port: u16,
     fast_unsafe: bool,
+    /// Whether [`install_certificate`] put a certificate in the data dir.
+    tls: bool,
 }
 
 impl Spawn<'_> {
@@ -285,6 +303,14 @@ impl Spawn<'_> {
             cmd.args(["-c", "fsync=off"])
                 .args(["-c", "synchronous_commit=off"])
                 .args(["-c", "full_page_writes=off"]);
+        }
+        if self.tls {
+            // Relative to the data directory. On the command line rather
+            // than in postgresql.conf, so that a start without TLS on the
+            // same data turns it off again.
+            cmd.args(["-c", "ssl=on"])
+                .args(["-c", &format!("ssl_cert_file={SERVER_CERT}")])
+                .args(["-c", &format!("ssl_key_file={SERVER_KEY}")]);
         }
         // Its own process group: a terminal's Ctrl-C must not reach the postmaster
         // before our owner decides how to shut down, and killpg reaches the backends.
@@ -364,6 +390,56 @@ async fn connects(url: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// Where in the data directory the served certificate and key are copied.
+const SERVER_CERT: &str = "server.crt";
+const SERVER_KEY: &str = "server.key";
+
+/// Copies `tls`'s certificate and key into `data_dir`, owned by the user
+/// the server runs as, readable by it alone: Postgres refuses a key that
+/// others can read, and as root ours may sit where the `postgres` user
+/// cannot read at all.
+fn install_certificate(
+    tls: &TlsFiles,
+    data_dir: &Path,
+    run_as: Option<&RunAs>,
+) -> Result<(), DevstackError> {
+    for (from, name) in [(&tls.cert, SERVER_CERT), (&tls.key, SERVER_KEY)] {
+        let bytes = std::fs::read(from)
+            .map_err(DevstackError::io(format!("reading {}", from.display())))?;
+        let to = data_dir.join(name);
+        write_private(&to, &bytes)?;
+        if let Some(user) = run_as {
+            chown(&to, user)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a new `path` (replacing it) with mode 0600 from the
+/// start, so the key is never readable by others, not even for a moment.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DevstackError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(DevstackError::Io {
+                context: format!("removing {}", path.display()),
+                source,
+            });
+        }
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(DevstackError::io(format!("creating {}", path.display())))?;
+    file.write_all(bytes)
+        .map_err(DevstackError::io(format!("writing {}", path.display())))
 }
 
 /// Runs `initdb` on a fresh (or half-initialised) data directory.
@@ -600,6 +676,20 @@ fn require(bin: &Path, name: &'static str) -> Result<PathBuf, DevstackError> {
 /// database, usually `postgres`) unless it exists. Works on any server, not
 /// only one this crate started.
 pub async fn create_database_at(admin_url: &str, name: &str) -> Result<(), DevstackError> {
+    create_database_at_with(admin_url, name, tokio_postgres::NoTls).await
+}
+
+/// [`create_database_at`] with TLS as the URL's `sslmode` asks, through
+/// `tls`, for a server elsewhere.
+pub async fn create_database_at_with<T>(
+    admin_url: &str,
+    name: &str,
+    tls: T,
+) -> Result<(), DevstackError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
     let valid = !name.is_empty()
         && name.len() <= 63
         && name
@@ -608,7 +698,7 @@ pub async fn create_database_at(admin_url: &str, name: &str) -> Result<(), Devst
     if !valid {
         return Err(DevstackError::InvalidDatabaseName(name.to_owned()));
     }
-    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+    let (client, connection) = tokio_postgres::connect(admin_url, tls)
         .await
         .map_err(|source| DevstackError::Postgres {
             context: format!("connecting to {admin_url}"),
@@ -686,6 +776,7 @@ mod tests {
             dir: tmp.path().to_path_buf(),
             port: None,
             fast_unsafe: true,
+            tls: None,
         })
         .await
         .expect("postgres starts");
@@ -725,6 +816,7 @@ mod tests {
             dir: tmp.path().to_path_buf(),
             port: None,
             fast_unsafe: true,
+            tls: None,
         };
         let pg = Postgres::start(opts.clone()).await.expect("first start");
         pg.create_database("kept").await.expect("create");
@@ -746,6 +838,7 @@ mod tests {
             dir: tmp.path().to_path_buf(),
             port: None,
             fast_unsafe: true,
+            tls: None,
         })
         .await
         .expect("postgres starts");

@@ -34,6 +34,10 @@ pub struct Common {
     /// Postgres URL (`TASKYARD_DATABASE_URL`); workers ignore it. May hold a
     /// password, so it is never logged.
     pub database_url: String,
+    /// The CA to verify Postgres's certificate against
+    /// (`TASKYARD_DATABASE_CA_FILE`), instead of the system's roots; TLS
+    /// itself follows the URL's `sslmode` (see `taskyard_store::tls`).
+    pub database_ca_file: Option<PathBuf>,
     /// `text` or `json` (`TASKYARD_LOG_FORMAT`); the level comes from `RUST_LOG`.
     pub log_format: LogFormat,
     /// Where to serve Prometheus metrics (`TASKYARD_METRICS_ADDR`); off when unset.
@@ -71,6 +75,7 @@ impl Default for Common {
         Common {
             nats_url: DEFAULT_NATS_URL.to_owned(),
             database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_ca_file: None,
             log_format: LogFormat::Text,
             metrics_addr: None,
             stream_replicas: 1,

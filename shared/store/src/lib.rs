@@ -34,6 +34,8 @@
 //! - [`actors`]: the `actor` history rows keep, named from who sent a request.
 //! - [`console`]: the web console's reads: filtered task pages, throughput and latency per minute, pool loads, node history, workflows.
 //! - [`stats`]: aggregate questions (latency percentiles) for benchmarks and dashboards.
+//! - [`tls`]: TLS to Postgres by the URL's `sslmode`, and [`tls::DbTls`],
+//!   whom to trust for the server's certificate.
 
 pub mod actors;
 pub mod console;
@@ -47,12 +49,14 @@ pub mod nodes;
 pub mod pools;
 pub mod tasks;
 pub mod timers;
+pub mod tls;
 pub mod tokens;
 pub mod transitions;
 pub mod workflows;
 
 use deadpool_postgres::{Config, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+
+pub use tls::DbTls;
 
 /// What went wrong talking to Postgres.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,10 @@ pub enum StoreError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("cannot set up the postgres pool: {0}")]
     Setup(String),
+    /// TLS could not be set up, or the server or its certificate was
+    /// refused.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("applying migrations failed: {0}")]
     Migrate(String),
     #[error("unexpected value in the database: {0}")]
@@ -171,7 +179,19 @@ impl Store {
     /// and opens a new one. A statement that was running on one fails
     /// with a connection error, which is never poison ([`StoreError::is_poison`]),
     /// so its message is retried.
+    ///
+    /// TLS follows the URL's `sslmode` (see [`tls`]), trusting the system's
+    /// root certificates; [`Store::connect_with`] names a CA.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Store> {
+        Store::connect_with(url, pool_size, &DbTls::default()).await
+    }
+
+    /// [`Store::connect`], trusting whom `tls` says for the server's
+    /// certificate. A TLS failure on this first connection comes back as
+    /// [`StoreError::Tls`], which says why (a certificate that could not be
+    /// verified, a server without TLS under `sslmode=require`).
+    pub async fn connect_with(url: &str, pool_size: usize, tls: &DbTls) -> Result<Store> {
+        let connector = tls.connector_for(url)?;
         let mut config = Config::new();
         config.url = Some(url.to_owned());
         config.connect_timeout = Some(CONNECT_TIMEOUT);
@@ -186,16 +206,34 @@ impl Store {
         pool.timeouts.recycle = Some(CONNECT_TIMEOUT);
         config.pool = Some(pool);
         let pool = config
-            .create_pool(Some(Runtime::Tokio1), NoTls)
+            .create_pool(Some(Runtime::Tokio1), connector)
             .map_err(|err| StoreError::Setup(err.to_string()))?;
         let store = Store { pool };
-        store.client().await?.simple_query("SELECT 1").await?;
+        let checked = match store.client().await {
+            Ok(client) => client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(StoreError::from),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = checked {
+            return Err(tls.explain(&err).map_or(err, StoreError::Tls));
+        }
         Ok(store)
     }
 
     /// Connects and applies pending migrations.
     pub async fn connect_and_migrate(url: &str, pool_size: usize) -> Result<Store> {
-        let store = Store::connect(url, pool_size).await?;
+        Store::connect_and_migrate_with(url, pool_size, &DbTls::default()).await
+    }
+
+    /// [`Store::connect_with`], then applies pending migrations.
+    pub async fn connect_and_migrate_with(
+        url: &str,
+        pool_size: usize,
+        tls: &DbTls,
+    ) -> Result<Store> {
+        let store = Store::connect_with(url, pool_size, tls).await?;
         store.migrate().await?;
         Ok(store)
     }
@@ -208,6 +246,21 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         self.client().await?.simple_query("SELECT 1").await?;
         Ok(())
+    }
+
+    /// Whether a connection of this store talks to Postgres over TLS, as
+    /// the server sees it: under `sslmode=prefer` that depends on the
+    /// server, so a program can say which it got.
+    pub async fn encrypted(&self) -> Result<bool> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
     }
 }
 

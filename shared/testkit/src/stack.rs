@@ -81,6 +81,7 @@ impl TestStack {
             dir: dir.path().join("postgres"),
             port: None,
             fast_unsafe,
+            tls: None,
         })
         .await
         .context("starting postgres")?;
