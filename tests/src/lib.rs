@@ -110,6 +110,12 @@ impl Cluster {
         Cluster::start_on(stack, workers).await
     }
 
+    /// Like [`Cluster::start`], with the bus on TLS
+    /// ([`TestStack::start_tls`]): every service trusts the stack's CA.
+    pub async fn start_tls(workers: &[WorkerSpec]) -> anyhow::Result<Cluster> {
+        Cluster::start_on(TestStack::start_tls().await?, workers).await
+    }
+
     async fn start_on(mut stack: TestStack, workers: &[WorkerSpec]) -> anyhow::Result<Cluster> {
         let mut metrics = std::collections::BTreeMap::new();
         let services: [(&str, &[(&str, &str)]); 4] = [
@@ -272,6 +278,7 @@ impl Cluster {
             tokio::process::Command::new(taskyard_testkit::bin_path("taskyard"))
                 .args(["--nats-url", &self.stack.nats_url])
                 .args(args)
+                .envs(self.stack.cli_env()?)
                 .output(),
         )
         .await

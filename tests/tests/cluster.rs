@@ -148,6 +148,7 @@ async fn cli_submit(cluster: &Cluster, n: usize) -> anyhow::Result<(i32, String)
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(taskyard_testkit::bin_path("taskyard"))
         .args(["--nats-url", &cluster.stack.nats_url, "submit", "-"])
+        .envs(cluster.stack.cli_env()?)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -57,7 +57,13 @@ async fn http_server() -> anyhow::Result<String> {
 
 #[tokio::test]
 async fn http_and_nats_tasks_call_services_the_test_runs() -> anyhow::Result<()> {
-    let cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
+    let mut cluster = Cluster::start(&[]).await?;
+    // A worker's credential names the subjects its `nats` tasks may call
+    // (`taskyard creds create --kind worker --task-subject ...`).
+    cluster
+        .stack
+        .grant_task_subjects(&["pricing.>", "nobody.>"]);
+    cluster.start_worker(&WorkerSpec::new("w1")).await?;
     let base = http_server().await?;
     // A NATS microservice in "another language": here, the test itself.
     let mut requests = cluster.nats.subscribe("pricing.quote").await?;

@@ -473,7 +473,10 @@ mod tests {
                 .contains("refusing to run nats-server on 0.0.0.0 without credentials and TLS"),
             "{err}"
         );
-        assert!(!tmp.path().join("nats.conf").exists(), "nothing was started");
+        assert!(
+            !tmp.path().join("nats.conf").exists(),
+            "nothing was started"
+        );
         for host in ["127.0.0.1", "localhost", "::1", "[::1]"] {
             assert!(is_loopback(host), "{host}");
         }
@@ -483,6 +486,7 @@ mod tests {
     #[tokio::test]
     async fn a_tls_server_admits_only_clients_that_trust_its_ca() {
         let tmp = tempfile::tempdir().expect("tempdir");
+        crate::tls::install_provider();
         let tls = crate::ensure_certificates(&tmp.path().join("tls"), &[]).expect("certs");
         let server = NatsServer::start(NatsOptions {
             dir: tmp.path().join("nats"),

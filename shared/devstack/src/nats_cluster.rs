@@ -101,6 +101,7 @@ impl Probe {
     }
 
     fn options(&self) -> async_nats::ConnectOptions {
+        crate::tls::install_provider();
         let mut options = async_nats::ConnectOptions::new()
             .name("taskyard-devstack")
             .connection_timeout(REQUEST_TIMEOUT);
@@ -247,7 +248,13 @@ impl NatsCluster {
 
     /// Waits until every running server serves the JetStream API.
     pub async fn wait_formed(&self, timeout: Duration) -> Result<(), DevstackError> {
-        wait_serving(&self.running_urls(), &self.probe, timeout, &self.log_paths()).await
+        wait_serving(
+            &self.running_urls(),
+            &self.probe,
+            timeout,
+            &self.log_paths(),
+        )
+        .await
     }
 
     /// Stops every running server gracefully (SIGTERM, then SIGKILL after 5 s).

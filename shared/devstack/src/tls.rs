@@ -56,6 +56,13 @@ impl TlsFiles {
     }
 }
 
+/// Makes ring rustls's process-wide provider, for async-nats's TLS: a
+/// build that also links aws-lc-rs (reqwest's) leaves rustls unable to
+/// choose, and it panics at the first TLS connection. Idempotent.
+pub fn install_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn failed(what: &str) -> impl FnOnce(rcgen::Error) -> DevstackError + '_ {
     move |err| DevstackError::Tls(format!("{what}: {err}"))
 }
@@ -82,8 +89,10 @@ pub fn ensure_certificates(dir: &Path, hosts: &[String]) -> Result<TlsFiles, Dev
     let files = TlsFiles::in_dir(dir);
     let ca_key_path = dir.join("ca-key.pem");
     let ca_key = if ca_key_path.exists() && files.ca.exists() {
-        let pem = std::fs::read_to_string(&ca_key_path)
-            .map_err(DevstackError::io(format!("reading {}", ca_key_path.display())))?;
+        let pem = std::fs::read_to_string(&ca_key_path).map_err(DevstackError::io(format!(
+            "reading {}",
+            ca_key_path.display()
+        )))?;
         KeyPair::from_pem(&pem).map_err(failed("reading the local CA's key"))?
     } else {
         let key = KeyPair::generate().map_err(failed("making the local CA's key"))?;
@@ -156,7 +165,10 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&second.ca).expect("ca"), ca);
         assert_ne!(std::fs::read_to_string(&second.cert).expect("cert"), cert);
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&second.key).expect("key").permissions().mode();
+        let mode = std::fs::metadata(&second.key)
+            .expect("key")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -375,6 +375,52 @@ pub fn permissions(kind: &Kind) -> Permissions {
     }
 }
 
+/// The table of `nats/README.md`: every kind of identity with the subjects
+/// it may publish and subscribe to (a worker's for a node named `NODE`).
+pub fn permission_table() -> String {
+    let mut kinds: Vec<Kind> = SERVICES
+        .iter()
+        .map(|service| Kind::Service {
+            service: (*service).to_owned(),
+        })
+        .collect();
+    kinds.extend([
+        Kind::Worker {
+            node: "NODE".to_owned(),
+            task_subjects: Vec::new(),
+        },
+        Kind::Submitter,
+        Kind::Operator,
+        Kind::Admin,
+    ]);
+    let code = |subjects: &[String]| -> String {
+        subjects
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut table = String::from(
+        "| identity | account | may publish (and request) | may subscribe | answers requests |\n\
+         | --- | --- | --- | --- | --- |\n",
+    );
+    for kind in kinds {
+        let p = permissions(&kind);
+        let who = match kind.scope() {
+            Some(scope) => format!("{} `{scope}`", kind.name()),
+            None => kind.name().to_owned(),
+        };
+        table.push_str(&format!(
+            "| {who} | {} | {} | {} | {} |\n",
+            kind.account(),
+            code(&p.publish),
+            code(&p.subscribe),
+            if p.responds { "yes" } else { "no" },
+        ));
+    }
+    table
+}
+
 /// One identity the server knows: its name (for people), kind and nkey.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -559,6 +605,27 @@ pub fn requester(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_table_is_this_module_written_out() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../nats/README.md");
+        let readme = std::fs::read_to_string(path).expect("nats/README.md");
+        let (start, end) = ("<!-- permissions: begin -->\n", "<!-- permissions: end -->");
+        let (before, rest) = readme
+            .split_once(start)
+            .expect("nats/README.md has the permissions markers");
+        let (table, after) = rest.split_once(end).expect("and the end marker");
+        if table != permission_table() && std::env::var_os("TASKYARD_BLESS").is_some() {
+            let fresh = format!("{before}{start}{}{end}{after}", permission_table());
+            std::fs::write(path, fresh).expect("rewriting nats/README.md");
+            return;
+        }
+        assert_eq!(
+            table,
+            permission_table(),
+            "nats/README.md's table is stale: run this test with TASKYARD_BLESS=1 to rewrite it"
+        );
+    }
 
     #[test]
     fn a_worker_speaks_for_its_own_node_only() {

@@ -95,6 +95,7 @@ impl NatsSecurity {
                 missing,
             });
         }
+        install_tls_provider();
         let mut options = async_nats::ConnectOptions::new();
         if let Some(prefix) = &self.inbox_prefix {
             options = options.custom_inbox_prefix(prefix);
@@ -125,6 +126,14 @@ impl NatsSecurity {
 
 /// Reads an nkey seed file: one line, a user seed. Checked here so that a
 /// wrong file is named at start rather than refused by the server.
+/// Makes ring rustls's process-wide provider, as async-nats's TLS needs
+/// one: a binary that also links reqwest's aws-lc-rs has two, and rustls
+/// then refuses to choose (a panic at the first TLS connection). The first
+/// call wins; later ones change nothing.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn read_seed(path: &Path) -> Result<String, NatsError> {
     let bad = |reason: String| NatsError::Credentials {
         path: path.to_owned(),

@@ -32,7 +32,7 @@ impl TestStack {
             ports: None,
             sync_always: true,
             authorization: stack.auth_include(),
-            tls: None,
+            tls: stack.tls().cloned(),
             probe_nkey: stack.nats_security().nkey_file,
         })
         .await

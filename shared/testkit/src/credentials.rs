@@ -23,7 +23,11 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Makes the folder, the admin identity and `auth.conf`.
+    /// Makes the folder, the admin's, every service's and the CLI's
+    /// identities, and `auth.conf`: made before the server starts, they
+    /// need no reload. (A reload that changes the accounts moves every
+    /// connection to the new ones, and a subscription made meanwhile can
+    /// miss a request.)
     pub fn create(dir: &Path) -> anyhow::Result<Credentials> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut credentials = Credentials {
@@ -32,6 +36,13 @@ impl Credentials {
             revoked: Vec::new(),
         };
         credentials.issue(ADMIN, Kind::Admin)?;
+        for service in access::SERVICES {
+            let kind = Kind::Service {
+                service: service.to_owned(),
+            };
+            credentials.issue(service, kind)?;
+        }
+        credentials.issue("cli", Kind::Operator)?;
         Ok(credentials)
     }
 
@@ -109,7 +120,6 @@ fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
 /// `TASKYARD_NODE_ID`, and the CLI (`taskyard`) an operator.
 pub fn identity_for(
     binary: &str,
-    name: &str,
     env: &[(&str, &str)],
     task_subjects: &[String],
 ) -> Option<(String, Kind)> {
@@ -126,6 +136,7 @@ pub fn identity_for(
         let kind = Kind::parse("worker", Some(node), task_subjects).ok()?;
         return Some((format!("worker-{node}"), kind));
     }
+    // Replicas share their service's identity, as in production.
     let kind = Kind::parse("service", Some(service), &[]).ok()?;
-    Some((name.to_owned(), kind))
+    Some((service.to_owned(), kind))
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::Context;
-use taskyard_devstack::{NatsCluster, NatsOptions, NatsServer, Postgres, PostgresOptions};
+use taskyard_devstack::{
+    NatsCluster, NatsOptions, NatsServer, Postgres, PostgresOptions, TlsFiles, ensure_certificates,
+};
 use tempfile::TempDir;
 
 use crate::credentials::{Credentials, identity_for};
@@ -41,6 +43,8 @@ pub struct TestStack {
     credentials: std::sync::Mutex<Credentials>,
     /// Subjects the workers' `nats` tasks may send requests to.
     task_subjects: Vec<String>,
+    /// The certificates of a stack started with [`TestStack::start_tls`].
+    tls: Option<TlsFiles>,
     services: Vec<ServiceHandle>,
     dir: TempDir,
 }
@@ -49,7 +53,15 @@ impl TestStack {
     /// Starts both servers in a new folder `$TMPDIR/taskyard-test-*` and creates
     /// an empty database.
     pub async fn start() -> anyhow::Result<TestStack> {
-        TestStack::start_with(true).await
+        TestStack::start_with(true, false).await
+    }
+
+    /// Like [`TestStack::start`], with the bus on TLS: the server presents
+    /// a certificate of a CA made for this test ([`TestStack::tls`]), every
+    /// service spawned and the test's own clients trust it, and a client
+    /// that does not cannot connect.
+    pub async fn start_tls() -> anyhow::Result<TestStack> {
+        TestStack::start_with(true, true).await
     }
 
     /// Like [`TestStack::start`], with PostgreSQL's default durability
@@ -58,21 +70,26 @@ impl TestStack {
     /// before [`TestStack::stop_postgres_immediate`] are lost, which no
     /// service could be asked to ride out.
     pub async fn start_durable() -> anyhow::Result<TestStack> {
-        TestStack::start_with(false).await
+        TestStack::start_with(false, false).await
     }
 
-    async fn start_with(fast_unsafe: bool) -> anyhow::Result<TestStack> {
+    async fn start_with(fast_unsafe: bool, tls: bool) -> anyhow::Result<TestStack> {
         let dir = tempfile::Builder::new()
             .prefix("taskyard-test-")
             .tempdir_in(std::env::temp_dir())
             .context("creating the test folder")?;
         give_to_postgres_user(dir.path())?;
         let credentials = Credentials::create(&dir.path().join("creds"))?;
+        let tls = match tls {
+            true => Some(ensure_certificates(&dir.path().join("tls"), &[])?),
+            false => None,
+        };
         let nats = NatsServer::start(NatsOptions {
             dir: dir.path().join("nats"),
             port: None,
             sync_always: false,
             authorization: AUTH_INCLUDE.to_owned(),
+            tls: tls.clone(),
             ..NatsOptions::default()
         })
         .await
@@ -104,6 +121,7 @@ impl TestStack {
             database_name,
             credentials: std::sync::Mutex::new(credentials),
             task_subjects: Vec::new(),
+            tls,
             services: Vec::new(),
             dir,
         })
@@ -122,9 +140,17 @@ impl TestStack {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The certificates of a stack started with [`TestStack::start_tls`].
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
     /// How the test's own clients connect to NATS: as the admin.
     pub fn nats_security(&self) -> NatsSecurity {
-        self.credentials().admin()
+        NatsSecurity {
+            ca_file: self.tls.as_ref().map(|tls| tls.ca.clone()),
+            ..self.credentials().admin()
+        }
     }
 
     /// How a client connects as identity `name` (made with `kind` if new).
@@ -132,8 +158,30 @@ impl TestStack {
         Ok(NatsSecurity {
             inbox_prefix: kind.inbox_prefix(),
             nkey_file: Some(self.credential(name, kind)?),
+            ca_file: self.tls.as_ref().map(|tls| tls.ca.clone()),
             ..NatsSecurity::default()
         })
+    }
+
+    /// The environment that makes the `taskyard` CLI connect as an
+    /// operator named `cli`, as a person would (and trust the CA of a TLS
+    /// stack).
+    pub fn cli_env(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let security = self.security_of("cli", Kind::Operator)?;
+        let mut env = Vec::new();
+        if let Some(nkey) = security.nkey_file {
+            env.push((
+                "TASKYARD_NATS_NKEY_FILE".to_owned(),
+                nkey.to_string_lossy().into_owned(),
+            ));
+        }
+        if let Some(ca) = security.ca_file {
+            env.push((
+                "TASKYARD_NATS_CA_FILE".to_owned(),
+                ca.to_string_lossy().into_owned(),
+            ));
+        }
+        Ok(env)
     }
 
     /// A NATS client of the test's own, as the admin (every right).
@@ -214,6 +262,12 @@ impl TestStack {
         if self.nats_cluster.is_some() {
             env.push(crate::cluster::replicas_env());
         }
+        if let Some(tls) = &self.tls {
+            env.push((
+                "TASKYARD_NATS_CA_FILE".to_owned(),
+                tls.ca.to_string_lossy().into_owned(),
+            ));
+        }
         env
     }
 
@@ -265,8 +319,7 @@ impl TestStack {
             .iter()
             .any(|(key, _)| *key == "TASKYARD_NATS_NKEY_FILE");
         if !chooses_own
-            && let Some((identity, kind)) =
-                identity_for(binary, name, extra_env, &self.task_subjects)
+            && let Some((identity, kind)) = identity_for(binary, extra_env, &self.task_subjects)
         {
             let seed = self.credential(&identity, kind)?;
             env.push((

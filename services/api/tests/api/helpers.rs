@@ -20,6 +20,9 @@ const MAX_TEST_BODY: usize = 16 * 1024 * 1024;
 pub struct TestApp {
     pub store: Store,
     pub state: AppState,
+    /// A connection of the test's own, as the admin, for what stands in for
+    /// other services: the api's own identity may not answer their requests.
+    pub stand_ins: async_nats::Client,
     // Dropped last: the servers outlive the clients above.
     pub _stack: TestStack,
 }
@@ -53,7 +56,12 @@ impl TestApp {
             .nats_client_as(&security)
             .await
             .expect("connect to NATS");
+        let stand_ins = stack
+            .nats_client()
+            .await
+            .expect("connect to NATS as the admin");
         TestApp {
+            stand_ins,
             state: AppState::new(store.clone(), nats, auth),
             store,
             _stack: stack,
@@ -199,7 +207,7 @@ where
     F: FnMut(&str, Value) -> Value + Send + 'static,
 {
     use futures::StreamExt;
-    let client = app.state.nats.clone();
+    let client = app.stand_ins.clone();
     let mut requests = client
         .subscribe(subject.to_owned())
         .await

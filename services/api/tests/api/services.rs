@@ -17,7 +17,7 @@ async fn the_api_lists_itself_with_its_endpoint_counts() {
     );
 
     // What `run` does, plus one endpoint so that there is something to count.
-    let service = taskyard_runtime::micro::register(&app.state.nats, "api", "the API")
+    let service = taskyard_runtime::micro::register(&app.stand_ins, "api", "the API")
         .await
         .expect("register");
     let mut endpoint = service
@@ -43,8 +43,7 @@ async fn the_api_lists_itself_with_its_endpoint_counts() {
         }
     });
     for _ in 0..2 {
-        app.state
-            .nats
+        app.stand_ins
             .request("taskyard.test.echo", "hi".into())
             .await
             .expect("an answer");

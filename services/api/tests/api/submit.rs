@@ -32,7 +32,7 @@ async fn fake_orchestrator(
     reply: serde_json::Value,
 ) -> tokio::task::JoinHandle<Vec<u8>> {
     use futures::StreamExt;
-    let client = app.state.nats.clone();
+    let client = app.stand_ins.clone();
     let mut requests = client
         .subscribe(taskyard_wire::subjects::API_SUBMIT)
         .await
