@@ -3,8 +3,8 @@
 //! the typed client of their requests on it.
 
 use anyhow::Context;
-use taskyard_runtime::nats::NatsSecurity;
 use std::time::Duration;
+use taskyard_runtime::nats::NatsSecurity;
 
 /// How long connecting to NATS may take before the command gives up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -12,10 +12,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connects to the NATS server at `url` (or to any of several, separated by
 /// commas: the servers of a cluster) as `security` says, saying what to
 /// check when it fails.
-pub async fn connect(
-    url: &str,
-    security: &NatsSecurity,
-) -> anyhow::Result<async_nats::Client> {
+pub async fn connect(url: &str, security: &NatsSecurity) -> anyhow::Result<async_nats::Client> {
     let (servers, options) = security.connect_options(url)?;
     options
         .name("taskyard-cli")

@@ -55,7 +55,8 @@ pub enum CredentialError {
         LOCK_TIMEOUT.as_secs()
     )]
     Busy(PathBuf),
-    #[error("{what} {}: {source}", path.display())]
+    // The io error is the source: anyhow's `{:#}` prints it after this.
+    #[error("{what} {}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,

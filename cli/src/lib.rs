@@ -23,6 +23,8 @@
 //!   (for `creds`, and for `up` issuing every service's identity).
 //! - [`bus`]: the NATS connection of the commands that talk to services.
 //! - [`labels`]: `KEY=VALUE` arguments (node selectors).
+//! - [`secure_bus`]: certificates and every process's credential for a
+//!   `taskyard up --secure` stack.
 //! - [`stack`]: a whole local stack (servers and service processes), for
 //!   `up` and `bench`.
 //! - [`demo`]: the demo workload of `up --demo`.
@@ -37,6 +39,7 @@ pub mod database;
 pub mod demo;
 pub mod display;
 pub mod labels;
+pub mod secure_bus;
 pub mod stack;
 
 use clap::{Args, Parser, Subcommand};

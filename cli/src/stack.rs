@@ -15,6 +15,8 @@ use taskyard_devstack::{
 use taskyard_store::DbTls;
 use tokio::process::{Child, Command};
 
+use crate::secure_bus::SecureBus;
+
 /// How long services get to stop on SIGTERM before they are killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(15);
 
@@ -51,6 +53,21 @@ pub struct StackOptions {
     /// fsync every JetStream write (`sync_interval: always`), as in
     /// `nats/dev.conf`. Off only to measure what it costs.
     pub nats_sync_always: bool,
+    /// Where a nats-server started here listens (`None`: 127.0.0.1).
+    pub nats_host: Option<String>,
+    /// Run the bus with credentials and TLS (see [`crate::secure_bus`]).
+    pub secure: Option<SecureOptions>,
+}
+
+/// What a secure stack's bus needs made before it starts.
+#[derive(Debug, Clone, Default)]
+pub struct SecureOptions {
+    /// Names and addresses the servers' certificate is for, besides
+    /// `localhost` and 127.0.0.1.
+    pub hosts: Vec<String>,
+    /// Every identity a process of the stack connects as: each service's,
+    /// each worker node's (`worker-<node>`) and [`crate::secure_bus::OPERATOR`].
+    pub identities: Vec<(String, taskyard_runtime::access::Kind)>,
 }
 
 /// A running stack; dropping it kills the children and stops the servers it
@@ -62,6 +79,7 @@ pub struct LocalStack {
     /// Replicas of every stream the services declare.
     stream_replicas: usize,
     log_dir: PathBuf,
+    secure: Option<SecureBus>,
     children: Vec<(String, Child)>,
     // Declared last so they stop after the services.
     nats: Option<NatsServer>,
@@ -76,27 +94,36 @@ impl LocalStack {
         let log_dir = options.dir.join("logs");
         std::fs::create_dir_all(&log_dir)
             .with_context(|| format!("creating {}", log_dir.display()))?;
-        let (nats, nats_cluster, nats_url) = if options.cluster {
-            let (cluster, url) = nats_cluster(options).await?;
-            (None, cluster, url)
-        } else {
-            let (server, url) = nats(options).await?;
-            (server, None, url)
-        };
+        // Postgres first: a secure bus's credentials are rows there, and the
+        // servers start with their authorization config already written.
         let (postgres, database_url) = postgres(options).await?;
-        taskyard_store::Store::connect_and_migrate_with(
+        let store = taskyard_store::Store::connect_and_migrate_with(
             &database_url,
             1,
             &DbTls::from_ca_file(options.database_ca_file.clone()),
         )
         .await
         .context("applying migrations")?;
+        let secure = match &options.secure {
+            Some(secure) => Some(
+                SecureBus::prepare(&options.dir, &store, &secure.hosts, &secure.identities).await?,
+            ),
+            None => None,
+        };
+        let (nats, nats_cluster, nats_url) = if options.cluster {
+            let (cluster, url) = nats_cluster(options, secure.as_ref()).await?;
+            (None, cluster, url)
+        } else {
+            let (server, url) = nats(options, secure.as_ref()).await?;
+            (server, None, url)
+        };
         Ok(LocalStack {
             nats_url,
             database_url,
             database_ca_file: options.database_ca_file.clone(),
             stream_replicas: if options.cluster { CLUSTER_SIZE } else { 1 },
             log_dir,
+            secure,
             children: Vec::new(),
             nats,
             nats_cluster,
@@ -132,6 +159,24 @@ impl LocalStack {
         if let Some(ca) = &self.database_ca_file {
             command.env("TASKYARD_DATABASE_CA_FILE", ca);
         }
+        if let Some(secure) = &self.secure {
+            // Each process connects as itself: a service as its service
+            // (replicas share it), a worker as its node.
+            let identity = match service {
+                "worker" => {
+                    let node = env
+                        .iter()
+                        .find(|(key, _)| *key == "TASKYARD_NODE_ID")
+                        .map(|(_, value)| value.as_str())
+                        .with_context(|| format!("{name} has no TASKYARD_NODE_ID"))?;
+                    format!("worker-{node}")
+                }
+                other => other.to_owned(),
+            };
+            command
+                .env("TASKYARD_NATS_NKEY_FILE", secure.seed(&identity)?)
+                .env("TASKYARD_NATS_CA_FILE", &secure.tls().ca);
+        }
         for (key, value) in env {
             command.env(key, value);
         }
@@ -145,7 +190,22 @@ impl LocalStack {
     /// How the stack's own clients (the demo, the benchmark) connect to its
     /// NATS: as the operator when it runs with credentials.
     pub fn nats_security(&self) -> taskyard_runtime::nats::NatsSecurity {
-        taskyard_runtime::nats::NatsSecurity::default()
+        match &self.secure {
+            Some(secure) => taskyard_runtime::nats::NatsSecurity {
+                nkey_file: secure
+                    .seed(crate::secure_bus::OPERATOR)
+                    .ok()
+                    .map(Path::to_path_buf),
+                ca_file: Some(secure.tls().ca.clone()),
+                ..Default::default()
+            },
+            None => taskyard_runtime::nats::NatsSecurity::default(),
+        }
+    }
+
+    /// The secure bus's certificates and seed files, when it has them.
+    pub fn secure_bus(&self) -> Option<&SecureBus> {
+        self.secure.as_ref()
     }
 
     pub fn log_dir(&self) -> &Path {
@@ -204,7 +264,10 @@ impl LocalStack {
     }
 }
 
-async fn nats(options: &StackOptions) -> anyhow::Result<(Option<NatsServer>, String)> {
+async fn nats(
+    options: &StackOptions,
+    secure: Option<&SecureBus>,
+) -> anyhow::Result<(Option<NatsServer>, String)> {
     if taskyard_devstack::nats_reachable(&options.nats_url).await {
         println!("using NATS at {}", options.nats_url);
         return Ok((None, options.nats_url.clone()));
@@ -214,6 +277,12 @@ async fn nats(options: &StackOptions) -> anyhow::Result<(Option<NatsServer>, Str
         dir: options.dir.join("nats"),
         port: Some(port),
         sync_always: options.nats_sync_always,
+        host: options.nats_host.clone(),
+        tls: secure.map(|secure| secure.tls().clone()),
+        // The config is `<dir>/nats/nats.conf`, one folder down.
+        authorization: secure
+            .map(|secure| secure.authorization(1))
+            .unwrap_or_default(),
         ..NatsOptions::default()
     })
     .await
@@ -227,7 +296,20 @@ async fn nats(options: &StackOptions) -> anyhow::Result<(Option<NatsServer>, Str
     Ok((Some(server), url))
 }
 
-async fn nats_cluster(options: &StackOptions) -> anyhow::Result<(Option<NatsCluster>, String)> {
+async fn nats_cluster(
+    options: &StackOptions,
+    secure: Option<&SecureBus>,
+) -> anyhow::Result<(Option<NatsCluster>, String)> {
+    if options
+        .nats_host
+        .as_deref()
+        .is_some_and(|host| !taskyard_devstack::nats::is_loopback(host))
+    {
+        bail!(
+            "a --cluster stack runs its three servers on this machine's loopback; to serve other \
+             hosts, run the servers of nats/cluster/ on their own hosts"
+        );
+    }
     if taskyard_devstack::nats_reachable(&options.nats_url).await {
         println!("using the NATS cluster at {}", options.nats_url);
         return Ok((None, options.nats_url.clone()));
@@ -241,7 +323,16 @@ async fn nats_cluster(options: &StackOptions) -> anyhow::Result<(Option<NatsClus
         dir: dir.clone(),
         ports: Some(ports),
         sync_always: options.nats_sync_always,
-        ..NatsClusterOptions::default()
+        tls: secure.map(|secure| secure.tls().clone()),
+        // Configs are `<dir>/nats-cluster/nN/nats.conf`, two folders down.
+        authorization: secure
+            .map(|secure| secure.authorization(2))
+            .unwrap_or_default(),
+        // The cluster's readiness probe asks `$JS.API.INFO`, which the
+        // orchestrator's identity may.
+        probe_nkey: secure
+            .and_then(|secure| secure.seed("orchestrator").ok())
+            .map(Path::to_path_buf),
     })
     .await
     .context("starting a three-server NATS cluster")?;

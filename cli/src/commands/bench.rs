@@ -83,6 +83,8 @@ impl Bench {
             database_ca_file: None,
             fast_postgres: false,
             nats_sync_always: !self.no_fsync,
+            nats_host: None,
+            secure: None,
         })
         .await?;
         let outcome = self.measure(&mut stack, batch).await;

@@ -1,13 +1,14 @@
 //! `taskyard up`: the whole stack on this machine.
 
 use crate::GlobalOptions;
-use crate::stack::{CONTROL_PLANE, LocalStack, StackOptions};
+use crate::stack::{CONTROL_PLANE, LocalStack, SecureOptions, StackOptions};
 use anyhow::Context;
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use taskyard_runtime::access::Kind;
 
 /// First port of the services' Prometheus endpoints (orchestrator, scheduler,
 /// pool-manager, resource-manager, api, then workers).
@@ -54,6 +55,20 @@ pub struct Up {
     /// with --cluster, else 1.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=9))]
     pub replicas: Option<u32>,
+    /// Run the bus with credentials and TLS: a local CA and the servers'
+    /// certificate in DIR/tls, one nkey per service, per worker and one for
+    /// you in DIR/creds (kept across restarts). On loopback the bus runs
+    /// open unless this is set; off loopback it is always on.
+    #[arg(long)]
+    pub secure: bool,
+    /// Where the nats-server started here listens (e.g. 0.0.0.0 to serve
+    /// workers on other hosts); anything but loopback turns --secure on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub nats_listen: String,
+    /// First port of the services' Prometheus endpoints on 127.0.0.1, one
+    /// per process from here up; 0 lets each take any free port.
+    #[arg(long, value_name = "PORT", default_value_t = FIRST_METRICS_PORT)]
+    pub metrics_port: u16,
 }
 
 impl Up {
@@ -61,6 +76,19 @@ impl Up {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         let dir = std::fs::canonicalize(&self.dir)?;
+        let replicas = self.replicas.unwrap_or(if self.cluster { 2 } else { 1 });
+        let workers = self.workers.max(1);
+        let off_loopback = !taskyard_devstack::nats::is_loopback(&self.nats_listen);
+        let secure = (self.secure || off_loopback).then(|| SecureOptions {
+            hosts: certificate_hosts(&self.nats_listen),
+            identities: identities(workers),
+        });
+        if off_loopback && !self.secure {
+            println!(
+                "NATS listens on {}, off loopback: running it with credentials and TLS",
+                self.nats_listen
+            );
+        }
         let mut stack = LocalStack::servers(&StackOptions {
             dir,
             nats_url: global.nats_url.clone(),
@@ -70,16 +98,19 @@ impl Up {
             database_ca_file: self.database_ca_file.clone(),
             fast_postgres: false,
             nats_sync_always: true,
+            nats_host: Some(self.nats_listen.clone()),
+            secure,
         })
         .await?;
 
-        let mut metrics_port = FIRST_METRICS_PORT;
+        let mut metrics_port = self.metrics_port;
         let mut next_metrics = || {
             let addr = format!("127.0.0.1:{metrics_port}");
-            metrics_port += 1;
+            if metrics_port != 0 {
+                metrics_port += 1;
+            }
             ("TASKYARD_METRICS_ADDR", addr)
         };
-        let replicas = self.replicas.unwrap_or(if self.cluster { 2 } else { 1 });
         for service in CONTROL_PLANE {
             for replica in 1..=replicas {
                 // The first keeps the plain name, so logs of a one-replica
@@ -103,7 +134,6 @@ impl Up {
                 ("TASKYARD_AUTH", auth.to_owned()),
             ],
         )?;
-        let workers = self.workers.max(1);
         let share = HostShare::of_this_host(workers);
         for index in 1..=workers {
             let mut env = vec![
@@ -126,6 +156,29 @@ impl Up {
         println!("  console:  {console}");
         println!("  REST API: {console}api/v1/tasks");
         println!("  NATS:     {}", stack.nats_url);
+        match stack.secure_bus() {
+            Some(secure) => {
+                let security = stack.nats_security();
+                println!(
+                    "  bus:      credentials and TLS; each service and worker has its own nkey \
+                     in {}",
+                    secure.creds_dir().display()
+                );
+                println!(
+                    "  as you:   export TASKYARD_NATS_NKEY_FILE={} TASKYARD_NATS_CA_FILE={}",
+                    security
+                        .nkey_file
+                        .as_deref()
+                        .unwrap_or(secure.creds_dir())
+                        .display(),
+                    secure.tls().ca.display()
+                );
+            }
+            None => println!(
+                "  bus:      open (no credentials, no TLS): loopback only, for development; \
+                 `taskyard up --secure` turns both on"
+            ),
+        }
         if replicas > 1 {
             println!(
                 "  replicas: {replicas} of each control-plane service; `taskyard services` shows \
@@ -145,10 +198,13 @@ impl Up {
         }
         println!("  submit:   taskyard submit --kind sleep --spec '{{\"ms\": 500}}' --wait");
         println!("  logs:     {}", stack.log_dir().display());
-        println!(
-            "  metrics:  http://127.0.0.1:{FIRST_METRICS_PORT}/metrics ... :{}",
-            metrics_port - 1
-        );
+        if self.metrics_port != 0 {
+            println!(
+                "  metrics:  http://127.0.0.1:{}/metrics ... :{}",
+                self.metrics_port,
+                metrics_port - 1
+            );
+        }
         println!("Press ctrl-c to stop.");
 
         let demo = if self.demo {
@@ -180,6 +236,55 @@ impl Up {
         stack.stop().await;
         Ok(code)
     }
+}
+
+/// Every identity a stack of `workers` workers connects as: each service's
+/// (replicas share it), each worker node's, and the operator's.
+pub fn identities(workers: u32) -> Vec<(String, Kind)> {
+    let mut identities: Vec<(String, Kind)> = taskyard_runtime::access::SERVICES
+        .iter()
+        .map(|service| {
+            (
+                (*service).to_owned(),
+                Kind::Service {
+                    service: (*service).to_owned(),
+                },
+            )
+        })
+        .collect();
+    for index in 1..=workers {
+        let node = format!("local-{index}");
+        identities.push((
+            format!("worker-{node}"),
+            Kind::Worker {
+                node,
+                task_subjects: Vec::new(),
+            },
+        ));
+    }
+    identities.push((crate::secure_bus::OPERATOR.to_owned(), Kind::Operator));
+    identities
+}
+
+/// The names the servers' certificate is for: the listen address when it
+/// is one, and this host's name, so that clients elsewhere can verify it.
+fn certificate_hosts(listen: &str) -> Vec<String> {
+    let mut hosts = Vec::new();
+    if !matches!(listen, "0.0.0.0" | "::" | "[::]") {
+        hosts.push(
+            listen
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        );
+    }
+    if let Ok(name) = nix::unistd::gethostname()
+        && let Some(name) = name.to_str()
+        && !name.is_empty()
+    {
+        hosts.push(name.to_owned());
+    }
+    hosts
 }
 
 /// `TASKYARD_AUTH` of the api `up` starts: `off` on loopback, else `required`.

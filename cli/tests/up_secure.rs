@@ -1,0 +1,168 @@
+//! `taskyard up --secure`, run as a person would: the whole stack comes up
+//! with its bus on credentials and TLS, a task submitted with the printed
+//! credential and CA runs, a client without them is turned away, and
+//! SIGTERM stops it all.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use taskyard_testkit::TestStack;
+
+/// How long the stack may take to come up (a debug build on 2 cores).
+const UP: Duration = Duration::from_secs(120);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+async fn taskyard(nats_url: &str, env: &[(&str, &Path)], args: &[&str]) -> std::process::Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskyard"));
+    command
+        .args(["--nats-url", nats_url])
+        .args(args)
+        .env_remove("TASKYARD_NATS_NKEY_FILE")
+        .env_remove("TASKYARD_NATS_CA_FILE")
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("the CLI finishes within a minute")
+        .expect("the CLI runs")
+}
+
+#[tokio::test]
+async fn up_secure_runs_every_process_with_its_own_credential_over_tls() {
+    // Postgres from the test kit (`up` uses a database that answers); NATS
+    // is `up`'s own.
+    let stack = TestStack::start().await.expect("postgres");
+    let dir = tempfile::tempdir().expect("a folder for the stack");
+    let nats_url = format!("nats://127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(dir.path().join("up.out")).expect("up's output file");
+    let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskyard"))
+        .args(["--nats-url", &nats_url, "up", "--secure", "--workers", "1"])
+        .args(["--metrics-port", "0", "--http-addr", &http])
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--database-url", &stack.database_url])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("a second handle"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("taskyard up starts");
+
+    let printed = || std::fs::read_to_string(dir.path().join("up.out")).unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + UP;
+    while !printed().contains("Taskyard is up.") {
+        if let Ok(Some(status)) = up.try_wait() {
+            panic!("up exited early ({status}):\n{}", printed());
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "`taskyard up --secure` did not say it was up within {UP:?}:\n{}",
+            printed()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let out = printed();
+    let (nkey, ca) = (
+        dir.path().join("creds/cli.nk"),
+        dir.path().join("tls/ca.pem"),
+    );
+    assert!(out.contains("bus:      credentials and TLS"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "export TASKYARD_NATS_NKEY_FILE={} TASKYARD_NATS_CA_FILE={}",
+            nkey.display(),
+            ca.display()
+        )),
+        "{out}"
+    );
+    let conf = std::fs::read_to_string(dir.path().join("nats/nats.conf")).expect("nats.conf");
+    assert!(conf.contains("tls {"), "{conf}");
+    assert!(conf.contains("include \"../creds/auth.conf\""), "{conf}");
+    use std::os::unix::fs::PermissionsExt;
+    for file in [
+        "creds/cli.nk",
+        "creds/orchestrator.nk",
+        "creds/worker-local-1.nk",
+    ] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap_or_else(|err| panic!("{file}: {err}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+
+    // As the person at the keyboard, with what `up` printed.
+    let env = [
+        ("TASKYARD_NATS_NKEY_FILE", nkey.as_path()),
+        ("TASKYARD_NATS_CA_FILE", ca.as_path()),
+    ];
+    let submitted = taskyard(&nats_url, &env, &["submit", "--kind", "noop", "--wait"]).await;
+    assert_eq!(
+        submitted.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}\nup: {}",
+        String::from_utf8_lossy(&submitted.stdout),
+        String::from_utf8_lossy(&submitted.stderr),
+        printed()
+    );
+    let id = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    assert_eq!(id.len(), 36, "one task id: {id}");
+
+    // Without the CA the server's certificate is not trusted; without a
+    // credential the server does not let it in.
+    let untrusting = taskyard(
+        &nats_url,
+        &[("TASKYARD_NATS_NKEY_FILE", nkey.as_path())],
+        &["submit", "--kind", "noop"],
+    )
+    .await;
+    assert_eq!(untrusting.status.code(), Some(1));
+    let anonymous = taskyard(
+        &nats_url,
+        &[("TASKYARD_NATS_CA_FILE", ca.as_path())],
+        &["submit", "--kind", "noop"],
+    )
+    .await;
+    assert_eq!(anonymous.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&anonymous.stderr).to_lowercase();
+    assert!(err.contains("authorization violation"), "{err}");
+    let db = stack.db().await.expect("the database");
+    let tasks: i64 = db
+        .query_one("SELECT count(*) FROM tasks", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(tasks, 1, "only the credentialed submission made a task");
+    let live: i64 = db
+        .query_one(
+            "SELECT count(*) FROM nats_credentials WHERE revoked_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    // Five services, one worker, one operator.
+    assert_eq!(live, 7);
+
+    let pid = up.id().expect("up's pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM to up");
+    let status = tokio::time::timeout(Duration::from_secs(60), up.wait())
+        .await
+        .expect("up stops within a minute")
+        .expect("up's exit status");
+    assert!(status.success(), "{status}:\n{}", printed());
+}
