@@ -1,7 +1,9 @@
-//! The bus of a `taskyard up --secure` stack: a local CA and the servers'
-//! certificate under `<dir>/tls`, one nkey per service, per worker node and
-//! one for the person at the keyboard under `<dir>/creds`, and the servers'
-//! authorization config rendered from `nats_credentials` beside them.
+//! The bus of a `taskyard up --secure` stack: one nkey per service, per
+//! worker node and one for the person at the keyboard under `<dir>/creds`,
+//! the servers' authorization config rendered from `nats_credentials`
+//! beside them, and the certificates the servers present (a local CA and
+//! its server certificate under `<dir>/tls`, made by [`crate::stack`] before
+//! Postgres starts, since a Postgres started there serves them too).
 //!
 //! Identities are kept across restarts: a seed file whose key is still live
 //! under its name is used again; one that is missing or was revoked is
@@ -12,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use taskyard_devstack::{TlsFiles, ensure_certificates};
+use taskyard_devstack::TlsFiles;
 use taskyard_runtime::access::Kind;
 use taskyard_store::Store;
 
@@ -30,17 +32,15 @@ pub struct SecureBus {
 }
 
 impl SecureBus {
-    /// Makes (or keeps) the certificates for `hosts`, the seed file of each
-    /// of `identities`, and the authorization config of every live
-    /// credential (these and any made by `taskyard creds`).
+    /// Makes (or keeps) the seed file of each of `identities`, and the
+    /// authorization config of every live credential (these and any made by
+    /// `taskyard creds`); the servers will present `tls`.
     pub async fn prepare(
         dir: &Path,
         store: &Store,
-        hosts: &[String],
+        tls: TlsFiles,
         identities: &[(String, Kind)],
     ) -> anyhow::Result<SecureBus> {
-        let tls = ensure_certificates(&dir.join("tls"), hosts)
-            .context("making the stack's certificates")?;
         let creds_dir = dir.join("creds");
         create_private_dir(&creds_dir)?;
         let mut seeds = BTreeMap::new();

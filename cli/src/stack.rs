@@ -16,6 +16,7 @@ use taskyard_store::DbTls;
 use tokio::process::{Child, Command};
 
 use crate::secure_bus::SecureBus;
+use taskyard_devstack::{TlsFiles, ensure_certificates};
 
 /// How long services get to stop on SIGTERM before they are killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(15);
@@ -94,21 +95,30 @@ impl LocalStack {
         let log_dir = options.dir.join("logs");
         std::fs::create_dir_all(&log_dir)
             .with_context(|| format!("creating {}", log_dir.display()))?;
-        // Postgres first: a secure bus's credentials are rows there, and the
+        // A secure stack's certificates serve Postgres and NATS alike.
+        let certificates = match &options.secure {
+            Some(secure) => Some(
+                ensure_certificates(&options.dir.join("tls"), &secure.hosts)
+                    .context("making the stack's certificates")?,
+            ),
+            None => None,
+        };
+        // Postgres next: a secure bus's credentials are rows there, and the
         // servers start with their authorization config already written.
-        let (postgres, database_url) = postgres(options).await?;
+        let (postgres, database_url, database_ca_file) =
+            self::postgres(options, certificates.as_ref()).await?;
         let store = taskyard_store::Store::connect_and_migrate_with(
             &database_url,
             1,
-            &DbTls::from_ca_file(options.database_ca_file.clone()),
+            &DbTls::from_ca_file(database_ca_file.clone()),
         )
         .await
         .context("applying migrations")?;
-        let secure = match &options.secure {
-            Some(secure) => Some(
-                SecureBus::prepare(&options.dir, &store, &secure.hosts, &secure.identities).await?,
+        let secure = match (&options.secure, certificates) {
+            (Some(secure), Some(certificates)) => Some(
+                SecureBus::prepare(&options.dir, &store, certificates, &secure.identities).await?,
             ),
-            None => None,
+            _ => None,
         };
         let (nats, nats_cluster, nats_url) = if options.cluster {
             let (cluster, url) = nats_cluster(options, secure.as_ref()).await?;
@@ -120,7 +130,7 @@ impl LocalStack {
         Ok(LocalStack {
             nats_url,
             database_url,
-            database_ca_file: options.database_ca_file.clone(),
+            database_ca_file,
             stream_replicas: if options.cluster { CLUSTER_SIZE } else { 1 },
             log_dir,
             secure,
@@ -389,14 +399,21 @@ pub fn cluster_ports(url: &str) -> anyhow::Result<ClusterPorts> {
     Ok(ClusterPorts { client, cluster })
 }
 
-async fn postgres(options: &StackOptions) -> anyhow::Result<(Option<Postgres>, String)> {
+/// The Postgres of the stack, its URL and the CA its certificate is
+/// checked against. One started here on a secure stack serves TLS with the
+/// stack's certificate, and is asked for it (`sslmode=require`).
+async fn postgres(
+    options: &StackOptions,
+    certificates: Option<&TlsFiles>,
+) -> anyhow::Result<(Option<Postgres>, String, Option<PathBuf>)> {
     let url = &options.database_url;
+    let ca = options.database_ca_file.clone();
     // A Postgres elsewhere may insist on TLS (or the URL may): ask as the
     // services will, by the URL's sslmode and with the same CA.
     let tls = DbTls::from_ca_file(options.database_ca_file.clone()).connector_for(url)?;
     if taskyard_devstack::postgres_reachable_with(url, tls.clone()).await {
         println!("using Postgres at {}", redact(url));
-        return Ok((None, url.clone()));
+        return Ok((None, url.clone(), ca));
     }
     let config: tokio_postgres::Config = url.parse().context("reading the database URL")?;
     let database = config.get_dbname().unwrap_or("taskyard").to_owned();
@@ -407,23 +424,38 @@ async fn postgres(options: &StackOptions) -> anyhow::Result<(Option<Postgres>, S
             "created database {database} on the Postgres at {}",
             redact(url)
         );
-        return Ok((None, url.clone()));
+        return Ok((None, url.clone(), ca));
     }
     let port = local_port(url, "postgres://", 5432)?;
     let server = Postgres::start(PostgresOptions {
         dir: options.dir.join("postgres"),
         port: Some(port),
         fast_unsafe: options.fast_postgres,
-        tls: None,
+        tls: certificates.cloned(),
     })
     .await
     .context("starting Postgres")?;
     let url = server.create_database(&database).await?;
+    let (url, ca) = match certificates {
+        Some(certificates) => (with_sslmode_require(&url), Some(certificates.ca.clone())),
+        None => (url, ca),
+    };
     println!(
-        "started Postgres at {url} (data in {})",
-        server.data_dir().display()
+        "started Postgres at {url} (data in {}{})",
+        server.data_dir().display(),
+        if certificates.is_some() {
+            ", TLS with the stack's certificate"
+        } else {
+            ""
+        }
     );
-    Ok((Some(server), url))
+    Ok((Some(server), url, ca))
+}
+
+/// `url` asking for TLS, verified (see `taskyard_store::DbTls`).
+fn with_sslmode_require(url: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}sslmode=require")
 }
 
 /// The port of a URL on this machine; a server elsewhere that does not answer

@@ -1,12 +1,11 @@
 //! `taskyard up --secure`, run as a person would: the whole stack comes up
-//! with its bus on credentials and TLS, a task submitted with the printed
-//! credential and CA runs, a client without them is turned away, and
-//! SIGTERM stops it all.
+//! with its bus on credentials and TLS and its own Postgres on TLS, a task
+//! submitted with the printed credential and CA runs, a client without them
+//! is turned away, and SIGTERM stops it all.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-use taskyard_testkit::TestStack;
 
 /// How long the stack may take to come up (a debug build on 2 cores).
 const UP: Duration = Duration::from_secs(120);
@@ -37,10 +36,13 @@ async fn taskyard(nats_url: &str, env: &[(&str, &Path)], args: &[&str]) -> std::
 
 #[tokio::test]
 async fn up_secure_runs_every_process_with_its_own_credential_over_tls() {
-    // Postgres from the test kit (`up` uses a database that answers); NATS
-    // is `up`'s own.
-    let stack = TestStack::start().await.expect("postgres");
+    // Everything is `up`'s own: nothing answers on these ports yet.
     let dir = tempfile::tempdir().expect("a folder for the stack");
+    // Postgres runs as the `postgres` user, which must reach its folder.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("open the folder to the postgres user");
+    let database_url = format!("postgres://postgres@127.0.0.1:{}/taskyard", free_port());
     let nats_url = format!("nats://127.0.0.1:{}", free_port());
     let http = format!("127.0.0.1:{}", free_port());
     let log = std::fs::File::create(dir.path().join("up.out")).expect("up's output file");
@@ -49,7 +51,7 @@ async fn up_secure_runs_every_process_with_its_own_credential_over_tls() {
         .args(["--metrics-port", "0", "--http-addr", &http])
         .arg("--dir")
         .arg(dir.path())
-        .args(["--database-url", &stack.database_url])
+        .args(["--database-url", &database_url])
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("a second handle"))
         .stderr(log)
@@ -88,7 +90,6 @@ async fn up_secure_runs_every_process_with_its_own_credential_over_tls() {
     let conf = std::fs::read_to_string(dir.path().join("nats/nats.conf")).expect("nats.conf");
     assert!(conf.contains("tls {"), "{conf}");
     assert!(conf.contains("include \"../creds/auth.conf\""), "{conf}");
-    use std::os::unix::fs::PermissionsExt;
     for file in [
         "creds/cli.nk",
         "creds/orchestrator.nk",
@@ -136,7 +137,10 @@ async fn up_secure_runs_every_process_with_its_own_credential_over_tls() {
     assert_eq!(anonymous.status.code(), Some(1));
     let err = String::from_utf8_lossy(&anonymous.stderr).to_lowercase();
     assert!(err.contains("authorization violation"), "{err}");
-    let db = stack.db().await.expect("the database");
+    let (db, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+        .await
+        .expect("the stack's database, from this machine");
+    tokio::spawn(connection);
     let tasks: i64 = db
         .query_one("SELECT count(*) FROM tasks", &[])
         .await
@@ -153,6 +157,20 @@ async fn up_secure_runs_every_process_with_its_own_credential_over_tls() {
         .get(0);
     // Five services, one worker, one operator.
     assert_eq!(live, 7);
+    // Every service talks to the Postgres `up` started over TLS.
+    let sessions = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+             FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = 'taskyard' AND a.pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("sessions");
+    let (encrypted, clear): (i64, i64) = (sessions.get(0), sessions.get(1));
+    assert!(encrypted >= 5, "{encrypted} sessions over TLS");
+    assert_eq!(clear, 0, "a service reached Postgres in the clear");
+    assert!(out.contains("sslmode=require"), "{out}");
 
     let pid = up.id().expect("up's pid") as i32;
     nix::sys::signal::kill(

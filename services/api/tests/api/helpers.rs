@@ -202,6 +202,21 @@ pub fn message(body: &Value) -> &str {
 /// Stands in for a service on NATS: answers every request on `subject` (a
 /// wildcard such as `taskyard.api.pools.*`) with `answer(op, body)`, where
 /// `op` is the subject's last token. It stops when the test's runtime ends.
+/// Returns once the server has handled everything `client` sent before:
+/// a subscription on one connection is not yet there for a request from
+/// another just because it was flushed to the socket.
+pub async fn round_trip(client: &async_nats::Client) {
+    // The server answers a connection's messages in order, so the answer
+    // to this request comes after it took the subscription.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.request("$JS.API.INFO", "".into()),
+    )
+    .await
+    .expect("the server answers within 10 s")
+    .expect("a JetStream API answer");
+}
+
 pub async fn stand_in<F>(app: &TestApp, subject: &str, mut answer: F)
 where
     F: FnMut(&str, Value) -> Value + Send + 'static,
@@ -212,7 +227,7 @@ where
         .subscribe(subject.to_owned())
         .await
         .expect("subscribe to requests");
-    client.flush().await.expect("flush the subscription");
+    round_trip(&client).await;
     tokio::spawn(async move {
         while let Some(request) = requests.next().await {
             let op = request

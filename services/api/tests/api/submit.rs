@@ -37,7 +37,7 @@ async fn fake_orchestrator(
         .subscribe(taskyard_wire::subjects::API_SUBMIT)
         .await
         .expect("subscribe to submissions");
-    client.flush().await.expect("flush the subscription");
+    crate::helpers::round_trip(&client).await;
     tokio::spawn(async move {
         let request = requests.next().await.expect("one submission");
         let inbox = request.reply.expect("a request has a reply subject");
