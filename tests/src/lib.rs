@@ -238,8 +238,14 @@ impl Cluster {
     }
 
     /// Starts the api service on a free loopback port and returns its base
-    /// URL once `/healthz` answers.
+    /// URL once `/healthz` answers. Loopback only, so it may run open.
     pub async fn start_api(&mut self) -> anyhow::Result<String> {
+        self.start_api_with_auth("off").await
+    }
+
+    /// [`Cluster::start_api`] with `TASKYARD_AUTH` set to `auth`
+    /// (`required`: every request needs a token).
+    pub async fn start_api_with_auth(&mut self, auth: &str) -> anyhow::Result<String> {
         let addr = free_addr()?;
         let metrics_addr = free_addr()?;
         self.stack
@@ -249,8 +255,7 @@ impl Cluster {
                 &[
                     ("TASKYARD_HTTP_ADDR", &addr),
                     ("TASKYARD_METRICS_ADDR", &metrics_addr),
-                    // Loopback only, so the API may run open for these tests.
-                    ("TASKYARD_AUTH", "off"),
+                    ("TASKYARD_AUTH", auth),
                 ],
             )
             .await?;

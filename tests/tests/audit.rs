@@ -5,46 +5,14 @@
 
 use anyhow::Context;
 use serde_json::json;
-use std::time::Duration;
 use taskyard_client::Client;
 use taskyard_runtime::access::Kind;
 use taskyard_store::Store;
 use taskyard_store::credentials::NewCredential;
 use taskyard_store::tokens::Role;
-use taskyard_testkit::wait_until;
-use taskyard_tests::{Cluster, WAIT, WorkerSpec, free_addr};
+use taskyard_tests::{Cluster, WorkerSpec};
 use taskyard_wire::subjects;
 use uuid::Uuid;
-
-/// Starts the api with auth on (its default), returning its base URL.
-async fn start_api_with_auth(cluster: &mut Cluster) -> anyhow::Result<String> {
-    let addr = free_addr()?;
-    let metrics = free_addr()?;
-    cluster
-        .stack
-        .spawn(
-            "taskyard-api",
-            "api",
-            &[
-                ("TASKYARD_HTTP_ADDR", &addr),
-                ("TASKYARD_METRICS_ADDR", &metrics),
-            ],
-        )
-        .await?;
-    let base = format!("http://{addr}");
-    let http = reqwest::Client::new();
-    wait_until("the api to answer /healthz", WAIT, || async {
-        let answered = http
-            .get(format!("{base}/healthz"))
-            .timeout(Duration::from_millis(500))
-            .send()
-            .await
-            .is_ok();
-        Ok(answered.then_some(()))
-    })
-    .await?;
-    Ok(base)
-}
 
 /// A task that stays live (pending for a minute) until cancelled.
 async fn waiting_task(cluster: &Cluster) -> anyhow::Result<Uuid> {
@@ -81,7 +49,7 @@ async fn pool_actors(cluster: &Cluster, pool: &str) -> anyhow::Result<Vec<(Strin
 #[tokio::test]
 async fn a_cancel_through_rest_records_the_tokens_name() -> anyhow::Result<()> {
     let mut cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
-    let base = start_api_with_auth(&mut cluster).await?;
+    let base = cluster.start_api_with_auth("required").await?;
     let store = Store::connect(&cluster.stack.database_url, 2).await?;
     let token = store.create_token("ops-alice", Role::Admin).await?.token;
     cluster

@@ -154,3 +154,28 @@ pub(crate) fn create_dir(path: &Path) -> Result<(), DevstackError> {
 pub(crate) fn port_conflict(tail: &str) -> bool {
     tail.contains("address already in use") || tail.contains("Address already in use")
 }
+
+/// Writes `bytes` to a new `path` (replacing it) with mode 0600 from the
+/// start, so the key is never readable by others, not even for a moment.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DevstackError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(DevstackError::Io {
+                context: format!("removing {}", path.display()),
+                source,
+            });
+        }
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(DevstackError::io(format!("creating {}", path.display())))?;
+    file.write_all(bytes)
+        .map_err(DevstackError::io(format!("writing {}", path.display())))
+}

@@ -99,7 +99,7 @@ pub fn ensure_certificates(dir: &Path, hosts: &[String]) -> Result<TlsFiles, Dev
         let cert = ca_params()
             .self_signed(&key)
             .map_err(failed("signing the local CA"))?;
-        write_private(&ca_key_path, &key.serialize_pem())?;
+        crate::proc::write_private(&ca_key_path, key.serialize_pem().as_bytes())?;
         write_file(&files.ca, &cert.pem())?;
         key
     };
@@ -125,28 +125,13 @@ pub fn ensure_certificates(dir: &Path, hosts: &[String]) -> Result<TlsFiles, Dev
     let cert = params
         .signed_by(&key, &issuer)
         .map_err(failed("signing the server's certificate"))?;
-    write_private(&files.key, &key.serialize_pem())?;
+    crate::proc::write_private(&files.key, key.serialize_pem().as_bytes())?;
     write_file(&files.cert, &cert.pem())?;
     Ok(files)
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), DevstackError> {
     std::fs::write(path, text).map_err(DevstackError::io(format!("writing {}", path.display())))
-}
-
-/// Writes `text` to `path` readable by its owner only (replacing it).
-fn write_private(path: &Path, text: &str) -> Result<(), DevstackError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(DevstackError::io(format!("creating {}", path.display())))?;
-    file.write_all(text.as_bytes())
-        .map_err(DevstackError::io(format!("writing {}", path.display())))
 }
 
 #[cfg(test)]
