@@ -77,17 +77,18 @@ impl As {
         let what = format!("request on {subject}");
         // The request itself only times out or finds no responder: the
         // server drops what it may not carry and says so on the side.
-        let (answer, refused) = tokio::join!(
-            tokio::time::timeout(ANSWER, request),
-            self.refused(&what, subject)
-        );
-        if let Ok(Ok(message)) = answer {
-            anyhow::bail!(
-                "request on {subject} was answered: {}",
-                String::from_utf8_lossy(&message.payload)
-            );
+        tokio::select! {
+            refused = self.refused(&what, subject) => refused.map(drop),
+            answer = request => match answer {
+                Ok(message) => anyhow::bail!(
+                    "request on {subject} was answered: {}",
+                    String::from_utf8_lossy(&message.payload)
+                ),
+                // No responder or a timeout: the refusal may still be on
+                // its way.
+                Err(_) => self.refused(&what, subject).await.map(drop),
+            },
         }
-        refused.map(drop)
     }
 }
 
@@ -188,6 +189,22 @@ async fn a_worker_speaks_only_for_its_own_node() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(cluster.state(task).await?.as_deref(), Some("running"));
     assert_eq!(cluster.trail(task).await?, history_before);
+    // And the pool manager says it dropped one.
+    let addr = cluster
+        .metrics
+        .get("pool-manager")
+        .ok_or_else(|| anyhow::anyhow!("the pool manager's metrics address"))?;
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.lines().any(
+            |line| line.starts_with("taskyard_wrong_node_messages_total{")
+                && line.ends_with(r#"kind="status"} 1"#)
+        ),
+        "{metrics}"
+    );
     cluster.cancel(task, "test over").await?;
     Ok(())
 }
