@@ -245,12 +245,15 @@ async fn a_bad_workflow_is_refused_whole_and_nothing_runs() -> anyhow::Result<()
         ("ghost", "no task has the id"),
         ("self", "cannot depend on itself"),
     ] {
+        // The orchestrator records the workflow, then its tasks, in two
+        // statements: wait for both.
         let (state, error): (String, Option<String>) =
             wait_until(&format!("workflow {name} recorded"), WAIT, || async {
                 let row = cluster
                     .db
                     .query_opt(
-                        "SELECT state, error FROM workflows WHERE name = $1",
+                        "SELECT state, error FROM workflows w WHERE name = $1 \
+                         AND EXISTS (SELECT 1 FROM tasks t WHERE t.workflow_id = w.id)",
                         &[&name],
                     )
                     .await?;
