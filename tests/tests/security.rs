@@ -93,7 +93,7 @@ impl As {
 }
 
 #[tokio::test]
-async fn no_credential_no_connection_and_a_revoked_one_is_refused_next_time() -> anyhow::Result<()>
+async fn no_credential_no_connection_and_a_revoked_one_is_cut_off_and_refused() -> anyhow::Result<()>
 {
     let stack = TestStack::start().await?;
     let open = tokio::time::timeout(ANSWER, async_nats::connect(stack.nats_url.as_str())).await?;
@@ -108,6 +108,14 @@ async fn no_credential_no_connection_and_a_revoked_one_is_refused_next_time() ->
     let alice = As::connect(&stack, "alice", Kind::Operator).await?;
     alice.client.flush().await?;
     stack.revoke("alice")?;
+    // The server drops a connection whose credential is gone at the reload.
+    taskyard_testkit::wait_until("alice's open connection to be dropped", ANSWER, || async {
+        Ok(
+            (alice.client.connection_state() != async_nats::connection::State::Connected)
+                .then_some(()),
+        )
+    })
+    .await?;
     let security = taskyard_runtime::nats::NatsSecurity {
         nkey_file: Some(stack.seed_file("alice")),
         ..Default::default()
