@@ -372,7 +372,9 @@ impl Worker {
     ) -> StatusReport {
         let (outcome, error) = verdict(ran.end, killed.as_deref(), &self.settings.node_id);
         match &error {
-            None => tracing::info!("attempt succeeded"),
+            // Successes are the bulk of a busy worker's attempts: at INFO
+            // they were most of its log. Failures stay at INFO.
+            None => tracing::debug!("attempt succeeded"),
             Some(error) => {
                 tracing::info!(outcome = outcome_label(outcome), %error, "attempt ended")
             }
