@@ -503,8 +503,9 @@ mod tests {
             let auth = auth.clone();
             async move { lock_render(&auth).await.map(drop) }
         });
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(!second.is_finished(), "the second waits for the first");
+        let mut second = second;
+        let waited = tokio::time::timeout(Duration::from_millis(200), &mut second).await;
+        assert!(waited.is_err(), "the second waits for the first");
         drop(first);
         tokio::time::timeout(Duration::from_secs(5), second)
             .await

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
+use taskyard_testkit::wait_until;
 
 /// How long the stack may take to come up (a debug build on 2 cores).
 const UP: Duration = Duration::from_secs(120);
@@ -60,17 +61,18 @@ async fn up_secure_runs_every_process_with_its_own_credential_over_tls() {
         .expect("taskyard up starts");
 
     let printed = || std::fs::read_to_string(dir.path().join("up.out")).unwrap_or_default();
-    let deadline = tokio::time::Instant::now() + UP;
-    while !printed().contains("Taskyard is up.") {
-        if let Ok(Some(status)) = up.try_wait() {
-            panic!("up exited early ({status}):\n{}", printed());
+    let pid = up.id().expect("up's pid") as i32;
+    // One task owns the child and reports its exit, whenever it comes.
+    let mut exited = tokio::spawn(async move { up.wait().await });
+    tokio::select! {
+        ready = wait_until("`taskyard up --secure` to say it is up", UP, || async {
+            Ok(printed().contains("Taskyard is up.").then_some(()))
+        }) => {
+            if let Err(err) = ready {
+                panic!("{err:#}:\n{}", printed());
+            }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "`taskyard up --secure` did not say it was up within {UP:?}:\n{}",
-            printed()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        status = &mut exited => panic!("up exited early ({status:?}):\n{}", printed()),
     }
 
     let out = printed();
@@ -172,15 +174,15 @@ async fn up_secure_runs_every_process_with_its_own_credential_over_tls() {
     assert_eq!(clear, 0, "a service reached Postgres in the clear");
     assert!(out.contains("sslmode=require"), "{out}");
 
-    let pid = up.id().expect("up's pid") as i32;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGTERM,
     )
     .expect("SIGTERM to up");
-    let status = tokio::time::timeout(Duration::from_secs(60), up.wait())
+    let status = tokio::time::timeout(Duration::from_secs(60), exited)
         .await
         .expect("up stops within a minute")
+        .expect("the waiting task")
         .expect("up's exit status");
     assert!(status.success(), "{status}:\n{}", printed());
 }
