@@ -15,7 +15,7 @@ impl Store {
             Requester::Client {
                 public_key: Some(key),
                 ..
-            } => Some(match self.credential_name(key).await? {
+            } => Some(match self.cached_credential_name(key).await? {
                 Some(name) => actor::nats(&name),
                 None => actor::nats(key),
             }),
@@ -25,5 +25,37 @@ impl Store {
             } => Some(actor::nats_account(account)),
             Requester::Cluster { claimed } => claimed.clone(),
         })
+    }
+}
+
+/// Keys whose names are kept at most: more credentials than this is not a
+/// cluster a person runs, and past it a lookup simply asks Postgres.
+const NAMES_KEPT: usize = 10_000;
+
+impl Store {
+    /// [`Store::credential_name`], asked of Postgres once per key: the name
+    /// of a recorded key never changes (revoking keeps it). A key with no
+    /// row is asked again next time, since it may be recorded meanwhile.
+    async fn cached_credential_name(&self, public_key: &str) -> Result<Option<String>> {
+        let known = self
+            .credential_names
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(public_key)
+            .cloned();
+        if known.is_some() {
+            return Ok(known);
+        }
+        let name = self.credential_name(public_key).await?;
+        if let Some(name) = &name {
+            let mut names = self
+                .credential_names
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if names.len() < NAMES_KEPT {
+                names.insert(public_key.to_owned(), name.clone());
+            }
+        }
+        Ok(name)
     }
 }

@@ -156,6 +156,10 @@ pub const DEFAULT_POOL_SIZE: usize = 8;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Names of NATS credentials by public key, as found (see
+    /// [`Store::actor`]): a key's name never changes, so a request from a
+    /// known client costs no query.
+    credential_names: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, String>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -208,7 +212,10 @@ impl Store {
         let pool = config
             .create_pool(Some(Runtime::Tokio1), connector)
             .map_err(|err| StoreError::Setup(err.to_string()))?;
-        let store = Store { pool };
+        let store = Store {
+            pool,
+            credential_names: Default::default(),
+        };
         let checked = match store.client().await {
             Ok(client) => client
                 .simple_query("SELECT 1")
