@@ -43,37 +43,47 @@ async fn up_secure_runs_every_process_with_its_own_credential_over_tls() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
         .expect("open the folder to the postgres user");
-    let database_url = format!("postgres://postgres@127.0.0.1:{}/taskyard", free_port());
-    let nats_url = format!("nats://127.0.0.1:{}", free_port());
-    let http = format!("127.0.0.1:{}", free_port());
-    let log = std::fs::File::create(dir.path().join("up.out")).expect("up's output file");
-    let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskyard"))
-        .args(["--nats-url", &nats_url, "up", "--secure", "--workers", "1"])
-        .args(["--metrics-port", "0", "--http-addr", &http])
-        .arg("--dir")
-        .arg(dir.path())
-        .args(["--database-url", &database_url])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("a second handle"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("taskyard up starts");
-
     let printed = || std::fs::read_to_string(dir.path().join("up.out")).unwrap_or_default();
-    let pid = up.id().expect("up's pid") as i32;
-    // One task owns the child and reports its exit, whenever it comes.
-    let mut exited = tokio::spawn(async move { up.wait().await });
-    tokio::select! {
-        ready = wait_until("`taskyard up --secure` to say it is up", UP, || async {
-            Ok(printed().contains("Taskyard is up.").then_some(()))
-        }) => {
-            if let Err(err) = ready {
-                panic!("{err:#}:\n{}", printed());
+    // The ports were free a moment ago; another test may take one before
+    // `up` binds it. Only that is worth another try, on other ports.
+    let mut attempt = 1;
+    let (database_url, nats_url, pid, exited) = loop {
+        let database_url = format!("postgres://postgres@127.0.0.1:{}/taskyard", free_port());
+        let nats_url = format!("nats://127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(dir.path().join("up.out")).expect("up's output file");
+        let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskyard"))
+            .args(["--nats-url", &nats_url, "up", "--secure", "--workers", "1"])
+            .args(["--metrics-port", "0", "--http-addr", &http])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--database-url", &database_url])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("a second handle"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("taskyard up starts");
+        let pid = up.id().expect("up's pid") as i32;
+        // One task owns the child and reports its exit, whenever it comes.
+        let mut exited = tokio::spawn(async move { up.wait().await });
+        tokio::select! {
+            ready = wait_until("`taskyard up --secure` to say it is up", UP, || async {
+                Ok(printed().contains("Taskyard is up.").then_some(()))
+            }) => match ready {
+                Ok(()) => break (database_url, nats_url, pid, exited),
+                Err(err) => panic!("{err:#}:\n{}", printed()),
+            },
+            status = &mut exited => {
+                let out = printed();
+                assert!(
+                    attempt < 3 && out.contains("already in use"),
+                    "up exited early ({status:?}):\n{out}"
+                );
+                attempt += 1;
             }
         }
-        status = &mut exited => panic!("up exited early ({status:?}):\n{}", printed()),
-    }
+    };
 
     let out = printed();
     let (nkey, ca) = (
