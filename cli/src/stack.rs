@@ -179,7 +179,7 @@ impl LocalStack {
                         .find(|(key, _)| *key == "TASKYARD_NODE_ID")
                         .map(|(_, value)| value.as_str())
                         .with_context(|| format!("{name} has no TASKYARD_NODE_ID"))?;
-                    format!("worker-{node}")
+                    taskyard_runtime::access::worker_identity(node)
                 }
                 other => other.to_owned(),
             };

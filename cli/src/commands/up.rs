@@ -255,7 +255,7 @@ pub fn identities(workers: u32) -> Vec<(String, Kind)> {
     for index in 1..=workers {
         let node = format!("local-{index}");
         identities.push((
-            format!("worker-{node}"),
+            taskyard_runtime::access::worker_identity(&node),
             Kind::Worker {
                 node,
                 task_subjects: Vec::new(),

@@ -17,14 +17,6 @@ use taskyard_store::{Store, StoreError};
 use taskyard_wire::logs::LogBatch;
 use taskyard_wire::{codec, subjects};
 
-/// Whether a batch that came on `subject` is about the sender's own node.
-/// A worker may publish only on its own `taskyard.logs.<node>`, so the
-/// subject's token is who sent it; lines it files under another node's
-/// attempt would put words in that attempt's mouth.
-pub fn from_its_node(subject: &str, batch: &LogBatch) -> bool {
-    subjects::sender_node(subject) == Some(batch.node_id.as_str())
-}
-
 /// Counter of lines stored (new rows).
 pub const METRIC_STORED: &str = "taskyard_pool_manager_log_lines_stored_total";
 /// Counter of lines not stored, by `reason`: `unreadable` (a message that is
@@ -57,10 +49,10 @@ impl LogStore {
         let mut readable = Vec::with_capacity(batch.len());
         for (index, message) in batch.iter().enumerate() {
             match codec::decode::<LogBatch>(&message.payload) {
-                Ok(logs) if !from_its_node(&message.subject, &logs) => {
+                Ok(logs) if !subjects::speaks_for(&message.subject, &logs.node_id) => {
                     metrics::counter!(METRIC_DROPPED, "reason" => "wrong_node")
                         .increment(logs.lines.len() as u64);
-                    metrics::counter!(crate::reports::METRIC_WRONG_NODE, "kind" => "logs")
+                    metrics::counter!(taskyard_runtime::access::METRIC_WRONG_NODE, "kind" => "logs")
                         .increment(1);
                     warn_throttled!(subject = %message.subject, node_id = %logs.node_id, "a log batch about another node than its subject's was terminated");
                     verdicts.set(index, Verdict::Term);
@@ -148,27 +140,4 @@ fn rows(batch: LogBatch) -> impl Iterator<Item = NewLogLine> {
         line: line.line,
         at: line.at,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn batch(node: &str) -> LogBatch {
-        LogBatch {
-            task_id: uuid::Uuid::from_u128(3),
-            attempt: 1,
-            node_id: node.to_owned(),
-            lines: Vec::new(),
-            truncated: false,
-        }
-    }
-
-    #[test]
-    fn a_node_files_lines_only_under_its_own_attempts() {
-        assert!(from_its_node("taskyard.logs.n1", &batch("n1")));
-        assert!(!from_its_node("taskyard.logs.n1", &batch("n2")));
-        assert!(!from_its_node("taskyard.logs.n1.n2", &batch("n2")));
-        assert!(!from_its_node("taskyard.status.n2", &batch("n1")));
-    }
 }

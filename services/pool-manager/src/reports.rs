@@ -3,6 +3,7 @@
 use crate::announce::{Announcer, Kill};
 use crate::{blames_input, dead_letters, refusal, salvage};
 use std::collections::{HashMap, HashSet};
+use taskyard_runtime::access;
 use taskyard_runtime::batching::Message;
 use taskyard_runtime::consume::{Handler, Verdict, Verdicts};
 use taskyard_runtime::poison::Bisection;
@@ -14,11 +15,6 @@ use taskyard_wire::status::{Outcome, StatusMessage, StatusReport};
 use taskyard_wire::{TaskState, codec, subjects};
 use uuid::Uuid;
 
-/// Counter of messages dropped because their body speaks for another node
-/// than the one whose subject they came on, by `kind` (`status`, `logs`,
-/// `heartbeat`).
-pub const METRIC_WRONG_NODE: &str = "taskyard_wrong_node_messages_total";
-
 /// The node a message on `subject` names in its body that is not the
 /// sender's, if any. Permissions let a worker publish only on its own
 /// `taskyard.status.<node>`, so the subject's token is who sent it; a report
@@ -27,11 +23,10 @@ pub const METRIC_WRONG_NODE: &str = "taskyard_wrong_node_messages_total";
 /// report says nothing trustworthy in the rest. A subject that names no valid
 /// node has no sender to hold the body to, so nothing in it counts either.
 pub fn wrong_node<'a>(subject: &str, reports: &'a [StatusReport]) -> Option<&'a str> {
-    let sender = subjects::sender_node(subject);
     reports
         .iter()
         .map(StatusReport::node_id)
-        .find(|node| sender != Some(*node))
+        .find(|node| !subjects::speaks_for(subject, node))
 }
 
 /// The reports of one batch, split by kind, duplicates dropped.
@@ -136,7 +131,8 @@ impl ReportHandler {
                 Ok(status) => {
                     let status = status.into_reports();
                     if let Some(node) = wrong_node(&message.subject, &status) {
-                        metrics::counter!(METRIC_WRONG_NODE, "kind" => "status").increment(1);
+                        metrics::counter!(access::METRIC_WRONG_NODE, "kind" => "status")
+                            .increment(1);
                         warn_throttled!(subject = %message.subject, node_id = %node, "a report about another node than its subject's was terminated");
                         verdicts.set(index, Verdict::Term);
                         continue;

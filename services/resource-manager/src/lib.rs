@@ -160,8 +160,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                     continue;
                 };
                 match codec::decode::<Heartbeat>(&message.payload) {
-                    Ok(beat) if subjects::is_token(&beat.node_id) && !from_its_node(&message.subject, &beat) => {
-                        metrics::counter!(METRIC_WRONG_NODE, "kind" => "heartbeat").increment(1);
+                    Ok(beat) if subjects::is_token(&beat.node_id) && !subjects::speaks_for(&message.subject, &beat.node_id) => {
+                        metrics::counter!(taskyard_runtime::access::METRIC_WRONG_NODE, "kind" => "heartbeat").increment(1);
                         warn_throttled!(subject = %message.subject, node_id = %beat.node_id, "a heartbeat about another node than its subject's ignored");
                     }
                     Ok(beat) if subjects::is_token(&beat.node_id) => {
@@ -238,19 +238,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     leadership.release().await;
     Ok(())
-}
-
-/// Counter of messages dropped because their body speaks for another node
-/// than their subject's, by `kind` (here `heartbeat`; the pool manager
-/// counts `status` and `logs` in the same series).
-pub const METRIC_WRONG_NODE: &str = "taskyard_wrong_node_messages_total";
-
-/// Whether a heartbeat that came on `subject` is the sender's own. A worker
-/// may publish only on its own `taskyard.nodes.heartbeat.<node>`, so the
-/// subject's token is who sent it: a beat for another node would keep a dead
-/// node alive, or report capacity it does not have.
-pub fn from_its_node(subject: &str, beat: &Heartbeat) -> bool {
-    subjects::sender_node(subject) == Some(beat.node_id.as_str())
 }
 
 /// The lease whose holder is the active resource manager.
@@ -348,35 +335,5 @@ async fn resubscribe(
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(5));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn beat(node: &str) -> Heartbeat {
-        Heartbeat {
-            node_id: node.to_owned(),
-            hostname: "h".to_owned(),
-            version: "0".to_owned(),
-            started_at: taskyard_wire::now(),
-            capacity: Default::default(),
-            usage: Default::default(),
-            running: 0,
-            labels: Default::default(),
-            draining: false,
-            at: taskyard_wire::now(),
-        }
-    }
-
-    #[test]
-    fn a_node_beats_only_for_itself() {
-        assert!(from_its_node(&subjects::heartbeat("n1"), &beat("n1")));
-        assert!(!from_its_node(&subjects::heartbeat("n1"), &beat("n2")));
-        assert!(!from_its_node(
-            "taskyard.nodes.heartbeat.n1.n2",
-            &beat("n2")
-        ));
     }
 }

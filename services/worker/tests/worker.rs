@@ -41,7 +41,7 @@ impl Node {
         // its `nats` tasks may call the test's `test.>` services.
         let kind = Kind::parse("worker", Some(id), &["test.>".to_owned()]).expect("a node id");
         let nkey = stack
-            .credential(&format!("worker-{id}"), kind)
+            .credential(&taskyard_runtime::access::worker_identity(id), kind)
             .expect("the node's credential");
         let mut config = taskyard_worker::Config {
             common: Common {

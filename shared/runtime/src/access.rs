@@ -19,6 +19,12 @@ use crate::streams;
 use serde::{Deserialize, Serialize};
 use taskyard_wire::subjects;
 
+/// Counter of messages dropped because their body speaks for another node
+/// than the one whose subject they came on (see
+/// `taskyard_wire::subjects::speaks_for`), by `kind`: `status` and `logs`
+/// (pool manager), `heartbeat` (resource manager).
+pub const METRIC_WRONG_NODE: &str = "taskyard_wrong_node_messages_total";
+
 /// The account of the services, the workers and the streams.
 pub const CLUSTER_ACCOUNT: &str = "TASKYARD";
 /// The account of submitting programs and operators.
@@ -147,6 +153,12 @@ impl Kind {
             _ => None,
         }
     }
+}
+
+/// The name of worker `node`'s credential wherever Taskyard issues one
+/// itself (`taskyard up --secure`, the test kit).
+pub fn worker_identity(node: &str) -> String {
+    format!("worker-{node}")
 }
 
 /// The inbox prefix of worker `node` (the worker sets it on its connection).

@@ -130,7 +130,7 @@ impl NatsSecurity {
 /// one: a binary that also links reqwest's aws-lc-rs has two, and rustls
 /// then refuses to choose (a panic at the first TLS connection). The first
 /// call wins; later ones change nothing.
-pub fn install_tls_provider() {
+fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

@@ -134,7 +134,7 @@ pub fn identity_for(
             .find(|(key, _)| *key == "TASKYARD_NODE_ID")
             .map(|(_, value)| *value)?;
         let kind = Kind::parse("worker", Some(node), task_subjects).ok()?;
-        return Some((format!("worker-{node}"), kind));
+        return Some((access::worker_identity(node), kind));
     }
     // Replicas share their service's identity, as in production.
     let kind = Kind::parse("service", Some(service), &[]).ok()?;

@@ -129,6 +129,15 @@ pub fn sender_node(subject: &str) -> Option<&str> {
     is_token(node).then_some(node)
 }
 
+/// Whether a message that came on `subject` speaks for `node_id` only: its
+/// subject is that node's own status, logs or heartbeat subject, where
+/// permissions let only that node publish. A body naming any other node
+/// is one node speaking for another (a report on a task placed elsewhere,
+/// a heartbeat keeping a dead node alive) and is dropped.
+pub fn speaks_for(subject: &str, node_id: &str) -> bool {
+    sender_node(subject) == Some(node_id)
+}
+
 /// Whether `token` can be one subject token (node ids, pools, tenants end up
 /// in subjects, so they must not contain dots, wildcards or spaces).
 pub fn is_token(token: &str) -> bool {
@@ -164,5 +173,16 @@ mod tests {
         assert_eq!(sender_node("taskyard.status."), None);
         assert_eq!(sender_node(&dispatch("n1")), None);
         assert_eq!(sender_node("taskyard.statusn1"), None);
+    }
+
+    #[test]
+    fn a_node_speaks_only_for_itself_on_its_own_subjects() {
+        assert!(speaks_for("taskyard.logs.n1", "n1"));
+        assert!(!speaks_for("taskyard.logs.n1", "n2"));
+        assert!(!speaks_for("taskyard.logs.n1.n2", "n2"));
+        assert!(!speaks_for("taskyard.status.n2", "n1"));
+        assert!(speaks_for(&heartbeat("n1"), "n1"));
+        assert!(!speaks_for(&heartbeat("n1"), "n2"));
+        assert!(!speaks_for("taskyard.nodes.heartbeat.n1.n2", "n2"));
     }
 }
