@@ -11,6 +11,30 @@ use taskyard_testkit::wait_until;
 /// How long the stack may take to come up (a debug build on 2 cores).
 const UP: Duration = Duration::from_secs(120);
 
+/// Stops `taskyard up` as ctrl-c would (SIGTERM: it stops its services
+/// and servers) when the test ends, however it ends: a SIGKILL would leave
+/// its children running.
+struct Stop(i32);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0);
+        if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_err() {
+            return;
+        }
+        // Gone, or a zombie (its reaper is a task of the runtime that is
+        // ending): either way its children are stopped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            match std::fs::read_to_string(format!("/proc/{}/stat", self.0)) {
+                Ok(stat) if !stat.contains(") Z ") => {}
+                _ => return,
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -45,9 +69,10 @@ async fn up_secure_runs_every_process_with_its_own_credential_over_tls() {
         .expect("open the folder to the postgres user");
     let printed = || std::fs::read_to_string(dir.path().join("up.out")).unwrap_or_default();
     // The ports were free a moment ago; another test may take one before
-    // `up` binds it. Only that is worth another try, on other ports.
+    // `up` binds it (up then exits), or start its server there first (up
+    // then says it uses it). Only that is worth another try, on other ports.
     let mut attempt = 1;
-    let (database_url, nats_url, pid, exited) = loop {
+    let (database_url, nats_url, pid, exited, _stop) = loop {
         let database_url = format!("postgres://postgres@127.0.0.1:{}/taskyard", free_port());
         let nats_url = format!("nats://127.0.0.1:{}", free_port());
         let http = format!("127.0.0.1:{}", free_port());
@@ -65,13 +90,23 @@ async fn up_secure_runs_every_process_with_its_own_credential_over_tls() {
             .spawn()
             .expect("taskyard up starts");
         let pid = up.id().expect("up's pid") as i32;
+        let stop = Stop(pid);
         // One task owns the child and reports its exit, whenever it comes.
         let mut exited = tokio::spawn(async move { up.wait().await });
         tokio::select! {
             ready = wait_until("`taskyard up --secure` to say it is up", UP, || async {
                 Ok(printed().contains("Taskyard is up.").then_some(()))
             }) => match ready {
-                Ok(()) => break (database_url, nats_url, pid, exited),
+                Ok(())
+                    if attempt < 3
+                        && (printed().contains("using Postgres at")
+                            || printed().contains("using NATS at")) =>
+                {
+                    // Someone else's server on a port picked for up's own.
+                    drop(stop);
+                    attempt += 1;
+                }
+                Ok(()) => break (database_url, nats_url, pid, exited, stop),
                 Err(err) => panic!("{err:#}:\n{}", printed()),
             },
             status = &mut exited => {
