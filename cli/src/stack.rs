@@ -481,7 +481,7 @@ fn local_port(url: &str, scheme: &str, default: u16) -> anyhow::Result<u16> {
     Ok(port)
 }
 
-fn with_database(url: &str, database: &str) -> String {
+pub fn with_database(url: &str, database: &str) -> String {
     match url.rsplit_once('/') {
         Some((base, tail)) if !base.ends_with('/') => {
             let query = tail

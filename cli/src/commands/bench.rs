@@ -1,57 +1,117 @@
-//! `taskyard bench`: end-to-end throughput and latency of the whole pipeline
-//! on `noop` tasks, on a throwaway stack. A benchmark, not a test: it prints
-//! a table and judges nothing.
+//! `taskyard bench`: the scenarios the peer job queues are measured with
+//! (`burn`, `e2e`, `e2e-batch`, `paced`), run against a stack started
+//! exactly as `taskyard up` starts it, driven from outside as a client
+//! would: JetStream publishes to `taskyard.submit`, figures read from the
+//! tasks' rows afterwards. A benchmark, not a test: it prints one line per
+//! scenario in the peers' format and judges nothing.
 
-use crate::stack::{CONTROL_PLANE, LocalStack, StackOptions};
+use crate::commands::up::{MetricsPorts, spawn_api, spawn_control_plane, spawn_workers};
+use crate::stack::{LocalStack, StackOptions};
 use anyhow::Context;
-use clap::Args;
-use futures::StreamExt;
+use clap::{Args, ValueEnum};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use taskyard_runtime::batching::{Outgoing, publish_all};
-use taskyard_wire::event::TaskEventBatch;
+use taskyard_store::Store;
+use taskyard_store::stats::RunFigures;
 
-/// The tenant of benchmark tasks, so their numbers are read apart.
-const TENANT: &str = "bench";
-/// Submission messages published before their acks are awaited together.
-const PUBLISH_CHUNK: usize = 2000;
-
-/// Run N noop tasks through orchestrator, scheduler, K workers and pool
-/// manager, every transition persisted, and print tasks per second and
-/// submit-to-start p50/p99.
+/// Run the peers' scenarios against the stack `taskyard up` starts and
+/// print one line each.
 #[derive(Debug, Args)]
 pub struct Bench {
-    /// Tasks to run.
+    /// Scenarios to run, in this order (burn-down first: it starts the
+    /// workers only once its tasks are queued).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "burn,e2e,e2e-batch,paced"
+    )]
+    pub scenario: Vec<Scenario>,
+    /// Tasks of each scenario but `paced`.
     #[arg(long, default_value_t = 20_000)]
     pub tasks: usize,
-    /// Worker processes.
+    /// Worker processes, as `taskyard up --workers`.
     #[arg(long, default_value_t = 2)]
     pub workers: u32,
-    /// Tasks per submission message (1 = one JSON object per task; more =
-    /// atomic batches of that size).
-    #[arg(long, default_value_t = 1)]
+    /// Concurrent producers of `e2e` and `e2e-batch`, each awaiting its
+    /// publish's ack before the next.
+    #[arg(long, default_value_t = 16)]
+    pub producers: usize,
+    /// Tasks per publish in `e2e-batch` (and when enqueueing for `burn`).
+    #[arg(long, default_value_t = 100)]
     pub batch: usize,
-    /// Slots (concurrent attempts) of each worker.
-    #[arg(long, default_value_t = 512)]
-    pub slots: u32,
-    /// Let JetStream skip its fsync per write (`sync_interval` default), to
-    /// see what durability costs. Off by default: the benchmark measures the
-    /// configuration Taskyard ships.
+    /// Tasks per second of `paced`.
+    #[arg(long, default_value_t = 100)]
+    pub rate: u32,
+    /// Seconds of `paced`.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u32,
+    /// Finished tasks (with four history rows each) put in the database
+    /// before the scenarios run, to see whether a long history slows them.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub history: i64,
+    /// Use this Postgres (a database `taskyard_bench` is made there)
+    /// instead of starting one, so a seeded history can be kept between
+    /// runs.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Let JetStream skip its fsync per write, to see what durability
+    /// costs. Off by default: the benchmark measures what `up` ships.
     #[arg(long)]
     pub no_fsync: bool,
     /// Keep the stack's folder (data and logs) instead of deleting it.
     #[arg(long)]
     pub keep: bool,
     /// Run on a three-server JetStream cluster on loopback, every stream
-    /// replicated on all three, instead of one server.
+    /// replicated on all three, as `taskyard up --cluster`.
     #[arg(long)]
     pub cluster: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// N tasks queued with no worker running, then the workers start;
+    /// rate = N / (last start − first start).
+    Burn,
+    /// Workers running; producers submit N tasks, one per publish; rate =
+    /// N / (last start − first submit).
+    E2e,
+    /// As `e2e`, `--batch` tasks per publish.
+    E2eBatch,
+    /// `--rate` tasks a second for `--seconds` into an idle stack, one per
+    /// publish; submit → start latency from the client's clock.
+    Paced,
+}
+
+impl Scenario {
+    fn label(self) -> &'static str {
+        match self {
+            Scenario::Burn => "burn-down",
+            Scenario::E2e => "e2e",
+            Scenario::E2eBatch => "e2e-batch",
+            Scenario::Paced => "paced",
+        }
+    }
+
+    /// Each scenario of each run has a tenant of its own, so its figures
+    /// are read from its rows alone, even in a database kept between runs.
+    fn tenant(self, run: &str) -> String {
+        format!("bench-{}-{run}", self.label())
+    }
 }
 
 impl Bench {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(self.tasks > 0, "--tasks must be at least 1");
-        let batch = self.batch.max(1);
+        anyhow::ensure!(self.producers > 0, "--producers must be at least 1");
+        anyhow::ensure!(self.batch > 0, "--batch must be at least 1");
+        anyhow::ensure!(
+            self.rate > 0 && self.seconds > 0,
+            "--rate and --seconds must be at least 1"
+        );
+        anyhow::ensure!(!self.scenario.is_empty(), "name at least one --scenario");
         let temp = tempfile::Builder::new()
             .prefix("taskyard-bench-")
             .tempdir()?;
@@ -72,14 +132,24 @@ impl Bench {
             let port = taskyard_devstack::free_port()?;
             (format!("nats://127.0.0.1:{port}"), None)
         };
-        let pg_port = taskyard_devstack::free_port()?;
-        println!("starting a throwaway stack in {}", temp.path().display());
+        let database_url = match &self.database_url {
+            Some(url) => crate::stack::with_database(url, "taskyard_bench"),
+            None => format!(
+                "postgres://postgres@127.0.0.1:{}/taskyard",
+                taskyard_devstack::free_port()?
+            ),
+        };
+        println!(
+            "starting a stack as `taskyard up` does, in {}",
+            temp.path().display()
+        );
+        // Exactly what `up` passes, but for the ports and the folder.
         let mut stack = LocalStack::servers(&StackOptions {
             dir: temp.path().to_path_buf(),
             nats_url,
             cluster: self.cluster,
             cluster_ports,
-            database_url: format!("postgres://postgres@127.0.0.1:{pg_port}/taskyard"),
+            database_url,
             database_ca_file: None,
             fast_postgres: false,
             nats_sync_always: !self.no_fsync,
@@ -87,132 +157,142 @@ impl Bench {
             secure: None,
         })
         .await?;
-        let outcome = self.measure(&mut stack, batch).await;
+        let outcome = self.measure(&mut stack).await;
         stack.stop().await;
         if self.keep {
             let kept = temp.keep();
             println!("kept {}", kept.display());
         }
-        let report = outcome?;
+        let lines = outcome?;
         println!();
-        println!(
-            "| NATS | tasks | workers | tasks/message | seconds | tasks/s | submit→start p50 | p99 | max | succeeded |"
-        );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        println!(
-            "| {} | {} | {} | {} | {:.2} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
-            if self.cluster {
-                "3-server cluster, R3"
-            } else {
-                "1 server"
-            },
-            self.tasks,
-            self.workers,
-            batch,
-            report.seconds,
-            self.tasks as f64 / report.seconds,
-            report.latency.p50_ms,
-            report.latency.p99_ms,
-            report.latency.max_ms,
-            report.succeeded
-        );
+        for line in lines {
+            println!("{line}");
+        }
         Ok(ExitCode::SUCCESS)
     }
 
-    async fn measure(&self, stack: &mut LocalStack, batch: usize) -> anyhow::Result<Report> {
-        for service in CONTROL_PLANE {
-            stack.spawn(service, service, &[])?;
-        }
-        for index in 1..=self.workers.max(1) {
-            stack.spawn(
-                "worker",
-                &format!("worker-{index}"),
-                &[
-                    ("TASKYARD_NODE_ID", format!("bench-{index}")),
-                    ("TASKYARD_SLOTS", self.slots.to_string()),
-                ],
-            )?;
-        }
-        let store = taskyard_store::Store::connect(&stack.database_url, 2).await?;
-        let client = crate::bus::connect(&stack.nats_url, &stack.nats_security()).await?;
-        wait_ready(&store, &client, self.workers.max(1) as usize).await?;
-        // Progress comes from the events, not from polling Postgres, so the
-        // measurement does not load the database it measures.
-        let mut finished_events = client
-            .subscribe(taskyard_wire::subjects::TASK_EVENTS_ALL)
-            .await
-            .map_err(|err| anyhow::anyhow!("cannot follow task events: {err}"))?;
-        let js = async_nats::jetstream::new(client);
-
-        let tasks = self.tasks;
-        let started = Instant::now();
-        let publisher = tokio::spawn(async move {
-            let mut sent = 0;
-            while sent < tasks {
-                let mut messages = Vec::with_capacity(PUBLISH_CHUNK);
-                while messages.len() < PUBLISH_CHUNK && sent < tasks {
-                    let n = batch.min(tasks - sent);
-                    messages.push(Outgoing::new(
-                        taskyard_wire::subjects::SUBMIT,
-                        submission(n),
-                    ));
-                    sent += n;
-                }
-                publish_all(&js, messages).await?;
-            }
-            anyhow::Ok(())
-        });
-
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_secs(120)
-            + Duration::from_millis(tasks as u64 * 2);
-        let mut done = std::collections::HashSet::with_capacity(tasks);
-        while done.len() < tasks {
-            let message = match tokio::time::timeout_at(deadline, finished_events.next()).await {
-                Ok(Some(message)) => message,
-                Ok(None) => anyhow::bail!("the event subscription ended"),
-                Err(_) => anyhow::bail!(
-                    "only {} of {tasks} tasks finished in time; see the logs in {}",
-                    done.len(),
-                    stack.log_dir().display()
-                ),
-            };
-            if let Ok(batch) = taskyard_wire::codec::decode::<TaskEventBatch>(&message.payload) {
-                done.extend(
-                    batch
-                        .events
-                        .iter()
-                        .filter(|e| e.state.is_terminal())
-                        .map(|e| e.task_id),
+    async fn measure(&self, stack: &mut LocalStack) -> anyhow::Result<Vec<String>> {
+        let store = Store::connect(&stack.database_url, 2).await?;
+        if self.history > 0 {
+            let existing = store
+                .finished_of(taskyard_store::seed::HISTORY_TENANT)
+                .await?;
+            let wanted = self.history;
+            if existing < wanted {
+                println!(
+                    "seeding {} finished tasks into the history…",
+                    wanted - existing
                 );
+                let started = Instant::now();
+                store
+                    .seed_history(wanted - existing, |done| {
+                        println!("  {done} ({:.0} s)", started.elapsed().as_secs_f64())
+                    })
+                    .await
+                    .context("seeding the history")?;
             }
         }
-        let seconds = started.elapsed().as_secs_f64();
-        publisher.await.context("publisher task")??;
-        let (_, succeeded) = store.finished_count(TENANT).await?;
-        let latency = store.start_latency(TENANT).await?;
-        Ok(Report {
-            seconds,
-            latency,
-            succeeded,
-        })
+        // The same processes `up` starts, on any free metrics and HTTP port.
+        let mut metrics = MetricsPorts::from(0);
+        spawn_control_plane(stack, 1, &mut metrics)?;
+        let http = std::net::SocketAddr::from(([127, 0, 0, 1], taskyard_devstack::free_port()?));
+        spawn_api(stack, http, &mut metrics)?;
+        let client = crate::bus::connect(&stack.nats_url, &stack.nats_security()).await?;
+        wait_control_plane(&client).await?;
+        let js = async_nats::jetstream::new(client);
+        let workers = self.workers.max(1);
+        let mut workers_running = false;
+        let mut lines = Vec::new();
+        let run = format!("{:x}", (now_secs() * 1000.0) as u64);
+        for &scenario in &self.scenario {
+            // Burn-down queues its tasks before any worker runs; every
+            // other scenario needs them running first.
+            if scenario != Scenario::Burn && !workers_running {
+                spawn_workers(stack, workers, &mut metrics)?;
+                wait_workers(&store, workers as usize).await?;
+                workers_running = true;
+            }
+            let tenant = scenario.tenant(&run);
+            let (n, first_submit) = match scenario {
+                Scenario::Burn => {
+                    anyhow::ensure!(
+                        !workers_running,
+                        "burn-down needs a stack without workers: run it first"
+                    );
+                    let first_submit = now_secs();
+                    produce(&js, &tenant, self.tasks, self.batch, self.producers).await?;
+                    wait_for(&store, &tenant, self.tasks, Count::Queued, stack).await?;
+                    spawn_workers(stack, workers, &mut metrics)?;
+                    workers_running = true;
+                    (self.tasks, first_submit)
+                }
+                Scenario::E2e => {
+                    let first_submit = now_secs();
+                    produce(&js, &tenant, self.tasks, 1, self.producers).await?;
+                    (self.tasks, first_submit)
+                }
+                Scenario::E2eBatch => {
+                    let first_submit = now_secs();
+                    produce(&js, &tenant, self.tasks, self.batch, self.producers).await?;
+                    (self.tasks, first_submit)
+                }
+                Scenario::Paced => {
+                    let first_submit = now_secs();
+                    let n = paced(&js, &tenant, self.rate, self.seconds).await?;
+                    (n, first_submit)
+                }
+            };
+            wait_for(&store, &tenant, n, Count::Finished, stack).await?;
+            let figures = store.run_figures(&tenant).await?;
+            let line = peer_line(scenario, n, first_submit, &figures);
+            println!("{line}");
+            lines.push(line);
+        }
+        Ok(lines)
     }
 }
 
-struct Report {
-    seconds: f64,
-    latency: taskyard_store::stats::StartLatency,
-    succeeded: i64,
+/// One line as the peers' `report.py` prints it, so the rows read side by
+/// side.
+fn peer_line(scenario: Scenario, n: usize, first_submit: f64, figures: &RunFigures) -> String {
+    let whole = (figures.last_start - first_submit).max(1e-9);
+    let burn = (figures.last_start - figures.first_start).max(1e-9);
+    let failed = if figures.succeeded as usize == n {
+        String::new()
+    } else {
+        format!(" | only {} of {n} succeeded", figures.succeeded)
+    };
+    format!(
+        "taskyard {}: n={n} first_submit->last_start {whole:.3}s = {:.0} jobs/s | \
+         first_start->last_start {burn:.3}s = {:.0} jobs/s (burn-down) | \
+         submit->start ms p50={:.1} p99={:.1} max={:.1}{failed}",
+        scenario.label(),
+        n as f64 / whole,
+        n as f64 / burn,
+        figures.p50_ms,
+        figures.p99_ms,
+        figures.max_ms,
+    )
 }
 
-/// One submission of `n` noop tasks, stamped with the client's clock.
-fn submission(n: usize) -> Vec<u8> {
-    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// `n` noop tasks for `tenant`, one JSON object when `n` is 1, else an
+/// array (an atomic batch). Each carries the client's clock at publish in
+/// `labels.submitted_at_us`. No resources are asked for: like the peers'
+/// no-op jobs, each takes only a worker slot.
+fn submission(tenant: &str, n: usize) -> Vec<u8> {
+    let now_us = (now_secs() * 1e6) as i64;
     let task = serde_json::json!({
         "kind": "noop",
-        "tenant": TENANT,
+        "tenant": tenant,
         "resources": {"cpu_millis": 0, "memory_mb": 0},
-        "labels": {"submitted_at_ms": now_ms.to_string()},
+        "labels": {"submitted_at_us": now_us.to_string()},
     });
     if n == 1 {
         serde_json::to_vec(&task).unwrap_or_default()
@@ -221,11 +301,131 @@ fn submission(n: usize) -> Vec<u8> {
     }
 }
 
-async fn wait_ready(
-    store: &taskyard_store::Store,
-    client: &async_nats::Client,
-    workers: usize,
+/// `producers` concurrent producers publish `total` tasks, `batch` per
+/// publish, each awaiting its ack before its next publish.
+async fn produce(
+    js: &async_nats::jetstream::Context,
+    tenant: &str,
+    total: usize,
+    batch: usize,
+    producers: usize,
 ) -> anyhow::Result<()> {
+    let claimed = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::with_capacity(producers);
+    for _ in 0..producers {
+        let (js, tenant, claimed) = (js.clone(), tenant.to_owned(), claimed.clone());
+        handles.push(tokio::spawn(async move {
+            loop {
+                let from = claimed.fetch_add(batch, Ordering::SeqCst);
+                if from >= total {
+                    return anyhow::Ok(());
+                }
+                let n = batch.min(total - from);
+                publish(&js, submission(&tenant, n)).await?;
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.context("a producer panicked")??;
+    }
+    Ok(())
+}
+
+async fn publish(js: &async_nats::jetstream::Context, payload: Vec<u8>) -> anyhow::Result<()> {
+    let ack = js
+        .publish(taskyard_wire::subjects::SUBMIT, payload.into())
+        .await
+        .context("publishing a submission")?;
+    tokio::time::timeout(Duration::from_secs(30), ack)
+        .await
+        .context("no ack for a submission within 30 s")?
+        .context("the submission was not stored")?;
+    Ok(())
+}
+
+/// `rate` tasks a second for `seconds`, each publish awaited; returns how
+/// many were sent.
+async fn paced(
+    js: &async_nats::jetstream::Context,
+    tenant: &str,
+    rate: u32,
+    seconds: u32,
+) -> anyhow::Result<usize> {
+    let n = (rate * seconds) as usize;
+    let start = tokio::time::Instant::now();
+    for i in 0..n {
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due).await;
+        publish(js, submission(tenant, 1)).await?;
+    }
+    Ok(n)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Count {
+    Queued,
+    Finished,
+}
+
+/// Waits until `n` of `tenant`'s tasks are queued or finished, reading
+/// Postgres twice a second (the figures come from the rows' timestamps, so
+/// how often this looks changes none of them).
+async fn wait_for(
+    store: &Store,
+    tenant: &str,
+    n: usize,
+    what: Count,
+    stack: &LocalStack,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120) + Duration::from_millis(n as u64 * 2);
+    loop {
+        let count = match what {
+            Count::Queued => store.queued_of(tenant).await?,
+            Count::Finished => store.finished_of(tenant).await?,
+        };
+        if count as usize >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {count} of {n} tasks of {tenant} were {what:?} in time; see the logs in {}",
+            stack.log_dir().display()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until the orchestrator and the scheduler answer on the bus.
+async fn wait_control_plane(client: &async_nats::Client) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for service in [
+        "taskyard-orchestrator",
+        "taskyard-scheduler",
+        "taskyard-pool-manager",
+    ] {
+        loop {
+            let answered = tokio::time::timeout(
+                Duration::from_millis(500),
+                client.request(format!("$SRV.PING.{service}"), "".into()),
+            )
+            .await
+            .map(|reply| reply.is_ok())
+            .unwrap_or(false);
+            if answered {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{service} did not answer within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `workers` nodes are alive.
+async fn wait_workers(store: &Store, workers: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let alive = store
@@ -238,28 +438,14 @@ async fn wait_ready(
                     .count()
             })
             .unwrap_or(0);
-        let orchestrator = tokio::time::timeout(
-            Duration::from_millis(500),
-            client.request("$SRV.PING.taskyard-orchestrator", "".into()),
-        )
-        .await
-        .map(|r| r.is_ok())
-        .unwrap_or(false);
-        let scheduler = tokio::time::timeout(
-            Duration::from_millis(500),
-            client.request("$SRV.PING.taskyard-scheduler", "".into()),
-        )
-        .await
-        .map(|r| r.is_ok())
-        .unwrap_or(false);
-        if alive >= workers && orchestrator && scheduler {
-            // The scheduler learns of nodes from events; give it a moment.
+        if alive >= workers {
+            // The scheduler learns of nodes from their events, just after.
             tokio::time::sleep(Duration::from_millis(500)).await;
             return Ok(());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "the stack did not come up within 60 s"
+            "{alive} of {workers} workers came up within 60 s"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

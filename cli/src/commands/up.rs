@@ -103,51 +103,10 @@ impl Up {
         })
         .await?;
 
-        let mut metrics_port = self.metrics_port;
-        let mut next_metrics = || {
-            let addr = format!("127.0.0.1:{metrics_port}");
-            if metrics_port != 0 {
-                metrics_port += 1;
-            }
-            ("TASKYARD_METRICS_ADDR", addr)
-        };
-        for service in CONTROL_PLANE {
-            for replica in 1..=replicas {
-                // The first keeps the plain name, so logs of a one-replica
-                // stack read as they always did.
-                let name = match replica {
-                    1 => service.to_owned(),
-                    n => format!("{service}-{n}"),
-                };
-                stack.spawn(service, &name, &[next_metrics()])?;
-            }
-        }
-        // On loopback the API runs open, as a development stack; anywhere
-        // else it needs tokens (and would refuse to start open).
-        let auth = api_auth(self.http_addr);
-        stack.spawn(
-            "api",
-            "api",
-            &[
-                next_metrics(),
-                ("TASKYARD_HTTP_ADDR", self.http_addr.to_string()),
-                ("TASKYARD_AUTH", auth.to_owned()),
-            ],
-        )?;
-        let share = HostShare::of_this_host(workers);
-        for index in 1..=workers {
-            let mut env = vec![
-                next_metrics(),
-                ("TASKYARD_NODE_ID", format!("local-{index}")),
-            ];
-            if let Some(cpu) = share.cpu_millis {
-                env.push(("TASKYARD_CPU_MILLIS", cpu.to_string()));
-            }
-            if let Some(memory) = share.memory_mb {
-                env.push(("TASKYARD_MEMORY_MB", memory.to_string()));
-            }
-            stack.spawn("worker", &format!("worker-{index}"), &env)?;
-        }
+        let mut metrics = MetricsPorts::from(self.metrics_port);
+        spawn_control_plane(&mut stack, replicas, &mut metrics)?;
+        spawn_api(&mut stack, self.http_addr, &mut metrics)?;
+        spawn_workers(&mut stack, workers, &mut metrics)?;
 
         let console = format!("http://{}/", self.http_addr);
         wait_healthy(&console).await;
@@ -185,7 +144,7 @@ impl Up {
                  which scheduler and resource manager are active"
             );
         }
-        if auth == "off" {
+        if api_auth(self.http_addr) == "off" {
             println!(
                 "  auth:     off (TASKYARD_AUTH=off: the API listens on loopback only, and \
                  anyone on this machine can use it)"
@@ -202,7 +161,7 @@ impl Up {
             println!(
                 "  metrics:  http://127.0.0.1:{}/metrics ... :{}",
                 self.metrics_port,
-                metrics_port - 1
+                metrics.last()
             );
         }
         println!("Press ctrl-c to stop.");
@@ -236,6 +195,94 @@ impl Up {
         stack.stop().await;
         Ok(code)
     }
+}
+
+/// The services' Prometheus ports, handed out one per process from a first
+/// port up (0: each process takes any free port).
+pub struct MetricsPorts {
+    next: u16,
+}
+
+impl From<u16> for MetricsPorts {
+    fn from(first: u16) -> MetricsPorts {
+        MetricsPorts { next: first }
+    }
+}
+
+impl MetricsPorts {
+    fn take(&mut self) -> (&'static str, String) {
+        let addr = format!("127.0.0.1:{}", self.next);
+        if self.next != 0 {
+            self.next += 1;
+        }
+        ("TASKYARD_METRICS_ADDR", addr)
+    }
+
+    /// The last port handed out.
+    fn last(&self) -> u16 {
+        self.next.saturating_sub(1)
+    }
+}
+
+/// Starts `replicas` processes of each control-plane service, as `up` does.
+pub fn spawn_control_plane(
+    stack: &mut LocalStack,
+    replicas: u32,
+    metrics: &mut MetricsPorts,
+) -> anyhow::Result<()> {
+    for service in CONTROL_PLANE {
+        for replica in 1..=replicas {
+            // The first keeps the plain name, so logs of a one-replica
+            // stack read as they always did.
+            let name = match replica {
+                1 => service.to_owned(),
+                n => format!("{service}-{n}"),
+            };
+            stack.spawn(service, &name, &[metrics.take()])?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts the api, open on loopback and requiring tokens anywhere else.
+pub fn spawn_api(
+    stack: &mut LocalStack,
+    http_addr: SocketAddr,
+    metrics: &mut MetricsPorts,
+) -> anyhow::Result<()> {
+    stack.spawn(
+        "api",
+        "api",
+        &[
+            metrics.take(),
+            ("TASKYARD_HTTP_ADDR", http_addr.to_string()),
+            ("TASKYARD_AUTH", api_auth(http_addr).to_owned()),
+        ],
+    )
+}
+
+/// Starts `workers` workers, nodes `local-1` … `local-<workers>`, each with
+/// its share of this host and the worker's default slots.
+pub fn spawn_workers(
+    stack: &mut LocalStack,
+    workers: u32,
+    metrics: &mut MetricsPorts,
+) -> anyhow::Result<()> {
+    let share = HostShare::of_this_host(workers);
+    for index in 1..=workers {
+        let mut env = vec![
+            metrics.take(),
+            ("TASKYARD_NODE_ID", format!("local-{index}")),
+        ];
+        if let Some(cpu) = share.cpu_millis {
+            env.push(("TASKYARD_CPU_MILLIS", cpu.to_string()));
+        }
+        if let Some(memory) = share.memory_mb {
+            env.push(("TASKYARD_MEMORY_MB", memory.to_string()));
+        }
+        stack.spawn("worker", &format!("worker-{index}"), &env)?;
+    }
+    Ok(())
 }
 
 /// Every identity a stack of `workers` workers connects as: each service's

@@ -47,6 +47,7 @@ pub mod logs;
 pub mod migrate;
 pub mod nodes;
 pub mod pools;
+pub mod seed;
 pub mod tasks;
 pub mod timers;
 pub mod tls;

@@ -2,55 +2,74 @@
 
 use crate::{Result, Store};
 
-/// How long tasks waited from the client's submission to their start, and
-/// the span in which they ran.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StartLatency {
-    pub tasks: i64,
+/// What a benchmark run's tasks did, read from their rows: when the first
+/// and last started (the worker's clock) and how long each waited from the
+/// client's clock at submission (`labels.submitted_at_us`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFigures {
+    pub finished: i64,
+    pub succeeded: i64,
+    /// Unix seconds.
+    pub first_start: f64,
+    pub last_start: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
 }
 
 impl Store {
-    /// Submit-to-start percentiles of `tenant`'s tasks, measured from the
-    /// client's own clock: each task carries `labels.submitted_at_ms` (Unix
-    /// milliseconds), as the benchmark's tasks do.
-    pub async fn start_latency(&self, tenant: &str) -> Result<StartLatency> {
+    /// How many of `tenant`'s tasks are finished.
+    pub async fn finished_of(&self, tenant: &str) -> Result<i64> {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "WITH w AS (SELECT extract(epoch FROM started_at) * 1000 \
-                        - (labels->>'submitted_at_ms')::double precision AS ms \
-                     FROM tasks WHERE tenant = $1 AND started_at IS NOT NULL \
-                       AND labels ? 'submitted_at_ms') \
-                 SELECT count(*), \
+                "SELECT count(*) FROM tasks WHERE tenant = $1 AND finished_at IS NOT NULL",
+                &[&tenant],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// How many of `tenant`'s tasks are queued.
+    pub async fn queued_of(&self, tenant: &str) -> Result<i64> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM tasks WHERE tenant = $1 AND state = 'queued'",
+                &[&tenant],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// [`RunFigures`] of `tenant`'s tasks.
+    pub async fn run_figures(&self, tenant: &str) -> Result<RunFigures> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "WITH w AS (SELECT state, finished_at, extract(epoch FROM started_at) AS start, \
+                        (extract(epoch FROM started_at) * 1e6 \
+                         - (labels->>'submitted_at_us')::double precision) / 1e3 AS ms \
+                     FROM tasks WHERE tenant = $1) \
+                 SELECT count(*) FILTER (WHERE finished_at IS NOT NULL), \
+                        count(*) FILTER (WHERE state = 'succeeded'), \
+                        coalesce(min(start), 0)::double precision, \
+                        coalesce(max(start), 0)::double precision, \
                         coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0), \
                         coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0), \
                         coalesce(max(ms), 0)::double precision FROM w",
                 &[&tenant],
             )
             .await?;
-        Ok(StartLatency {
-            tasks: row.try_get(0)?,
-            p50_ms: row.try_get(1)?,
-            p99_ms: row.try_get(2)?,
-            max_ms: row.try_get(3)?,
+        Ok(RunFigures {
+            finished: row.try_get(0)?,
+            succeeded: row.try_get(1)?,
+            first_start: row.try_get(2)?,
+            last_start: row.try_get(3)?,
+            p50_ms: row.try_get(4)?,
+            p99_ms: row.try_get(5)?,
+            max_ms: row.try_get(6)?,
         })
-    }
-
-    /// How many of `tenant`'s tasks are finished, and how many succeeded.
-    pub async fn finished_count(&self, tenant: &str) -> Result<(i64, i64)> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT count(*) FILTER (WHERE finished_at IS NOT NULL), \
-                        count(*) FILTER (WHERE state = 'succeeded') \
-                 FROM tasks WHERE tenant = $1",
-                &[&tenant],
-            )
-            .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
     /// How many tasks each pool has in each state (the metrics' census).
