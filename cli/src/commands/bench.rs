@@ -48,6 +48,12 @@ pub struct Bench {
     /// Seconds of `paced`.
     #[arg(long, default_value_t = 10)]
     pub seconds: u32,
+    /// How producers submit: `stream` publishes to the SUBMIT stream
+    /// (`taskyard.submit`, acked by JetStream once stored), `request` asks
+    /// the orchestrator on `taskyard.api.submit` (answered once the tasks
+    /// are committed in Postgres). Paced and burn-down use it too.
+    #[arg(long, value_enum, default_value = "stream")]
+    pub submit_via: SubmitVia,
     /// Finished tasks (with four history rows each) put in the database
     /// before the scenarios run, to see whether a long history slows them.
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -83,6 +89,56 @@ pub enum Scenario {
     /// `--rate` tasks a second for `--seconds` into an idle stack, one per
     /// publish; submit → start latency from the client's clock.
     Paced,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SubmitVia {
+    Stream,
+    Request,
+}
+
+/// Where and how submissions go: the stream's JetStream context, or the
+/// plain client for requests.
+#[derive(Clone)]
+struct Submitter {
+    js: async_nats::jetstream::Context,
+    client: async_nats::Client,
+    via: SubmitVia,
+}
+
+impl Submitter {
+    async fn submit(&self, payload: Vec<u8>) -> anyhow::Result<()> {
+        match self.via {
+            SubmitVia::Stream => {
+                let ack = self
+                    .js
+                    .publish(taskyard_wire::subjects::SUBMIT, payload.into())
+                    .await
+                    .context("publishing a submission")?;
+                tokio::time::timeout(Duration::from_secs(30), ack)
+                    .await
+                    .context("no ack for a submission within 30 s")?
+                    .context("the submission was not stored")?;
+            }
+            SubmitVia::Request => {
+                let reply = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    self.client
+                        .request(taskyard_wire::subjects::API_SUBMIT, payload.into()),
+                )
+                .await
+                .context("no answer to a submission within 30 s")?
+                .context("asking the orchestrator")?;
+                let reply: taskyard_wire::reply::SubmitReply =
+                    serde_json::from_slice(&reply.payload)
+                        .context("reading the orchestrator's answer")?;
+                if let taskyard_wire::reply::SubmitReply::Refused { error } = reply {
+                    anyhow::bail!("the submission was refused: {}", error.message);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Scenario {
@@ -199,7 +255,11 @@ impl Bench {
         spawn_api(stack, http, &mut metrics)?;
         let client = crate::bus::connect(&stack.nats_url, &stack.nats_security()).await?;
         wait_control_plane(&client).await?;
-        let js = async_nats::jetstream::new(client);
+        let js = Submitter {
+            js: async_nats::jetstream::new(client.clone()),
+            client,
+            via: self.submit_via,
+        };
         let workers = self.workers.max(1);
         let mut workers_running = false;
         let mut lines = Vec::new();
@@ -304,7 +364,7 @@ fn submission(tenant: &str, n: usize) -> Vec<u8> {
 /// `producers` concurrent producers publish `total` tasks, `batch` per
 /// publish, each awaiting its ack before its next publish.
 async fn produce(
-    js: &async_nats::jetstream::Context,
+    js: &Submitter,
     tenant: &str,
     total: usize,
     batch: usize,
@@ -321,7 +381,7 @@ async fn produce(
                     return anyhow::Ok(());
                 }
                 let n = batch.min(total - from);
-                publish(&js, submission(&tenant, n)).await?;
+                js.submit(submission(&tenant, n)).await?;
             }
         }));
     }
@@ -331,32 +391,15 @@ async fn produce(
     Ok(())
 }
 
-async fn publish(js: &async_nats::jetstream::Context, payload: Vec<u8>) -> anyhow::Result<()> {
-    let ack = js
-        .publish(taskyard_wire::subjects::SUBMIT, payload.into())
-        .await
-        .context("publishing a submission")?;
-    tokio::time::timeout(Duration::from_secs(30), ack)
-        .await
-        .context("no ack for a submission within 30 s")?
-        .context("the submission was not stored")?;
-    Ok(())
-}
-
 /// `rate` tasks a second for `seconds`, each publish awaited; returns how
 /// many were sent.
-async fn paced(
-    js: &async_nats::jetstream::Context,
-    tenant: &str,
-    rate: u32,
-    seconds: u32,
-) -> anyhow::Result<usize> {
+async fn paced(js: &Submitter, tenant: &str, rate: u32, seconds: u32) -> anyhow::Result<usize> {
     let n = (rate * seconds) as usize;
     let start = tokio::time::Instant::now();
     for i in 0..n {
         let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
         tokio::time::sleep_until(due).await;
-        publish(js, submission(tenant, 1)).await?;
+        js.submit(submission(tenant, 1)).await?;
     }
     Ok(n)
 }

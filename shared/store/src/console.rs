@@ -131,10 +131,14 @@ impl Store {
             conditions.push(out);
         };
         if let Some(state) = filter.state {
-            add(
-                "state = ?::text::task_state",
-                vec![Box::new(state.as_str().to_owned())],
-            );
+            // Live states are found through the live tasks' index, final
+            // ones through `outcome` (migrations/V13__hot_lifecycle.sql).
+            let sql = if state.is_terminal() {
+                "outcome = ?::text::task_state"
+            } else {
+                "finished_at IS NULL AND state = ?::text::task_state"
+            };
+            add(sql, vec![Box::new(state.as_str().to_owned())]);
         }
         if let Some(pool) = &filter.pool {
             add("pool = ?", vec![Box::new(pool.clone())]);
@@ -230,7 +234,7 @@ impl Store {
                         count(*) FILTER (WHERE state IN ('pending', 'queued', 'retrying')) AS waiting, \
                         count(*) FILTER (WHERE state IN ('scheduled', 'running')) AS running \
                  FROM tasks \
-                 WHERE state IN ('pending', 'queued', 'scheduled', 'running', 'retrying') \
+                 WHERE finished_at IS NULL \
                  GROUP BY pool ORDER BY pool",
                 &[],
             )

@@ -44,7 +44,7 @@ pub(crate) const NODE_LOST: &str = concat!(
 WITH old AS (
     SELECT id, state AS old_state
     FROM tasks
-    WHERE node_id = $1 AND state {from}
+    WHERE finished_at IS NULL AND node_id = $1 AND state {from}
     FOR UPDATE
 ), upd AS (
     UPDATE tasks t
@@ -114,7 +114,7 @@ impl Store {
         let rows = client
             .query(
                 "SELECT DISTINCT t.node_id FROM tasks t LEFT JOIN nodes n ON n.id = t.node_id \
-                 WHERE t.state IN ('scheduled', 'running') \
+                 WHERE t.finished_at IS NULL AND t.state IN ('scheduled', 'running') \
                    AND (n.id IS NULL OR n.health = 'lost')",
                 &[],
             )

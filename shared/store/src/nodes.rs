@@ -136,7 +136,8 @@ const NODE_COLUMNS: &str = "n.id, n.hostname, n.version, n.health::text AS healt
      coalesce(r.tasks, 0) AS reserved_tasks";
 
 const RESERVATIONS: &str = "LEFT JOIN (SELECT node_id, sum(cpu_millis) AS cpu, sum(memory_mb) AS mem, \
-     count(*) AS tasks FROM tasks WHERE state IN ('scheduled', 'running') GROUP BY node_id) r \
+     count(*) AS tasks FROM tasks WHERE finished_at IS NULL AND state IN ('scheduled', 'running') \
+     GROUP BY node_id) r \
      ON r.node_id = n.id";
 
 impl Store {

@@ -97,8 +97,7 @@ impl Store {
         let client = self.client().await?;
         let active: i64 = client
             .query_one(
-                "SELECT count(*) FROM tasks WHERE pool = $1 \
-                 AND state IN ('pending', 'queued', 'scheduled', 'running', 'retrying')",
+                "SELECT count(*) FROM tasks WHERE pool = $1 AND finished_at IS NULL",
                 &[&name],
             )
             .await?

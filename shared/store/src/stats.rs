@@ -72,13 +72,18 @@ impl Store {
         })
     }
 
-    /// How many tasks each pool has in each state (the metrics' census).
-    /// Reads the `(pool, state)` index only.
+    /// How many tasks each pool has in each state (the metrics' census):
+    /// live ones through the live tasks' index, finished ones from the
+    /// `(pool, outcome, seq)` index alone.
     pub async fn pool_state_counts(&self) -> Result<Vec<(String, String, i64)>> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT pool, state::text AS state, count(*) AS n FROM tasks GROUP BY pool, state",
+                "SELECT pool, state::text AS state, count(*) AS n FROM tasks \
+                 WHERE finished_at IS NULL GROUP BY pool, state \
+                 UNION ALL \
+                 SELECT pool, outcome::text, count(*) FROM tasks \
+                 WHERE outcome IS NOT NULL GROUP BY pool, outcome",
                 &[],
             )
             .await?;

@@ -147,21 +147,21 @@ const OVERDUE: &str = "
 SELECT 'timeout' AS kind, id, attempt,
        started_at + timeout_ms * interval '1 millisecond' AS due_at
 FROM tasks
-WHERE state = 'running' AND timeout_ms IS NOT NULL
+WHERE finished_at IS NULL AND state = 'running' AND timeout_ms IS NOT NULL
   AND started_at + timeout_ms * interval '1 millisecond' < now() - $1::bigint * interval '1 millisecond'
 UNION ALL
 SELECT 'retry', id, attempt, retry_at
 FROM tasks
-WHERE state = 'retrying' AND retry_at < now() - $1::bigint * interval '1 millisecond'
+WHERE finished_at IS NULL AND state = 'retrying' AND retry_at < now() - $1::bigint * interval '1 millisecond'
 UNION ALL
 SELECT 'start', id, attempt, run_at
 FROM tasks
-WHERE state = 'pending' AND run_at IS NOT NULL
+WHERE finished_at IS NULL AND state = 'pending' AND run_at IS NOT NULL
   AND run_at < now() - $1::bigint * interval '1 millisecond'
 UNION ALL
 SELECT 'placement', id, attempt, queued_at + schedule_timeout_ms * interval '1 millisecond'
 FROM tasks
-WHERE state = 'queued' AND schedule_timeout_ms IS NOT NULL
+WHERE finished_at IS NULL AND state = 'queued' AND schedule_timeout_ms IS NOT NULL
   AND queued_at + schedule_timeout_ms * interval '1 millisecond'
       < now() - $1::bigint * interval '1 millisecond'
 LIMIT $2";

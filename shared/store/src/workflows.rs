@@ -234,7 +234,8 @@ pub(crate) const RELEASE: &str = concat!(
 WITH upd AS (
     UPDATE tasks t
     SET state = {to}, queued_at = now()
-    WHERE t.state {from} AND t.depends_on && $1::uuid[]
+    WHERE t.finished_at IS NULL AND cardinality(t.depends_on) > 0
+      AND t.state {from} AND t.depends_on && $1::uuid[]
       AND (t.run_at IS NULL OR t.run_at <= now())
       AND NOT EXISTS (SELECT 1 FROM tasks d
                       WHERE d.id = ANY(t.depends_on) AND d.state <> 'succeeded')
@@ -269,7 +270,9 @@ FROM (SELECT ",
              NULL::text AS node_id, t.queued_at AS finished_at,
              'its dependencies succeeded (announced again)'::text AS reason
       FROM tasks t
-      WHERE t.state = 'queued' AND t.attempt = 0 AND t.queued_at IS NOT NULL
+      WHERE t.finished_at IS NULL AND cardinality(t.depends_on) > 0
+        AND t.state = 'queued' AND t.attempt = 0
+        AND t.queued_at IS NOT NULL
         AND t.depends_on && $1::uuid[]) AS q"
 );
 
@@ -295,11 +298,11 @@ WITH RECURSIVE dead AS (
 ), doomed(id, root) AS (
     SELECT t.id, d.id
     FROM dead d JOIN tasks t ON t.depends_on @> ARRAY[d.id]
-    WHERE t.state {from}
+    WHERE t.finished_at IS NULL AND cardinality(t.depends_on) > 0 AND t.state {from}
   UNION
     SELECT t.id, x.root
     FROM doomed x JOIN tasks t ON t.depends_on @> ARRAY[x.id]
-    WHERE t.state {from}
+    WHERE t.finished_at IS NULL AND cardinality(t.depends_on) > 0 AND t.state {from}
 ), chosen AS (
     -- One root per task: one it depends on directly if there is one.
     SELECT DISTINCT ON (x.id) x.id, x.root, x.root = ANY(t.depends_on) AS direct, t.depends_on
@@ -467,7 +470,7 @@ WHERE w.state = 'running' AND w.created_at < now() - $1::bigint * interval '1 mi
 const FINISHED_DEPENDENCIES: &str = "
 SELECT DISTINCT d.id, d.state::text AS state
 FROM tasks t JOIN tasks d ON d.id = ANY(t.depends_on)
-WHERE t.state = 'pending' AND cardinality(t.depends_on) > 0
+WHERE t.finished_at IS NULL AND t.state = 'pending' AND cardinality(t.depends_on) > 0
   AND (d.state IN ('failed', 'timed_out', 'cancelled', 'rejected')
        OR (d.state = 'succeeded'
            AND (t.run_at IS NULL OR t.run_at <= now())

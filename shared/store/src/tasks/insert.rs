@@ -148,12 +148,12 @@ WITH input AS (
               state, error, attempt, created_at, node_selector, estimated_runtime_ms,
               run_at, schedule_timeout_ms
 ), history AS (
-    -- The actor is not a column of tasks: it is looked up in the input by
-    -- id, once (a join would repeat the row of an id given twice).
+    -- The actor is not a column of tasks: it is joined from the input,
+    -- one row per id (a plain join would repeat the row of an id given
+    -- twice; a subquery per row made the statement quadratic in the batch).
     INSERT INTO task_events (task_id, attempt, from_state, to_state, at, reason, actor)
-    SELECT id, 0, NULL, state, created_at, error,
-           (SELECT i.actor FROM input i WHERE i.id = ins.id LIMIT 1)
-    FROM ins
+    SELECT ins.id, 0, NULL, ins.state, ins.created_at, ins.error, a.actor
+    FROM ins LEFT JOIN (SELECT DISTINCT ON (id) id, actor FROM input) a ON a.id = ins.id
 )
 SELECT id, seq, idempotency_key, pool, kind, cpu_millis, memory_mb, priority, tenant,
        state::text AS state, error, attempt, created_at, node_selector, estimated_runtime_ms,

@@ -50,7 +50,7 @@ impl Store {
             .query(
                 "SELECT id, seq, pool, tenant, kind, priority, cpu_millis, memory_mb, attempt, \
                         node_selector, estimated_runtime_ms \
-                 FROM tasks WHERE state = 'queued' ORDER BY seq",
+                 FROM tasks WHERE finished_at IS NULL AND state = 'queued' ORDER BY seq",
                 &[],
             )
             .await?;
@@ -64,7 +64,7 @@ impl Store {
             .query(
                 "SELECT id, pool, tenant, node_id, attempt, state::text AS state, cpu_millis, \
                         memory_mb \
-                 FROM tasks WHERE state IN ('scheduled', 'running')",
+                 FROM tasks WHERE finished_at IS NULL AND state IN ('scheduled', 'running')",
                 &[],
             )
             .await?;
@@ -92,7 +92,7 @@ impl Store {
             .query(
                 "SELECT id, attempt, pool, tenant, kind, spec, cpu_millis, memory_mb, timeout_ms, \
                         node_id, scheduled_at, NULL::text AS reason \
-                 FROM tasks WHERE state = 'scheduled'",
+                 FROM tasks WHERE finished_at IS NULL AND state = 'scheduled'",
                 &[],
             )
             .await?;
