@@ -533,3 +533,121 @@ async fn operators_cancel_and_read_dead_letters_through_the_rest_api_and_the_cli
     assert_eq!(refused.status().as_u16(), 400);
     Ok(())
 }
+
+/// A task's row is updated in place while it lives (no index names its
+/// state), its final state indexed once it ends: every transition is still
+/// in its history, the row and the history agree, and both the REST API's
+/// live and final state filters find it.
+#[tokio::test]
+async fn every_transition_stays_in_history_while_the_row_is_updated_in_place() -> anyhow::Result<()>
+{
+    let mut cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
+    let api = cluster.start_api().await?;
+    let ok = cluster.submit_ok(&json!({"kind": "noop"})).await?[0];
+    let failed = cluster
+        .submit_ok(&json!({"kind": "fail", "max_attempts": 2, "retry_backoff_ms": 0}))
+        .await?[0];
+    let running = cluster
+        .submit_ok(&json!({"kind": "sleep", "spec": {"ms": 60000}}))
+        .await?[0];
+    assert_eq!(cluster.wait_final(ok).await?, "succeeded");
+    assert_eq!(cluster.wait_final(failed).await?, "failed");
+
+    let pair = |from: Option<&str>, to: &str| (from.map(str::to_owned), to.to_owned());
+    assert_eq!(
+        cluster.trail(ok).await?,
+        vec![
+            pair(None, "queued"),
+            pair(Some("queued"), "scheduled"),
+            pair(Some("scheduled"), "running"),
+            pair(Some("running"), "succeeded"),
+        ]
+    );
+    assert_eq!(
+        cluster.trail(failed).await?,
+        vec![
+            pair(None, "queued"),
+            pair(Some("queued"), "scheduled"),
+            pair(Some("scheduled"), "running"),
+            pair(Some("running"), "queued"),
+            pair(Some("queued"), "scheduled"),
+            pair(Some("scheduled"), "running"),
+            pair(Some("running"), "failed"),
+        ]
+    );
+    for (id, state) in [(ok, "succeeded"), (failed, "failed")] {
+        let row = cluster
+            .db
+            .query_one(
+                "SELECT state::text, outcome::text, attempt, \
+                        created_at <= scheduled_at AND scheduled_at <= started_at \
+                            AND started_at <= finished_at, \
+                        (SELECT max(at) FROM task_events WHERE task_id = $1) = finished_at \
+                 FROM tasks WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        let (row_state, outcome): (String, Option<String>) = (row.get(0), row.get(1));
+        assert_eq!(
+            (row_state.as_str(), outcome.as_deref()),
+            (state, Some(state))
+        );
+        assert!(row.get::<_, bool>(3), "{state}: times out of order");
+        assert!(row.get::<_, bool>(4), "{state}: the last event is the end");
+    }
+    assert_eq!(
+        cluster
+            .db
+            .query_one("SELECT attempt FROM tasks WHERE id = $1", &[&failed])
+            .await?
+            .get::<_, i32>(0),
+        2
+    );
+
+    // The console's filters: a final state through `outcome`, a live one
+    // through the live tasks' index.
+    let http = reqwest::Client::new();
+    let list = |state: &'static str| {
+        let (http, api) = (http.clone(), api.clone());
+        async move {
+            let body: Value = http
+                .get(format!("{api}/api/v1/tasks?state={state}"))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let ids: Vec<String> = body["tasks"]
+                .as_array()
+                .map(|tasks| {
+                    tasks
+                        .iter()
+                        .filter_map(|t| t["id"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            anyhow::Ok(ids)
+        }
+    };
+    assert_eq!(list("succeeded").await?, vec![ok.to_string()]);
+    assert_eq!(list("failed").await?, vec![failed.to_string()]);
+    cluster.wait_state(running, "running").await?;
+    assert_eq!(list("running").await?, vec![running.to_string()]);
+    assert!(list("queued").await?.is_empty());
+
+    // Placing and starting were updates in place: Postgres counts them as
+    // HOT once the services' statistics reach it.
+    taskyard_testkit::wait_until("HOT updates of tasks", WAIT, || async {
+        let hot: i64 = cluster
+            .db
+            .query_one(
+                "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'tasks'",
+                &[],
+            )
+            .await?
+            .get(0);
+        Ok((hot >= 4).then_some(()))
+    })
+    .await?;
+    Ok(())
+}

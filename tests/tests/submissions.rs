@@ -249,3 +249,66 @@ async fn a_large_batch_on_the_stream_creates_every_task() -> anyhow::Result<()> 
     assert_eq!(distinct, 1000);
     Ok(())
 }
+
+/// Requests that arrive together are recorded in one statement (one
+/// commit), yet each gets its own answer: its tasks' ids, or the refusal
+/// of its own submission, and a refused one costs the others nothing.
+#[tokio::test]
+async fn concurrent_requests_share_a_statement_and_each_gets_its_own_answer() -> anyhow::Result<()>
+{
+    let cluster = Cluster::start(&[WorkerSpec::new("w1")]).await?;
+    let bodies: Vec<serde_json::Value> = (0..48)
+        .map(|i| match i {
+            7 => json!({"kind": "noop", "pool": "nowhere"}),
+            19 => json!({"kind": "noop", "colour": "red"}),
+            31 => json!([{"kind": "noop", "name": "a"}, {"kind": "noop", "name": "b"}]),
+            _ => json!({"kind": "noop", "name": format!("t{i}")}),
+        })
+        .collect();
+    let answers = futures::future::join_all(bodies.iter().map(|body| cluster.submit(body))).await;
+    let mut accepted = Vec::new();
+    for (i, answer) in answers.into_iter().enumerate() {
+        match (i, answer?) {
+            (7, SubmitReply::Refused { error }) => {
+                assert!(error.message.contains("nowhere"), "{error}")
+            }
+            (19, SubmitReply::Refused { error }) => assert_eq!(error.field, "colour"),
+            (31, SubmitReply::Accepted { ids, .. }) => {
+                assert_eq!(ids.len(), 2);
+                accepted.extend(ids.into_iter().zip(["a".to_owned(), "b".to_owned()]));
+            }
+            (i, SubmitReply::Accepted { ids, .. }) if i != 7 && i != 19 => {
+                assert_eq!(ids.len(), 1);
+                accepted.push((ids[0], format!("t{i}")));
+            }
+            (i, other) => anyhow::bail!("submission {i}: unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(accepted.len(), 47);
+    // Each id is the task its own request sent.
+    for (id, name) in &accepted {
+        let row = cluster
+            .db
+            .query_one("SELECT name FROM tasks WHERE id = $1", &[id])
+            .await?;
+        assert_eq!(&row.get::<_, String>(0), name);
+    }
+    // Tasks of different requests were created by one statement: they share
+    // its transaction's time.
+    let statements: i64 = cluster
+        .db
+        .query_one(
+            "SELECT count(DISTINCT created_at) FROM tasks WHERE name LIKE 't%'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert!(
+        statements < 45,
+        "45 one-task requests took {statements} statements: none were recorded together"
+    );
+    for (id, _) in &accepted {
+        assert_eq!(cluster.wait_final(*id).await?, "succeeded");
+    }
+    Ok(())
+}

@@ -131,14 +131,10 @@ impl Store {
             conditions.push(out);
         };
         if let Some(state) = filter.state {
-            // Live states are found through the live tasks' index, final
-            // ones through `outcome` (migrations/V13__hot_lifecycle.sql).
-            let sql = if state.is_terminal() {
-                "outcome = ?::text::task_state"
-            } else {
-                "finished_at IS NULL AND state = ?::text::task_state"
-            };
-            add(sql, vec![Box::new(state.as_str().to_owned())]);
+            add(
+                crate::tasks::reads::state_condition(state),
+                vec![Box::new(state.as_str().to_owned())],
+            );
         }
         if let Some(pool) = &filter.pool {
             add("pool = ?", vec![Box::new(pool.clone())]);

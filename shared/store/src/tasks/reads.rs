@@ -187,19 +187,37 @@ impl Store {
             .collect()
     }
 
-    /// How many tasks are in each state (all pools, or one).
+    /// How many tasks are in each state (all pools, or one): the live ones
+    /// through the live tasks' index, the finished ones from the
+    /// `(pool, outcome, seq)` index alone.
     pub async fn state_counts(&self, pool: Option<&str>) -> Result<Vec<(TaskState, i64)>> {
         let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT state::text AS state, count(*) AS n FROM tasks \
-                 WHERE ($1::text IS NULL OR pool = $1) GROUP BY state ORDER BY state",
+                 WHERE finished_at IS NULL AND ($1::text IS NULL OR pool = $1) GROUP BY state \
+                 UNION ALL \
+                 SELECT outcome::text, count(*) FROM tasks \
+                 WHERE outcome IS NOT NULL AND ($1::text IS NULL OR pool = $1) GROUP BY outcome \
+                 ORDER BY state",
                 &[&pool],
             )
             .await?;
         rows.iter()
             .map(|row| Ok((parse_state(row.try_get("state")?)?, row.try_get("n")?)))
             .collect()
+    }
+}
+
+/// The condition that finds tasks in `state`, its value a `?`: live states
+/// through the live tasks' index, final ones through `outcome`, so that a
+/// filter reads a few index entries however long the history is
+/// (migrations/V13__hot_lifecycle.sql).
+pub(crate) fn state_condition(state: TaskState) -> &'static str {
+    if state.is_terminal() {
+        "outcome = ?::text::task_state"
+    } else {
+        "finished_at IS NULL AND state = ?::text::task_state"
     }
 }
 
@@ -214,7 +232,7 @@ fn list_tasks_query(
     let mut params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = Vec::new();
     if let Some(state) = filter.state {
         params.push(Box::new(state.as_str().to_owned()));
-        conditions.push(format!("state = ${}::text::task_state", params.len()));
+        conditions.push(state_condition(state).replace('?', &format!("${}", params.len())));
     }
     if let Some(pool) = &filter.pool {
         params.push(Box::new(pool.clone()));

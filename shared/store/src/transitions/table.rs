@@ -526,7 +526,11 @@ mod tests {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 sources(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
+            } else if path.extension().is_some_and(|e| e == "rs")
+                // Made-up finished history for benchmarks: rows inserted
+                // already ended, no transition of a live task.
+                && !path.ends_with("seed.rs")
+            {
                 let text = std::fs::read_to_string(&path).expect("read source");
                 out.push((path, text));
             }
