@@ -234,7 +234,7 @@ pub(crate) const RELEASE: &str = concat!(
 WITH upd AS (
     UPDATE tasks t
     SET state = {to}, queued_at = now()
-    WHERE t.finished_at IS NULL AND cardinality(t.depends_on) > 0
+    WHERE cardinality(t.depends_on) > 0
       AND t.state {from} AND t.depends_on && $1::uuid[]
       AND (t.run_at IS NULL OR t.run_at <= now())
       AND NOT EXISTS (SELECT 1 FROM tasks d
@@ -270,7 +270,7 @@ FROM (SELECT ",
              NULL::text AS node_id, t.queued_at AS finished_at,
              'its dependencies succeeded (announced again)'::text AS reason
       FROM tasks t
-      WHERE t.finished_at IS NULL AND cardinality(t.depends_on) > 0
+      WHERE cardinality(t.depends_on) > 0
         AND t.state = 'queued' AND t.attempt = 0
         AND t.queued_at IS NOT NULL
         AND t.depends_on && $1::uuid[]) AS q"
@@ -298,11 +298,11 @@ WITH RECURSIVE dead AS (
 ), doomed(id, root) AS (
     SELECT t.id, d.id
     FROM dead d JOIN tasks t ON t.depends_on @> ARRAY[d.id]
-    WHERE t.finished_at IS NULL AND cardinality(t.depends_on) > 0 AND t.state {from}
+    WHERE cardinality(t.depends_on) > 0 AND t.state {from}
   UNION
     SELECT t.id, x.root
     FROM doomed x JOIN tasks t ON t.depends_on @> ARRAY[x.id]
-    WHERE t.finished_at IS NULL AND cardinality(t.depends_on) > 0 AND t.state {from}
+    WHERE cardinality(t.depends_on) > 0 AND t.state {from}
 ), chosen AS (
     -- One root per task: one it depends on directly if there is one.
     SELECT DISTINCT ON (x.id) x.id, x.root, x.root = ANY(t.depends_on) AS direct, t.depends_on

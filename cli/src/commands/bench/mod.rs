@@ -1,9 +1,12 @@
 //! `taskyard bench`: the scenarios the peer job queues are measured with
-//! (`burn`, `e2e`, `e2e-batch`, `paced`), run against a stack started
+//! (`burn`, `e2e`, `e2e-batch`, `paced`) and the read side (`reads`), run
+//! against a stack started
 //! exactly as `taskyard up` starts it, driven from outside as a client
 //! would: JetStream publishes to `taskyard.submit`, figures read from the
 //! tasks' rows afterwards. A benchmark, not a test: it prints one line per
 //! scenario in the peers' format and judges nothing.
+
+mod reads;
 
 use crate::commands::up::{MetricsPorts, spawn_api, spawn_control_plane, spawn_workers};
 use crate::stack::{LocalStack, StackOptions};
@@ -89,6 +92,9 @@ pub enum Scenario {
     /// `--rate` tasks a second for `--seconds` into an idle stack, one per
     /// publish; submit → start latency from the client's clock.
     Paced,
+    /// The console's pages and the REST API's lists and filters, each
+    /// fetched five times: median and slowest, on the history there is.
+    Reads,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,6 +154,7 @@ impl Scenario {
             Scenario::E2e => "e2e",
             Scenario::E2eBatch => "e2e-batch",
             Scenario::Paced => "paced",
+            Scenario::Reads => "reads",
         }
     }
 
@@ -248,6 +255,14 @@ impl Bench {
                     .context("seeding the history")?;
             }
         }
+        // A database kept from an earlier run still lists that run's
+        // workers, alive until their heartbeats are missed: remove them, as
+        // an operator would, so no task is placed on a node that is gone.
+        for node in store.list_nodes().await? {
+            store
+                .remove_node(&node.id, "an earlier benchmark run's worker", Some("bench"))
+                .await?;
+        }
         // The same processes `up` starts, on any free metrics and HTTP port.
         let mut metrics = MetricsPorts::from(0);
         spawn_control_plane(stack, 1, &mut metrics)?;
@@ -271,6 +286,20 @@ impl Bench {
                 spawn_workers(stack, workers, &mut metrics)?;
                 wait_workers(&store, workers as usize).await?;
                 workers_running = true;
+            }
+            if scenario == Scenario::Reads {
+                let timings = reads::measure(&format!("http://{http}")).await?;
+                lines.push("| page | median ms | slowest ms | bytes |".to_owned());
+                lines.push("|---|---:|---:|---:|".to_owned());
+                for t in timings {
+                    let line = format!(
+                        "| `{}` | {:.1} | {:.1} | {} |",
+                        t.page, t.median_ms, t.max_ms, t.bytes
+                    );
+                    println!("{line}");
+                    lines.push(line);
+                }
+                continue;
             }
             let tenant = scenario.tenant(&run);
             let (n, first_submit) = match scenario {
@@ -301,6 +330,7 @@ impl Bench {
                     let n = paced(&js, &tenant, self.rate, self.seconds).await?;
                     (n, first_submit)
                 }
+                Scenario::Reads => continue,
             };
             wait_for(&store, &tenant, n, Count::Finished, stack).await?;
             let figures = store.run_figures(&tenant).await?;
