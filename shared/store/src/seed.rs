@@ -8,11 +8,24 @@ use crate::{Result, Store};
 /// that one statement's WAL and memory stay modest.
 const CHUNK: i64 = 50_000;
 
-/// The tenant seeded tasks belong to, so a benchmark's own figures never
-/// count them.
-pub const HISTORY_TENANT: &str = "history";
+/// What the names of seeded tasks' pools and tenants start with, so a
+/// benchmark's own figures never count them.
+pub const HISTORY_PREFIX: &str = "history";
 
 impl Store {
+    /// How many seeded tasks there are (from `task_counts`: no scan).
+    pub async fn seeded_history(&self) -> Result<i64> {
+        let client = self.client().await?;
+        crate::stats::fold_task_counts(&client).await?;
+        let row = client
+            .query_one(
+                "SELECT coalesce(sum(n), 0)::bigint FROM task_counts WHERE pool LIKE $1 || '-%'",
+                &[&HISTORY_PREFIX],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// Appends `count` finished tasks to the history, each with the four
     /// events a task that ran once has (queued, scheduled, running, and its
     /// end), spread over the last 30 days, over 4 pools, 50 tenants and 8
@@ -29,12 +42,12 @@ impl Store {
                        INSERT INTO tasks (id, pool, kind, tenant, state, attempt, node_id, \
                            labels, error, created_at, queued_at, scheduled_at, started_at, \
                            finished_at) \
-                       SELECT gen_random_uuid(), 'history-' || (i % 4), \
+                       SELECT gen_random_uuid(), $3 || '-' || (i % 4), \
                               'kind-' || (i % 8), $3 || '-' || (i % 50), \
                               (CASE WHEN i % 100 = 0 THEN 'cancelled' \
                                     WHEN i % 20 = 0 THEN 'failed' \
                                     ELSE 'succeeded' END)::task_state, \
-                              1, 'history-node-' || (i % 16), \
+                              1, $3 || '-node-' || (i % 16), \
                               jsonb_build_object('batch', (i / 1000)::text), \
                               CASE WHEN i % 20 = 0 OR i % 100 = 0 THEN 'seeded' END, \
                               at, at, at + interval '2 ms', at + interval '3 ms', \
@@ -53,7 +66,7 @@ impl Store {
                        (1, 'scheduled', 'running', started_at, node_id, NULL), \
                        (1, 'running', state::text, finished_at, node_id, NULL)) \
                        AS e(attempt, from_state, to_state, at, node_id, reason)",
-                    &[&done, &n, &HISTORY_TENANT],
+                    &[&done, &n, &HISTORY_PREFIX],
                 )
                 .await?;
             done += n;

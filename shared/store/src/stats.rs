@@ -73,17 +73,18 @@ impl Store {
     }
 
     /// How many tasks each pool has in each state (the metrics' census):
-    /// live ones through the live tasks' index, finished ones from the
-    /// `(pool, outcome, seq)` index alone.
+    /// live ones through the live tasks' index, finished ones from
+    /// `task_counts`.
     pub async fn pool_state_counts(&self) -> Result<Vec<(String, String, i64)>> {
         let client = self.client().await?;
+        fold_task_counts(&client).await?;
         let rows = client
             .query(
                 "SELECT pool, state::text AS state, count(*) AS n FROM tasks \
                  WHERE finished_at IS NULL GROUP BY pool, state \
                  UNION ALL \
-                 SELECT pool, outcome::text, count(*) FROM tasks \
-                 WHERE outcome IS NOT NULL GROUP BY pool, outcome",
+                 SELECT pool, state::text, sum(n)::bigint FROM task_counts \
+                 GROUP BY pool, state HAVING sum(n) <> 0",
                 &[],
             )
             .await?;
@@ -97,4 +98,22 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Moves the deltas that endings appended since the last fold into
+/// `task_counts`, in one statement: deltas a concurrent fold took are gone
+/// from this one's DELETE, so none is added twice, and deltas of
+/// transactions not yet committed wait for the next fold
+/// (migrations/V14__task_counts.sql).
+pub(crate) async fn fold_task_counts(client: &tokio_postgres::Client) -> Result<()> {
+    client
+        .execute(
+            "WITH d AS (DELETE FROM task_count_deltas RETURNING pool, tenant, state, n) \
+             INSERT INTO task_counts (pool, tenant, state, n) \
+             SELECT pool, tenant, state, sum(n) FROM d GROUP BY pool, tenant, state \
+             ON CONFLICT (pool, tenant, state) DO UPDATE SET n = task_counts.n + excluded.n",
+            &[],
+        )
+        .await?;
+    Ok(())
 }

@@ -237,9 +237,7 @@ impl Bench {
     async fn measure(&self, stack: &mut LocalStack) -> anyhow::Result<Vec<String>> {
         let store = Store::connect(&stack.database_url, 2).await?;
         if self.history > 0 {
-            let existing = store
-                .finished_of(taskyard_store::seed::HISTORY_TENANT)
-                .await?;
+            let existing = store.seeded_history().await?;
             let wanted = self.history;
             if existing < wanted {
                 println!(

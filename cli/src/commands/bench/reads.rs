@@ -30,7 +30,10 @@ pub async fn measure(base: &str) -> anyhow::Result<Vec<Timing>> {
         .json()
         .await
         .context("reading the first page of tasks")?;
-    let id = first["tasks"][0]["id"].as_str().unwrap_or_default().to_owned();
+    let id = first["tasks"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let cursor = first["next_cursor"].as_str().unwrap_or_default().to_owned();
     let prefix: String = id.chars().take(8).collect();
     let day_ago = (time::OffsetDateTime::now_utc() - time::Duration::days(1))

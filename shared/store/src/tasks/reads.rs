@@ -166,13 +166,19 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
-    /// How many tasks each tenant has in each state, by tenant then state.
+    /// How many tasks each tenant has in each state, by tenant then state
+    /// (the finished ones from `task_counts`).
     pub async fn tenant_state_counts(&self) -> Result<Vec<(String, TaskState, i64)>> {
         let client = self.client().await?;
+        crate::stats::fold_task_counts(&client).await?;
         let rows = client
             .query(
                 "SELECT tenant, state::text AS state, count(*) AS n FROM tasks \
-                 GROUP BY tenant, state ORDER BY tenant, state",
+                 WHERE finished_at IS NULL GROUP BY tenant, state \
+                 UNION ALL \
+                 SELECT tenant, state::text, sum(n)::bigint FROM task_counts \
+                 GROUP BY tenant, state HAVING sum(n) <> 0 \
+                 ORDER BY tenant, state",
                 &[],
             )
             .await?;
@@ -188,17 +194,17 @@ impl Store {
     }
 
     /// How many tasks are in each state (all pools, or one): the live ones
-    /// through the live tasks' index, the finished ones from the
-    /// `(pool, outcome, seq)` index alone.
+    /// through the live tasks' index, the finished ones from `task_counts`.
     pub async fn state_counts(&self, pool: Option<&str>) -> Result<Vec<(TaskState, i64)>> {
         let client = self.client().await?;
+        crate::stats::fold_task_counts(&client).await?;
         let rows = client
             .query(
                 "SELECT state::text AS state, count(*) AS n FROM tasks \
                  WHERE finished_at IS NULL AND ($1::text IS NULL OR pool = $1) GROUP BY state \
                  UNION ALL \
-                 SELECT outcome::text, count(*) FROM tasks \
-                 WHERE outcome IS NOT NULL AND ($1::text IS NULL OR pool = $1) GROUP BY outcome \
+                 SELECT state::text, sum(n)::bigint FROM task_counts \
+                 WHERE $1::text IS NULL OR pool = $1 GROUP BY state HAVING sum(n) <> 0 \
                  ORDER BY state",
                 &[&pool],
             )
