@@ -11,11 +11,11 @@ up:
 test:
 	scripts/test.sh
 
-# The end-to-end throughput benchmark (not a test).
+# The peers' benchmark scenarios against the stack `up` starts (not a test).
 bench:
 	scripts/ensure-deps.sh
 	cargo build --release --bins --quiet
-	target/release/taskyard bench --tasks 20000 --workers 2
+	target/release/taskyard bench --tasks 20000
 
 build:
 	cargo build --workspace --bins

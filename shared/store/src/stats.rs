@@ -15,6 +15,9 @@ pub struct RunFigures {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Medians of each hop, in ms: client → row created (orchestrator),
+    /// created → placed (scheduler), placed → started (dispatch and worker).
+    pub hops_p50_ms: [f64; 3],
 }
 
 impl Store {
@@ -49,7 +52,11 @@ impl Store {
             .query_one(
                 "WITH w AS (SELECT state, finished_at, extract(epoch FROM started_at) AS start, \
                         (extract(epoch FROM started_at) * 1e6 \
-                         - (labels->>'submitted_at_us')::double precision) / 1e3 AS ms \
+                         - (labels->>'submitted_at_us')::double precision) / 1e3 AS ms, \
+                        (extract(epoch FROM created_at) * 1e6 \
+                         - (labels->>'submitted_at_us')::double precision) / 1e3 AS created_ms, \
+                        extract(epoch FROM scheduled_at - created_at) * 1e3 AS placed_ms, \
+                        extract(epoch FROM started_at - scheduled_at) * 1e3 AS started_ms \
                      FROM tasks WHERE tenant = $1) \
                  SELECT count(*) FILTER (WHERE finished_at IS NOT NULL), \
                         count(*) FILTER (WHERE state = 'succeeded'), \
@@ -57,7 +64,11 @@ impl Store {
                         coalesce(max(start), 0)::double precision, \
                         coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0), \
                         coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0), \
-                        coalesce(max(ms), 0)::double precision FROM w",
+                        coalesce(max(ms), 0)::double precision, \
+                        coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY created_ms), 0), \
+                        coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY placed_ms), 0), \
+                        coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY started_ms), 0) \
+                 FROM w",
                 &[&tenant],
             )
             .await?;
@@ -69,6 +80,7 @@ impl Store {
             p50_ms: row.try_get(4)?,
             p99_ms: row.try_get(5)?,
             max_ms: row.try_get(6)?,
+            hops_p50_ms: [row.try_get(7)?, row.try_get(8)?, row.try_get(9)?],
         })
     }
 

@@ -350,10 +350,17 @@ fn peer_line(scenario: Scenario, n: usize, first_submit: f64, figures: &RunFigur
     } else {
         format!(" | only {} of {n} succeeded", figures.succeeded)
     };
+    let hops = match scenario {
+        Scenario::Paced => format!(
+            " | hops p50 ms: submit->created {:.1}, created->placed {:.1}, placed->started {:.1}",
+            figures.hops_p50_ms[0], figures.hops_p50_ms[1], figures.hops_p50_ms[2]
+        ),
+        _ => String::new(),
+    };
     format!(
         "taskyard {}: n={n} first_submit->last_start {whole:.3}s = {:.0} jobs/s | \
          first_start->last_start {burn:.3}s = {:.0} jobs/s (burn-down) | \
-         submit->start ms p50={:.1} p99={:.1} max={:.1}{failed}",
+         submit->start ms p50={:.1} p99={:.1} max={:.1}{failed}{hops}",
         scenario.label(),
         n as f64 / whole,
         n as f64 / burn,
