@@ -199,6 +199,14 @@ impl Store {
         let connector = tls.connector_for(url)?;
         let mut config = Config::new();
         config.url = Some(url.to_owned());
+        // Plan every statement for the table as it is now. A generic plan,
+        // cached after five runs, is frozen with the statistics of that
+        // moment: on a new database `tasks` looks empty until autovacuum
+        // first analyzes it (a minute or more), and placements planned as
+        // a hash join over a scan of the whole table took 13 ms each, ten
+        // times their cost, until then. Planning each batch's statement
+        // costs far less than that.
+        config.options = Some("-c plan_cache_mode=force_custom_plan".to_owned());
         config.connect_timeout = Some(CONNECT_TIMEOUT);
         config.manager = Some(ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
