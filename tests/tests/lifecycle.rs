@@ -253,7 +253,13 @@ async fn a_frozen_worker_that_resumes_drops_the_attempt_given_to_another_node() 
     moved?;
     assert_eq!(cluster.wait_final(ids[0]).await?, "succeeded");
     // The resumed worker was told to drop attempt 1: only attempt 2 wrote.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until("the resumed worker to kill attempt 1", WAIT, || async {
+        Ok(frozen
+            .log()
+            .contains("attempt killed by a control message")
+            .then_some(()))
+    })
+    .await?;
     let written = std::fs::read_to_string(&marks)?;
     assert_eq!(
         written.trim(),
@@ -288,14 +294,27 @@ async fn timers_pending_across_a_pool_manager_restart_each_fire_once() -> anyhow
         .service("pool-manager")
         .ok_or_else(|| anyhow::anyhow!("no pool manager"))?;
     pool_manager.stop(Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    for id in &delayed {
-        assert_eq!(
-            cluster.state(*id).await?.as_deref(),
-            Some("pending"),
-            "nothing moves while it is down"
-        );
-    }
+    // Until every timer is a second overdue, nothing moves while it is down.
+    let all: Vec<Uuid> = delayed.iter().chain(&retried).copied().collect();
+    wait_until("every timer to be overdue", WAIT, || async {
+        for id in &delayed {
+            anyhow::ensure!(
+                cluster.state(*id).await?.as_deref() == Some("pending"),
+                "nothing moves while it is down"
+            );
+        }
+        let overdue: bool = cluster
+            .db
+            .query_one(
+                "SELECT now() > max(greatest(run_at, retry_at)) + interval '1 second' \
+                 FROM tasks WHERE id = ANY($1)",
+                &[&all],
+            )
+            .await?
+            .get(0);
+        Ok(overdue.then_some(()))
+    })
+    .await?;
     let restarted = OffsetDateTime::now_utc();
     cluster
         .stack

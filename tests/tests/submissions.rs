@@ -2,7 +2,6 @@
 //! task is created once however often it is sent.
 
 use serde_json::json;
-use std::time::Duration;
 use taskyard_tests::{Cluster, WAIT, WorkerSpec};
 use taskyard_wire::reply::SubmitReply;
 
@@ -199,7 +198,8 @@ async fn the_same_task_is_created_once() -> anyhow::Result<()> {
     // A marker published last: once it is done, everything before it is recorded.
     let marker = cluster.submit_ok(&json!({"kind": "noop"})).await?;
     cluster.wait_final(marker[0]).await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // And nothing is left in any stream that could still add a row.
+    taskyard_tests::wait_until_settled(&cluster).await?;
     let counts = cluster
         .db
         .query_one(

@@ -86,30 +86,35 @@ fn reply_for(recorded: Option<Recorded>) -> SubmitReply {
 /// recorded on its own, so that one submission Postgres refuses costs no
 /// other its place.
 async fn answer(group: Vec<Request>, recorder: &Recorder, pools: &SharedView, limits: &Limits) {
-    let mut planned: Vec<(Request, Planned)> = Vec::with_capacity(group.len());
+    let mut requests: Vec<Request> = Vec::with_capacity(group.len());
+    let mut plans: Vec<Planned> = Vec::with_capacity(group.len());
     for request in group {
         match plan_request(&request, recorder, pools, limits).await {
-            Ok(plan) => planned.push((request, plan)),
+            Ok(plan) => {
+                requests.push(request);
+                plans.push(plan);
+            }
             Err(reply) => respond(request, reply).await,
         }
     }
-    if planned.len() > 1 {
-        let mut plans: Vec<Planned> = planned.iter().map(|(_, plan)| plan.clone()).collect();
+    if plans.len() > 1 {
         match recorder.record(&mut plans).await {
             Ok(recorded) => {
                 metrics::histogram!("taskyard_orchestrator_request_group_size")
-                    .record(planned.len() as f64);
-                for ((request, _), recorded) in planned.into_iter().zip(recorded) {
+                    .record(requests.len() as f64);
+                for (request, recorded) in requests.into_iter().zip(recorded) {
                     respond(request, Ok(reply_for(Some(recorded)))).await;
                 }
                 return;
             }
+            // Recording is idempotent (fresh ids, keys): whatever part of
+            // the group was written is found again below.
             Err(err) => {
                 tracing::debug!(error = %err, "a group of submissions failed; recording each alone")
             }
         }
     }
-    for (request, plan) in planned {
+    for (request, plan) in requests.into_iter().zip(plans) {
         let reply = record_one(plan, recorder).await;
         respond(request, reply).await;
     }

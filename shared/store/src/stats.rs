@@ -21,28 +21,18 @@ pub struct RunFigures {
 }
 
 impl Store {
-    /// How many of `tenant`'s tasks are finished.
-    pub async fn finished_of(&self, tenant: &str) -> Result<i64> {
+    /// How many of `tenant`'s tasks are queued, and how many finished.
+    pub async fn queued_and_finished(&self, tenant: &str) -> Result<(i64, i64)> {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "SELECT count(*) FROM tasks WHERE tenant = $1 AND finished_at IS NOT NULL",
+                "SELECT count(*) FILTER (WHERE state = 'queued'), \
+                        count(*) FILTER (WHERE finished_at IS NOT NULL) \
+                 FROM tasks WHERE tenant = $1",
                 &[&tenant],
             )
             .await?;
-        Ok(row.try_get(0)?)
-    }
-
-    /// How many of `tenant`'s tasks are queued.
-    pub async fn queued_of(&self, tenant: &str) -> Result<i64> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT count(*) FROM tasks WHERE tenant = $1 AND state = 'queued'",
-                &[&tenant],
-            )
-            .await?;
-        Ok(row.try_get(0)?)
+        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
     /// [`RunFigures`] of `tenant`'s tasks.

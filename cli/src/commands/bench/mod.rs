@@ -457,9 +457,10 @@ async fn wait_for(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120) + Duration::from_millis(n as u64 * 2);
     loop {
+        let (queued, finished) = store.queued_and_finished(tenant).await?;
         let count = match what {
-            Count::Queued => store.queued_of(tenant).await?,
-            Count::Finished => store.finished_of(tenant).await?,
+            Count::Queued => queued,
+            Count::Finished => finished,
         };
         if count as usize >= n {
             return Ok(());
